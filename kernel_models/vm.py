@@ -1,0 +1,117 @@
+"""``VM``: one virtual machine's state plus the version set its code runs.
+
+Every model function is a plain Python function whose first parameter is the
+VM, named ``kvm``.  Inside a model, every call to another kernel function is
+written ``kvm.<c_name>(args...)``: the VM looks the name up in its version set
+(built by ``registry.py``) and runs the body that holds in the chosen blobs.
+That keeps a model readable beside the C (same names, same arguments after
+``kvm``) while letting the engine run the before and after versions of a
+patch side by side.
+
+Kernel globals that the C reads (``shadow_accessed_mask`` and the other SPTE
+masks, ``tdp_mmu_enabled``...) are plain attributes of the VM, set from the
+SPTE encoding mode chosen at construction.
+
+State modelled (abstract, small, deterministic):
+
+- ``memslots``: ``kvm_memory_slot`` objects (gfn ranges, dirty-logging flag);
+- ``host``: the primary MMU, gfn -> (pfn, writable), and ``page_refcount``:
+  references KVM holds on each pfn (the host's own mapping is not counted, so
+  a balanced operation leaves every count at 0);
+- ``mmu_pages``: every ``kvm_mmu_page`` by its table pfn, for
+  ``spte_to_child_sp``; ``tdp_mmu_roots`` and the shadow MMU's
+  ``active_mmu_pages``;
+- ``log``: the ``EffectLog`` of everything observable that happened.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kernel_models.effects import EffectLog, Event
+
+
+@dataclass
+class kvm_memory_slot:  # noqa: N801 - the kernel's name
+    """struct kvm_memory_slot, reduced to what the modelled code reads."""
+
+    id: int
+    base_gfn: int
+    npages: int
+    flags: int = 0          # KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
+    dirty_bitmap: set = field(default_factory=set)
+    rmap: dict = field(default_factory=dict)   # (level, gfn) -> list of sptep
+
+    def contains(self, gfn: int) -> bool:
+        return self.base_gfn <= gfn < self.base_gfn + self.npages
+
+
+KVM_MEM_LOG_DIRTY_PAGES = 1 << 0
+KVM_MEM_READONLY = 1 << 1
+
+
+class VM:
+    """A VM running one version set of the modelled kernel code."""
+
+    def __init__(self, versions, mode: str = "ept_ad", *, tdp_mmu_enabled: bool = True,
+                 prove_mmu: bool = False):
+        from kernel_models import spte as spte_model  # masks per encoding mode
+
+        self.versions = versions
+        self.functions = versions.functions()
+        self.log = EffectLog(helpers=versions.helpers())
+        self.mode = mode
+        self.masks = spte_model.MODES[mode]
+        for name, value in self.masks.as_globals().items():
+            setattr(self, name, value)
+        self.tdp_enabled = True
+        self.tdp_mmu_enabled = tdp_mmu_enabled
+        self.prove_mmu = prove_mmu
+        self.memslots: list[kvm_memory_slot] = []
+        self.host: dict[int, tuple[int, bool]] = {}
+        self.page_refcount: Counter = Counter()
+        self.mmu_pages: dict = {}
+        self.tdp_mmu_roots: list = []
+        self.active_mmu_pages: list = []
+        self.mmu_invalid_gen = 0
+        self.next_table_pfn = 0x800   # page-table pages live far from guest pfns
+        self.vcpus: list = []
+
+    # -- dispatch -----------------------------------------------------------
+    def __getattr__(self, name):
+        functions = self.__dict__.get("functions")
+        if functions is None or name not in functions:
+            raise AttributeError(f"no model of {name!r} in version set {self.__dict__.get('versions')}")
+        fn = functions[name]
+        stack = self.log.stack
+
+        def call(*args, **kwargs):
+            stack.append(name)
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                stack.pop()
+
+        call.__name__ = name
+        self.__dict__[name] = call
+        return call
+
+    # -- effects ------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        self.log.emit(event)
+
+    # -- state helpers (not kernel functions) -------------------------------
+    def gfn_to_memslot(self, gfn: int):
+        for slot in self.memslots:
+            if slot.contains(gfn):
+                return slot
+        return None
+
+    def alloc_table_pfn(self) -> int:
+        pfn = self.next_table_pfn
+        self.next_table_pfn += 1
+        return pfn
+
+    def __repr__(self) -> str:
+        return f"VM({self.versions.name}, mode={self.mode})"
