@@ -132,3 +132,28 @@ MODEL_TABLE = (
     Version(MMU_INTERNAL_H, "sptep_to_sp", sptep_to_sp),
     Version(MMU_INTERNAL_H, "spte_to_child_sp", spte_to_child_sp),
 )
+
+
+@dataclass
+class kvm_page_fault:  # noqa: N801 - mmu_internal.h
+    """struct kvm_page_fault, reduced to the fields the modelled code reads.
+
+    Output fields (``pfn``, ``map_writable``, ``slot``, ``goal_level``) are
+    filled in by the fault path as in C.
+    """
+
+    addr: int = 0
+    gfn: int = 0
+    write: bool = False
+    exec: bool = False
+    present: bool = False
+    user: bool = True
+    prefetch: bool = False
+    is_tdp: bool = True
+    max_level: int = 3
+    req_level: int = 1
+    goal_level: int = 1
+    slot: object = None
+    pfn: int = 0
+    map_writable: bool = False
+    huge_page_disallowed: bool = False

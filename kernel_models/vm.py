@@ -115,3 +115,14 @@ class VM:
 
     def __repr__(self) -> str:
         return f"VM({self.versions.name}, mode={self.mode})"
+
+
+@dataclass
+class kvm_gfn_range:  # noqa: N801 - include/linux/kvm_host.h
+    """struct kvm_gfn_range: what mmu_notifier handlers get."""
+
+    slot: kvm_memory_slot
+    start: int
+    end: int
+    arg: object = None       # change_pte: the new (pfn, writable) host PTE
+    may_block: bool = False
