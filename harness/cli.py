@@ -1,0 +1,178 @@
+"""The ``kconform`` command (and ``python -m harness``).
+
+    kconform check PATH... [--json FILE] [--report-dir DIR] [--junit FILE]
+                           [--profile gate|deep] [--seed N] [--checks NAME,...]
+    kconform replay TOKEN
+    kconform checks
+
+Exit codes are ``harness.errors.ExitCode`` (documented in the README).  Bad
+input is one line on stderr, never a traceback; every output file is written
+atomically, and only after every patch was checked, so an interrupted run
+leaves the previous report untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from harness.errors import ExitCode, KconformError, UsageError
+
+PROFILES = ("gate", "deep")
+
+
+def add_check_options(add, prefix: str = "") -> None:
+    """Options shared by the CLI and the pytest plugin (``--kconform-*`` there)."""
+    add(f"--{prefix}profile", choices=PROFILES, default="gate",
+        help="gate: fixed seed, deterministic (CI); deep: randomised, more examples")
+    add(f"--{prefix}seed", type=int, default=0, help="seed for the gate profile (default 0)")
+    add(f"--{prefix}checks", default=None, metavar="NAME,...",
+        help="run only these checks (see 'kconform checks')")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message, hint="see 'kconform --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kconform", description="Patch-conformance checks for KVM x86 MMU "
+                                                  "patches.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = sub.add_parser("check", help="check patches, mboxes, diffs or directories")
+    check.add_argument("paths", nargs="+", metavar="PATH")
+    check.add_argument("--json", metavar="FILE", help="write the kconform/1 results JSON here")
+    check.add_argument("--report-dir", metavar="DIR",
+                       help="write index.html, results.json, JUnit, KCIDB, patchwork and a "
+                            "mail summary here")
+    check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    add_check_options(check.add_argument)
+    check.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    replay = sub.add_parser("replay", help="re-run one counterexample from its replay token")
+    replay.add_argument("token")
+    sub.add_parser("checks", help="list the checks by name")
+    return parser
+
+
+def parse_checks(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    from harness import checks
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in checks.names()]
+    if unknown:
+        raise UsageError(f"unknown check(s): {', '.join(unknown)}",
+                         hint=f"known: {', '.join(checks.names())}")
+    return names
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_check(args) -> int:
+    from harness import pipeline
+    from harness.results import dumps, write_atomic
+
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such file or directory")
+    options = pipeline.RunOptions(
+        profile=args.profile, seed=args.seed, checks=parse_checks(args.checks),
+        progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
+        command=" ".join(["kconform"] + sys.argv[1:]))
+    results, run = pipeline.check_paths(args.paths, options)
+    outputs = {}
+    if args.json:
+        outputs[args.json] = dumps(results)
+    if args.junit:
+        from harness import outputs as machine
+
+        outputs[args.junit] = machine.junit(results)
+    for path, text in outputs.items():
+        write_atomic(path, text)
+    if args.report_dir:
+        from harness import outputs as machine
+
+        write_atomic(os.path.join(args.report_dir, "results.json"), dumps(results))
+        write_atomic(os.path.join(args.report_dir, "run.json"), dumps(run))
+        machine.write_all(results, run, args.report_dir)
+    print_summary(results, run, quiet=args.quiet)
+    return results["exit_code"]
+
+
+def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
+    counts: dict[str, int] = {}
+    for patch in results["patches"]:
+        if patch.get("is_cover"):
+            continue
+        counts[patch["verdict"]] = counts.get(patch["verdict"], 0) + 1
+        series = patch.get("series")
+        position = f"[{series['index']}/{series['total']}] " if series else ""
+        print(f"{patch['verdict']:<5} {position}{patch['subject'] or patch['path']}")
+        if patch.get("error"):
+            print(f"      error: {patch['error']['message']}")
+        if quiet:
+            continue
+        for hunk in patch["hunks"]:
+            if not hunk["covered"]:
+                print(f"      MISS {hunk['file']}::{hunk['function'] or '?'}: {hunk['reason']}")
+        for finding in patch["findings"]:
+            print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
+                  f"{finding['summary']}")
+            if finding.get("replay"):
+                print(f"           replay: kconform replay {finding['replay']}")
+    net = results.get("net")
+    if net:
+        print(f"{net['verdict']:<5} series net change {net['name']}")
+        if not quiet:
+            for finding in net["findings"]:
+                print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
+                      f"{finding['summary']}")
+    tally = ", ".join(f"{counts.get(v, 0)} {v.lower()}" for v in
+                      ("PASS", "WARN", "MISS", "FAIL", "ERROR"))
+    print(f"kconform: {results['verdict']} ({tally}; profile {results['profile']}, "
+          f"seed {results['seed']}, {run['elapsed_s']:.1f}s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "check":
+            return run_check(args)
+        if args.command == "replay":
+            from harness import check
+
+            print(check.replay(args.token))
+            return ExitCode.PASS
+        if args.command == "checks":
+            from harness import checks
+
+            for name in checks.names():
+                print(f"{name:<28} {checks.CHECKS[name].description}")
+            return ExitCode.PASS
+        raise UsageError(f"unknown command {args.command}")
+    except KconformError as exc:
+        print(f"kconform: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        reason = str(exc) or "SIGINT"
+        print(f"kconform: interrupted ({reason}); no report was written or replaced",
+              file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug in kconform or its models: say so, keep old reports
+        print(f"kconform: internal error: {type(exc).__name__}: {exc}; no report was written "
+              f"or replaced (set KCONFORM_DEBUG=1 for the traceback)", file=sys.stderr)
+        if os.environ.get("KCONFORM_DEBUG"):
+            raise
+        return int(ExitCode.INTERRUPTED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The five stages joined: paths -> results document (and run record).
+
+``check_paths`` is the one engine entry point that the CLI and the pytest
+plugin share; neither has a second copy of this flow.
+
+    ingest -> scope -> resolve -> check -> results
+
+A file that cannot be read becomes an ERROR entry naming file, mail and hunk;
+the other inputs are still checked, so one bad mail does not hide the verdicts
+of the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from harness.errors import KconformError, PatchError
+from harness.results import Verdict, document, patch_verdict, to_jsonable
+
+DEFAULT_PROFILE = "gate"
+DEFAULT_SEED = 0
+
+
+@dataclass
+class RunOptions:
+    profile: str = DEFAULT_PROFILE
+    seed: int = DEFAULT_SEED
+    checks: list[str] | None = None
+    series_net: bool = True
+    progress: object = None     # callable(str) for terminal progress, or None
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files as given; directories expanded to the patch-like files in them."""
+    from harness import ingest
+
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                full = os.path.join(path, name)
+                if os.path.isfile(full) and ingest.sniff(full):
+                    files.append(full)
+        else:
+            files.append(path)
+    return files
+
+
+def read_inputs(paths: list[str]):
+    """Patches in series order, plus one ERROR record per unreadable file."""
+    from harness import ingest
+
+    try:
+        return ingest.read_paths(paths), []
+    except PatchError:
+        pass
+    patches, errors = [], []
+    for path in expand_paths(paths):
+        try:
+            patches.extend(ingest.read_file(path))
+        except PatchError as exc:
+            errors.append((path, exc))
+    if patches:
+        try:
+            patches = ingest.read_paths([p for p in expand_paths(paths)
+                                         if p not in {e[0] for e in errors}])
+        except PatchError as exc:
+            errors.append((paths[0], exc))
+            patches = []
+    return patches, errors
+
+
+def error_entry(path: str, exc: KconformError) -> dict:
+    return {
+        "path": path, "subject": None, "raw_subject": None, "message_id": exc.mail,
+        "in_reply_to": None, "author": None, "date": None, "series": None,
+        "base_commit": None, "is_cover": False, "damage": [], "repaired": False,
+        "repairs": [], "notes": [], "verdict": Verdict.ERROR.name, "contract": None,
+        "versions": None, "hunks": [], "coverage": [], "findings": [],
+        "error": exc.as_dict(),
+    }
+
+
+def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None = None) -> dict:
+    coverage_by_index = {h.index: h for h in resolution.hunks} if resolution else {}
+    hunk_rows = []
+    for hunk in hunks:
+        cover = coverage_by_index.get(hunk.index)
+        hunk_rows.append({
+            "index": hunk.index, "file": hunk.file, "function": hunk.function,
+            "kind": hunk.kind, "covered": bool(cover and cover.covered),
+            "model": cover.model if cover else None,
+            "reason": cover.reason if cover else hunk.reason,
+            "scope": hunk.reason, "header": hunk.header, "line": hunk.line, "text": hunk.text,
+        })
+    findings = [to_jsonable(f) for f in outcome.findings] if outcome else []
+    verdict = patch_verdict(error=error is not None,
+                            hunks_covered=[h["covered"] for h in hunk_rows],
+                            severities=[f["severity"] for f in findings])
+    return {
+        "path": patch.path, "subject": patch.subject, "raw_subject": patch.raw_subject,
+        "message_id": patch.message_id, "in_reply_to": patch.in_reply_to,
+        "author": patch.author, "date": patch.date,
+        "series": to_jsonable(patch.series) if patch.series else None,
+        "base_commit": patch.base_commit, "is_cover": patch.is_cover,
+        "damage": list(patch.damage), "repaired": patch.repaired,
+        "repairs": to_jsonable(patch.repairs), "notes": list(patch.notes),
+        "verdict": verdict.name,
+        "contract": outcome.contract.as_dict() if outcome and outcome.contract else None,
+        "versions": resolution.as_dict() if resolution else None,
+        "hunks": hunk_rows,
+        "coverage": [to_jsonable(c) for c in outcome.coverage] if outcome else [],
+        "findings": findings,
+        "error": error.as_dict() if error else None,
+    }
+
+
+def cover_entry(patch) -> dict:
+    entry = patch_entry(patch, (), None, None)
+    entry["verdict"] = Verdict.PASS.name    # a cover letter carries no code; not counted
+    return entry
+
+
+def check_patch_entry(patch, options: RunOptions, previous: str | None):
+    """Scope, resolve and check one patch; returns (entry, after-state name)."""
+    from harness import check, scope
+    from harness.resolve import resolve
+
+    try:
+        hunks = scope.scope_patch(patch)
+    except PatchError as exc:
+        return error_entry(patch.path, exc), previous
+    if not hunks:
+        exc = PatchError("the mail holds no diff hunks", file=patch.path, mail=patch.message_id,
+                         hint="pass the patch mail itself, not a reply or cover letter")
+        return error_entry(patch.path, exc), previous
+    resolution = resolve(hunks, previous=previous)
+    outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
+                                seed=options.seed, checks=options.checks)
+    after = resolution.after.name if resolution.after is not None else None
+    return patch_entry(patch, hunks, resolution, outcome), after
+
+
+def series_net(entries: list[dict], options: RunOptions) -> dict | None:
+    """Base -> end of series, when the series walked the modelled states."""
+    from harness import check, contracts
+    from kernel_models.registry import SERIES_STATES, VersionSet
+
+    states = [e["versions"] for e in entries if e.get("versions")]
+    if len(states) < 2 or not options.series_net:
+        return None
+    first, last = states[0].get("before"), states[-1].get("after")
+    if first not in SERIES_STATES or last not in SERIES_STATES or first == last:
+        return None
+    before, after = VersionSet.series_state(first), VersionSet.series_state(last)
+    contract = contracts.series_contract([e["subject"] for e in entries if e.get("subject")])
+    outcome = check.check_transition(f"{first} -> {last}", before, after, contract,
+                                     profile=options.profile, seed=options.seed,
+                                     checks=options.checks)
+    findings = [to_jsonable(f) for f in outcome.findings]
+    verdict = patch_verdict(error=False, hunks_covered=[True],
+                            severities=[f["severity"] for f in findings])
+    return {"name": f"{first} -> {last}", "before": first, "after": last,
+            "verdict": verdict.name, "contract": contract.as_dict() if contract else None,
+            "findings": findings, "coverage": [to_jsonable(c) for c in outcome.coverage]}
+
+
+def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
+    """Run every stage on ``paths``; returns (results document, run record)."""
+    options = options or RunOptions()
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    patches, errors = read_inputs(paths)
+    entries = [error_entry(path, exc) for path, exc in errors]
+    previous = None
+    for patch in patches:
+        if patch.is_cover:
+            entries.append(cover_entry(patch))
+            continue
+        if options.progress:
+            options.progress(f"checking {patch.label} ...")
+        entry, previous = check_patch_entry(patch, options, previous)
+        entries.append(entry)
+    if not patches and not errors:
+        exc = PatchError("no patch found in the given paths", file=", ".join(paths),
+                         hint="give patch files, mboxes or directories holding them")
+        entries.append(error_entry(", ".join(paths), exc))
+    net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
+                     options) if not errors else None
+    checks = options.checks or _all_check_names()
+    results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
+                       net=net)
+    run = {
+        "started": started.isoformat(timespec="seconds"),
+        "elapsed_s": round(time.monotonic() - clock, 3),
+        "host": socket.gethostname(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "command": options.command,
+    }
+    return results, run
+
+
+def _all_check_names() -> list[str]:
+    from harness import checks
+
+    return list(checks.names())

@@ -1,0 +1,129 @@
+"""pytest plugin: ``pytest some.patch`` / ``pytest patches/`` run kconform.
+
+A thin adapter over ``harness.pipeline`` (never a second engine), shaped like
+pytest's own non-python example: ``pytest_collect_file`` returns a
+``PatchFile``, which yields one item per modelled (function, check) pair and
+one per hunk's coverage.  Node ids read ``patch::file::function::check``.
+A failing item's ``repr_failure`` is the finding as text with its replay
+command, not a Python traceback.  Registered through the ``pytest11`` entry
+point; the engine is imported lazily inside the hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
+_OPTIONS = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    from harness.cli import add_check_options
+
+    group = parser.getgroup("kconform", "kconform patch conformance")
+    add_check_options(group.addoption, prefix="kconform-")
+
+
+def pytest_configure(config):
+    config.stash[_OPTIONS] = {
+        "profile": config.getoption("kconform_profile"),
+        "seed": config.getoption("kconform_seed"),
+        "checks": config.getoption("kconform_checks"),
+    }
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix.lower() not in PATCH_SUFFIXES:
+        return None
+    from harness import ingest
+
+    if not ingest.sniff(str(file_path)):
+        return None
+    return PatchFile.from_parent(parent, path=file_path)
+
+
+class KconformFailure(Exception):
+    """Raised by an item; ``repr_failure`` renders it as plain text."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+
+class PatchFile(pytest.File):
+    def collect(self):
+        from harness import pipeline
+        from harness.cli import parse_checks
+
+        stash = self.config.stash[_OPTIONS]
+        options = pipeline.RunOptions(profile=stash["profile"], seed=stash["seed"],
+                                      checks=parse_checks(stash["checks"]), series_net=False,
+                                      command=f"pytest {self.path}")
+        results, _ = pipeline.check_paths([str(self.path)], options)
+        for entry in results["patches"]:
+            if entry.get("is_cover"):
+                continue
+            yield from self._items_for(entry, results)
+
+    def _items_for(self, entry, results):
+        prefix = ""
+        if entry.get("series"):
+            prefix = f"[{entry['series']['index']}of{entry['series']['total']}]::"
+        if entry.get("error"):
+            yield PatchItem.from_parent(self, name=f"{prefix}input", entry=entry,
+                                        kind="error", payload=entry["error"])
+            return
+        for hunk in entry["hunks"]:
+            name = (f"{prefix}{os.path.basename(hunk['file'])}::"
+                    f"{hunk['function'] or 'hunk' + str(hunk['index'])}::covered")
+            yield PatchItem.from_parent(self, name=f"{name}[{hunk['index']}]", entry=entry,
+                                        kind="hunk", payload=hunk)
+        pairs: dict[tuple[str, str], list[dict]] = {}
+        for coverage in entry["coverage"]:
+            pairs.setdefault((coverage.get("function") or "operations", coverage["check"]), [])
+        for finding in entry["findings"]:
+            key = (finding.get("function") or "operations", finding["check"])
+            pairs.setdefault(key, []).append(finding)
+        for (function, check), findings in sorted(pairs.items()):
+            yield PatchItem.from_parent(self, name=f"{prefix}{function}::{check}", entry=entry,
+                                        kind="check", payload=findings)
+
+
+class PatchItem(pytest.Item):
+    def __init__(self, *, entry, kind, payload, **kwargs):
+        super().__init__(**kwargs)
+        self.entry = entry
+        self.kind = kind
+        self.payload = payload
+
+    def runtest(self):
+        from harness.text import format_finding
+
+        if self.kind == "error":
+            error = self.payload
+            raise KconformFailure(f"ERROR: {error['message']} (file {error['file']}, "
+                                  f"mail {error.get('mail')}, hunk {error.get('hunk')})")
+        if self.kind == "hunk":
+            if not self.payload["covered"]:
+                raise KconformFailure(f"MISS: {self.payload['file']}::"
+                                      f"{self.payload['function'] or '?'} is not checked: "
+                                      f"{self.payload['reason']}")
+            return
+        failures = [f for f in self.payload if f["severity"] == "FAIL"]
+        for finding in self.payload:
+            if finding["severity"] == "WARN":
+                warnings.warn(format_finding(finding), stacklevel=1)
+        if failures:
+            raise KconformFailure("\n\n".join(format_finding(f) for f in failures))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, KconformFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        line = self.payload.get("line") if isinstance(self.payload, dict) else None
+        return self.path, (line - 1 if line else None), f"kconform: {self.name}"

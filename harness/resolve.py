@@ -1,0 +1,203 @@
+"""Resolve: scoped hunks + index blob ids -> (before, after) models, or MISS.
+
+The diff itself picks the versions: each modelled file's ``index a..b`` line
+names the pre-image blob ``a`` and the post-image blob ``b``.  The *before*
+version set is a state of the tree (``registry.SERIES_STATES``) whose blobs
+match every pre-image the patch names; the *after* set is the same state with
+each touched file moved to its post-image blob.  A behaviour hunk is covered
+only when its function is modelled in both (or deleted/added on purpose).
+
+Nothing here guesses: a missing index line, an unknown blob, an unmodelled
+function or a change outside any function is a MISS with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kernel_models import registry
+from kernel_models.registry import Version, VersionSet
+
+DOCUMENTATION = "documentation"
+BEHAVIOUR = "behaviour"
+COMMENT = "comment"
+WHITESPACE = "whitespace"
+
+
+@dataclass(frozen=True)
+class FunctionPair:
+    """One changed function: its body before and after (None = absent there)."""
+
+    file: str
+    function: str
+    before: Version | None
+    after: Version | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.file.rsplit('/', 1)[-1]}::{self.function}"
+
+
+@dataclass(frozen=True)
+class HunkCoverage:
+    index: int
+    file: str
+    function: str | None
+    kind: str
+    covered: bool
+    model: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    before: VersionSet | None
+    after: VersionSet | None
+    pairs: tuple[FunctionPair, ...]
+    hunks: tuple[HunkCoverage, ...]
+    reason: str
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.hunks) and all(h.covered for h in self.hunks)
+
+    def as_dict(self) -> dict | None:
+        if self.before is None:
+            return {"before": None, "after": None, "reason": self.reason}
+        return {"before": self.before.name, "after": self.after.name if self.after else None,
+                "reason": self.reason}
+
+
+def _touched_blobs(hunks) -> dict[str, tuple[str | None, str | None]]:
+    blobs: dict[str, tuple[str | None, str | None]] = {}
+    for hunk in hunks:
+        if registry.is_modelled_file(hunk.file):
+            blobs.setdefault(hunk.file, (hunk.source_blob, hunk.target_blob))
+    return blobs
+
+
+def find_before_state(pre_images: dict[str, str | None], previous: str | None = None,
+                      ) -> tuple[str | None, str]:
+    """The series state whose blobs match every pre-image; reason text."""
+    missing = sorted(f for f, blob in pre_images.items() if blob is None)
+    if missing:
+        return None, (f"no index line for {', '.join(missing)}: the diff does not say which "
+                      f"version it applies to")
+    candidates = [name for name, blobs in registry.SERIES_STATES.items()
+                  if all(_blob_matches(blobs.get(f), b) for f, b in pre_images.items())]
+    if not candidates:
+        named = ", ".join(f"{f.rsplit('/', 1)[-1]}@{b}" for f, b in sorted(pre_images.items()))
+        return None, f"pre-image blobs {named} match no modelled state of the tree"
+    if previous in candidates:
+        return previous, f"pre-image blobs match the state left by the previous patch ({previous})"
+    if len(candidates) == 1:
+        return candidates[0], f"pre-image blobs match the state '{candidates[0]}'"
+    return candidates[0], (f"pre-image blobs match states {', '.join(candidates)}; "
+                           f"using the earliest, '{candidates[0]}'")
+
+
+def _blob_matches(known: str | None, named: str) -> bool:
+    """Index lines abbreviate blob ids; compare on the shorter prefix (>= 7)."""
+    if known is None or named is None:
+        return False
+    n = min(len(known), len(named))
+    return n >= 7 and known[:n] == named[:n]
+
+
+def _full_blob(file: str, named: str | None) -> str | None:
+    if named is None:
+        return None
+    for blob in registry.known_blobs(file):
+        if _blob_matches(blob, named):
+            return blob
+    return None
+
+
+def resolve(hunks, *, previous: str | None = None) -> Resolution:
+    """Pick before/after version sets for a patch's scoped hunks."""
+    touched = _touched_blobs(hunks)
+    pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
+    before_name, reason = (None, "the patch changes no modelled file")
+    before = after = None
+    if touched:
+        before_name, reason = find_before_state(pre_images, previous)
+    if before_name is not None:
+        before = VersionSet.series_state(before_name)
+        after_blobs = dict(before.blobs)
+        unknown_after = []
+        for file, (_, dst) in touched.items():
+            full = _full_blob(file, dst)
+            if full is None:
+                unknown_after.append(f"{file.rsplit('/', 1)[-1]}@{dst}")
+            else:
+                after_blobs[file] = full
+        if unknown_after:
+            reason += f"; post-image {', '.join(unknown_after)} is not modelled (no after-model)"
+        else:
+            after_name = _state_name(after_blobs) or f"{before_name} + this patch"
+            after = VersionSet.of(after_name, after_blobs)
+    coverage = tuple(_cover(h, before, after) for h in hunks)
+    pairs = _pairs(hunks, coverage, before, after)
+    return Resolution(before, after, pairs, coverage, reason)
+
+
+def _state_name(blobs: dict[str, str]) -> str | None:
+    for name, state in registry.SERIES_STATES.items():
+        if all(blobs.get(f) == b for f, b in state.items()):
+            return name
+    return None
+
+
+def _cover(hunk, before: VersionSet | None, after: VersionSet | None) -> HunkCoverage:
+    def result(covered, model, reason):
+        return HunkCoverage(hunk.index, hunk.file, hunk.function, hunk.kind, covered, model,
+                            reason)
+
+    if hunk.kind == DOCUMENTATION:
+        return result(True, None, "documentation is not compiled: no behaviour to model")
+    if not registry.is_modelled_file(hunk.file):
+        return result(False, None, f"{hunk.file} is not a modelled file")
+    if hunk.kind == COMMENT:
+        return result(True, "c-tokens", "comment-only: the code tokens before and after are "
+                                        "identical")
+    if hunk.kind == WHITESPACE:
+        return result(True, "c-tokens", "whitespace-only: code tokens and comments identical")
+    if hunk.kind != BEHAVIOUR:
+        return result(False, None, f"a '{hunk.kind}' change is not modelled")
+    if hunk.function is None:
+        return result(False, None, "the change lies outside any function the scope could "
+                                   "identify" + (f" ({hunk.reason})" if hunk.reason else ""))
+    if before is None:
+        return result(False, None, "no before-model: the pre-image version is unknown")
+    old = registry.lookup(hunk.file, hunk.function, before.blob(hunk.file))
+    if old is None and not registry.versions_of(hunk.file, hunk.function):
+        return result(False, None, f"{hunk.function} is not modelled")
+    if after is None:
+        return result(False, old.model_id if old else None,
+                      "no after-model: the post-image blob is not modelled")
+    new = registry.lookup(hunk.file, hunk.function, after.blob(hunk.file))
+    if old is None and new is None:
+        return result(False, None, f"{hunk.function} is modelled, but in neither "
+                                   f"{before.blob(hunk.file)} nor {after.blob(hunk.file)}")
+    model = " -> ".join(v.model_id if v else "(absent)" for v in (old, new))
+    if old is new:
+        return result(True, model, "the same model body holds before and after "
+                                   "(the change does not alter the modelled logic)")
+    return result(True, model, "before and after models resolved from the index blobs")
+
+
+def _pairs(hunks, coverage, before, after) -> tuple[FunctionPair, ...]:
+    if before is None or after is None:
+        return ()
+    seen: dict[tuple[str, str], FunctionPair] = {}
+    for hunk, cover in zip(hunks, coverage):
+        if hunk.kind != BEHAVIOUR or not cover.covered or hunk.function is None:
+            continue
+        key = (hunk.file, hunk.function)
+        if key not in seen:
+            seen[key] = FunctionPair(hunk.file, hunk.function,
+                                     registry.lookup(hunk.file, hunk.function,
+                                                     before.blob(hunk.file)),
+                                     registry.lookup(hunk.file, hunk.function,
+                                                     after.blob(hunk.file)))
+    return tuple(seen.values())
