@@ -12,19 +12,29 @@ of the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from harness.errors import KconformError, PatchError
+from harness.errors import KconformError, LimitError, PatchError
 from harness.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
 DEFAULT_SEED = 0
+
+# Resource limits (documented in the README).  Past them the input is refused
+# with a LimitError (exit 2) instead of being half-checked.
+MAX_INPUT_BYTES = 20 * 1024 * 1024      # per input file
+MAX_HUNK_LINES = 20_000                 # per hunk
+MAX_PATCHES = 500                       # per run
+MAX_SECONDS_PER_PATCH = 120             # wall clock, per patch, any profile
 
 
 @dataclass
@@ -54,10 +64,28 @@ def expand_paths(paths: list[str]) -> list[str]:
     return files
 
 
+def check_size(path: str) -> None:
+    size = os.path.getsize(path)
+    if size > MAX_INPUT_BYTES:
+        raise LimitError(f"input is {size / 2**20:.1f} MiB, over the {MAX_INPUT_BYTES >> 20} MiB "
+                         f"limit", file=path,
+                         hint="split the mbox, or check the patches one by one")
+
+
 def read_inputs(paths: list[str]):
     """Patches in series order, plus one ERROR record per unreadable file."""
     from harness import ingest
 
+    oversized = []
+    for path in expand_paths(paths):
+        try:
+            check_size(path)
+        except LimitError as exc:
+            oversized.append((path, exc))
+    if oversized:
+        paths = [p for p in expand_paths(paths) if p not in {o[0] for o in oversized}]
+        patches, errors = read_inputs(paths) if paths else ([], [])
+        return patches, oversized + errors
     try:
         return ingest.read_paths(paths), []
     except PatchError:
@@ -129,6 +157,37 @@ def cover_entry(patch) -> dict:
     return entry
 
 
+def check_hunk_sizes(patch, hunks) -> None:
+    for hunk in hunks:
+        lines = hunk.source_length + hunk.target_length
+        if lines > MAX_HUNK_LINES:
+            raise LimitError(f"hunk has {lines:,} lines, over the {MAX_HUNK_LINES:,}-line limit",
+                             file=patch.path, mail=patch.message_id,
+                             hunk=f"{hunk.file} {hunk.header}", line=hunk.line,
+                             hint="no modelled kernel function is that long; split the patch")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int, patch):
+    """Stop checking one patch after ``seconds`` (main thread only; else unlimited)."""
+    if threading.current_thread() is not threading.main_thread() or not seconds:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise LimitError(f"checking took longer than the {seconds} s limit per patch",
+                         file=patch.path, mail=patch.message_id,
+                         hint="use --profile gate, or --checks to run fewer checks")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def check_patch_entry(patch, options: RunOptions, previous: str | None):
     """Scope, resolve and check one patch; returns (entry, after-state name)."""
     from harness import check, scope
@@ -136,6 +195,7 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None):
 
     try:
         hunks = scope.scope_patch(patch)
+        check_hunk_sizes(patch, hunks)
     except PatchError as exc:
         return error_entry(patch.path, exc), previous
     if not hunks:
@@ -143,8 +203,12 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None):
                          hint="pass the patch mail itself, not a reply or cover letter")
         return error_entry(patch.path, exc), previous
     resolution = resolve(hunks, previous=previous)
-    outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
-                                seed=options.seed, checks=options.checks)
+    try:
+        with time_limit(MAX_SECONDS_PER_PATCH, patch):
+            outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
+                                        seed=options.seed, checks=options.checks)
+    except LimitError as exc:
+        return error_entry(patch.path, exc), previous
     after = resolution.after.name if resolution.after is not None else None
     return patch_entry(patch, hunks, resolution, outcome), after
 

@@ -1,0 +1,169 @@
+"""Bad, odd and hostile input: never a traceback, never PASS for the unchecked.
+
+The corpus is ``tests/data/bad/`` (small synthetic inputs, each with its
+expected outcome in ``expected.json``) plus inputs derived here at test time
+from the bundled patches (CRLF, QP, base64, latin-1, wrapped, mboxes with
+missing, duplicate, shuffled or interleaved parts, a 50 MB mbox, a
+100,000-line hunk), so the corpus stays small in git.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mailbox
+import os
+import quopri
+import random
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD = ROOT / "tests" / "data" / "bad"
+PATCHES = ROOT / "patches"
+EXPECTED = json.loads((BAD / "expected.json").read_text())
+
+OUTCOME_EXIT = {"error": {ExitCode.ERROR}, "miss": {ExitCode.MISS},
+                "error_or_note": {ExitCode.ERROR, ExitCode.MISS}}
+
+
+def run_cli(capsys, *args):
+    code = main(["check", "--quiet", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_clean_error(code, err, path):
+    assert code == ExitCode.ERROR, err
+    lines = [line for line in err.splitlines() if line.startswith("kconform: error:")]
+    assert "Traceback" not in err
+    return lines
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_corpus(capsys, tmp_path, name):
+    expected = EXPECTED[name]
+    code, out, err = run_cli(capsys, BAD / name, "--json", tmp_path / "r.json")
+    assert "Traceback" not in err + out
+    assert code in OUTCOME_EXIT[expected["outcome"]], (code, out, err)
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["schema"] == "kconform/1"
+    verdicts = [p["verdict"] for p in results["patches"] if not p["is_cover"]]
+    assert "PASS" not in verdicts and "WARN" not in verdicts
+    if code == ExitCode.ERROR:
+        errors = [p["error"] for p in results["patches"] if p.get("error")]
+        assert errors, "an ERROR exit must name the error in the results"
+        assert all(e["file"] for e in errors)
+        assert any(name in (e["file"] or "") for e in errors)
+        assert any(name in line for line in out.splitlines() + err.splitlines()) or errors
+
+
+def test_corpus_is_large_enough():
+    derived = [n for n in globals() if n.startswith("make_")]
+    assert len(EXPECTED) + len(derived) >= 40
+
+
+# -- inputs derived from the bundled patches --------------------------------------------
+
+def _mail(path: Path):
+    return message_from_bytes(path.read_bytes(), policy=policy.compat32)
+
+
+def make_crlf(tmp_path):
+    data = (PATCHES / "rfc-4-of-4.patch").read_bytes().replace(b"\n", b"\r\n")
+    return _write(tmp_path / "crlf.patch", data), "rfc-4-of-4.patch"
+
+
+def make_quoted_printable(tmp_path):
+    msg = _mail(PATCHES / "rfc-1-of-4.patch")
+    body = msg.get_payload(decode=True)
+    msg.set_payload(quopri.encodestring(body).decode("ascii"))
+    msg["Content-Transfer-Encoding"] = "quoted-printable"
+    return _write(tmp_path / "qp.patch", msg.as_bytes()), "rfc-1-of-4.patch"
+
+
+def make_base64(tmp_path):
+    msg = _mail(PATCHES / "rfc-4-of-4.patch")
+    body = msg.get_payload(decode=True)
+    msg.set_payload(base64.encodebytes(body).decode("ascii"))
+    msg["Content-Transfer-Encoding"] = "base64"
+    return _write(tmp_path / "b64.patch", msg.as_bytes()), "rfc-4-of-4.patch"
+
+
+def make_latin1(tmp_path):
+    msg = _mail(PATCHES / "rfc-1-of-4.patch")
+    body = msg.get_payload(decode=True).decode("utf-8").replace("Opportunistically",
+                                                                "Opportunistically (caf\xe9)")
+    msg.set_payload(body.encode("latin-1"))
+    del msg["Content-Type"]
+    msg["Content-Type"] = 'text/plain; charset="ISO-8859-1"'
+    return _write(tmp_path / "latin1.patch", msg.as_bytes()), "rfc-1-of-4.patch"
+
+
+def _series_mbox(tmp_path, name, parts):
+    box_path = tmp_path / name
+    box = mailbox.mbox(str(box_path))
+    for part in parts:
+        box.add(mailbox.mboxMessage(part.read_bytes()))
+    box.flush()
+    return box_path
+
+
+def _series_files():
+    return {i: PATCHES / f for i, f in [(0, "rfc-0-of-4.patch"), (1, "rfc-1-of-4.patch"),
+                                         (2, "rfc-2-of-4.patch"), (4, "rfc-4-of-4.patch")]}
+
+
+def make_mbox_missing_part(tmp_path):
+    parts = _series_files()
+    return _series_mbox(tmp_path, "missing-2.mbox", [parts[0], parts[1], parts[4]]), None
+
+
+def make_mbox_duplicate_identical(tmp_path):
+    parts = _series_files()
+    return _series_mbox(tmp_path, "dup.mbox", [parts[0], parts[1], parts[1], parts[2]]), None
+
+
+def make_mbox_shuffled(tmp_path):
+    parts = _series_files()
+    return _series_mbox(tmp_path, "shuffled.mbox", [parts[4], parts[2], parts[0], parts[1]]), None
+
+
+# Each derived input and what must come of it.
+DERIVED = {
+    "make_crlf": "same-as-original",
+    "make_quoted_printable": "same-as-original",
+    "make_base64": "same-as-original",
+    "make_latin1": "same-as-original",
+    "make_mbox_missing_part": "no-error",
+    "make_mbox_duplicate_identical": "no-error",
+    "make_mbox_shuffled": "no-error",
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("maker", sorted(DERIVED))
+def test_derived_inputs(capsys, tmp_path, maker):
+    path, original = globals()[maker](tmp_path)
+    code, out, err = run_cli(capsys, path, "--json", tmp_path / "r.json")
+    assert "Traceback" not in err + out
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert code != ExitCode.ERROR, err
+    if DERIVED[maker] == "same-as-original":
+        code2, _, _ = run_cli(capsys, PATCHES / original, "--json", tmp_path / "o.json")
+        reference = json.loads((tmp_path / "o.json").read_text())
+        assert code == code2
+        got = [(p["verdict"], [h["function"] for h in p["hunks"]]) for p in results["patches"]]
+        want = [(p["verdict"], [h["function"] for h in p["hunks"]]) for p in reference["patches"]]
+        assert got == want
+    indices = [p["series"]["index"] for p in results["patches"] if p.get("series")]
+    assert indices == sorted(indices)
