@@ -1,0 +1,544 @@
+"""Ingest: mails, mboxes, bare diffs and web-archive copies -> ``Patch`` values.
+
+Input forms (decided per file by ``detect_form``):
+
+- ``mbox``: a file whose first line is an mbox ``From `` separator.  Split on
+  separator lines here (not with ``mailbox.mbox``) so every mail keeps the
+  input line numbers of its lines; ``>From `` quoting is undone (mboxrd).
+- ``mail``: one RFC 5322 message, parsed with ``email`` (``policy.default``):
+  quoted-printable and base64 bodies are decoded, the body is decoded by its
+  declared charset (``us-ascii`` is read as UTF-8, its superset).  Bytes the
+  charset cannot decode are replaced (U+FFFD) and noted as damage when they lie
+  in the commit message; in the diff they raise ``PatchError``, because a diff
+  with replaced bytes cannot match any tree.
+- ``web``: a web-archive copy: ``[PATCH n/m] subject`` on the first line,
+  ``From:``/``Date:`` pseudo-headers, the message, ``---``, diffstat, diff.
+- ``diff``: a bare diff with no headers.
+
+The diff part of every form is read by ``repair.read_diff`` (whitespace damage
+detection and repair).  ``read_paths`` then groups the patches into series and
+orders them (see ``order_series``).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import os
+import re
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+import unidiff
+
+from harness.errors import PatchError
+from harness.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_diff,
+                            strip_crlf)
+
+PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
+MBOX_SEPARATOR = re.compile(r"^From \S+.*$")
+HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")
+WEB_SUBJECT = re.compile(r"^\s*\[[^\]]*PATCH[^\]]*\]\s*\S", re.IGNORECASE)
+BASE_COMMIT = re.compile(r"^base-commit: *([0-9a-f]{7,40})\s*$", re.MULTILINE)
+PREFIX_GROUP = re.compile(r"^\s*\[([^\]]*)\]\s*")
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SeriesPosition:
+    """Where a mail sits in its series: ``[RFC PATCH v2 3/4]`` -> ("RFC PATCH", 2, 3, 4)."""
+
+    prefix: str
+    version: int | None
+    index: int
+    total: int
+
+    def __repr__(self) -> str:
+        version = f" v{self.version}" if self.version is not None else ""
+        return f"[{self.prefix}{version} {self.index}/{self.total}]"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One mail (or bare diff) of a series, its diff already whitespace-repaired."""
+
+    path: str
+    mail_index: int | None
+    subject: str
+    raw_subject: str
+    message_id: str | None
+    in_reply_to: str | None
+    author: str | None
+    date: str | None
+    series: SeriesPosition | None
+    base_commit: str | None
+    body: str = field(repr=False)
+    diff_text: str = field(repr=False)
+    damage: tuple[str, ...] = field(repr=False)
+    repairs: tuple[Repair, ...] = field(repr=False)
+    is_cover: bool = False
+    notes: tuple[str, ...] = field(default=(), repr=False)
+    # 1-based input line of each line of diff_text (for ScopedHunk.line).
+    input_lines: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        where = f" {self.series!r}" if self.series else ""
+        flags = " repaired" if self.repaired else ""
+        return f"Patch({self.label}{where} {self.subject[:50]!r}{flags})"
+
+    @property
+    def repaired(self) -> bool:
+        return bool(self.repairs)
+
+    @property
+    def label(self) -> str:
+        name = os.path.basename(self.path)
+        if self.mail_index is None:
+            return name
+        return f"{name}#{self.mail_index} {self.message_id or ''}".rstrip()
+
+    def patch_set(self) -> unidiff.PatchSet:
+        return parse_patch_set(self.diff_text, self.path, self.message_id)
+
+
+def parse_patch_set(diff_text: str, path: str, mail: str | None) -> unidiff.PatchSet:
+    """``unidiff.PatchSet`` of a diff, its errors turned into ``PatchError``."""
+    try:
+        return unidiff.PatchSet(diff_text)
+    except (unidiff.UnidiffParseError, ValueError, IndexError) as error:
+        raise PatchError(f"the diff does not parse as a unified diff: {error}",
+                         file=path, mail=mail,
+                         hint="check the hunk headers and line prefixes") from None
+
+
+# --- reading files -----------------------------------------------------------
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise PatchError(f"file is {size} bytes, more than {MAX_FILE_BYTES}", file=path)
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise PatchError(f"cannot read: {error.strerror}", file=path) from None
+
+
+def detect_form(data: bytes) -> str | None:
+    """``"mbox"``, ``"mail"``, ``"web"``, ``"diff"`` or None (not a patch)."""
+    head = data[:65536].decode("latin-1")
+    lines = head.replace("\r\n", "\n").split("\n")
+    first = next((line for line in lines if line.strip()), "")
+    if lines and MBOX_SEPARATOR.match(lines[0]):
+        return "mbox"
+    if HEADER_LINE.match(lines[0]) and looks_like_headers(lines):
+        return "mail"
+    if WEB_SUBJECT.match(first):
+        return "web"
+    if find_diff_start(lines) is not None:
+        return "diff"
+    return None
+
+
+def looks_like_headers(lines: list[str]) -> bool:
+    names = set()
+    for line in lines:
+        if not line:
+            break
+        if line[0] in " \t":
+            continue
+        if not HEADER_LINE.match(line):
+            return False
+        names.add(line.split(":", 1)[0].lower())
+    return bool(names & {"subject", "from", "message-id"})
+
+
+def sniff(path: str) -> bool:
+    """Is this file a patch, a mail or an mbox?"""
+    try:
+        with open(path, "rb") as handle:
+            return detect_form(handle.read(65536)) is not None
+    except OSError:
+        return False
+
+
+def read_file(path: str) -> list[Patch]:
+    """Every patch in one file (in file order; not yet grouped into series)."""
+    data = read_bytes(path)
+    form = detect_form(data)
+    if form is None:
+        raise PatchError("not a patch: no mail headers, no [PATCH] subject and no diff found",
+                         file=path, hint="give a .patch/.mbox file or a git diff")
+    if form == "mbox":
+        mails = split_mbox(data)
+        if len(mails) == 1:  # a single mail saved as mbox: label it by file name
+            return [read_mail(mails[0][1], path, None, mails[0][0])]
+        return [read_mail(chunk, path, index, first_line)
+                for index, (first_line, chunk) in enumerate(mails, start=1)]
+    if form == "mail":
+        return [read_mail(data, path, None, 1)]
+    text = decode_plain(data, path)
+    if form == "web":
+        return [read_web_copy(text, path)]
+    return [read_bare_diff(text, path)]
+
+
+def decode_plain(data: bytes, path: str) -> str:
+    """A headerless file is read as UTF-8; non-UTF-8 bytes are refused."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PatchError(f"not UTF-8 (byte {error.start}) and no header declares a charset",
+                         file=path, hint="convert the file to UTF-8") from None
+
+
+def split_mbox(data: bytes) -> list[tuple[int, bytes]]:
+    """Mails of an mbox with the 1-based line of each mail's first header."""
+    lines = data.split(b"\n")
+    mails: list[tuple[int, bytes]] = []
+    start = None
+    for number, line in enumerate(lines):
+        if line.startswith(b"From ") and (number == 0 or lines[number - 1].strip() == b""):
+            if start is not None:
+                mails.append((start + 1, b"\n".join(lines[start:number])))
+            start = number + 1
+    if start is not None:
+        mails.append((start + 1, b"\n".join(lines[start:])))
+    return [(first, unquote_from(chunk)) for first, chunk in mails if chunk.strip()]
+
+
+def unquote_from(chunk: bytes) -> bytes:
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", chunk)
+
+
+# --- subjects ------------------------------------------------------------------
+
+
+def parse_subject(raw_subject: str) -> tuple[str, SeriesPosition | None]:
+    """Normalised subject and series position of a ``[PREFIX vN i/n] subject`` line."""
+    text = " ".join(raw_subject.split())
+    tags: list[str] = []
+    while True:
+        match = PREFIX_GROUP.match(text)
+        if match is None:
+            break
+        tags.extend(match.group(1).split())
+        text = text[match.end():]
+    subject = " ".join(text.split())
+    if not tags:
+        return subject, None
+    version = None
+    index = total = None
+    words = []
+    for tag in tags:
+        if re.fullmatch(r"[vV]\d+", tag):
+            version = int(tag[1:])
+        elif re.fullmatch(r"\d+/\d+", tag):
+            index, total = (int(n) for n in tag.split("/"))
+        else:
+            words.append(tag)
+    prefix = " ".join(words)
+    if index is None:
+        if not any(word.upper() == "PATCH" for word in words):
+            return subject, None
+        index = total = 1
+    return subject, SeriesPosition(prefix, version, index, total)
+
+
+# --- mails ----------------------------------------------------------------------
+
+
+def read_mail(data: bytes, path: str, mail_index: int | None, first_line: int) -> Patch:
+    """One RFC 5322 mail -> Patch."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    message_id = clean_id(message.get("Message-ID"))
+    where = message_id or (str(mail_index) if mail_index is not None else None)
+    raw_subject = " ".join(str(message.get("Subject", "")).split())
+    text, damage, body_line = mail_text(message, data, path, where)
+    text, crlf = strip_crlf(text)
+    repairs = (crlf,) if crlf else ()
+    damage += ("CRLF line endings",) if crlf else ()
+    author = message.get("From")
+    date = message.get("Date")
+    return build_patch(
+        path=path, mail_index=mail_index, raw_subject=raw_subject, message_id=message_id,
+        in_reply_to=clean_id(message.get("In-Reply-To")),
+        author=" ".join(str(author).split()) if author else None,
+        date=str(date) if date else None, text=text,
+        first_line=first_line + body_line - 1, damage=damage, repairs=repairs)
+
+
+def clean_id(value) -> str | None:
+    if value is None:
+        return None
+    found = re.search(r"<[^>]+>", str(value))
+    return found.group(0) if found else str(value).strip() or None
+
+
+def mail_text(message, data: bytes, path: str, where: str | None) -> tuple[str, tuple[str, ...], int]:
+    """Decoded text of the mail's patch part, damage notes, and its first input line.
+
+    The line is exact for 7bit/8bit bodies; for quoted-printable and base64 it
+    is the first body line, and later numbers count decoded lines.
+    """
+    parts = [part for part in message.walk() if not part.is_multipart()]
+    texts = [part for part in parts
+             if part.get_content_type() in ("text/plain", "text/x-patch", "text/x-diff")]
+    if not texts:
+        raise PatchError("the mail has no text/plain or patch part", file=path, mail=where)
+    chosen = texts[0] if len(texts) == 1 else next(
+        (part for part in texts if b"\n@@ -" in (part.get_payload(decode=True) or b"")), texts[0])
+    payload = chosen.get_payload(decode=True) or b""
+    charset = chosen.get_content_charset() or "utf-8"
+    if charset in ("us-ascii", "ascii"):
+        charset = "utf-8"
+    damage: tuple[str, ...] = ()
+    try:
+        text = payload.decode(charset)
+    except LookupError:
+        raise PatchError(f"unknown charset {charset!r}", file=path, mail=where,
+                         hint="re-save the mail as UTF-8") from None
+    except UnicodeDecodeError as error:
+        text = payload.decode(charset, errors="replace")
+        start = find_diff_start(text.split("\n"))
+        diff_begin = len("\n".join(text.split("\n")[:start])) if start is not None else len(text)
+        if "\ufffd" in text[diff_begin:]:
+            raise PatchError(f"bytes the declared charset {charset} cannot decode lie in the "
+                             f"diff ({error.reason})", file=path, mail=where,
+                             hint="fix the Content-Type charset of the mail") from None
+        damage = (f"bytes not valid in the declared charset {charset} replaced in the "
+                  "commit message",)
+    return text, damage, body_start_line(data)
+
+
+def body_start_line(data: bytes) -> int:
+    """1-based line of the first body line of a single-part mail."""
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines):
+        if line.strip(b"\r") == b"":
+            return number + 2
+    return len(lines) + 1
+
+
+def read_web_copy(text: str, path: str) -> Patch:
+    """A web-archive copy: subject line, ``From:``/``Date:`` pseudo-headers, message, diff."""
+    text, crlf = strip_crlf(text)
+    lines = text.split("\n")
+    first = next(number for number, line in enumerate(lines) if line.strip())
+    raw_subject = " ".join(lines[first].split())
+    headers: dict[str, str] = {}
+    number = first + 1
+    while number < len(lines) and not lines[number].strip():
+        number += 1
+    while number < len(lines) and HEADER_LINE.match(lines[number]):
+        name, value = lines[number].split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+        number += 1
+    body_text = "\n".join(lines[number:])
+    return build_patch(
+        path=path, mail_index=None, raw_subject=raw_subject,
+        message_id=clean_id(headers.get("message-id")),
+        in_reply_to=clean_id(headers.get("in-reply-to")),
+        author=headers.get("from"), date=headers.get("date"), text=body_text,
+        first_line=number + 1, damage=("CRLF line endings",) if crlf else (),
+        repairs=(crlf,) if crlf else ())
+
+
+def read_bare_diff(text: str, path: str) -> Patch:
+    text, crlf = strip_crlf(text)
+    return build_patch(path=path, mail_index=None, raw_subject="", message_id=None,
+                       in_reply_to=None, author=None, date=None, text=text, first_line=1,
+                       damage=("CRLF line endings",) if crlf else (),
+                       repairs=(crlf,) if crlf else ())
+
+
+def build_patch(*, path: str, mail_index: int | None, raw_subject: str,
+                message_id: str | None, in_reply_to: str | None, author: str | None,
+                date: str | None, text: str, first_line: int, damage: tuple[str, ...],
+                repairs: tuple[Repair, ...]) -> Patch:
+    """Split a mail text into message and diff, repair the diff, make the Patch."""
+    subject, series = parse_subject(raw_subject)
+    lines = text.split("\n")
+    start = find_diff_start(lines)
+    where = message_id or (str(mail_index) if mail_index is not None else None)
+    is_cover = series is not None and series.index == 0
+    notes: list[str] = []
+    if start is None:
+        if not is_cover:
+            raise PatchError("no diff found in the mail (and it is not a 0/N cover letter)",
+                             file=path, mail=where,
+                             hint="give the patch mails, or mark the cover letter 0/N")
+        body, diff_text, input_lines = text.strip("\n"), "", ()
+    else:
+        if is_cover:
+            raise PatchError("a 0/N cover letter holds a diff", file=path, mail=where,
+                             hint="number the patch 1/N or later")
+        body = message_part(lines[:start])
+        read = read_diff(lines, start, first_line, file=path, mail=where)
+        diff_text, input_lines = read.text, read.input_lines
+        damage = damage + read.damage
+        repairs = repairs + read.repairs
+        parse_patch_set(diff_text, path, where)  # fail here, not later in a stage
+    if any(repair.hunk is not None for repair in repairs):
+        notes.append(UNVERIFIABLE_NOTE)
+    found = BASE_COMMIT.findall(text)
+    if not subject:
+        subject = first_words(body) if body else os.path.basename(path)
+    return Patch(path=path, mail_index=mail_index, subject=subject, raw_subject=raw_subject,
+                 message_id=message_id, in_reply_to=in_reply_to, author=author, date=date,
+                 series=series, base_commit=found[-1] if found else None, body=body,
+                 diff_text=diff_text, damage=tuple(damage), repairs=tuple(repairs),
+                 is_cover=is_cover, notes=tuple(notes), input_lines=tuple(input_lines))
+
+
+def message_part(lines: list[str]) -> str:
+    """The commit message: text before the ``---`` line (diffstat dropped)."""
+    for number, line in enumerate(lines):
+        if line.rstrip() == "---":
+            return "\n".join(lines[:number]).strip("\n")
+    return "\n".join(lines).strip("\n")
+
+
+def first_words(body: str) -> str:
+    return " ".join(body.strip().split("\n")[0].split())[:80]
+
+
+# --- series ---------------------------------------------------------------------
+
+
+def list_inputs(paths: list[str]) -> list[str]:
+    """Files named, and every patch-like file inside directories named (sorted)."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(name for name in os.listdir(path)
+                           if name.endswith(PATCH_SUFFIXES))
+            files.extend(os.path.join(path, name) for name in names
+                         if os.path.isfile(os.path.join(path, name))
+                         and sniff(os.path.join(path, name)))
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise PatchError("no such file or directory", file=path)
+    return files
+
+
+def read_paths(paths: list[str]) -> list[Patch]:
+    """Read files and directories into patches, grouped into series and ordered."""
+    patches: list[Patch] = []
+    for path in list_inputs(paths):
+        patches.extend(read_file(path))
+    return order_series(patches)
+
+
+@dataclass
+class SeriesGroup:
+    """Patches gathered into one series while ordering (mutable, local)."""
+
+    key: str
+    version: int | None
+    total: int | None
+    patches: list[Patch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def cover(self) -> Patch | None:
+        return next((patch for patch in self.patches if patch.is_cover), None)
+
+
+def order_series(patches: list[Patch]) -> list[Patch]:
+    """Group patches into series and order each series by index.
+
+    A patch joins a series by (1) ``In-Reply-To`` naming the cover letter or
+    another patch of the series, else (2) the one series with the same version
+    and total that lacks its index, else it starts a series of its own.
+    Patches without a series position stay alone, in input order.  Same index
+    twice: identical diff and subject -> the first is kept with a note;
+    different -> ``PatchError``.  Missing indexes are noted on every patch of
+    the series.  A cover letter's ``base-commit`` is copied onto the series'
+    patches that lack one (noted).
+    """
+    groups: list[SeriesGroup] = []
+    by_id: dict[str, SeriesGroup] = {}
+    for patch in sorted(patches, key=lambda p: (not p.is_cover,)):
+        group = find_group(patch, groups, by_id)
+        if group is None:
+            series = patch.series
+            group = SeriesGroup(key=patch.message_id or patch.label,
+                                version=series.version if series else None,
+                                total=series.total if series else None)
+            groups.append(group)
+        group.patches.append(patch)
+        if patch.message_id:
+            by_id[patch.message_id] = group
+    first_seen = {id(patch): number for number, patch in enumerate(patches)}
+    groups.sort(key=lambda group: min(first_seen[id(patch)] for patch in group.patches))
+    ordered: list[Patch] = []
+    for group in groups:
+        ordered.extend(finish_group(group))
+    return ordered
+
+
+def find_group(patch: Patch, groups: list[SeriesGroup],
+               by_id: dict[str, SeriesGroup]) -> SeriesGroup | None:
+    if patch.series is None:
+        return None
+    if patch.in_reply_to and patch.in_reply_to in by_id:
+        return by_id[patch.in_reply_to]
+    fitting = [group for group in groups
+               if group.total == patch.series.total and group.version == patch.series.version
+               and not any(p.series and p.series.index == patch.series.index
+                           and not same_patch(p, patch) for p in group.patches)]
+    if len(fitting) == 1:
+        return fitting[0]
+    same_index = [group for group in groups
+                  if group.total == patch.series.total and group.version == patch.series.version]
+    if len(same_index) == 1 and not fitting:
+        return same_index[0]  # a duplicate index: finish_group decides
+    return None
+
+
+def same_patch(one: Patch, other: Patch) -> bool:
+    return one.diff_text == other.diff_text and one.subject == other.subject
+
+
+def finish_group(group: SeriesGroup) -> list[Patch]:
+    by_index: dict[int, Patch] = {}
+    dropped: dict[int, list[str]] = {}
+    for patch in group.patches:
+        index = patch.series.index if patch.series else 1
+        kept = by_index.get(index)
+        if kept is None:
+            by_index[index] = patch
+        elif same_patch(kept, patch):
+            dropped.setdefault(index, []).append(patch.label)
+        else:
+            raise PatchError(
+                f"two different patches numbered {index}/{patch.series.total if patch.series else 1}"
+                f" in one series: {kept.label} and {patch.label}",
+                file=patch.path, mail=patch.message_id,
+                hint="give only one version of the series (or distinct vN prefixes)")
+    ordered = [by_index[index] for index in sorted(by_index)]
+    cover = by_index.get(0) if by_index.get(0) is not None and by_index[0].is_cover else None
+    series_notes: list[str] = []
+    total = group.total
+    if total is not None and group.patches[0].series is not None:
+        missing = [n for n in range(1, total + 1) if n not in by_index]
+        if missing:
+            series_notes.append(
+                "series incomplete: " + ", ".join(f"{n}/{total}" for n in missing)
+                + " absent; the patches present are checked on their own")
+    result = []
+    for patch in ordered:
+        notes = list(patch.notes) + series_notes
+        index = patch.series.index if patch.series else 1
+        if index in dropped:
+            notes.append("identical copies dropped: " + ", ".join(dropped[index]))
+        base_commit = patch.base_commit
+        if base_commit is None and cover is not None and cover.base_commit:
+            base_commit = cover.base_commit
+            notes.append(f"base-commit taken from the cover letter {cover.label}")
+        result.append(replace(patch, notes=tuple(notes), base_commit=base_commit))
+    return result
