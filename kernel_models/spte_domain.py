@@ -24,8 +24,9 @@ What varies, and where:
   (RWX cleared, R/X saved in bits 54/56), with and without saved X.
 - exec: the mode's default (X on EPT, NX clear on legacy) except a few
   values, because only ``is_executable_pte`` and access-track restore read it.
-- pfn: 1 for every present leaf; a second pfn (2) for a few present leaves,
-  enough for "pfn changed" checks.  Non-leaf SPTEs point at table pfn
+- pfn: 1 for every present leaf (scaled to the page size: 0x200 for 2M,
+  0x40000 for 1G, see ``huge_pfn``); a second pfn (2) for a few present
+  4K leaves, enough for "pfn changed" checks.  Non-leaf SPTEs point at table pfn
   ``NONLEAF_CHILD_PFN``.
 
 Domain sizes (all / valid), pinned by tests/test_spte.py:
@@ -77,12 +78,21 @@ def leaf_value(masks: S.SpteMasks, level: int, pfn: int, host: int, mmu: int, w:
     if ad_type != S.SPTE_TDP_AD_DISABLED:
         value |= masks.accessed if a else 0
         value |= masks.dirty if d else 0
-    value |= pfn << S.PAGE_SHIFT
+    value |= huge_pfn(level, pfn) << S.PAGE_SHIFT
     if tracked:
         saved = value & S.SHADOW_ACC_TRACK_SAVED_BITS_MASK
         value |= saved << S.SHADOW_ACC_TRACK_SAVED_BITS_SHIFT
         value &= ~masks.acc_track
     return value
+
+
+def huge_pfn(level: int, pfn: int) -> int:
+    """The pfn a leaf at ``level`` maps for domain pfn ``pfn``: aligned to the page size.
+
+    4K leaves map pfn 1 or 2; a 2M leaf maps pfn 1*512, a 1G leaf 1*512*512,
+    as huge mappings start on their own alignment.
+    """
+    return pfn << ((level - 1) * 9)
 
 
 def nonleaf_value(masks: S.SpteMasks, ad_disabled: bool) -> int:
@@ -111,7 +121,7 @@ def leaf_label(level: int, host: int, mmu: int, w: int, a: int, d: int, pfn: int
         words.append("tracked")
     if not exec_:
         words.append("noexec")
-    words.append(f"pfn={pfn}")
+    words.append(f"pfn={huge_pfn(level, pfn):#x}" if level > 1 else f"pfn={pfn}")
     return " ".join(words)
 
 
@@ -294,4 +304,6 @@ def describe_spte(mode_or_kvm, value: int) -> dict:
         facts["dirty"] = kvm.is_dirty_spte(value)
         facts["tracked"] = kvm.is_access_track_spte(value)
         facts["volatile"] = kvm.spte_has_volatile_bits(value)
+        facts["saved_R"] = bool(value & (S.SPTE_EPT_READABLE_MASK << S.SHADOW_ACC_TRACK_SAVED_BITS_SHIFT))
+        facts["saved_X"] = bool(value & (S.SPTE_EPT_EXECUTABLE_MASK << S.SHADOW_ACC_TRACK_SAVED_BITS_SHIFT))
     return facts
