@@ -1,0 +1,58 @@
+"""Repeat a measurement and keep every run: best, median, and peak memory.
+
+Timed runs never trace memory (tracemalloc slows Python code severalfold);
+``peak_memory`` runs the function once more, traced, and reports the peak of
+Python allocations plus the process's maximum resident set so far.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import statistics
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+
+@dataclass
+class Timing:
+    runs: list[float]
+    value: object = None      # what the last run returned
+
+    @property
+    def best(self) -> float:
+        return min(self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def as_dict(self) -> dict:
+        return {"best_s": round(self.best, 4), "median_s": round(self.median, 4),
+                "runs_s": [round(r, 4) for r in self.runs]}
+
+
+def repeat(function, times: int = 3) -> Timing:
+    """Call ``function()`` ``times`` times; wall-clock seconds of each call."""
+    runs, value = [], None
+    for _ in range(max(1, times)):
+        gc.collect()
+        start = time.perf_counter()
+        value = function()
+        runs.append(time.perf_counter() - start)
+    return Timing(runs, value)
+
+
+def peak_memory(function) -> dict:
+    """Peak traced Python memory of one call, and the process max RSS after it."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        function()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_traced_mib": round(peak / 2**20, 2),
+            "process_max_rss_mib": round(max_rss_kib / 1024, 1)}
