@@ -1,7 +1,13 @@
 """arch/x86/kvm/mmu/mmu.c: SPTE primitives, rmaps, zapping and the arch entry points.
 
-The shadow page and page-fault half of mmu.c lives in ``mmu_fault.py``; its
-``MODEL_TABLE`` is appended to this one (the registry loads this module only).
+mmu.c is split over four modules to keep each readable; the registry loads
+this one, whose ``MODEL_TABLE`` appends the others':
+
+- ``mmu.py`` (this): the SPTE primitives (every body the series changes),
+  drop/zap of SPTEs, the mmu_notifier handlers, zapping shadow pages;
+- ``mmu_rmap.py``: rmap lists and the rmap walks;
+- ``mmu_slot.py``: slot-wide dirty logging, collapsible zap, eager split;
+- ``mmu_fault.py``: shadow pages, ``mmu_set_spte`` and the fault paths.
 
 mmu.c blobs of the series (from the patches' index lines): e4cc7f764980
 (base, and after RFC 1/4 which does not touch mmu.c), bd2240b94ff6 (after
@@ -42,10 +48,10 @@ Abstractions (for all of mmu.c's models, here and in ``mmu_fault.py``):
 
 from __future__ import annotations
 
-from kernel_models.kvm_main import KVM_PAGES_PER_HPAGE, PG_LEVEL_2M, PG_LEVEL_4K
-from kernel_models.mmu_fault import (KVM_MAX_HUGEPAGE_LEVEL, PG_LEVEL_NUM, RMAP_RECYCLE_THRESHOLD,
-                                     SPTE_ENT_PER_PAGE, gfn_round_for_level)
-from kernel_models.mmu_fault import MODEL_TABLE as FAULT_MODEL_TABLE
+from kernel_models import mmu_fault, mmu_rmap, mmu_slot
+from kernel_models.kvm_main import PG_LEVEL_4K
+from kernel_models.mmu_fault import KVM_MAX_HUGEPAGE_LEVEL
+from kernel_models.mmu_rmap import for_each_rmap_spte
 from kernel_models.registry import MMU_C, Version
 from kernel_models.spte import PT_WRITABLE_MASK, PT_WRITABLE_SHIFT
 
@@ -286,72 +292,7 @@ def mmu_spte_age_without_dirty_mark(kvm, sptep) -> bool:
     return True
 
 
-# -- rmaps ---------------------------------------------------------------------
-
-def gfn_to_rmap(kvm, gfn: int, level: int, slot) -> list:
-    """mmu.c gfn_to_rmap: the rmap head (a list) of ``gfn`` at ``level`` in ``slot``."""
-    return slot.rmap.setdefault((level, gfn_round_for_level(gfn, level)), [])
-
-
-def pte_list_add(kvm, cache, spte, rmap_head: list) -> int:
-    """mmu.c pte_list_add -> entries already on the list (not counting the new one)."""
-    count = len(rmap_head)
-    rmap_head.append(spte)
-    return count
-
-
-def pte_list_remove(kvm, spte, rmap_head: list) -> None:
-    """mmu.c pte_list_remove: data-corruption BUG on an empty list or a missing entry."""
-    if kvm.KVM_BUG_ON_DATA_CORRUPTION(not rmap_head, "pte_list_remove: empty rmap"):
-        return
-    if kvm.KVM_BUG_ON_DATA_CORRUPTION(spte not in rmap_head, f"pte_list_remove: {spte!r} not in rmap"):
-        return
-    rmap_head.remove(spte)
-
-
-def for_each_rmap_spte(kvm, rmap_head: list):
-    """mmu.c for_each_rmap_spte over a snapshot; rmap_get_first/next BUG on non-present."""
-    for sptep in list(rmap_head):
-        if not kvm.is_shadow_present_pte(sptep.get()):
-            kvm.BUG(f"rmap_get_first/next: {sptep!r} not present")
-        yield sptep
-
-
-def for_each_slot_rmap_range(slot, start_level: int, end_level: int, start_gfn: int, end_gfn: int):
-    """mmu.c for_each_slot_rmap_range -> (gfn, level, rmap_head), non-empty rmaps only.
-
-    The C walk also hands the first rmap of each level to the handler when it
-    is empty; every handler does nothing on an empty rmap, so skipping it
-    changes no effect.  ``gfn`` is the iterator's (start gfn plus whole steps).
-    """
-    for level in range(start_level, end_level + 1):
-        first = gfn_round_for_level(start_gfn, level)
-        last = gfn_round_for_level(end_gfn, level)
-        for key in sorted(key for key in slot.rmap if key[0] == level and first <= key[1] <= last):
-            if slot.rmap[key]:
-                yield start_gfn + (key[1] - first), level, slot.rmap[key]
-
-
-def rmap_remove(kvm, spte) -> None:
-    """mmu.c rmap_remove: drop ``spte`` from the rmap of the gfn it maps."""
-    sp = kvm.sptep_to_sp(spte)
-    gfn = kvm.kvm_mmu_page_get_gfn(sp, spte.index)
-    slot = kvm.gfn_to_memslot(gfn)
-    rmap_head = kvm.gfn_to_rmap(gfn, sp.role.level, slot)
-    kvm.pte_list_remove(spte, rmap_head)
-
-
-def __rmap_add(kvm, cache, slot, spte, gfn: int, access: int) -> None:
-    """mmu.c __rmap_add: record, count the page, and recycle an overlong rmap."""
-    sp = kvm.sptep_to_sp(spte)
-    kvm.kvm_mmu_page_set_translation(sp, spte.index, gfn, access)
-    kvm.kvm_update_page_stats(sp.role.level, 1)
-    rmap_head = kvm.gfn_to_rmap(gfn, sp.role.level, slot)
-    rmap_count = kvm.pte_list_add(cache, spte, rmap_head)
-    if rmap_count > RMAP_RECYCLE_THRESHOLD:
-        kvm.kvm_zap_all_rmap_sptes(rmap_head)
-        kvm.kvm_flush_remote_tlbs_gfn(gfn, sp.role.level)
-
+# -- rmap users -----------------------------------------------------------------
 
 def kvm_flush_remote_tlbs_sptep(kvm, sptep) -> None:
     """mmu.c kvm_flush_remote_tlbs_sptep: flush the range the SPTE maps."""
@@ -379,19 +320,6 @@ def drop_large_spte(kvm, sptep, flush: bool) -> None:
     kvm.drop_spte(sptep)
     if flush:
         kvm.kvm_flush_remote_tlbs_sptep(sptep)
-
-
-def mmu_page_add_parent_pte(kvm, cache, sp, parent_pte) -> None:
-    """mmu.c mmu_page_add_parent_pte."""
-    if parent_pte is None:
-        return
-    kvm.pte_list_add(cache, parent_pte, sp.parent_ptes)
-
-
-def drop_parent_pte(kvm, sp, parent_pte) -> None:
-    """mmu.c drop_parent_pte: unlink, clear without A/D tracking."""
-    kvm.pte_list_remove(parent_pte, sp.parent_ptes)
-    kvm.mmu_spte_clear_no_track(parent_pte)
 
 
 # -- write protection and dirty bits ------------------------------------------
@@ -458,79 +386,6 @@ def rmap_clear_dirty_bare_wrprot(kvm, rmap_head: list, slot) -> bool:
         else:
             flush |= kvm.spte_clear_dirty(sptep)
     return flush
-
-
-def kvm_mmu_write_protect_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_mmu_write_protect_pt_masked (the rmap result is not used, as in C)."""
-    if kvm.tdp_mmu_enabled:
-        kvm.kvm_tdp_mmu_clear_dirty_pt_masked(slot, slot.base_gfn + gfn_offset, mask, True)
-    if not kvm.kvm_memslots_have_rmaps():
-        return
-    while mask:
-        rmap_head = kvm.gfn_to_rmap(slot.base_gfn + gfn_offset + lowest_bit(mask), PG_LEVEL_4K, slot)
-        kvm.rmap_write_protect(rmap_head, False)
-        mask &= mask - 1
-
-
-def kvm_mmu_clear_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_mmu_clear_dirty_pt_masked (PML): clear D, or W where D is unusable."""
-    if kvm.tdp_mmu_enabled:
-        kvm.kvm_tdp_mmu_clear_dirty_pt_masked(slot, slot.base_gfn + gfn_offset, mask, False)
-    if not kvm.kvm_memslots_have_rmaps():
-        return
-    while mask:
-        rmap_head = kvm.gfn_to_rmap(slot.base_gfn + gfn_offset + lowest_bit(mask), PG_LEVEL_4K, slot)
-        kvm.__rmap_clear_dirty(rmap_head, slot)
-        mask &= mask - 1
-
-
-def lowest_bit(mask: int) -> int:
-    """__ffs: index of the lowest set bit."""
-    return (mask & -mask).bit_length() - 1
-
-
-def highest_bit(mask: int) -> int:
-    """__fls: index of the highest set bit."""
-    return mask.bit_length() - 1
-
-
-def kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_arch_mmu_enable_log_dirty_pt_masked (dirty log get/clear, ring reset).
-
-    With "manual protect + initially all set" (``kvm.manual_dirty_log_init_set``)
-    huge pages are split (``kvm.eager_page_split``) and write-protected first.
-    PML (``kvm.cpu_dirty_log_size``) picks D-clearing over write-protection.
-    """
-    if getattr(kvm, "manual_dirty_log_init_set", False):
-        start = slot.base_gfn + gfn_offset + lowest_bit(mask)
-        end = slot.base_gfn + gfn_offset + highest_bit(mask)
-        if getattr(kvm, "eager_page_split", True):
-            kvm.kvm_mmu_try_split_huge_pages(slot, start, end + 1, PG_LEVEL_4K)
-        kvm.kvm_mmu_slot_gfn_write_protect(slot, start, PG_LEVEL_2M)
-        if gfn_round_for_level(start, PG_LEVEL_2M) != gfn_round_for_level(end, PG_LEVEL_2M):
-            kvm.kvm_mmu_slot_gfn_write_protect(slot, end, PG_LEVEL_2M)
-    if kvm.cpu_dirty_log_size:
-        kvm.kvm_mmu_clear_dirty_pt_masked(slot, gfn_offset, mask)
-    else:
-        kvm.kvm_mmu_write_protect_pt_masked(slot, gfn_offset, mask)
-
-
-def kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn: int, min_level: int) -> bool:
-    """mmu.c kvm_mmu_slot_gfn_write_protect -> something was write-protected."""
-    write_protected = False
-    if kvm.kvm_memslots_have_rmaps():
-        for level in range(min_level, KVM_MAX_HUGEPAGE_LEVEL + 1):
-            rmap_head = kvm.gfn_to_rmap(gfn, level, slot)
-            write_protected |= kvm.rmap_write_protect(rmap_head, True)
-    if kvm.tdp_mmu_enabled:
-        write_protected |= kvm.kvm_tdp_mmu_write_protect_gfn(slot, gfn, min_level)
-    return write_protected
-
-
-def kvm_memslots_have_rmaps(kvm) -> bool:
-    """mmu.h kvm_memslots_have_rmaps: shadow MMU in use, or a shadow root was
-    allocated (nested; ``kvm.shadow_root_allocated``)."""
-    return not kvm.tdp_mmu_enabled or getattr(kvm, "shadow_root_allocated", False)
 
 
 # -- zapping rmaps, notifier handlers ------------------------------------------
@@ -603,15 +458,6 @@ def kvm_test_age_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> 
     return False
 
 
-def kvm_handle_gfn_range(kvm, range_, handler: str) -> bool:
-    """mmu.c kvm_handle_gfn_range: run the rmap handler (by C name) at 4K..1G."""
-    ret = False
-    for gfn, level, rmap_head in for_each_slot_rmap_range(range_.slot, PG_LEVEL_4K, KVM_MAX_HUGEPAGE_LEVEL,
-                                                          range_.start, range_.end - 1):
-        ret |= getattr(kvm, handler)(rmap_head, range_.slot, gfn, level, range_.arg)
-    return ret
-
-
 def kvm_unmap_gfn_range(kvm, range_) -> bool:
     """mmu.c kvm_unmap_gfn_range -> flush (generic code flushes on true)."""
     flush = False
@@ -652,25 +498,6 @@ def kvm_test_age_gfn(kvm, range_) -> bool:
     return young
 
 
-def __walk_slot_rmaps(kvm, slot, fn: str, start_level: int, end_level: int, start_gfn: int,
-                      end_gfn: int, flush_on_yield: bool, flush: bool) -> bool:
-    """mmu.c __walk_slot_rmaps: OR the handler's results (never yields here)."""
-    for _, _, rmap_head in for_each_slot_rmap_range(slot, start_level, end_level, start_gfn, end_gfn):
-        flush |= getattr(kvm, fn)(rmap_head, slot)
-    return flush
-
-
-def walk_slot_rmaps(kvm, slot, fn: str, start_level: int, end_level: int, flush_on_yield: bool) -> bool:
-    """mmu.c walk_slot_rmaps: the whole slot."""
-    return kvm.__walk_slot_rmaps(slot, fn, start_level, end_level, slot.base_gfn,
-                                 slot.base_gfn + slot.npages - 1, flush_on_yield, False)
-
-
-def slot_rmap_write_protect(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c slot_rmap_write_protect."""
-    return kvm.rmap_write_protect(rmap_head, False)
-
-
 def kvm_rmap_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> bool:
     """mmu.c kvm_rmap_zap_gfn_range: every memslot overlapping [start, end)."""
     flush = False
@@ -698,141 +525,6 @@ def kvm_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> None:
         flush = kvm.kvm_tdp_mmu_zap_leafs(gfn_start, gfn_end, flush)
     if flush:
         kvm.kvm_flush_remote_tlbs_range(gfn_start, gfn_end - gfn_start)
-
-
-# -- slot-wide dirty logging and hugepage recovery ------------------------------
-
-def kvm_mmu_slot_remove_write_access(kvm, memslot, start_level: int) -> None:
-    """mmu.c kvm_mmu_slot_remove_write_access (the caller flushes the memslot)."""
-    if kvm.kvm_memslots_have_rmaps():
-        kvm.walk_slot_rmaps(memslot, "slot_rmap_write_protect", start_level, KVM_MAX_HUGEPAGE_LEVEL, False)
-    if kvm.tdp_mmu_enabled:
-        kvm.kvm_tdp_mmu_wrprot_slot(memslot, start_level)
-
-
-def kvm_mmu_slot_leaf_clear_dirty(kvm, memslot) -> None:
-    """mmu.c kvm_mmu_slot_leaf_clear_dirty: 4K rmaps only (the caller flushes)."""
-    if kvm.kvm_memslots_have_rmaps():
-        kvm.walk_slot_rmaps(memslot, "__rmap_clear_dirty", PG_LEVEL_4K, PG_LEVEL_4K, False)
-    if kvm.tdp_mmu_enabled:
-        kvm.kvm_tdp_mmu_clear_dirty_slot(memslot)
-
-
-def kvm_mmu_zap_collapsible_spte(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c kvm_mmu_zap_collapsible_spte: zap direct SPTEs that could be mapped huger."""
-    need_tlb_flush = False
-    restart = True
-    while restart:
-        restart = False
-        for sptep in for_each_rmap_spte(kvm, rmap_head):
-            sp = kvm.sptep_to_sp(sptep)
-            if sp.role.direct and sp.role.level < kvm.kvm_mmu_max_mapping_level(slot, sp.gfn, PG_LEVEL_NUM):
-                kvm.kvm_zap_one_rmap_spte(rmap_head, sptep)
-                if kvm.kvm_available_flush_remote_tlbs_range():
-                    kvm.kvm_flush_remote_tlbs_sptep(sptep)
-                else:
-                    need_tlb_flush = True
-                restart = True
-                break
-    return need_tlb_flush
-
-
-def kvm_rmap_zap_collapsible_sptes(kvm, slot) -> None:
-    """mmu.c kvm_rmap_zap_collapsible_sptes: 4K..2M rmaps, one memslot flush."""
-    if kvm.walk_slot_rmaps(slot, "kvm_mmu_zap_collapsible_spte", PG_LEVEL_4K, KVM_MAX_HUGEPAGE_LEVEL - 1, True):
-        kvm.kvm_flush_remote_tlbs_memslot(slot)
-
-
-def kvm_mmu_zap_collapsible_sptes(kvm, slot) -> None:
-    """mmu.c kvm_mmu_zap_collapsible_sptes (dirty logging disabled)."""
-    if kvm.kvm_memslots_have_rmaps():
-        kvm.kvm_rmap_zap_collapsible_sptes(slot)
-    if kvm.tdp_mmu_enabled:
-        kvm.kvm_tdp_mmu_zap_collapsible_sptes(slot)
-
-
-# -- huge page split (eager split; shadow MMU side is for nested pages) ---------
-
-def shadow_mmu_get_sp_for_split(kvm, huge_sptep):
-    """mmu.c shadow_mmu_get_sp_for_split: a direct child page for the huge region."""
-    huge_sp = kvm.sptep_to_sp(huge_sptep)
-    gfn = kvm.kvm_mmu_page_get_gfn(huge_sp, huge_sptep.index)
-    access = kvm.kvm_mmu_page_get_access(huge_sp, huge_sptep.index)
-    role = kvm.kvm_mmu_child_role(huge_sptep, True, access)
-    return kvm.__kvm_mmu_get_shadow_page(None, None, gfn, role)
-
-
-def shadow_mmu_split_huge_page(kvm, slot, huge_sptep) -> None:
-    """mmu.c shadow_mmu_split_huge_page: fill the child, then link it over the huge
-    SPTE (``__link_shadow_page`` -> ``drop_large_spte`` -> ``drop_spte``)."""
-    huge_spte = huge_sptep.get()
-    flush = False
-    sp = kvm.shadow_mmu_get_sp_for_split(huge_sptep)
-    for index in range(SPTE_ENT_PER_PAGE):
-        sptep = sp.sptep(index)
-        gfn = kvm.kvm_mmu_page_get_gfn(sp, index)
-        if kvm.is_shadow_present_pte(sptep.get()):
-            flush |= not kvm.is_last_spte(sptep.get(), sp.role.level)
-            continue
-        spte = kvm.make_huge_page_split_spte(huge_spte, sp.role, index)
-        kvm.mmu_spte_set(sptep, spte)
-        kvm.__rmap_add(None, slot, sptep, gfn, sp.role.access)
-    kvm.__link_shadow_page(None, huge_sptep, sp, flush)
-
-
-def shadow_mmu_try_split_huge_page(kvm, slot, huge_sptep) -> int:
-    """mmu.c shadow_mmu_try_split_huge_page (caches and page limit always suffice)."""
-    kvm.shadow_mmu_split_huge_page(slot, huge_sptep)
-    return 0
-
-
-def shadow_mmu_try_split_huge_pages(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c shadow_mmu_try_split_huge_pages: nested huge SPTEs only."""
-    restart = True
-    while restart:
-        restart = False
-        for huge_sptep in for_each_rmap_spte(kvm, rmap_head):
-            sp = kvm.sptep_to_sp(huge_sptep)
-            if kvm.WARN_ON_ONCE(not sp.role.guest_mode, "split: rmap page not nested"):
-                continue
-            if kvm.WARN_ON_ONCE(not kvm.is_large_pte(huge_sptep.get()), "split: non-leaf in rmap"):
-                continue
-            if kvm.WARN_ON_ONCE(sp.unsync, "split: unsync page above 4K"):
-                continue
-            if sp.role.invalid:
-                continue
-            r = kvm.shadow_mmu_try_split_huge_page(slot, huge_sptep)
-            if not r:
-                restart = True
-                break
-            break
-    return False
-
-
-def kvm_shadow_mmu_try_split_huge_pages(kvm, slot, start: int, end: int, target_level: int) -> None:
-    """mmu.c kvm_shadow_mmu_try_split_huge_pages: from 1G down to above target_level."""
-    for level in range(KVM_MAX_HUGEPAGE_LEVEL, target_level, -1):
-        kvm.__walk_slot_rmaps(slot, "shadow_mmu_try_split_huge_pages", level, level, start, end - 1, True, False)
-
-
-def kvm_mmu_try_split_huge_pages(kvm, memslot, start: int, end: int, target_level: int) -> None:
-    """mmu.c kvm_mmu_try_split_huge_pages (TDP MMU only; no flush needed)."""
-    if not kvm.tdp_mmu_enabled:
-        return
-    if kvm.kvm_memslots_have_rmaps():
-        kvm.kvm_shadow_mmu_try_split_huge_pages(memslot, start, end, target_level)
-    kvm.kvm_tdp_mmu_try_split_huge_pages(memslot, start, end, target_level, False)
-
-
-def kvm_mmu_slot_try_split_huge_pages(kvm, memslot, target_level: int) -> None:
-    """mmu.c kvm_mmu_slot_try_split_huge_pages: the whole slot, TDP side shared."""
-    start = memslot.base_gfn
-    end = start + memslot.npages
-    if not kvm.tdp_mmu_enabled:
-        return
-    if kvm.kvm_memslots_have_rmaps():
-        kvm.kvm_shadow_mmu_try_split_huge_pages(memslot, start, end, target_level)
-    kvm.kvm_tdp_mmu_try_split_huge_pages(memslot, start, end, target_level, True)
 
 
 # -- zapping shadow pages ---------------------------------------------------------
@@ -1002,26 +694,15 @@ def get_mmio_spte_gfn(kvm, spte: int) -> int:
 _HELPERS = (__set_spte, __update_clear_spte_fast, __update_clear_spte_slow, __get_spte_lockless,
             kvm_flush_remote_tlbs_sptep)
 _ALL_BLOBS = (mmu_spte_set, mmu_spte_update_no_track, mmu_spte_clear_no_track, mmu_spte_get_lockless,
-              gfn_to_rmap, pte_list_add, pte_list_remove, rmap_remove, __rmap_add,
-              kvm_available_flush_remote_tlbs_range, drop_spte, drop_large_spte,
-              mmu_page_add_parent_pte, drop_parent_pte, spte_write_protect, rmap_write_protect,
-              spte_clear_dirty, kvm_mmu_write_protect_pt_masked, kvm_mmu_clear_dirty_pt_masked,
-              kvm_arch_mmu_enable_log_dirty_pt_masked, kvm_mmu_slot_gfn_write_protect,
-              kvm_memslots_have_rmaps, kvm_zap_one_rmap_spte, kvm_zap_all_rmap_sptes,
+              kvm_available_flush_remote_tlbs_range, drop_spte, drop_large_spte, spte_write_protect,
+              rmap_write_protect, spte_clear_dirty, kvm_zap_one_rmap_spte, kvm_zap_all_rmap_sptes,
               __kvm_zap_rmap, kvm_zap_rmap, kvm_set_pte_rmap, kvm_age_rmap, kvm_test_age_rmap,
-              kvm_handle_gfn_range, kvm_unmap_gfn_range, kvm_set_spte_gfn, kvm_age_gfn,
-              kvm_test_age_gfn, __walk_slot_rmaps, walk_slot_rmaps, slot_rmap_write_protect,
-              kvm_rmap_zap_gfn_range, kvm_zap_gfn_range, kvm_mmu_slot_remove_write_access,
-              kvm_mmu_slot_leaf_clear_dirty, kvm_mmu_zap_collapsible_spte,
-              kvm_rmap_zap_collapsible_sptes, kvm_mmu_zap_collapsible_sptes,
-              shadow_mmu_get_sp_for_split, shadow_mmu_split_huge_page,
-              shadow_mmu_try_split_huge_page, shadow_mmu_try_split_huge_pages,
-              kvm_shadow_mmu_try_split_huge_pages, kvm_mmu_try_split_huge_pages,
-              kvm_mmu_slot_try_split_huge_pages, mmu_page_zap_pte, kvm_mmu_page_unlink_children,
-              kvm_mmu_unlink_parents, kvm_unlink_unsync_page, mmu_zap_unsync_children,
-              __kvm_mmu_prepare_zap_page, kvm_mmu_prepare_zap_page, kvm_mmu_commit_zap_page,
-              kvm_mmu_free_shadow_page, kvm_mmu_zap_all, kvm_zap_obsolete_pages,
-              kvm_mmu_zap_all_fast, get_mmio_spte_gfn)
+              kvm_unmap_gfn_range, kvm_set_spte_gfn, kvm_age_gfn, kvm_test_age_gfn,
+              kvm_rmap_zap_gfn_range, kvm_zap_gfn_range, mmu_page_zap_pte,
+              kvm_mmu_page_unlink_children, kvm_mmu_unlink_parents, kvm_unlink_unsync_page,
+              mmu_zap_unsync_children, __kvm_mmu_prepare_zap_page, kvm_mmu_prepare_zap_page,
+              kvm_mmu_commit_zap_page, kvm_mmu_free_shadow_page, kvm_mmu_zap_all,
+              kvm_zap_obsolete_pages, kvm_mmu_zap_all_fast, get_mmio_spte_gfn)
 
 MODEL_TABLE = (
     tuple(Version(MMU_C, f.__name__, f, helper=True) for f in _HELPERS)
@@ -1040,5 +721,7 @@ MODEL_TABLE = (
         Version(MMU_C, "__rmap_clear_dirty", __rmap_clear_dirty, (BASE,)),
         Version(MMU_C, "__rmap_clear_dirty", rmap_clear_dirty_bare_wrprot, (AFTER_2, AFTER_3, AFTER_4)),
     )
-    + FAULT_MODEL_TABLE
+    + mmu_fault.MODEL_TABLE
+    + mmu_rmap.MODEL_TABLE
+    + mmu_slot.MODEL_TABLE
 )

@@ -1,14 +1,15 @@
 """arch/x86/kvm/mmu/mmu.c, part 2: shadow pages and the page-fault paths.
 
-Split from ``mmu.py`` only to keep each module readable; both mirror mmu.c and
-``mmu.py`` appends this module's ``MODEL_TABLE`` to its own (the registry
-lists ``kernel_models.mmu`` only).  This module holds:
+Split from ``mmu.py`` only to keep each module readable; ``mmu.py`` appends
+this module's ``MODEL_TABLE`` to its own (the registry lists
+``kernel_models.mmu`` only).  Hugepage level selection is in ``mmu_slot.py``.
+This module holds:
 
 - the reduced ``kvm_vcpu`` and the shadow walk (``for_each_shadow_entry``);
 - shadow-page lookup, allocation and linking (``kvm_mmu_get_child_sp``,
   ``__link_shadow_page``...), unsync marking and ``mmu_try_to_unsync_pages``;
 - ``mmu_set_spte``, ``rmap_add``, direct prefetch;
-- hugepage level selection, ``fast_page_fault``, ``kvm_faultin_pfn``,
+- ``fast_page_fault``, ``kvm_faultin_pfn``,
   ``direct_map``, ``direct_page_fault``, ``kvm_tdp_mmu_page_fault`` and
   ``kvm_tdp_page_fault``.
 
@@ -39,7 +40,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from kernel_models.kvm_main import (KVM_PAGES_PER_HPAGE, KVM_PFN_ERR_FAULT, KVM_PFN_NOSLOT,
-                                    PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K)
+                                    PG_LEVEL_1G, PG_LEVEL_4K)
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page, kvm_mmu_page_role
 from kernel_models.registry import KVM_MAIN_C, MMU_C, Version
 from kernel_models.spte import PT_PRESENT_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
@@ -516,84 +517,6 @@ def direct_pte_prefetch(kvm, vcpu, sptep) -> None:
     kvm.__direct_pte_prefetch(vcpu, sp, sptep)
 
 
-# -- hugepage level -------------------------------------------------------------
-
-def kvm_lpage_disallowed(kvm, slot, gfn: int, level: int) -> bool:
-    """lpage_info_slot(gfn, slot, level)->disallow_lpage != 0, derived.
-
-    The kernel counts: a huge region that sticks out of the memslot, and
-    every indirect 4K shadow page inside it (kvm_mmu_gfn_disallow_lpage from
-    account_shadowed).  Mixed memory attributes are not modelled.
-    """
-    base = gfn_round_for_level(gfn, level)
-    pages = KVM_PAGES_PER_HPAGE(level)
-    if base < slot.base_gfn or base + pages > slot.base_gfn + slot.npages:
-        return True
-    return any(not sp.role.direct and sp.role.level == PG_LEVEL_4K and base <= sp.gfn < base + pages
-               and not kvm.is_obsolete_sp(sp) for sp in kvm.active_mmu_pages)
-
-
-def host_pfn_mapping_level(kvm, gfn: int, slot) -> int:
-    """mmu.c host_pfn_mapping_level, reduced: 2M when the host maps the whole
-    aligned region to consecutive pfns from a 2M-aligned pfn, else 4K."""
-    base = gfn_round_for_level(gfn, PG_LEVEL_2M)
-    pages = KVM_PAGES_PER_HPAGE(PG_LEVEL_2M)
-    first = kvm.host.get(base)
-    if first is None or first[0] % pages:
-        return PG_LEVEL_4K
-    for i in range(pages):
-        entry = kvm.host.get(base + i)
-        if entry is None or entry[0] != first[0] + i:
-            return PG_LEVEL_4K
-    return PG_LEVEL_2M
-
-
-def __kvm_mmu_max_mapping_level(kvm, slot, gfn: int, max_level: int, is_private: bool) -> int:
-    """mmu.c __kvm_mmu_max_mapping_level (max_huge_page_level = 1G, EPT/NPT)."""
-    max_level = min(max_level, PG_LEVEL_1G)
-    while max_level > PG_LEVEL_4K:
-        if not kvm.kvm_lpage_disallowed(slot, gfn, max_level):
-            break
-        max_level -= 1
-    if is_private:
-        return max_level
-    if max_level == PG_LEVEL_4K:
-        return PG_LEVEL_4K
-    host_level = kvm.host_pfn_mapping_level(gfn, slot)
-    return min(host_level, max_level)
-
-
-def kvm_mmu_max_mapping_level(kvm, slot, gfn: int, max_level: int) -> int:
-    """mmu.c kvm_mmu_max_mapping_level (no private memory)."""
-    return kvm.__kvm_mmu_max_mapping_level(slot, gfn, max_level, False)
-
-
-def kvm_mmu_hugepage_adjust(kvm, vcpu, fault) -> None:
-    """mmu.c kvm_mmu_hugepage_adjust; also used by the TDP MMU's map path."""
-    fault.huge_page_disallowed = False      # exec && nx_huge_page_workaround: workaround off
-    if fault.max_level == PG_LEVEL_4K:
-        return
-    if kvm.is_error_noslot_pfn(fault.pfn):
-        return
-    if kvm.kvm_slot_dirty_track_enabled(fault.slot):
-        return
-    fault.req_level = kvm.__kvm_mmu_max_mapping_level(fault.slot, fault.gfn, fault.max_level, False)
-    if fault.req_level == PG_LEVEL_4K or fault.huge_page_disallowed:
-        return
-    fault.goal_level = fault.req_level
-    mask = KVM_PAGES_PER_HPAGE(fault.goal_level) - 1
-    fault.pfn &= ~mask
-
-
-def disallowed_hugepage_adjust(kvm, fault, spte: int, cur_level: int) -> None:
-    """mmu.c disallowed_hugepage_adjust: only acts for NX-split pages (never set here)."""
-    if (cur_level > PG_LEVEL_4K and cur_level == fault.goal_level and kvm.is_shadow_present_pte(spte)
-            and not kvm.is_large_pte(spte) and kvm.spte_to_child_sp(spte).nx_huge_page_disallowed):
-        page_mask = KVM_PAGES_PER_HPAGE(cur_level) - KVM_PAGES_PER_HPAGE(cur_level - 1)
-        fault.pfn |= fault.gfn & page_mask
-        fault.goal_level -= 1
-
-
 # -- fast page fault ------------------------------------------------------------
 
 def page_fault_can_be_fast(kvm, fault) -> bool:
@@ -809,8 +732,6 @@ _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_p
           kvm_mmu_child_role, kvm_mmu_get_child_sp, __link_shadow_page, link_shadow_page,
           mmu_alloc_root, mmu_alloc_direct_roots, mark_mmio_spte, rmap_add, mmu_set_spte,
           direct_pte_prefetch_many, __direct_pte_prefetch, direct_pte_prefetch,
-          kvm_lpage_disallowed, host_pfn_mapping_level, __kvm_mmu_max_mapping_level,
-          kvm_mmu_max_mapping_level, kvm_mmu_hugepage_adjust, disallowed_hugepage_adjust,
           page_fault_can_be_fast, fast_pf_fix_direct_spte, is_access_allowed,
           fast_pf_get_last_sptep, fast_page_fault, kvm_handle_error_pfn, kvm_handle_noslot_fault,
           __kvm_faultin_pfn, kvm_faultin_pfn, page_fault_handle_page_track, is_page_fault_stale,
