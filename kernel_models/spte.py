@@ -43,8 +43,18 @@ Where the facts come from (search-tool look-ups, Nov 2026):
   with three arguments; id 40773106021: base already uses WARN_ON_ONCE for
   the dirty-log level check).  ``kvm_mmu_changed_pte_notifier_make_spte``
   read in Paolo Bonzini's removal patch (id 46244852148, v6.9 era).
-- The legacy MMIO value (bit 51 | P, access mask W|U) is KERNEL-FACTS 1.2;
-  not re-read in source.
+- The legacy MMIO value (bit 51 | P, access mask W|U) read in
+  ``kvm_mmu_reset_all_pte_masks`` contexts (index ids 29569523, 28772717283).
+
+Tags used in the docstrings: [H13] index copy 24615369 (spte.h, v6.13 era,
+unchanged bodies); [H-old] torvalds/linux 006100212d7f (older spte.h);
+[C11] kvm-x86/linux 771df9ffadb8 (spte.c, v6.11 era); [P-4a59] patch
+contexts carrying the base spte.c index 4a599130e9c9; [MMIO] patches
+around ``is_mmio_spte`` (ids 8166228281, 28830331977); [AD] the patches
+adding/removing ``kvm_ad_enabled()`` (ids 45708296282, 41938237039).
+"All blobs" = the body holds in every blob of its file (spte.h and
+mmu_internal.h are not changed by the series; for spte.c: 4a599130e9c9,
+b4c1119cc48b, 490966bc893c).
 """
 
 from __future__ import annotations
@@ -208,90 +218,138 @@ MODES: dict[str, SpteMasks] = {
 # ---------------------------------------------------------------------------
 
 def is_removed_spte(kvm, spte: int) -> bool:
-    """spte.h is_removed_spte: equality with REMOVED_SPTE (0x5a0 at base)."""
+    """spte.h is_removed_spte: equality with REMOVED_SPTE (0x5a0 at base).
+
+    All blobs. Confirmed [H13 as is_frozen_spte, 0x5a0 in H-old].
+    """
     return spte == REMOVED_SPTE
 
 
 def is_mmio_spte(kvm, spte: int) -> bool:
-    """spte.h is_mmio_spte (base form: no kvm argument, reads enable_mmio_caching)."""
+    """spte.h is_mmio_spte (base form: no kvm argument, reads enable_mmio_caching).
+
+    All blobs. Confirmed [MMIO: base form until the TDX per-VM change].
+    """
     return (spte & kvm.shadow_mmio_mask) == kvm.shadow_mmio_value and kvm.enable_mmio_caching
 
 
 def is_shadow_present_pte(kvm, pte: int) -> bool:
-    """spte.h is_shadow_present_pte: bit 11 only."""
+    """spte.h is_shadow_present_pte: bit 11 only.
+
+    All blobs. Confirmed [H13, H-old].
+    """
     return bool(pte & SPTE_MMU_PRESENT_MASK)
 
 
 def kvm_ad_enabled(kvm) -> bool:
-    """spte.h kvm_ad_enabled (a function at base): A/D bits used for non-nested MMUs."""
+    """spte.h kvm_ad_enabled (a function at base): A/D bits used for non-nested MMUs.
+
+    All blobs. Confirmed [AD: a function from before the base; a variable by H13].
+    """
     return bool(kvm.shadow_accessed_mask)
 
 
 def sp_ad_disabled(kvm, sp) -> bool:
-    """spte.h sp_ad_disabled: the page's role says A/D bits are off."""
+    """spte.h sp_ad_disabled: the page's role says A/D bits are off.
+
+    All blobs. Confirmed [H13, H-old].
+    """
     return bool(sp.role.ad_disabled)
 
 
 def spte_ad_enabled(kvm, spte: int) -> bool:
-    """spte.h spte_ad_enabled; the presence check is KVM_MMU_WARN_ON (PROVE_MMU only)."""
+    """spte.h spte_ad_enabled; the presence check is KVM_MMU_WARN_ON (PROVE_MMU only).
+
+    All blobs. Confirmed [H13].
+    """
     kvm.KVM_MMU_WARN_ON(not kvm.is_shadow_present_pte(spte), "spte_ad_enabled: SPTE not present")
     return (spte & SPTE_TDP_AD_MASK) != SPTE_TDP_AD_DISABLED
 
 
 def spte_ad_need_write_protect(kvm, spte: int) -> bool:
-    """spte.h spte_ad_need_write_protect: A/D type is anything but "enabled"."""
+    """spte.h spte_ad_need_write_protect: A/D type is anything but "enabled".
+
+    All blobs. Confirmed [H13].
+    """
     kvm.KVM_MMU_WARN_ON(not kvm.is_shadow_present_pte(spte),
                         "spte_ad_need_write_protect: SPTE not present")
     return (spte & SPTE_TDP_AD_MASK) != SPTE_TDP_AD_ENABLED
 
 
 def spte_shadow_accessed_mask(kvm, spte: int) -> int:
-    """spte.h spte_shadow_accessed_mask: the global A mask, or 0 for A/D-disabled SPTEs."""
+    """spte.h spte_shadow_accessed_mask: the global A mask, or 0 for A/D-disabled SPTEs.
+
+    All blobs. Confirmed [H-old]; gone by v6.13.
+    """
     kvm.KVM_MMU_WARN_ON(not kvm.is_shadow_present_pte(spte),
                         "spte_shadow_accessed_mask: SPTE not present")
     return kvm.shadow_accessed_mask if kvm.spte_ad_enabled(spte) else 0
 
 
 def spte_shadow_dirty_mask(kvm, spte: int) -> int:
-    """spte.h spte_shadow_dirty_mask: the global D mask, or 0 for A/D-disabled SPTEs."""
+    """spte.h spte_shadow_dirty_mask: the global D mask, or 0 for A/D-disabled SPTEs.
+
+    All blobs. Confirmed [H-old]; gone by v6.13.
+    """
     kvm.KVM_MMU_WARN_ON(not kvm.is_shadow_present_pte(spte),
                         "spte_shadow_dirty_mask: SPTE not present")
     return kvm.shadow_dirty_mask if kvm.spte_ad_enabled(spte) else 0
 
 
 def is_access_track_spte(kvm, spte: int) -> bool:
-    """spte.h is_access_track_spte: A/D disabled and every access-track bit clear."""
+    """spte.h is_access_track_spte: A/D disabled and every access-track bit clear.
+
+    All blobs. Confirmed [H13, H-old].
+    """
     return not kvm.spte_ad_enabled(spte) and (spte & kvm.shadow_acc_track_mask) == 0
 
 
 def is_large_pte(kvm, pte: int) -> bool:
-    """spte.h is_large_pte: bit 7."""
+    """spte.h is_large_pte: bit 7.
+
+    All blobs. Confirmed [H13].
+    """
     return bool(pte & PT_PAGE_SIZE_MASK)
 
 
 def is_last_spte(kvm, pte: int, level: int) -> bool:
-    """spte.h is_last_spte: 4K level or bit 7; presence is not checked."""
+    """spte.h is_last_spte: 4K level or bit 7; presence is not checked.
+
+    All blobs. Confirmed [H13].
+    """
     return level == PG_LEVEL_4K or kvm.is_large_pte(pte)
 
 
 def is_executable_pte(kvm, spte: int) -> bool:
-    """spte.h is_executable_pte: X set (EPT) or NX clear (legacy)."""
+    """spte.h is_executable_pte: X set (EPT) or NX clear (legacy).
+
+    All blobs. Confirmed [H13].
+    """
     return (spte & (kvm.shadow_x_mask | kvm.shadow_nx_mask)) == kvm.shadow_x_mask
 
 
 def spte_to_pfn(kvm, pte: int) -> int:
-    """spte.h spte_to_pfn: bits 12..51 (0 and REMOVED_SPTE give pfn 0)."""
+    """spte.h spte_to_pfn: bits 12..51 (0 and REMOVED_SPTE give pfn 0).
+
+    All blobs. Confirmed [H13].
+    """
     return (pte & SPTE_BASE_ADDR_MASK) >> PAGE_SHIFT
 
 
 def is_accessed_spte(kvm, spte: int) -> bool:
-    """spte.h is_accessed_spte (base form): A bit, or "not access-tracked" without A/D."""
+    """spte.h is_accessed_spte (base form): A bit, or "not access-tracked" without A/D.
+
+    All blobs. Confirmed [H-old]; simplified after the base (H13).
+    """
     accessed_mask = kvm.spte_shadow_accessed_mask(spte)
     return bool(spte & accessed_mask) if accessed_mask else not kvm.is_access_track_spte(spte)
 
 
 def is_dirty_spte(kvm, spte: int) -> bool:
-    """spte.h is_dirty_spte (base form): D bit, or the W bit without A/D."""
+    """spte.h is_dirty_spte (base form): D bit, or the W bit without A/D.
+
+    All blobs. Confirmed [H-old].
+    """
     dirty_mask = kvm.spte_shadow_dirty_mask(spte)
     return bool(spte & dirty_mask) if dirty_mask else bool(spte & PT_WRITABLE_MASK)
 
@@ -308,27 +366,42 @@ def get_rsvd_bits(kvm, rsvd_check, pte: int, level: int) -> int:
 
 
 def __is_rsvd_bits_set(kvm, rsvd_check, pte: int, level: int) -> bool:  # noqa: N807
-    """spte.h __is_rsvd_bits_set."""
+    """spte.h __is_rsvd_bits_set.
+
+    All blobs. Confirmed [H13].
+    """
     return bool(pte & kvm.get_rsvd_bits(rsvd_check, pte, level))
 
 
 def __is_bad_mt_xwr(kvm, rsvd_check, pte: int) -> bool:  # noqa: N807
-    """spte.h __is_bad_mt_xwr; ``bad_mt_xwr`` modelled as 0 (see get_rsvd_bits)."""
+    """spte.h __is_bad_mt_xwr; ``bad_mt_xwr`` modelled as 0 (see get_rsvd_bits).
+
+    All blobs. Confirmed [H13].
+    """
     return False
 
 
 def is_rsvd_spte(kvm, rsvd_check, spte: int, level: int) -> bool:
-    """spte.h is_rsvd_spte."""
+    """spte.h is_rsvd_spte.
+
+    All blobs. Confirmed [H13].
+    """
     return kvm.__is_bad_mt_xwr(rsvd_check, spte) or kvm.__is_rsvd_bits_set(rsvd_check, spte, level)
 
 
 def is_writable_pte(kvm, pte: int) -> bool:
-    """spte.h is_writable_pte: bit 1; presence is not checked."""
+    """spte.h is_writable_pte: bit 1; presence is not checked.
+
+    All blobs. Confirmed [H13].
+    """
     return bool(pte & PT_WRITABLE_MASK)
 
 
 def check_spte_writable_invariants(kvm, spte: int) -> None:
-    """spte.h check_spte_writable_invariants: MMU-writable needs host-writable; W needs MMU-writable."""
+    """spte.h check_spte_writable_invariants: MMU-writable needs host-writable; W needs MMU-writable.
+
+    All blobs. Confirmed [H13].
+    """
     if spte & kvm.shadow_mmu_writable_mask:
         kvm.WARN_ONCE(not (spte & kvm.shadow_host_writable_mask),
                       f"MMU-writable SPTE is not Host-writable: {spte:#x}")
@@ -337,19 +410,28 @@ def check_spte_writable_invariants(kvm, spte: int) -> None:
 
 
 def is_mmu_writable_spte(kvm, spte: int) -> bool:
-    """spte.h is_mmu_writable_spte."""
+    """spte.h is_mmu_writable_spte.
+
+    All blobs. Confirmed [H13].
+    """
     return bool(spte & kvm.shadow_mmu_writable_mask)
 
 
 def get_mmio_spte_generation(kvm, spte: int) -> int:
-    """spte.h get_mmio_spte_generation: generation bits 3-10 and 52-62."""
+    """spte.h get_mmio_spte_generation: generation bits 3-10 and 52-62.
+
+    All blobs. Confirmed [H13].
+    """
     gen = (spte & MMIO_SPTE_GEN_LOW_MASK) >> MMIO_SPTE_GEN_LOW_SHIFT
     gen |= (spte & MMIO_SPTE_GEN_HIGH_MASK) >> MMIO_SPTE_GEN_HIGH_SHIFT
     return gen
 
 
 def restore_acc_track_spte(kvm, spte: int) -> int:
-    """spte.h restore_acc_track_spte (inline at base, no WARNs): R/X back, W not."""
+    """spte.h restore_acc_track_spte (inline at base, no WARNs): R/X back, W not.
+
+    All blobs. Confirmed [H13; moved to spte.h in 2022 per its patch].
+    """
     saved_bits = (spte >> SHADOW_ACC_TRACK_SAVED_BITS_SHIFT) & SHADOW_ACC_TRACK_SAVED_BITS_MASK
     spte &= ~kvm.shadow_acc_track_mask
     spte &= ~(SHADOW_ACC_TRACK_SAVED_BITS_MASK << SHADOW_ACC_TRACK_SAVED_BITS_SHIFT)
@@ -380,7 +462,10 @@ def is_nx_huge_page_enabled(kvm) -> bool:
 # ---------------------------------------------------------------------------
 
 def generation_mmio_spte_mask(kvm, gen: int) -> int:
-    """spte.c generation_mmio_spte_mask (all blobs)."""
+    """spte.c generation_mmio_spte_mask (all blobs).
+
+    All blobs. Confirmed [C11; base WARN_ON_ONCE per P-4a59].
+    """
     kvm.WARN_ON_ONCE(gen & ~MMIO_SPTE_GEN_MASK, "generation_mmio_spte_mask: generation too wide")
     mask = (gen << MMIO_SPTE_GEN_LOW_SHIFT) & MMIO_SPTE_GEN_LOW_MASK
     mask |= (gen << MMIO_SPTE_GEN_HIGH_SHIFT) & MMIO_SPTE_GEN_HIGH_MASK
@@ -422,7 +507,10 @@ def spte_has_volatile_bits(kvm, spte: int) -> bool:
 
 
 def make_spte_executable(kvm, spte: int) -> int:
-    """spte.c make_spte_executable (static; all blobs): set X through access tracking."""
+    """spte.c make_spte_executable (static; all blobs): set X through access tracking.
+
+    All blobs. Confirmed [C11].
+    """
     is_access_track = kvm.is_access_track_spte(spte)
     if is_access_track:
         spte = kvm.restore_acc_track_spte(spte)
@@ -457,6 +545,8 @@ def make_nonleaf_spte(kvm, child_pt, ad_disabled: bool) -> int:
 
     Non-leaf SPTEs are always W (and X on EPT): the permission is checked at
     the leaf.
+
+    All blobs. Confirmed [C11].
     """
     spte = SPTE_MMU_PRESENT_MASK
     spte |= ((child_pt.pfn << PAGE_SHIFT) | kvm.shadow_present_mask | PT_WRITABLE_MASK
@@ -489,6 +579,8 @@ def mark_spte_for_access_track(kvm, spte: int) -> int:
     A/D SPTEs just lose A.  Others save R/X in bits 54/56 and lose RWX
     (W too: it comes back only through a write fault); host- and
     MMU-writable stay.
+
+    All blobs. Confirmed [C11].
     """
     if kvm.spte_ad_enabled(spte):
         return spte & ~kvm.shadow_accessed_mask
@@ -541,7 +633,13 @@ def keep_write_dirty_mask_and_folio(kvm, spte: int, pfn: int) -> int:
 def _make_spte_body(kvm, skip_unsync, keep_write, vcpu, sp, slot, pte_access: int, gfn: int,
                     pfn: int, old_spte: int, prefetch: bool, can_unsync: bool,
                     host_writable: bool) -> tuple[bool, int]:
-    """The statements of spte.c make_spte shared by all three blobs, in C order."""
+    """The statements of spte.c make_spte shared by all three blobs, in C order.
+
+    Confirmed [C11] for the body; base-era details from [P-4a59] (vendor
+    memtype hook, WARN_ON_ONCE on the dirty-log level check).  The first
+    WARN's base form (no access bits and no present mask) is KERNEL-FACTS
+    2.3, not read: C11 already has the later SHADOW_NONPRESENT_VALUE form.
+    """
     level = sp.role.level
     spte = SPTE_MMU_PRESENT_MASK
     wrprot = False
