@@ -67,7 +67,11 @@ class AbstractSpte:
 def leaf_value(masks: S.SpteMasks, level: int, pfn: int, host: int, mmu: int, w: int,
                a: int, d: int, exec_: bool = True, ad_type: int = S.SPTE_TDP_AD_ENABLED,
                tracked: bool = False) -> int:
-    """A leaf SPTE laid out as make_spte lays it out (user access always on)."""
+    """A leaf SPTE laid out as make_spte lays it out (user access always on).
+
+    ``pfn`` is a 4K-page index scaled by the page size of ``level``
+    (``huge_pfn``): at 2M, pfn 3 maps pfn 3 * 512, so huge leaves stay aligned.
+    """
     value = S.SPTE_MMU_PRESENT_MASK | ad_type | masks.present | masks.user
     value |= masks.x if exec_ else masks.nx
     if level > 1:

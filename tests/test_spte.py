@@ -20,7 +20,8 @@ from hypothesis.errors import NoSuchExample
 from kernel_models import registry, spte as S
 from kernel_models.effects import FolioDirty, MemslotDirty, Warn
 from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
-from kernel_models.registry import KVM_MAIN_C, SPTE_C, SPTE_H, UNCHANGED, VersionSet
+from kernel_models.registry import (KVM_MAIN_C, MMU_INTERNAL_H, SPTE_C, SPTE_H, UNCHANGED,
+                                    VersionSet)
 from kernel_models.spte_domain import (AbstractSpte, describe_spte, domain_at_level, sptes,
                                        spte_domain, valid_domain)
 from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, VM, kvm_memory_slot
@@ -462,6 +463,35 @@ def test_make_spte_no_effects_besides_documented_ones():
         vm = state_vm(state, "ept_ad")
         call_make_spte(vm)
         assert vm.log.events == []
+
+
+def ad_type_failures(versions) -> list:
+    """make_spte's A/D type: nested page with PML -> write-protect-only; A/D-disabled
+    page -> disabled (and prefetching it gives an access-tracked SPTE); else enabled."""
+    failures = []
+    for pml, guest_mode, ad_disabled, prefetch, want in (
+            (512, True, False, False, S.SPTE_TDP_AD_WRPROT_ONLY),
+            (512, False, False, False, S.SPTE_TDP_AD_ENABLED),
+            (0, True, False, False, S.SPTE_TDP_AD_ENABLED),
+            (0, False, True, True, S.SPTE_TDP_AD_DISABLED)):
+        vm = make_vm(versions, "ept_ad")
+        vm.cpu_dirty_log_size = pml
+        sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=1, ad_disabled=ad_disabled,
+                                                guest_mode=guest_mode), 0)
+        _, new = vm.make_spte(SimpleNamespace(kvm=vm), sp, None, S.ACC_ALL, 5, 1, 0, prefetch,
+                              True, True)
+        if new & S.SPTE_TDP_AD_MASK != want:
+            failures.append((pml, guest_mode, ad_disabled, hex(new)))
+        elif ad_disabled and not vm.is_access_track_spte(new):
+            failures.append((pml, guest_mode, ad_disabled, "not access-tracked"))
+    return failures
+
+
+def test_make_spte_ad_type(mutant):
+    assert ad_type_failures(VersionSet.series_state("base")) == []
+    broken = mutant(MMU_INTERNAL_H, UNCHANGED, {"kvm_mmu_page_ad_need_write_protect":
+                                                lambda kvm, sp: bool(kvm.cpu_dirty_log_size)})
+    assert [f[:3] for f in ad_type_failures(broken)] == [(512, False, False)]
 
 
 # -- 7. other constructors -----------------------------------------------------
