@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kernel_models.kvm_main import PG_LEVEL_4K
+from kernel_models.kvm_main import KVM_PAGES_PER_HPAGE, PG_LEVEL_4K
 from kernel_models.registry import MMU_INTERNAL_H, SPTE_C, SPTE_H, Version
 
 # -- constants with kernel names (arch/x86/kvm/mmu/mmu.h, spte.h, asm/vmx.h) --
@@ -532,7 +532,7 @@ def make_huge_page_split_spte(kvm, huge_spte: int, role, index: int) -> int:
     if kvm.WARN_ON_ONCE(not kvm.is_large_pte(huge_spte), "split: SPTE not huge"):
         return 0
     child_spte = huge_spte
-    child_spte |= (index * (1 << ((role.level - 1) * 9))) << PAGE_SHIFT
+    child_spte |= (index * KVM_PAGES_PER_HPAGE(role.level)) << PAGE_SHIFT
     if role.level == PG_LEVEL_4K:
         child_spte &= ~PT_PAGE_SIZE_MASK
         if (role.access & ACC_EXEC_MASK) and kvm.is_nx_huge_page_enabled():

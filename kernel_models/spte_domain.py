@@ -295,15 +295,15 @@ def describe_spte(mode_or_kvm, value: int) -> dict:
         "W": kvm.is_writable_pte(value),
         "mmuW": kvm.is_mmu_writable_spte(value),
         "hostW": bool(value & masks.host_writable),
-        "X": kvm.is_executable_pte(value),
         "A": bool(value & masks.accessed) if masks.accessed else False,
         "D": bool(value & masks.dirty) if masks.dirty else False,
         "pfn": kvm.spte_to_pfn(value),
     }
-    if present:
+    if present:         # the rest only means something for a present SPTE
         ad_field = value & S.SPTE_TDP_AD_MASK
         facts["ad"] = {S.SPTE_TDP_AD_ENABLED: "enabled", S.SPTE_TDP_AD_DISABLED: "disabled",
                        S.SPTE_TDP_AD_WRPROT_ONLY: "wrprot-only"}.get(ad_field, "reserved")
+        facts["X"] = kvm.is_executable_pte(value)
         facts["accessed"] = kvm.is_accessed_spte(value)
         facts["dirty"] = kvm.is_dirty_spte(value)
         facts["tracked"] = kvm.is_access_track_spte(value)

@@ -80,7 +80,7 @@ def atomic64_fetch_and(kvm, sptep, mask: int) -> int:
 
 
 MODEL_TABLE = (
-    Version(TDP_ITER_H, "kvm_tdp_mmu_read_spte", kvm_tdp_mmu_read_spte, helper=True),
+    Version(TDP_ITER_H, "kvm_tdp_mmu_read_spte", kvm_tdp_mmu_read_spte),
     Version(TDP_ITER_H, "kvm_tdp_mmu_write_spte_atomic", kvm_tdp_mmu_write_spte_atomic,
             helper=True),
     Version(TDP_ITER_H, "__kvm_tdp_mmu_write_spte", __kvm_tdp_mmu_write_spte, helper=True),

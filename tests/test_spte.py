@@ -634,7 +634,9 @@ def test_describe_spte_names_bits():
     assert {k: facts[k] for k in ("present", "W", "mmuW", "hostW", "A", "D", "pfn", "ad")} == {
         "present": True, "W": True, "mmuW": True, "hostW": True, "A": True, "D": False,
         "pfn": 1, "ad": "enabled"}
-    assert describe_spte("legacy", 0)["present"] is False
+    assert describe_spte("legacy", 0) == {
+        "value": "0x0", "present": False, "mmio": False, "removed": False, "large": False,
+        "W": False, "mmuW": False, "hostW": False, "A": False, "D": False, "pfn": 0}
     assert vm.log.events == []        # describing never touches the caller's log
 
 
