@@ -279,6 +279,46 @@ def account_shadowed(kvm, sp) -> None:
 
 # -- shadow page lookup, allocation, linking ----------------------------------
 
+def kvm_sync_page_check(kvm, vcpu, sp) -> bool:
+    """mmu.c kvm_sync_page_check, reduced: direct pages are never unsync (the role
+    comparison against the vCPU's MMU is not modelled)."""
+    if kvm.WARN_ON_ONCE(sp.role.direct, "kvm_sync_page_check: direct page"):
+        return False
+    return True
+
+
+def kvm_sync_spte(kvm, vcpu, sp, i: int) -> int:
+    """mmu.c kvm_sync_spte: the MMU's sync_spte hook is paging_tmpl's FNAME(sync_spte)."""
+    if not sp.spt.get(i, 0):
+        return 0
+    return getattr(kvm, "FNAME(sync_spte)")(vcpu, sp, i)
+
+
+def __kvm_sync_page(kvm, vcpu, sp) -> int:
+    """mmu.c __kvm_sync_page: <0 to zap, else non-zero when a flush is needed.
+
+    As in C, a -1 from one entry is OR-ed into ``flush`` and so fails the page.
+    Absent entries are 0 and skipped by kvm_sync_spte, so only stored ones are visited.
+    """
+    flush = 0
+    if not kvm.kvm_sync_page_check(vcpu, sp):
+        return -1
+    for i in sorted(sp.spt):
+        ret = kvm.kvm_sync_spte(vcpu, sp, i)
+        if ret < -1:
+            return -1
+        flush |= ret
+    return flush
+
+
+def kvm_sync_page(kvm, vcpu, sp, invalid_list) -> int:
+    """mmu.c kvm_sync_page: zap the page when the sync fails."""
+    ret = kvm.__kvm_sync_page(vcpu, sp)
+    if ret < 0:
+        kvm.kvm_mmu_prepare_zap_page(sp, invalid_list)
+    return ret
+
+
 def kvm_mmu_find_shadow_page(kvm, vcpu, gfn: int, sp_list, role):
     """mmu.c kvm_mmu_find_shadow_page over the reduced hash (``sp_list``).
 
@@ -727,7 +767,8 @@ def kvm_tdp_page_fault(kvm, vcpu, fault) -> int:
 _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_page_set_translation,
           kvm_mmu_page_set_access, is_obsolete_sp,
           kvm_gfn_is_write_tracked, mark_unsync, kvm_mmu_mark_parents_unsync, kvm_unsync_page,
-          mmu_try_to_unsync_pages, account_shadowed, kvm_mmu_find_shadow_page,
+          mmu_try_to_unsync_pages, account_shadowed, kvm_sync_page_check, kvm_sync_spte,
+          __kvm_sync_page, kvm_sync_page, kvm_mmu_find_shadow_page,
           kvm_mmu_alloc_shadow_page, __kvm_mmu_get_shadow_page, kvm_mmu_get_shadow_page,
           kvm_mmu_child_role, kvm_mmu_get_child_sp, __link_shadow_page, link_shadow_page,
           mmu_alloc_root, mmu_alloc_direct_roots, mark_mmio_spte, rmap_add, mmu_set_spte,

@@ -435,3 +435,21 @@ def test_every_series_state_resolves_the_mmu_entry_points(state):
                  "kvm_tdp_page_fault", "mmu_spte_update", "mmu_spte_clear_track_bits"):
         assert name in functions, name
     assert "no_such_function" not in functions
+
+
+def test_tdp_mmu_enabled_dispatches_faults_and_unmap_to_the_tdp_mmu():
+    kvm = VM(VersionSet.series_state("base"), "ept_ad", tdp_mmu_enabled=True)
+    kvm.memslots.append(kvm_memory_slot(0, 0, 1024))
+    kvm.host[GFN] = (PFN, True)
+    vcpu = kvm_vcpu(kvm=kvm)
+    kvm.mmu_alloc_direct_roots(vcpu)
+    assert fault(kvm, vcpu) == RET_PF_FIXED
+    assert kvm.active_mmu_pages == [] and kvm.memslots[0].rmap == {}     # no shadow pages, no rmaps
+    assert vcpu.arch.mmu.root.tdp_mmu_page
+    assert [e.by for e in channel(kvm, REFS)] == ["__kvm_faultin_pfn", "kvm_tdp_mmu_page_fault"]
+    mark = kvm.log.mark()
+    assert kvm.kvm_unmap_gfn_range(whole_slot(kvm)) is True
+    assert channel(kvm, ACCESSED, mark) and all(e.by != "mmu_spte_clear_track_bits"
+                                                for e in kvm.log.since(mark))
+    shadow, _, _ = mapped("base")                   # the same fault without the TDP MMU
+    assert [e.by for e in channel(shadow, REFS)] == ["__kvm_faultin_pfn", "direct_page_fault"]
