@@ -46,13 +46,6 @@ INFERRED = "inferred"
 # page aging and LRUs tolerate false negatives and false positives.
 TOLERANT_CHANNELS = frozenset({ACCESSED})
 
-# Operation groups used by the written contracts (names of operations.OPERATIONS).
-CREATE = ("fault", "prefetch", "shadow_sync")
-ZAP_FOR_NOTIFIER = ("unmap",)
-ZAP_KVM_INITIATED = ("zap_all", "memslot_delete", "collapse")
-MODIFY = ("age", "dirty_log_enable", "dirty_log_clear", "split", "shadow_sync")
-
-
 @dataclass(frozen=True)
 class Rule:
     channel: str
@@ -149,11 +142,6 @@ def _rfc_1() -> Contract:
 
 
 def _rfc_2() -> Contract:
-    dropped = ("unmap", "zap_all", "memslot_delete", "collapse", "age", "dirty_log_enable",
-               "dirty_log_clear", "split", "change_pte",
-               "mmu_spte_update", "mmu_spte_clear_track_bits", "mmu_spte_age",
-               "handle_changed_spte", "__rmap_clear_dirty", "age_gfn_range",
-               "clear_dirty_pt_masked", "drop_spte", "tdp_mmu_zap_leafs")
     return Contract(
         name="rfc-2-mark-dirty-at-creation",
         source=WRITTEN,
@@ -168,7 +156,7 @@ def _rfc_2() -> Contract:
             Rule(DIRTY, ("fault", "shadow_sync"), FREE,
                  "a fault or a sync creates a SPTE (may now mark) and may zap or modify the one "
                  "it replaces (no longer marks): both halves of the message apply"),
-            Rule(DIRTY, dropped, SUBSET,
+            Rule(DIRTY, (ANY,), SUBSET,
                  "the message: no longer mark folios dirty when zapping or modifying SPTEs"),
         ),
         notes=("The message says nothing about page references or accessed marking: they "
@@ -189,14 +177,13 @@ def _rfc_3() -> Contract:
             Rule(ACCESSED, ("unmap", "tdp_mmu_zap_leafs"), MOVED,
                  "the message keeps marking accessed when leaf SPTEs are zapped for the primary "
                  "MMU, now done explicitly by the leaf-zap code instead of the common handler"),
-            Rule(ACCESSED, ("zap_all", "memslot_delete", "collapse", "split", "shadow_sync",
-                            "dirty_log_enable", "dirty_log_clear", "fault", "prefetch",
-                            "change_pte", "mmu_spte_update", "handle_changed_spte",
-                            "tdp_mmu_zap_root", "__tdp_mmu_zap_root", "kvm_tdp_mmu_zap_sp",
-                            "tdp_mmu_zap_spte_atomic"), SUBSET,
-                 "the message: no accessed marking when zapping roots or collapsible SPTEs or "
-                 "when modifying SPTEs; the folio was marked when the SPTE was created"),
+            Rule(ACCESSED, (ANY,), SUBSET,
+                 "the message: mark accessed only when zapping leaf SPTEs; not when zapping "
+                 "roots or collapsible SPTEs, nor when modifying SPTEs (the folio was marked "
+                 "when the SPTE was created)"),
         ),
+        notes=("Map-time accessed marking must stay: the accessed_preserved invariant "
+               "checks it.",),
     )
 
 

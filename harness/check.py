@@ -1,0 +1,574 @@
+"""The conformance engine: run the before and after version sets side by side.
+
+Two levels, both driven by Hypothesis profiles (``harness.profiles``):
+
+- function level: every changed function that has a driver
+  (``harness.drivers``) is called on a fresh VM of each side for every case
+  of the abstract SPTE domain, in every encoding mode (exhaustive where the
+  domain is small enough for the profile, sampled otherwise), and the two
+  effect logs are compared channel by channel against the contract;
+- operation level: a ``RuleBasedStateMachine`` whose rules are the kernel
+  operations (``operations.OPERATIONS``) drives two VMs, one per side, in
+  lockstep; after every step each selected check runs (the contract
+  comparison and the invariants, ``harness.checks``).
+
+A failing step raises ``StepFailed`` inside Hypothesis, which shrinks the
+operation sequence; the engine records the minimal failure as a
+``Finding`` with a counterexample, then runs again with that failure's key
+excluded to look for the next one (so one bug does not hide another).
+
+When the contract lets the SPTE channel differ and the two sides' page
+tables then differ, later steps are compared by the invariants only: the
+two VMs are no longer in the same state, so comparing their effects would
+report consequences of the allowed change, not new ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+
+from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings as Settings
+from hypothesis import strategies as st
+
+from harness import checks as K
+from harness import contracts as C
+from harness import drivers as D
+from harness import profiles
+from harness.errors import KconformError, ModelError
+from kernel_models import registry
+from kernel_models.registry import VersionSet
+
+# ---------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    channel: str
+    severity: str                 # "FAIL" | "WARN"
+    operation: str | None
+    function: str | None
+    summary: str
+    counterexample: dict | None
+    replay: str | None
+    example: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self) -> str:
+        """Readable failure text, ending with "Reproduce with:"."""
+        lines = [f"{self.severity} {self.check} [{self.channel}]: {self.summary}"]
+        cx = self.counterexample or {}
+        if cx.get("steps"):
+            lines.append("Steps:")
+            lines += [f"  {i + 1}. {s}" for i, s in enumerate(cx["steps"])]
+        for spte in cx.get("sptes", ()):
+            lines.append(f"  SPTE {spte['name']} = {spte['value']}  {spte['bits']}")
+        for side in ("before", "after"):
+            if cx.get(side) is not None:
+                lines.append(f"{side.capitalize()} ({cx.get(side + '_version', side)}):")
+                lines += [f"  {line}" for line in cx[side]] or ["  (no events)"]
+        for channel, diff in (cx.get("difference") or {}).items():
+            for line in diff.get("missing", ()):
+                lines.append(f"  {channel} missing: {line}")
+            for line in diff.get("extra", ()):
+                lines.append(f"  {channel} extra:   {line}")
+        if self.replay or self.example:
+            lines.append("Reproduce with:")
+            if self.replay:
+                lines.append(f"  kconform replay {self.replay}")
+            if self.example:
+                lines.append(f"  {self.example}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    check: str
+    function: str | None
+    mode: str                     # "exhaustive" | "sampled"
+    cases: int
+    total: int | None
+    text: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    findings: tuple[Finding, ...]
+    coverage: tuple[Coverage, ...]
+    contract: C.Contract
+
+    def as_dict(self) -> dict:
+        return {"findings": [f.as_dict() for f in self.findings],
+                "coverage": [c.as_dict() for c in self.coverage],
+                "contract": self.contract.as_dict()}
+
+
+class StepFailed(AssertionError):
+    """Raised inside Hypothesis when a step violates a check; carries the record."""
+
+    def __init__(self, violation: K.Violation, record: dict):
+        super().__init__(violation.summary)
+        self.violation = violation
+        self.record = record
+
+
+MAX_FINDINGS_PER_LEVEL = 12
+
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+
+def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 0,
+                checks=None) -> CheckOutcome:
+    """Check one patch: its contract, the functions it changes, the operations over them."""
+    contract = C.contract_for(patch, hunks)
+    if resolution is None or resolution.before is None or resolution.after is None:
+        return CheckOutcome((), (), contract)
+    functions = tuple(dict.fromkeys(p.function for p in resolution.pairs))
+    name = getattr(patch, "subject", "") or "patch"
+    return check_transition(name, resolution.before, resolution.after, contract,
+                            profile=profile, seed=seed, checks=checks, functions=functions)
+
+
+def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
+                     profile: str = "gate", seed: int = 0, checks=None, functions=None,
+                     operations: bool = True) -> CheckOutcome:
+    """Compare two version sets under ``contract`` (a patch, or a series' net change)."""
+    selected = K.select(checks)
+    findings: list[Finding] = []
+    coverage: list[Coverage] = []
+    function_checks = [c for c in selected if "function" in c.levels]
+    for function in functions or ():
+        if not function_checks:
+            break
+        f, cov = check_function(function, before, after, contract, profile=profile,
+                                checks=function_checks)
+        findings += f
+        coverage.append(cov)
+    operation_checks = [c for c in selected if "operation" in c.levels]
+    if operations and operation_checks:
+        f, cov = check_operations(before, after, contract, profile=profile, seed=seed,
+                                  checks=operation_checks)
+        findings += f
+        coverage += cov
+    return CheckOutcome(tuple(findings), tuple(coverage), contract)
+
+
+# ---------------------------------------------------------------------------
+# Function level
+# ---------------------------------------------------------------------------
+
+def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
+                   ) -> tuple[K.Step, object, object]:
+    driver = D.DRIVERS[function]
+    mode = case["mode"]
+    vms = []
+    extras = []
+    for versions in (before, after):
+        vm = D.fresh_vm(versions, mode)
+        if function not in vm.functions:
+            vms.append(vm)
+            extras.append(())
+            continue
+        try:
+            extras.append(tuple(driver.call(vm, case)))
+        except KconformError:
+            raise
+        except Exception as exc:   # a model that cannot run this input is our bug
+            raise ModelError(f"model of {function} in '{versions.name}' failed on "
+                             f"{driver.describe(case)} ({mode}): {exc!r}") from exc
+        vms.append(vm)
+    step = K.Step("function", function, K.Side("before", vms[0], 0), K.Side("after", vms[1], 0),
+                  contract, extra_before=extras[0], extra_after=extras[1])
+    return step, vms[0], vms[1]
+
+
+def check_function(function: str, before: VersionSet, after: VersionSet, contract, *,
+                   profile: str = "gate", checks=None) -> tuple[list[Finding], Coverage]:
+    """Run ``function``'s driver over every case, first failure per (check, channel) kept."""
+    selected = [c for c in (checks or K.select(None)) if "function" in c.levels]
+    driver = D.DRIVERS.get(function)
+    if driver is None:
+        return [], Coverage("function", function, "sampled", 0, None,
+                            f"{function}: no function driver; covered at operation level only")
+    budget = profiles.budget(profile)
+    all_cases = [case for mode in D.MODES for case in driver.cases(mode)]
+    total = len(all_cases)
+    if total <= budget.exhaustive_limit:
+        chosen, kind = all_cases, "exhaustive"
+    else:
+        stride = max(1, total // budget.sampled_examples)
+        chosen, kind = all_cases[::stride], "sampled"
+    present = [function in versions.functions() for versions in (before, after)]
+    first: dict[tuple, Finding] = {}
+    for case in chosen:
+        step, vm_before, vm_after = _function_step(function, before, after, contract, case)
+        for check in selected:
+            for violation in check.function(step):
+                key = violation.key
+                if key in first:
+                    continue
+                first[key] = _function_finding(function, before, after, contract, case,
+                                               step, violation)
+        if len(first) >= MAX_FINDINGS_PER_LEVEL:
+            break
+    note = "" if all(present) else (
+        f" ({function} is absent {'before' if not present[0] else 'after'} the change)")
+    if kind == "exhaustive":
+        text = f"{function}: exhaustive: 100% of {total:,} cases{note}"
+    else:
+        text = f"{function}: sampled: {len(chosen):,} of {total:,} cases{note}"
+    return list(first.values()), Coverage("matches_contract", function, kind, len(chosen), total,
+                                          text)
+
+
+def _function_finding(function, before, after, contract, case, step, violation) -> Finding:
+    driver = D.DRIVERS[function]
+    mode = case["mode"]
+    before_events = list(step.before.events) + list(step.extra_before)
+    after_events = list(step.after.events) + list(step.extra_after)
+    sptes = [_spte_entry(name, mode, case[name]) for name in driver.spte_fields if name in case]
+    token = encode_replay({"kind": "function", "function": function, "case": case,
+                           "before": _versions_json(before), "after": _versions_json(after),
+                           "contract": contract.name})
+    args = ", ".join(f"{k}={_py(v)}" for k, v in case.items())
+    counterexample = {
+        "steps": [driver.describe(case) + f"  [mode {mode}]"],
+        "sptes": sptes,
+        "before": [e.describe() for e in before_events],
+        "after": [e.describe() for e in after_events],
+        "before_version": before.name,
+        "after_version": after.name,
+        "difference": {violation.channel: {"missing": list(violation.missing),
+                                           "extra": list(violation.extra)}},
+        "replay": token,
+        "example": f"@example({args})",
+    }
+    return Finding(violation.check, violation.channel, violation.severity, None, function,
+                   f"{function}: {violation.summary}", counterexample, token,
+                   counterexample["example"])
+
+
+def _py(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 9:
+        return hex(value)
+    return repr(value)
+
+
+def _spte_entry(name: str, mode: str, value: int) -> dict:
+    from kernel_models.spte_domain import describe_spte
+    facts = describe_spte(mode, value)
+    bits = " ".join(k if v is True else f"{k}={v}" for k, v in facts.items()
+                    if k != "value" and v not in (False, None))
+    return {"name": name, "value": hex(value), "bits": bits}
+
+
+# ---------------------------------------------------------------------------
+# Operation level
+# ---------------------------------------------------------------------------
+
+def _operations_module():
+    try:
+        from kernel_models import operations
+    except ModuleNotFoundError as exc:
+        if exc.name != "kernel_models.operations":
+            raise
+        return None
+    return operations
+
+
+@dataclass
+class Run:
+    """One operation-level search: what to compare and what is already known."""
+
+    before: VersionSet
+    after: VersionSet
+    contract: C.Contract
+    checks: tuple
+    excluded: set = field(default_factory=set)
+    examples: int = 0
+    steps_run: int = 0
+    failure: StepFailed | None = None
+
+
+def _state(vm) -> tuple:
+    """The page tables of a VM, comparable across the two sides."""
+    return tuple(sorted((pfn, tuple(sorted(sp.spt.items())))
+                        for pfn, sp in vm.mmu_pages.items()))
+
+
+def _describe_step(name: str, args: dict) -> str:
+    shown = ", ".join(f"{k}={_py(v)}" for k, v in args.items())
+    return f"{name}({shown})"
+
+
+def _machine(run: Run, operations):
+    """A RuleBasedStateMachine class for ``run``: one rule per operation."""
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+    def create(self, mode, mmu):
+        run.examples += 1
+        self.mode, self.mmu = mode, mmu
+        self.vms = (operations.new_vm(run.before, mode, mmu),
+                    operations.new_vm(run.after, mode, mmu))
+        self.memory = ({}, {})
+        self.steps = []
+        self.compare = True
+
+    def do(self, name, args):
+        run.steps_run += 1
+        self.steps.append((name, args))
+        marks = [vm.log.mark() for vm in self.vms]
+        operation = operations.OPERATIONS[name]
+        for vm in self.vms:
+            try:
+                operation.run(vm, **args)
+            except KconformError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"operation {name} failed on '{vm.versions.name}' "
+                                 f"({self.mode}, {self.mmu}) after steps "
+                                 f"{[_describe_step(n, a) for n, a in self.steps]}: {exc!r}"
+                                 ) from exc
+        step = K.Step("operation", name,
+                      K.Side("before", self.vms[0], marks[0], self.memory[0]),
+                      K.Side("after", self.vms[1], marks[1], self.memory[1]),
+                      run.contract, compare=self.compare)
+        violations = [v for c in run.checks for v in c.function(step)]
+        if self.compare and _state(self.vms[0]) != _state(self.vms[1]):
+            self.compare = False
+        for violation in violations:
+            if violation.key in run.excluded:
+                continue
+            record = {"mode": self.mode, "mmu": self.mmu, "steps": list(self.steps),
+                      "before": [e.describe() for e in step.before.events],
+                      "after": [e.describe() for e in step.after.events],
+                      "sptes": _step_sptes(step)}
+            raise StepFailed(violation, record)
+
+    namespace = {
+        "create_vms": initialize(mode=st.sampled_from(operations.MODES),
+                                 mmu=st.sampled_from(operations.MMUS))(create),
+    }
+    for name, operation in operations.OPERATIONS.items():
+        namespace[name] = _rule_for(name, operation, do, rule, precondition)
+    return type("Lockstep", (RuleBasedStateMachine,), namespace)
+
+
+def _rule_for(name, operation, do, rule, precondition):
+    arguments = dict(operation.arguments)
+
+    def step(self, **args):
+        do(self, name, args)
+
+    step.__name__ = name
+    step.__doc__ = getattr(operation, "doc", None) or f"operation {name}"
+    allowed = getattr(operation, "precondition", None)
+    if allowed is not None:
+        step = precondition(lambda self: allowed(self.vms[0]))(step)
+    return rule(**arguments)(step)
+
+
+def _step_sptes(step: K.Step) -> list[dict]:
+    seen = []
+    for side in step.sides():
+        for event in side.events:
+            if type(event).__name__ == "SpteWrite":
+                for label, value in (("old", event.old), ("new", event.new)):
+                    entry = (f"{event.where} {label}", value)
+                    if entry not in seen:
+                        seen.append(entry)
+    mode = step.before.vm.mode
+    return [_spte_entry(name, mode, value) for name, value in seen[:8]]
+
+
+def check_operations(before: VersionSet, after: VersionSet, contract, *, profile="gate",
+                     seed: int = 0, checks=None) -> tuple[list[Finding], list[Coverage]]:
+    operations = _operations_module()
+    selected = tuple(c for c in (checks or K.select(None)) if "operation" in c.levels)
+    if operations is None:
+        return [], [Coverage("operations", None, "sampled", 0, None,
+                             "operation level: no operations model yet (not checked)")]
+    run = Run(before, after, contract, selected)
+    findings = []
+    runs = 0
+    while len(findings) < MAX_FINDINGS_PER_LEVEL:
+        failure = _search(run, operations, profile, seed)
+        runs += 1
+        if failure is None:
+            break
+        findings.append(_operation_finding(run, failure))
+        run.excluded.add(failure.violation.key)
+    config = profiles.get(profile)
+    text = (f"operations: sampled: {run.examples:,} operation sequences "
+            f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
+            f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
+            f"MMUs {', '.join(operations.MMUS)}")
+    return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
+                               run.examples, None, text)]
+
+
+def _search(run: Run, operations, profile: str, seed: int) -> StepFailed | None:
+    from hypothesis.stateful import run_state_machine_as_test
+    machine = _machine(run, operations)
+    config = profiles.get(profile)
+    try:
+        if profile == profiles.GATE and not seed:
+            run_state_machine_as_test(machine, settings=config)
+        else:
+            _run_seeded(machine, config, seed)
+    except StepFailed as failure:
+        return failure
+    except KconformError:
+        raise
+    return None
+
+
+def _run_seeded(machine, config, seed: int) -> None:
+    """Run the machine with an explicit seed (deep profile, or gate with a chosen seed)."""
+    from hypothesis.stateful import get_state_machine_test
+    test = get_state_machine_test(machine, settings=config)
+    hypothesis_seed(seed)(test)()
+
+
+def _operation_finding(run: Run, failure: StepFailed) -> Finding:
+    v = failure.violation
+    record = failure.record
+    steps = [_describe_step(n, a) for n, a in record["steps"]]
+    last = record["steps"][-1][0]
+    severity = v.severity
+    summary = v.summary
+    if v.inherited:
+        severity = "WARN"
+        summary = f"{summary} (inherited: the version before this change fails it too)"
+    token = encode_replay({"kind": "operation", "mode": record["mode"], "mmu": record["mmu"],
+                           "steps": record["steps"], "before": _versions_json(run.before),
+                           "after": _versions_json(run.after), "contract": run.contract.name})
+    example = (f"@example(mode={record['mode']!r}, mmu={record['mmu']!r}, "
+               f"steps={json.dumps(record['steps'])})")
+    counterexample = {
+        "steps": steps + [f"[mode {record['mode']}, mmu {record['mmu']}]"],
+        "sptes": record["sptes"],
+        "before": record["before"],
+        "after": record["after"],
+        "before_version": run.before.name,
+        "after_version": run.after.name,
+        "difference": {v.channel: {"missing": list(v.missing), "extra": list(v.extra)}},
+        "replay": token,
+        "example": example,
+    }
+    return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
+                   example)
+
+
+# ---------------------------------------------------------------------------
+# Replay
+# ---------------------------------------------------------------------------
+
+def _versions_json(versions: VersionSet) -> dict:
+    return {"name": versions.name, "blobs": dict(versions.blobs)}
+
+
+def _versions_from(data: dict) -> VersionSet:
+    for file, blob in data["blobs"].items():
+        if blob not in registry.known_blobs(file):
+            raise KconformError(f"replay token names {file}@{blob}, which is not registered",
+                                hint="register the mutant or derived models first "
+                                     "(e.g. import tests.mutants.models)")
+    return VersionSet.of(data["name"], data["blobs"])
+
+
+def encode_replay(data: dict) -> str:
+    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+def decode_replay(token: str) -> dict:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(zlib.decompress(base64.urlsafe_b64decode(padded.encode())))
+    except Exception as exc:
+        raise KconformError(f"not a kconform replay token: {token[:40]!r}",
+                            hint="copy the token from a 'Reproduce with:' line") from exc
+    if not isinstance(data, dict) or data.get("kind") not in ("function", "operation"):
+        raise KconformError("replay token has no kind", hint="copy the whole token")
+    return data
+
+
+def _contract_named(name: str) -> C.Contract:
+    for contract in C.WRITTEN_CONTRACTS.values():
+        if contract.name == name:
+            return contract
+    return C.Contract(name=name, source=C.INFERRED,
+                      intent="(contract not recoverable from the token: every channel compared "
+                             "as equal)")
+
+
+def replay(token: str) -> str:
+    """Re-run one counterexample; return the readable text of both logs and the difference."""
+    data = decode_replay(token)
+    before = _versions_from(data["before"])
+    after = _versions_from(data["after"])
+    contract = _contract_named(data.get("contract", ""))
+    lines = [f"replay {data['kind']} check: '{before.name}' vs '{after.name}', "
+             f"contract {contract.name}"]
+    if data["kind"] == "function":
+        case = data["case"]
+        function = data["function"]
+        if function not in D.DRIVERS:
+            raise KconformError(f"no driver for {function}")
+        step, _, _ = _function_step(function, before, after, contract, case)
+        lines.append(D.DRIVERS[function].describe(case) + f"  [mode {case['mode']}]")
+        steps = [step]
+    else:
+        operations = _operations_module()
+        if operations is None:
+            raise KconformError("this build has no operations model to replay with")
+        vms = (operations.new_vm(before, data["mode"], data["mmu"]),
+               operations.new_vm(after, data["mode"], data["mmu"]))
+        memory = ({}, {})
+        steps = []
+        compare = True
+        for name, args in data["steps"]:
+            marks = [vm.log.mark() for vm in vms]
+            for vm in vms:
+                operations.OPERATIONS[name].run(vm, **args)
+            step = K.Step("operation", name, K.Side("before", vms[0], marks[0], memory[0]),
+                          K.Side("after", vms[1], marks[1], memory[1]), contract,
+                          compare=compare)
+            steps.append(step)
+            lines.append(f"step {len(steps)}: {_describe_step(name, args)}")
+            for check in K.CHECKS.values():
+                if "operation" in check.levels:
+                    for v in check.function(step):
+                        lines.append(f"  {v.severity} {v.check} [{v.channel}]: {v.summary}")
+            compare = compare and _state(vms[0]) == _state(vms[1])
+    final = steps[-1]
+    for side, extra in ((final.before, final.extra_before), (final.after, final.extra_after)):
+        lines.append(f"{side.name} ({side.vm.versions.name}):")
+        events = list(side.events) + list(extra)
+        lines += [f"  {e.describe()}" for e in events] or ["  (no events)"]
+    if data["kind"] == "function":
+        for check in K.CHECKS.values():
+            if "function" in check.levels:
+                for v in check.function(final):
+                    lines.append(f"{v.severity} {v.check} [{v.channel}]: {v.summary}")
+                    lines += [f"  missing: {m}" for m in v.missing]
+                    lines += [f"  extra:   {x}" for x in v.extra]
+    diff = K.difference(list(final.before.events) + list(final.extra_before),
+                        list(final.after.events) + list(final.extra_after))
+    for channel, d in diff.items():
+        lines += [f"difference {channel} missing: {m}" for m in d["missing"]]
+        lines += [f"difference {channel} extra:   {x}" for x in d["extra"]]
+    return "\n".join(lines)

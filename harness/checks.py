@@ -1,0 +1,488 @@
+"""Named checks: plain functions with one signature, registered in one table.
+
+A check takes a ``Step`` (one operation, or one function call, run on the
+before and the after version set side by side) and returns the
+``Violation``s it sees.  Users select checks by name (``--checks
+refs_balanced,dirty_preserved``).  Each check is named for the property it
+holds (``dirty_preserved``); its ``failure`` names the defect
+(``DirtyLost``).
+
+Two kinds:
+
+- ``matches_contract`` compares the two effect logs of a step channel by
+  channel, with the relation the patch's contract states (function and
+  operation level);
+- invariants hold on every version by themselves (operation level): they
+  look at one side's log and state, and a violation on the after side is a
+  finding.  If the before side violates the same invariant in the same step,
+  the violation is *inherited* (it was there before this patch).  Every
+  invariant must hold on the base version set; tests/test_check.py runs them
+  there.
+
+How the invariants read SPTEs: with small pure predicates written here from
+KERNEL-FACTS section 1 (present = MMU-present bit, W = bit 1, A/D per the
+SPTE's A/D type), never through the VM, so checking adds nothing to a log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kernel_models.effects import (ACCESSED, CHANNELS, DIRTY, FLUSH, REFS, Bug, FolioAccessed,
+                                   FolioDirty, FlushRequested, SpteWrite, TlbFlush)
+
+from harness import contracts as C
+
+# ---------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    channel: str
+    summary: str
+    side: str = "after"            # "after" | "pair"
+    severity: str = "FAIL"
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    inherited: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, bool]:
+        """What makes two violations "the same bug" when searching for more."""
+        return (self.check, self.channel, self.inherited)
+
+
+@dataclass
+class Side:
+    """One version set's view of a step."""
+
+    name: str                      # "before" | "after"
+    vm: object
+    start: int                     # log position when the step began
+    memory: dict = field(default_factory=dict)   # per-check state kept across steps
+
+    @property
+    def events(self) -> list:
+        return self.vm.log.since(self.start)
+
+    def window(self, start: int) -> list:
+        return self.vm.log.events[start:]
+
+
+@dataclass
+class Step:
+    """One operation (or one function call) run on both sides."""
+
+    level: str                     # "operation" | "function"
+    operation: str                 # operation name or C function name
+    before: Side
+    after: Side
+    contract: C.Contract
+    compare: bool = True           # False once the two VMs' states diverged by design
+    extra_before: tuple = ()       # pseudo-events (return values) for function calls
+    extra_after: tuple = ()
+
+    def sides(self):
+        return (self.before, self.after)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    failure: str
+    channels: tuple[str, ...]
+    levels: tuple[str, ...]
+    description: str
+    function: Callable[[Step], list[Violation]]
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, *, failure: str, channels: tuple[str, ...], levels: tuple[str, ...],
+          description: str):
+    """Register a check under ``name``; refuses a duplicate name."""
+    def register(function):
+        if name in CHECKS:
+            raise ValueError(f"check {name!r} is already registered")
+        CHECKS[name] = Check(name, failure, channels, levels, description, function)
+        return function
+    return register
+
+
+def names() -> tuple[str, ...]:
+    return tuple(CHECKS)
+
+
+def select(selected) -> tuple[Check, ...]:
+    """The checks named in ``selected`` (None = all), in registry order."""
+    from harness.errors import UsageError
+    if selected is None:
+        return tuple(CHECKS.values())
+    if isinstance(selected, str):
+        selected = [s for s in selected.split(",") if s.strip()]
+    wanted = [s.strip() for s in selected]
+    unknown = [s for s in wanted if s not in CHECKS]
+    if unknown:
+        raise UsageError(f"unknown check(s) {', '.join(unknown)}",
+                         hint=f"known checks: {', '.join(CHECKS)}")
+    return tuple(c for c in CHECKS.values() if c.name in wanted)
+
+
+# ---------------------------------------------------------------------------
+# Comparing two logs on one channel
+# ---------------------------------------------------------------------------
+
+def describe(event) -> str:
+    return event.describe()
+
+
+def compare_channel(relation: str, before: list, after: list
+                    ) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """(holds, missing, extra) for ``relation`` between two event lists of one channel.
+
+    ``equal`` compares events with the function they came from (``by``);
+    the other relations ignore ``by``.  Multisets: a mark made twice is two.
+    """
+    if relation == C.EQUAL:
+        b = Counter((e, e.by) for e in before)
+        a = Counter((e, e.by) for e in after)
+        missing = _lines(b - a, with_by=True)
+        extra = _lines(a - b, with_by=True)
+        return (not missing and not extra), missing, extra
+    b = Counter(before)
+    a = Counter(after)
+    missing = _lines(b - a)
+    extra = _lines(a - b)
+    if relation == C.MOVED:
+        return (not missing and not extra), missing, extra
+    if relation == C.SUBSET:
+        return (not extra), missing, extra
+    if relation == C.SUPERSET:
+        return (not missing), missing, extra
+    return True, missing, extra
+
+
+def _lines(counter: Counter, with_by: bool = False) -> tuple[str, ...]:
+    lines = []
+    for key, count in counter.items():
+        event = key[0] if with_by else key
+        text = event.describe() if with_by else _describe_without_by(event)
+        lines.extend([text] * count)
+    return tuple(sorted(lines))
+
+
+def _describe_without_by(event) -> str:
+    args = ", ".join(f"{k}={_show(v)}" for k, v in event.payload().items())
+    return f"{type(event).__name__}({args})"
+
+
+def _show(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 9:
+        return hex(value)
+    return repr(value)
+
+
+def difference(before: list, after: list) -> dict:
+    """{channel: {missing, extra}} for every channel where the two logs differ (with ``by``)."""
+    out = {}
+    for channel in CHANNELS:
+        b = [e for e in before if e.channel == channel]
+        a = [e for e in after if e.channel == channel]
+        _, missing, extra = compare_channel(C.EQUAL, b, a)
+        if missing or extra:
+            out[channel] = {"missing": list(missing), "extra": list(extra)}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# matches_contract
+# ---------------------------------------------------------------------------
+
+@check("matches_contract", failure="UnstatedChange", channels=CHANNELS,
+       levels=("function", "operation"),
+       description="each channel changes only as the patch's contract states")
+def matches_contract(step: Step) -> list[Violation]:
+    if not step.compare:
+        return []
+    before = list(step.before.events) + list(step.extra_before)
+    after = list(step.after.events) + list(step.extra_after)
+    found = []
+    for channel in CHANNELS:
+        rule = step.contract.rule_for(channel, step.operation)
+        b = [e for e in before if e.channel == channel]
+        a = [e for e in after if e.channel == channel]
+        holds, missing, extra = compare_channel(rule.relation, b, a)
+        if holds:
+            continue
+        found.append(Violation(
+            "matches_contract", channel,
+            f"{channel} changed on {step.operation} where the contract says "
+            f"'{rule.relation}' ({rule.why})",
+            side="pair", severity=step.contract.severity(channel),
+            missing=missing, extra=extra))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Reading SPTEs without the VM (pure, from KERNEL-FACTS section 1)
+# ---------------------------------------------------------------------------
+
+_MMU_PRESENT = 1 << 11
+_WRITABLE = 1 << 1
+_LARGE = 1 << 7
+_AD_MASK = 3 << 52
+_AD_DISABLED = 1 << 52
+_PFN_MASK = ((1 << 52) - 1) & ~0xFFF
+_WHERE = re.compile(r"^[a-z]+(\d)@")
+
+
+def spte_level(where: str) -> int:
+    match = _WHERE.match(where)
+    return int(match.group(1)) if match else 1
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an invariant needs to know about one SPTE value at one place."""
+
+    present_leaf: bool
+    nonleaf: bool
+    pfn: int
+    pages: int
+    writable: bool
+    dirty: bool
+    accessed: bool
+    tracked: bool
+    ad_enabled: bool
+
+
+def read_spte(vm, value: int, level: int) -> Reading:
+    present = bool(value & _MMU_PRESENT)
+    leaf = present and (level == 1 or bool(value & _LARGE))
+    ad_enabled = (value & _AD_MASK) != _AD_DISABLED
+    accessed_mask = vm.shadow_accessed_mask if ad_enabled else 0
+    dirty_mask = vm.shadow_dirty_mask if ad_enabled else 0
+    tracked = (not ad_enabled) and (value & vm.shadow_acc_track_mask) == 0
+    accessed = bool(value & accessed_mask) if accessed_mask else not tracked
+    dirty = bool(value & dirty_mask) if dirty_mask else bool(value & _WRITABLE)
+    return Reading(present_leaf=leaf, nonleaf=present and not leaf,
+                   pfn=(value & _PFN_MASK) >> 12, pages=1 << (9 * (level - 1)),
+                   writable=bool(value & _WRITABLE), dirty=leaf and dirty,
+                   accessed=leaf and accessed, tracked=tracked, ad_enabled=ad_enabled)
+
+
+# ---------------------------------------------------------------------------
+# Mapping lifetimes (dirty_preserved, accessed_preserved)
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Mapping:
+    pfn: int
+    pages: int
+    wrote: bool          # W or D seen at any time while mapped
+    touched: bool        # accessed seen at any time while mapped
+
+
+class Mappings:
+    """Present leaf SPTEs of one VM and the folios they map, followed step by step.
+
+    A folio is the pfn range of the largest huge mapping seen over it (a
+    huge SPTE needs a huge host folio), else its single pfn.  ``since`` holds,
+    per folio, the log position at the start of the step in which the folio
+    went from unmapped to mapped: a mark made anywhere from there counts for
+    every mapping of the folio ("marked at creation counts"), because the
+    host cannot clean or reclaim a folio without first zapping KVM's
+    mappings of it (mmu_notifier).
+    """
+
+    def __init__(self):
+        self.live: dict[str, Mapping] = {}
+        self.ranges: dict[int, int] = {}        # head pfn -> pages (huge folios)
+        self.since: dict[int, int] = {}
+        self.count: Counter = Counter()
+
+    def folio(self, pfn: int) -> int:
+        best_head, best_pages = pfn, 1
+        for head, pages in self.ranges.items():
+            if head <= pfn < head + pages and pages > best_pages:
+                best_head, best_pages = head, pages
+        return best_head
+
+    def advance(self, vm, events: list, step_start: int) -> list[tuple[str, Mapping]]:
+        """Apply a step's SPTE writes; return the mappings that ended in it."""
+        ended = []
+        for event in events:
+            if not isinstance(event, SpteWrite):
+                continue
+            level = spte_level(event.where)
+            new = read_spte(vm, event.new, level)
+            current = self.live.get(event.where)
+            if current is not None and (not new.present_leaf or new.pfn != current.pfn):
+                del self.live[event.where]
+                self.count[self.folio(current.pfn)] -= 1
+                ended.append((event.where, current))
+                current = None
+            if new.present_leaf:
+                if new.pages > 1:
+                    self.ranges[new.pfn] = max(self.ranges.get(new.pfn, 1), new.pages)
+                if current is None:
+                    current = Mapping(new.pfn, new.pages, False, False)
+                    self.live[event.where] = current
+                    folio = self.folio(new.pfn)
+                    if self.count[folio] <= 0:
+                        self.since[folio] = step_start
+                        self.count[folio] = 0
+                    self.count[folio] += 1
+                current.wrote |= new.writable or new.dirty
+                current.touched |= new.accessed
+        return ended
+
+    def settle(self) -> None:
+        """Forget folios that are no longer mapped (after the step was checked)."""
+        for folio, count in list(self.count.items()):
+            if count <= 0:
+                self.count.pop(folio, None)
+                self.since.pop(folio, None)
+
+
+def _mappings(side: Side) -> tuple[Mappings, list]:
+    """The side's tracker, advanced over this step once (shared by the lifetime checks)."""
+    memory = side.memory
+    if memory.get("advanced_at") != side.start:
+        tracker = memory.setdefault("mappings", Mappings())
+        tracker.settle()
+        memory["ended"] = tracker.advance(side.vm, side.events, side.start)
+        memory["advanced_at"] = side.start
+    return memory["mappings"], memory["ended"]
+
+
+def _marked(tracker: Mappings, side: Side, kind, pfn: int) -> bool:
+    folio = tracker.folio(pfn)
+    start = tracker.since.get(folio, side.start)
+    return any(isinstance(e, kind) and tracker.folio(e.pfn) == folio
+               for e in side.window(start))
+
+
+def per_side(function):
+    """Run a one-side invariant on both sides; report the after side, noting inheritance."""
+    def run(step: Step) -> list[Violation]:
+        before = function(step, step.before)
+        after = function(step, step.after)
+        before_channels = {v.channel for v in before}
+        return [Violation(v.check, v.channel, v.summary, side="after", severity=v.severity,
+                          missing=v.missing, extra=v.extra,
+                          inherited=v.channel in before_channels)
+                for v in after]
+    run.__name__ = function.__name__
+    run.__doc__ = function.__doc__
+    return run
+
+
+@check("dirty_preserved", failure="DirtyLost", channels=(DIRTY,), levels=("operation",),
+       description="a folio mapped writable or dirty is marked dirty before the mapping goes")
+@per_side
+def dirty_preserved(step: Step, side: Side) -> list[Violation]:
+    tracker, ended = _mappings(side)
+    found = []
+    for where, mapping in ended:
+        if mapping.wrote and not _marked(tracker, side, FolioDirty, mapping.pfn):
+            found.append(Violation(
+                "dirty_preserved", DIRTY,
+                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was writable or "
+                f"dirty and went away in {step.operation}, but the folio was never marked "
+                f"dirty while mapped",
+                missing=(f"FolioDirty(pfn={_show(mapping.pfn)})",)))
+    return found
+
+
+@check("accessed_preserved", failure="AccessedLost", channels=(ACCESSED,),
+       levels=("operation",),
+       description="a folio whose mapping was accessed is marked accessed while mapped")
+@per_side
+def accessed_preserved(step: Step, side: Side) -> list[Violation]:
+    tracker, ended = _mappings(side)
+    found = []
+    for where, mapping in ended:
+        if mapping.touched and not _marked(tracker, side, FolioAccessed, mapping.pfn):
+            found.append(Violation(
+                "accessed_preserved", ACCESSED,
+                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed and "
+                f"went away in {step.operation}, but the folio was never marked accessed "
+                f"while mapped", severity="WARN",
+                missing=(f"FolioAccessed(pfn={_show(mapping.pfn)})",)))
+    return found
+
+
+@check("refs_balanced", failure="PageRefLeak", channels=(REFS,), levels=("operation",),
+       description="every page reference taken is released exactly once")
+@per_side
+def refs_balanced(step: Step, side: Side) -> list[Violation]:
+    found = []
+    for event in side.events:
+        if isinstance(event, Bug) and "release" in event.what:
+            found.append(Violation("refs_balanced", REFS,
+                                   f"{side.name}: {event.what} in {step.operation}",
+                                   extra=(event.describe(),)))
+    held = {pfn: n for pfn, n in side.vm.page_refcount.items() if n}
+    if held:
+        shown = ", ".join(f"pfn {pfn:#x}: {n:+d}" for pfn, n in sorted(held.items()))
+        found.append(Violation("refs_balanced", REFS,
+                               f"{side.name}: page references not back to 0 after "
+                               f"{step.operation} ({shown})",
+                               extra=tuple(f"refcount(pfn={_show(p)})={n}"
+                                           for p, n in sorted(held.items()))))
+    return found
+
+
+@check("flush_after_write_protect", failure="StaleTlbEntry", channels=(FLUSH,),
+       levels=("operation",),
+       description=("an operation that removes write access or clears D flushes the TLB or "
+                    "tells its caller to (A-bit clearing and access tracking are aging: "
+                    "no flush by design)"))
+@per_side
+def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
+    events = side.events
+    found = []
+    for index, event in enumerate(events):
+        if not isinstance(event, SpteWrite):
+            continue
+        reason = _needs_flush(side.vm, event)
+        if reason is None:
+            continue
+        if any(isinstance(e, (TlbFlush, FlushRequested)) for e in events[index + 1:]):
+            continue
+        found.append(Violation(
+            "flush_after_write_protect", FLUSH,
+            f"{side.name}: {event.where} {reason} in {step.operation} and no TLB flush "
+            f"followed", missing=("TlbFlush or FlushRequested",),
+            extra=(event.describe(),)))
+    return found
+
+
+def _needs_flush(vm, event: SpteWrite) -> str | None:
+    level = spte_level(event.where)
+    old = read_spte(vm, event.old, level)
+    new = read_spte(vm, event.new, level)
+    if not old.present_leaf:
+        return None
+    if new.nonleaf:
+        return None          # a huge leaf split into a table of equal children
+    same = new.present_leaf and new.pfn == old.pfn
+    if same and new.tracked and not old.tracked:
+        return None          # access tracking: aging, no flush by design
+    if old.writable and not (same and new.writable):
+        return "lost write access"
+    if old.ad_enabled and old.dirty and same and not new.dirty:
+        return "had D cleared"
+    return None
+
+
+OPERATION_CHECKS = tuple(name for name, c in CHECKS.items() if "operation" in c.levels)
+FUNCTION_CHECKS = tuple(name for name, c in CHECKS.items() if "function" in c.levels)

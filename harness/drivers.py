@@ -1,0 +1,246 @@
+"""How to call each modelled function over its inputs (function-level checks).
+
+A ``Driver`` knows, for one C function: the finite list of cases per SPTE
+encoding mode (built from ``spte_domain``, so enumeration is exhaustive over
+the abstract domain), how to set a fresh VM up for one case and call the
+function, and how to turn what the function returns into events, so that
+the engine compares return values channel by channel like any other effect:
+
+- a returned "flush needed" flag becomes ``FlushRequested(reason="return")``
+  (flush channel);
+- a returned SPTE value or built SPTE becomes ``Returned`` (spte channel).
+
+Cases are plain dicts of ints, bools and strings (JSON for replay tokens),
+listed in a fixed order: simplest first, so the first failing case is the
+minimal counterexample.
+
+Functions without a driver are checked at operation level only; the
+coverage line says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from kernel_models import spte as S
+from kernel_models.effects import SPTE, Event, FlushRequested
+from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
+from kernel_models.spte_domain import NONLEAF_CHILD_PFN, domain_at_level, leaf_value
+from kernel_models.vm import VM, kvm_memory_slot
+
+MODES = tuple(S.MODES)
+GUEST_PFNS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class Returned(Event):
+    """What a function returned (or built through an output pointer)."""
+
+    channel: ClassVar[str] = SPTE
+    what: str = ""
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class Driver:
+    function: str
+    file: str
+    cases: Callable[[str], list[dict]]           # mode -> cases, simplest first
+    call: Callable[[VM, dict], list[Event]]       # run one case on a fresh VM
+    spte_fields: tuple[str, ...] = ("old", "new")
+
+    def describe(self, case: dict) -> str:
+        args = ", ".join(f"{k}={_show(v)}" for k, v in case.items() if k != "mode")
+        return f"{self.function}({args})"
+
+
+def _show(value):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 9:
+        return hex(value)
+    return repr(value)
+
+
+DRIVERS: dict[str, Driver] = {}
+
+
+def driver(function: str, file: str, cases, spte_fields=("old", "new")):
+    def register(call):
+        if function in DRIVERS:
+            raise ValueError(f"driver for {function} registered twice")
+        DRIVERS[function] = Driver(function, file, cases, call, spte_fields)
+        return call
+    return register
+
+
+# ---------------------------------------------------------------------------
+# Setting a VM up
+# ---------------------------------------------------------------------------
+
+def fresh_vm(versions, mode: str) -> VM:
+    vm = VM(versions, mode)
+    slot = kvm_memory_slot(id=0, base_gfn=0, npages=1 << 20)
+    vm.memslots.append(slot)
+    for gfn, pfn in enumerate(GUEST_PFNS):
+        vm.host[gfn] = (pfn, True)     # each guest pfn is host-mapped (refcount > 0)
+    return vm
+
+
+def _page(vm: VM, level: int, *, tdp: bool, ad_disabled: bool = False) -> kvm_mmu_page:
+    role = kvm_mmu_page_role(level=level, ad_disabled=ad_disabled)
+    sp = kvm_mmu_page(vm, role, 0, tdp_mmu_page=tdp)
+    sp.mmu_valid_gen = vm.mmu_invalid_gen
+    return sp
+
+
+def _child_table(vm: VM, level: int) -> None:
+    """The table a domain non-leaf SPTE at ``level`` points to, with one live leaf."""
+    masks = vm.masks
+    ad_type = S.SPTE_TDP_AD_DISABLED if masks.ad_disabled_by_default else S.SPTE_TDP_AD_ENABLED
+    role = kvm_mmu_page_role(level=level - 1, ad_disabled=masks.ad_disabled_by_default)
+    child = kvm_mmu_page(vm, role, 0, tdp_mmu_page=True, pfn=NONLEAF_CHILD_PFN)
+    child.mmu_valid_gen = vm.mmu_invalid_gen
+    child.spt[0] = leaf_value(masks, level - 1, 3, 1, 1, 1, 1, 1, ad_type=ad_type)
+
+
+def _pairs(mode: str, extra: dict | None = None) -> list[dict]:
+    cases = []
+    for level in (1, 2, 3, 4):
+        values = domain_at_level(mode, level)
+        for old in values:
+            for new in values:
+                case = {"mode": mode, "level": level, "old": old.value, "new": new.value}
+                if extra:
+                    for key, options in extra.items():
+                        for option in options:
+                            cases.append({**case, key: option})
+                else:
+                    cases.append(case)
+    return cases
+
+
+def _singles(mode: str) -> list[dict]:
+    return [{"mode": mode, "level": item.level, "old": item.value}
+            for level in (1, 2, 3, 4) for item in domain_at_level(mode, level)]
+
+
+def _present_leaves(mode: str) -> list[dict]:
+    """Rmap walkers only ever hand present leaf SPTEs to these functions."""
+    return [c for c in _singles(mode)
+            if c["old"] & S.SPTE_MMU_PRESENT_MASK
+            and (c["level"] == 1 or c["old"] & S.PT_PAGE_SIZE_MASK)]
+
+
+def _sptep(vm: VM, case: dict, *, tdp: bool):
+    sp = _page(vm, case["level"], tdp=tdp)
+    sp.spt[0] = case["old"]            # set up silently: not an effect of the call
+    return sp.sptep(0)
+
+
+# ---------------------------------------------------------------------------
+# mmu.c
+# ---------------------------------------------------------------------------
+
+MMU_C = "arch/x86/kvm/mmu/mmu.c"
+TDP_MMU_C = "arch/x86/kvm/mmu/tdp_mmu.c"
+SPTE_C = "arch/x86/kvm/mmu/spte.c"
+
+
+@driver("mmu_spte_update", MMU_C, _pairs)
+def call_mmu_spte_update(vm: VM, case: dict) -> list[Event]:
+    sptep = _sptep(vm, case, tdp=False)
+    flush = vm.mmu_spte_update(sptep, case["new"])
+    return [FlushRequested(reason="return")] if flush else []
+
+
+@driver("mmu_spte_clear_track_bits", MMU_C, _singles, ("old",))
+def call_mmu_spte_clear_track_bits(vm: VM, case: dict) -> list[Event]:
+    sptep = _sptep(vm, case, tdp=False)
+    old = vm.mmu_spte_clear_track_bits(sptep)
+    return [Returned(what="old_spte", value=old)]
+
+
+@driver("mmu_spte_age", MMU_C, _present_leaves, ("old",))
+def call_mmu_spte_age(vm: VM, case: dict) -> list[Event]:
+    sptep = _sptep(vm, case, tdp=False)
+    young = vm.mmu_spte_age(sptep)
+    return [Returned(what="young", value=int(young))]
+
+
+@driver("spte_clear_dirty", MMU_C, _present_leaves, ("old",))
+def call_spte_clear_dirty(vm: VM, case: dict) -> list[Event]:
+    sptep = _sptep(vm, case, tdp=False)
+    flush = vm.spte_clear_dirty(sptep)
+    return [FlushRequested(reason="return")] if flush else []
+
+
+@driver("spte_write_protect", MMU_C,
+        lambda mode: [{**c, "pt_protect": p} for c in _present_leaves(mode) for p in (False, True)],
+        ("old",))
+def call_spte_write_protect(vm: VM, case: dict) -> list[Event]:
+    sptep = _sptep(vm, case, tdp=False)
+    flush = vm.spte_write_protect(sptep, case["pt_protect"])
+    return [FlushRequested(reason="return")] if flush else []
+
+
+# ---------------------------------------------------------------------------
+# tdp_mmu.c
+# ---------------------------------------------------------------------------
+
+@driver("handle_changed_spte", TDP_MMU_C, lambda mode: _pairs(mode, {"shared": (False, True)}))
+def call_handle_changed_spte(vm: VM, case: dict) -> list[Event]:
+    level = case["level"]
+    if level > 1 and case["old"] & S.SPTE_MMU_PRESENT_MASK and not case["old"] & S.PT_PAGE_SIZE_MASK:
+        _child_table(vm, level)
+    vm.handle_changed_spte(0, 0, case["old"], case["new"], level, case["shared"])
+    return []
+
+
+# ---------------------------------------------------------------------------
+# spte.c
+# ---------------------------------------------------------------------------
+
+def _make_spte_cases(mode: str) -> list[dict]:
+    cases = []
+    for level in (1, 2):
+        for old in domain_at_level(mode, level):
+            for pte_access in (S.ACC_ALL, S.ACC_ALL & ~S.ACC_WRITE_MASK):
+                for prefetch in (False, True):
+                    for host_writable in (True, False):
+                        for can_unsync in (True, False):
+                            for shadowed in (False, True):
+                                # a dirty-logged slot is never mapped huge
+                                # (kvm_mmu_hugepage_adjust enforces it)
+                                for dirty_log in ((False, True) if level == 1 else (False,)):
+                                    cases.append({
+                                        "mode": mode, "level": level, "old": old.value,
+                                        "pte_access": pte_access, "prefetch": prefetch,
+                                        "host_writable": host_writable,
+                                        "can_unsync": can_unsync, "shadowed": shadowed,
+                                        "dirty_log": dirty_log})
+    return cases
+
+
+@driver("make_spte", SPTE_C, _make_spte_cases, ("old",))
+def call_make_spte(vm: VM, case: dict) -> list[Event]:
+    from kernel_models.mmu_fault import kvm_vcpu
+    level = case["level"]
+    slot = vm.memslots[0]
+    if case["dirty_log"]:
+        slot.flags |= 1                      # KVM_MEM_LOG_DIRTY_PAGES
+    gfn = 0
+    if case["shadowed"]:
+        shadow = kvm_mmu_page(vm, kvm_mmu_page_role(level=1, direct=False), gfn)
+        shadow.mmu_valid_gen = vm.mmu_invalid_gen
+        vm.active_mmu_pages.insert(0, shadow)
+    sp = _page(vm, level, tdp=True, ad_disabled=vm.masks.ad_disabled_by_default)
+    vcpu = kvm_vcpu(kvm=vm)
+    wrprot, new_spte = vm.make_spte(vcpu, sp, slot, case["pte_access"], gfn, 1, case["old"],
+                                    case["prefetch"], case["can_unsync"], case["host_writable"])
+    unsync = [int(p.unsync) for p in vm.active_mmu_pages]
+    return [Returned(what="wrprot", value=int(wrprot)), Returned(what="new_spte", value=new_spte),
+            Returned(what="unsync", value=sum(unsync))]
+
+
+def cases(function: str, mode: str) -> list[dict]:
+    return DRIVERS[function].cases(mode)
