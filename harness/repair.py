@@ -210,7 +210,8 @@ def rewrite(body: list[str], classes: tuple[str, ...]) -> list[tuple[str, int]]:
     return out
 
 
-def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int) -> dict[str, list[int]]:
+def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int,
+                     stripped: bool) -> dict[str, list[int]]:
     """Input line numbers of each kind of repair made in one hunk."""
     found: dict[str, list[int]] = {}
     for k, option in enumerate(classes):
@@ -218,7 +219,10 @@ def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int)
         if option == JOINED:
             kind = "rewrapped"
         elif option == CONTEXT and line and not line.startswith(" "):
-            kind = "prefix-is-content" if line[0] in "-+" else "lost-leading-space"
+            if line[0] in "-+":
+                kind = "prefix-is-content"
+            else:
+                kind = "stripped-indentation" if stripped else "lost-leading-space"
         else:
             continue
         found.setdefault(kind, []).append(first_line + k)
@@ -226,6 +230,8 @@ def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int)
 
 
 REPAIR_WORDS = {
+    "stripped-indentation": "read as context lines whose leading whitespace was stripped "
+                            "(indentation cannot be restored)",
     "lost-leading-space": "read as context lines that lost their leading space",
     "prefix-is-content": "starting with '-'/'+' read as context lines whose content starts so",
     "rewrapped": "joined to the line before (a mail client had wrapped it); the whitespace at "
@@ -238,11 +244,13 @@ def line_list(numbers: list[int]) -> str:
     return shown + (f" and {len(numbers) - 8} more" if len(numbers) > 8 else "")
 
 
-def is_stripped(lines: list[str], start: int) -> bool:
+def stripped_state(lines: list[str], start: int) -> str:
     """Did every line of this diff lose its leading whitespace (damage b)?
 
-    True when no line after the first hunk header starts with a blank and
-    some hunk line has no diff prefix at all.
+    ``"stripped"`` when no hunk line starts with a blank and some hunk line
+    has no diff prefix at all; ``"possible"`` when no hunk line starts with a
+    blank but every line has a prefix (the damage would be invisible until the
+    counts fail); ``"no"`` when some hunk line starts with a blank.
     """
     in_hunk = False
     unprefixed = False
@@ -255,12 +263,12 @@ def is_stripped(lines: list[str], start: int) -> bool:
         if TRAILER_START.match(line) and line.startswith("--") and not line.startswith("---"):
             break
         if line[:1] in (" ", "\t"):
-            return False
+            return "no"
         if line.startswith("diff ") or is_file_header(line):
             continue
         if line and line[0] not in "-+\\":
             unprefixed = True
-    return unprefixed
+    return "stripped" if unprefixed else "possible"
 
 
 def before_trailer(body: list[str]) -> list[str]:
@@ -279,13 +287,15 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
     after the last hunk, at the mail trailer.  Raises ``PatchError`` for a
     hunk whose counts fit no reading, or more than one.
     """
-    stripped = is_stripped(lines, start)
+    state = stripped_state(lines, start)
+    stripped = state == "stripped"
     out: list[str] = []
     numbers: list[int] = []
     repairs: list[Repair] = []
     damage: set[str] = set()
     i = start
     current_file = "?"
+    revealed = False   # a stripped copy revealed only by its counts
     while i < len(lines):
         line = lines[i]
         match = HUNK_HEADER.match(line)
@@ -323,6 +333,11 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
             return not rest or TRAILER_START.match(rest[0]) is not None
 
         reading = count_readings(body, old_len, new_len, damaged, stripped, end_allowed)
+        if reading.count == 0 and state == "possible":
+            # No line starts with a blank, so this may be a stripped copy whose
+            # damage only the counts reveal: read it as one.
+            reading = count_readings(body, old_len, new_len, True, True, end_allowed)
+            revealed = True
         where = dict(file=file, mail=mail, hunk=label, line=first_line + i)
         if reading.count == 0:
             raise PatchError(no_reading_message(body, old_len, new_len, damaged), **where)
@@ -338,7 +353,8 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
         for text, k in rewrite(body, reading.classes):
             out.append(text)
             numbers.append(first_line + i + 1 + k)
-        for kind, found in describe_changes(body, reading.classes, first_line + i + 1).items():
+        found_changes = describe_changes(body, reading.classes, first_line + i + 1, stripped)
+        for kind, found in found_changes.items():
             damage.add(kind)
             repairs.append(Repair(label, kind,
                                   f"lines {line_list(found)} {REPAIR_WORDS[kind]}"))
@@ -353,14 +369,15 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
         raise PatchError("no hunk found after the diff header",
                          hint="check that the file holds a unified diff", file=file,
                          mail=mail, line=first_line + start)
-    notes = tuple(sorted(DAMAGE_WORDS[kind] for kind in damage))
-    if stripped:
-        notes = (DAMAGE_WORDS["stripped"],) + notes
+    if stripped or (revealed and damage):
+        damage.add("stripped-indentation")
+    notes = tuple(sorted({DAMAGE_WORDS[kind] for kind in damage}))
     return ReadDiff("\n".join(out) + "\n", tuple(numbers), notes, tuple(repairs), i)
 
 
+INDENTATION_LOST = "leading whitespace stripped from every line (web-archive copy)"
 DAMAGE_WORDS = {
-    "stripped": "leading whitespace stripped from every line (web-archive copy)",
+    "stripped-indentation": INDENTATION_LOST,
     "lost-leading-space": "context lines lost their leading space",
     "prefix-is-content": "context lines starting with '-'/'+' lost their leading space",
     "rewrapped": "lines wrapped by a mail client",

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 from harness.ingest import Patch
+from harness.repair import INDENTATION_LOST
 
 DEFINITION = re.compile(r"^(?:[A-Za-z_][\w \t\*]*?\b)?(FNAME\(\s*\w+\s*\)|\w+)\s*\(")
 NOT_DEFINITION_WORDS = {"if", "for", "while", "switch", "return", "else", "do", "sizeof",
@@ -262,12 +263,12 @@ def scope_patch(patch: Patch) -> tuple[ScopedHunk, ...]:
     """Scoped hunks of a patch, in diff order (a cover letter has none)."""
     if not patch.diff_text:
         return ()
-    damaged = any(repair.hunk is not None for repair in patch.repairs)
     result: list[ScopedHunk] = []
     index = 0
     for patched_file in patch.patch_set():
         path = patched_file.path
         source_blob, target_blob = blob_ids(patched_file)
+        damaged = INDENTATION_LOST in patch.damage or indentation_missing(patched_file)
         if len(patched_file) == 0:
             result.append(ScopedHunk(
                 index=index, file=path, header="", line=file_line(patch, patched_file),
@@ -282,6 +283,19 @@ def scope_patch(patch: Patch) -> tuple[ScopedHunk, ...]:
             result.extend(scope_hunk(patch, hunk, index, path, source_blob, target_blob, damaged))
             index += 1
     return tuple(result)
+
+
+def indentation_missing(patched_file) -> bool:
+    """Has a C file's diff lost its indentation (no line indented by a tab or two blanks)?
+
+    Kernel C hunks nearly always hold tab-indented lines; a copy with none lost
+    its indentation somewhere (e.g. prefixes restored after a web copy, which
+    also folds ``-<tab>`` into ``- ``).
+    """
+    if file_kind(patched_file.path) != "c":
+        return False
+    texts = [content(line) for hunk in patched_file for line in hunk if content(line).strip()]
+    return len(texts) >= 3 and not any(text.startswith(("\t", "  ")) for text in texts)
 
 
 def file_line(patch: Patch, patched_file) -> int:
