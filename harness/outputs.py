@@ -1,0 +1,737 @@
+"""Machine outputs of a results document: JUnit XML, KCIDB, patchwork checks, mail.
+
+Every output here is a pure function of the results document (schema
+``kconform/1``, a plain dict loaded from JSON) and, where it needs timings,
+the ``run`` record.  None of them touches engine objects, so a report can be
+rebuilt from a saved ``results.json`` alone.
+
+``write_all`` renders every output first and only then writes them, each
+through ``write_atomic``: a failure while rendering leaves the previous
+reports in place, and a reader never sees half a file.
+
+The facts several outputs share (the verdict of one check on one patch, the
+replay command, text with its invisible characters made visible) live here
+too; ``harness.html_report`` imports them so the page and the machines never
+disagree.  The formats are documented, with examples, in ``docs/outputs.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import unicodedata
+import xml.etree.ElementTree as ET
+
+from harness.errors import KconformError
+
+try:
+    from harness.results import write_atomic
+except ImportError:  # until the lead's results writer lands; same contract
+    import tempfile
+
+    def write_atomic(path: str, text: str | bytes) -> None:
+        """Temporary file in the same directory, fsync, rename into place."""
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        fd, tmp = tempfile.mkstemp(prefix=".kconform-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+SCHEMA = "kconform/1"
+JUNIT_FORMAT = "kconform-junit/1"
+PATCHWORK_SCHEMA = "kconform-patchwork/1"
+KCIDB_VERSION = {"major": 5, "minor": 0}
+ORIGIN = "kconform"
+CONTEXT = "kconform"
+MAIL_WIDTH = 72
+
+# Worst last; the series verdict is the worst of its parts (harness.results).
+VERDICTS = ("PASS", "WARN", "MISS", "FAIL", "ERROR")
+# The channels every report shows, in this order; others follow when present.
+CHANNELS = ("accessed", "dirty", "flush", "spte", "refs", "warn")
+
+PATCHWORK_STATES = {"PASS": "success", "WARN": "warning", "MISS": "warning",
+                    "FAIL": "fail", "ERROR": "fail"}
+# KCIDB has no WARN: a WARN passed, and says so in misc.kconform_verdict.
+KCIDB_STATUSES = {"PASS": "PASS", "WARN": "PASS", "MISS": "MISS",
+                  "FAIL": "FAIL", "ERROR": "ERROR"}
+
+OUTPUT_FILES = ("index.html", "results.junit.xml", "kcidb.json", "patchwork.json",
+                "summary.txt")
+
+
+class ReportError(KconformError):
+    """The document handed to an output is not a ``kconform/1`` results document."""
+
+
+# --- text a reviewer can trust -------------------------------------------
+
+def is_hidden(char: str) -> bool:
+    """True for characters that change how text looks without being seen.
+
+    Bidi overrides and isolates (Trojan Source), zero-width characters, soft
+    hyphens, controls other than tab and newline, line/paragraph separators,
+    lone surrogates and Unicode noncharacters.
+    """
+    if char in "\t\n":
+        return False
+    category = unicodedata.category(char)
+    if category in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return True
+    code = ord(char)
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
+
+
+def split_hidden(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut into runs of ordinary text and single hidden characters."""
+    parts: list[tuple[str, bool]] = []
+    plain = []
+    for char in text:
+        if is_hidden(char):
+            if plain:
+                parts.append(("".join(plain), False))
+                plain = []
+            parts.append((char, True))
+        else:
+            plain.append(char)
+    if plain:
+        parts.append(("".join(plain), False))
+    return parts
+
+
+def code_point(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+def visible(text) -> str:
+    """``text`` with every hidden character written as ``<U+202E>``."""
+    if text is None:
+        return ""
+    return "".join(f"<{code_point(part)}>" if hidden else part
+                   for part, hidden in split_hidden(str(text)))
+
+
+def one_line(text) -> str:
+    """Visible text on one line (newlines and runs of blanks become one space)."""
+    return " ".join(visible(text).replace("\t", " ").split())
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide East Asian and emoji count 2."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut ``text`` to ``width`` display columns, ending with ``...`` if cut."""
+    if display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        step = display_width(char)
+        if used + step > width - 3:
+            break
+        out.append(char)
+        used += step
+    return "".join(out).rstrip() + "..."
+
+
+def wrap(text: str, width: int, indent: str = "", hanging: str | None = None) -> list[str]:
+    """Word-wrap by display width; words longer than a line are split.
+
+    ``indent`` starts the first line, ``hanging`` (default: ``indent``) the others.
+    """
+    hanging = indent if hanging is None else hanging
+    lines: list[str] = []
+    line = ""
+
+    def prefix() -> str:
+        return hanging if lines else indent
+
+    for word in text.split():
+        while display_width(word) > width - display_width(prefix()):
+            if line:
+                lines.append(prefix() + line)
+                line = ""
+            room = width - display_width(prefix())
+            head = ""
+            for char in word:
+                if display_width(head + char) > room:
+                    break
+                head += char
+            lines.append(prefix() + head)
+            word = word[len(head):]
+        candidate = f"{line} {word}" if line else word
+        if line and display_width(prefix() + candidate) > width:
+            lines.append(prefix() + line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(prefix() + line)
+    return lines
+
+
+# --- facts every output shares -------------------------------------------
+
+def check_schema(results: dict) -> None:
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
+        found = results.get("schema") if isinstance(results, dict) else type(results).__name__
+        raise ReportError(f"expected a {SCHEMA} results document, got schema {found!r}")
+
+
+def checked_patches(results: dict) -> list[tuple[str, dict]]:
+    """``(label, patch)`` for every patch that carries a verdict, in series order.
+
+    The label is the series position (``2/4``) when the mail had one, else the
+    1-based position in the input.  Cover letters carry no verdict.
+    """
+    rows = []
+    for number, patch in enumerate(
+            (p for p in results.get("patches", []) if not p.get("is_cover")), start=1):
+        rows.append((patch_label(patch, number), patch))
+    return rows
+
+
+def cover_letter(results: dict) -> dict | None:
+    return next((p for p in results.get("patches", []) if p.get("is_cover")), None)
+
+
+def patch_label(patch: dict, number: int) -> str:
+    series = patch.get("series")
+    if series and series.get("index") is not None and series.get("total"):
+        return f"{series['index']}/{series['total']}"
+    return str(number)
+
+
+def series_title(results: dict) -> str:
+    """What a reviewer calls this input: the cover's subject, else the first patch's."""
+    cover = cover_letter(results)
+    if cover:
+        return cover.get("raw_subject") or cover.get("subject") or cover.get("path") or ""
+    rows = checked_patches(results)
+    if len(rows) == 1:
+        patch = rows[0][1]
+        return patch.get("raw_subject") or patch.get("subject") or patch.get("path") or ""
+    if rows:
+        return f"{len(rows)} patches from {rows[0][1].get('path', '')}"
+    return "no patches"
+
+
+def worst(verdicts) -> str:
+    return max(verdicts, key=VERDICTS.index, default="PASS")
+
+
+def uncovered_hunks(item: dict) -> list[dict]:
+    return [h for h in item.get("hunks") or [] if not h.get("covered")]
+
+
+def check_verdict(item: dict, check: str) -> str:
+    """The verdict of one check on one patch (or on the series' net effect).
+
+    ERROR if the patch could not be read; FAIL if the check failed; MISS if
+    part of the patch went unchecked (so a pass would claim too much); WARN
+    if the check only warned; else PASS.  Same order as the series verdict.
+    """
+    if item.get("error") or item.get("verdict") == "ERROR":
+        return "ERROR"
+    severities = {f.get("severity") for f in item.get("findings") or []
+                  if f.get("check") == check}
+    if "FAIL" in severities:
+        return "FAIL"
+    if item.get("verdict") == "MISS" or uncovered_hunks(item):
+        return "MISS"
+    if "WARN" in severities:
+        return "WARN"
+    return "PASS"
+
+
+def replay_command(finding: dict) -> str | None:
+    """``kconform replay TOKEN``, the token shell-quoted (it is pasted into a shell)."""
+    token = finding.get("replay")
+    if not token:
+        return None
+    token = str(token)
+    if token.startswith("kconform replay "):
+        token = token[len("kconform replay "):]
+    return f"kconform replay {shlex.quote(visible(token))}"
+
+
+def finding_title(finding: dict) -> str:
+    """``flush_required: flush in mmu_spte_update (write_protect)``, one line."""
+    where = f" in {finding['function']}" if finding.get("function") else ""
+    during = f" ({finding['operation']})" if finding.get("operation") else ""
+    return one_line(f"{finding.get('check', '?')}: {finding.get('channel', '?')}{where}{during}")
+
+
+def counterexample_text(finding: dict) -> str:
+    """A finding as plain text: summary, steps, SPTEs, both effect logs, replay."""
+    lines = [finding_title(finding), one_line(finding.get("summary", ""))]
+    example = finding.get("counterexample") or {}
+    if example.get("steps"):
+        lines.append("Steps:")
+        lines += [f"  {n}. {one_line(step)}" for n, step in enumerate(example["steps"], 1)]
+    for spte in example.get("sptes") or []:
+        bits = ", ".join(f"{one_line(name)}={show_bit(value)}"
+                         for name, value in (spte.get("bits") or {}).items())
+        lines.append(f"SPTE {one_line(spte.get('name'))} = {one_line(spte.get('value'))}: {bits}")
+    for side in ("before", "after"):
+        if example.get(side) is not None:
+            lines.append(f"Effects {side}:")
+            lines += [f"  {one_line(event)}" for event in example[side]] or ["  (none)"]
+    for channel, change in (example.get("difference") or {}).items():
+        for event in change.get("missing") or []:
+            lines.append(f"- {one_line(channel)}: {one_line(event)}")
+        for event in change.get("extra") or []:
+            lines.append(f"+ {one_line(channel)}: {one_line(event)}")
+    command = replay_command(finding)
+    if command or finding.get("example"):
+        lines.append("Reproduce with:")
+        if command:
+            lines.append(f"  {command}")
+        if finding.get("example"):
+            lines.append(f"  {one_line(finding['example'])}")
+    return "\n".join(lines)
+
+
+def show_bit(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) and value > 9:
+        return hex(value)
+    return one_line(value)
+
+
+def patch_hash(patch: dict) -> str:
+    """sha256 over the patch's hunk texts, in order."""
+    digest = hashlib.sha256()
+    for hunk in patch.get("hunks") or []:
+        digest.update(str(hunk.get("text", "")).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def patchset_hash(results: dict) -> str:
+    """KCIDB's patchset hash: sha256 over newline-terminated per-patch hashes.
+
+    Each per-patch hash is ``patch_hash`` (over hunk texts, so a repaired web
+    copy and the original mail hash alike); empty string for no patches.
+    """
+    rows = checked_patches(results)
+    if not rows:
+        return ""
+    lines = "".join(patch_hash(patch) + "\n" for _, patch in rows)
+    return hashlib.sha256(lines.encode("ascii")).hexdigest()
+
+
+def describe(item: dict) -> str:
+    """One line saying why a patch got its verdict (patchwork, mail, JUnit)."""
+    return f"{item.get('verdict', 'ERROR')}: {reasons(item)}"
+
+
+def reasons(item: dict) -> str:
+    """Why a patch got its verdict, without the verdict word."""
+    if item.get("error"):
+        return one_line(item["error"].get("message", "unreadable input"))
+    findings = item.get("findings") or []
+    failing = [f for f in findings if f.get("severity") == "FAIL"]
+    warning = [f for f in findings if f.get("severity") == "WARN"]
+    missing = uncovered_hunks(item)
+    parts = []
+    if failing:
+        parts.append("; ".join(finding_title(f) for f in failing[:2])
+                     + (f" (+{len(failing) - 2} more)" if len(failing) > 2 else ""))
+    if missing:
+        places = ", ".join(one_line(f"{os.path.basename(str(h.get('file') or '?'))} "
+                                    f"{h.get('function') or '(no function)'}")
+                           for h in missing[:2])
+        parts.append(f"{len(missing)} of {len(item.get('hunks') or [])} hunks not checked"
+                     f" ({places})")
+    if warning:
+        parts.append(("also warned: " if parts else "")
+                     + "; ".join(finding_title(f) for f in warning[:2]))
+    if not parts:
+        hunks = item.get("hunks") or []
+        parts.append(f"{len(hunks)} of {len(hunks)} hunks checked, no findings" if hunks
+                     else "nothing to check")
+    return "; ".join(parts)
+
+
+# --- JUnit XML -----------------------------------------------------------
+
+def junit(results: dict) -> str:
+    """JUnit XML: one testsuite per patch (and the net effect), one testcase per check.
+
+    FAIL -> <failure>, ERROR -> <error>, MISS -> <skipped message>, WARN ->
+    passed with <system-out>.  No timestamps: the same results give the same file.
+    """
+    check_schema(results)
+    checks = list(results.get("checks") or []) or ["kconform"]
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    root = ET.Element("testsuites", name="kconform")
+    items = [(label, patch.get("path") or label, patch) for label, patch in checked_patches(results)]
+    if results.get("net"):
+        items.append(("net", "net", results["net"]))
+    for label, classname, item in items:
+        suite = ET.SubElement(root, "testsuite", name=one_line(
+            f"{label} {item.get('subject') or item.get('name') or ''}").strip())
+        properties = ET.SubElement(suite, "properties")
+        for name, value in (("kconform.format", JUNIT_FORMAT),
+                            ("kconform.verdict", item.get("verdict", "")),
+                            ("kconform.profile", results.get("profile", "")),
+                            ("kconform.seed", results.get("seed", "")),
+                            ("kconform.message_id", item.get("message_id") or "")):
+            ET.SubElement(properties, "property", name=name, value=one_line(value))
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for check in checks:
+            verdict = check_verdict(item, check)
+            case = ET.SubElement(suite, "testcase", classname=one_line(classname),
+                                 name=one_line(check))
+            if item.get("path"):
+                case.set("file", one_line(item["path"]))
+            counts["tests"] += 1
+            mine = [f for f in item.get("findings") or [] if f.get("check") == check]
+            if verdict == "ERROR":
+                counts["errors"] += 1
+                error = item.get("error") or {}
+                node = ET.SubElement(case, "error", type="PatchError",
+                                     message=one_line(error.get("message", "unreadable input")))
+                node.text = _error_text(error)
+            elif verdict == "FAIL":
+                counts["failures"] += 1
+                failing = [f for f in mine if f.get("severity") == "FAIL"]
+                node = ET.SubElement(case, "failure", type=one_line(failing[0].get("channel")),
+                                     message=one_line(failing[0].get("summary")))
+                node.text = "\n\n".join(counterexample_text(f) for f in mine) + "\n"
+            elif verdict == "MISS":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=_miss_message(item))
+            elif verdict == "WARN":
+                out = ET.SubElement(case, "system-out")
+                out.text = "WARN\n" + "\n\n".join(counterexample_text(f) for f in mine) + "\n"
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _error_text(error: dict) -> str:
+    where = ":".join(str(x) for x in (error.get("file"), error.get("line")) if x)
+    extra = [f"mail {error['mail']}" if error.get("mail") else "",
+             f"hunk {error['hunk']}" if error.get("hunk") else ""]
+    return one_line(": ".join(x for x in [where, *extra, error.get("message", "")] if x)) + "\n"
+
+
+def _miss_message(item: dict) -> str:
+    missing = uncovered_hunks(item)
+    if not missing:
+        return "not checked: nothing in this patch is modelled"
+    first = missing[0]
+    return one_line(f"not checked: {len(missing)} hunk(s); first: {first.get('file')} "
+                    f"{first.get('function') or '(no function)'}: {first.get('reason') or ''}")
+
+
+# --- KCIDB ---------------------------------------------------------------
+
+def kcidb(results: dict, run: dict) -> dict:
+    """KCIDB I/O schema v5.0: one checkout (base + series), one build, tests.
+
+    The "build" is kconform resolving models for the series; it is SKIP when a
+    patch could not be read (the checkout is then invalid).  One test per
+    patch and check, plus the series' net effect.  Status per KCIDB_STATUSES.
+    """
+    check_schema(results)
+    psh = patchset_hash(results)
+    key = f"{psh[:16] or 'nopatches'}-{_path_part(results.get('profile', ''))}-{results.get('seed', 0)}"
+    checkout_id = f"{ORIGIN}:{key}"
+    build_id = f"{ORIGIN}:{key}.build"
+    rows = checked_patches(results)
+    valid = not any(p.get("error") or p.get("verdict") == "ERROR" for _, p in rows)
+    started = run.get("started")
+    checkout = {
+        "id": checkout_id,
+        "origin": ORIGIN,
+        "patchset_hash": psh,
+        "comment": one_line(series_title(results)),
+        "valid": valid,
+        "misc": {"kconform_schema": results.get("schema"),
+                 "kconform_verdict": results.get("verdict"),
+                 "profile": results.get("profile"), "seed": results.get("seed"),
+                 "patches": [one_line(p.get("path")) for _, p in rows]},
+    }
+    base = next((p.get("base_commit") for _, p in rows if p.get("base_commit")), None)
+    if base and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", base):
+        checkout["git_commit_hash"] = base
+    elif base:
+        checkout["misc"]["base_commit"] = one_line(base)
+    message_id = _kcidb_message_id(results)
+    if message_id:
+        checkout["message_id"] = message_id
+    if started:
+        checkout["start_time"] = started
+    build = {
+        "id": build_id, "checkout_id": checkout_id, "origin": ORIGIN,
+        "comment": "kconform model resolution for the series",
+        "architecture": "x86_64",
+        "config_name": one_line(results.get("profile", "")),
+        "status": "PASS" if valid else "SKIP",
+        "misc": {"tool_version": (results.get("tool") or {}).get("version")},
+    }
+    if started:
+        build["start_time"] = started
+    if run.get("elapsed_s") is not None:
+        build["duration"] = float(run["elapsed_s"])
+    if run.get("command"):
+        build["command"] = one_line(run["command"])
+    tests = []
+    items = [(label, f"patch{number}", patch)
+             for number, (label, patch) in enumerate(rows, start=1)]
+    if results.get("net"):
+        items.append(("net", "net", results["net"]))
+    environment = {"comment": one_line(f"{run.get('host', '?')}, Python {run.get('python', '?')}")}
+    for label, part, item in items:
+        for check in results.get("checks") or ["kconform"]:
+            verdict = check_verdict(item, check)
+            mine = [f for f in item.get("findings") or [] if f.get("check") == check]
+            test = {
+                "id": f"{ORIGIN}:{key}.{part}.{_path_part(check)}",
+                "build_id": build_id, "origin": ORIGIN,
+                "path": f"kconform.{part}.{_path_part(check)}",
+                "comment": one_line(f"{label} {item.get('subject') or item.get('name') or ''}"),
+                "status": KCIDB_STATUSES[verdict],
+                "environment": environment,
+                "misc": {"kconform_verdict": verdict,
+                         "patch": one_line(item.get("path") or label),
+                         "replay": [c for c in map(replay_command, mine) if c]},
+            }
+            if started:
+                test["start_time"] = started
+            if mine:
+                test["log_excerpt"] = "\n\n".join(counterexample_text(f) for f in mine)[:16384]
+            elif verdict == "MISS":
+                test["log_excerpt"] = _miss_message(item)
+            elif verdict == "ERROR":
+                test["log_excerpt"] = _error_text(item.get("error") or {})
+            tests.append(test)
+    return _scrub({"version": dict(KCIDB_VERSION), "checkouts": [checkout],
+                   "builds": [build], "tests": tests})
+
+
+def _path_part(text) -> str:
+    """A KCIDB test path component: letters, digits, ``_`` and ``-`` only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(text)) or "_"
+
+
+def _kcidb_message_id(results: dict) -> str | None:
+    """The Message-ID that introduced the series, without angle brackets."""
+    cover = cover_letter(results)
+    candidates = [cover] if cover else []
+    candidates += [p for _, p in checked_patches(results)]
+    for patch in candidates:
+        value = (patch or {}).get("message_id")
+        if value:
+            value = str(value).strip().removeprefix("<").removesuffix(">")
+            if re.fullmatch(r"[^\s<>@\"]+@[^\s<>@\"]+", value):
+                return value
+            return None
+    return None
+
+
+def _scrub(value):
+    """Lone surrogates (valid in JSON, not in UTF-8) become U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if any(
+            "\ud800" <= c <= "\udfff" for c in value) else value
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+# --- patchwork -----------------------------------------------------------
+
+def patchwork_checks(results: dict, target_url: str | None) -> list[dict]:
+    """One patchwork check per patch: the fields of ``POST /api/patches/{id}/checks/``.
+
+    ``state``, ``context``, ``description`` and ``target_url`` go to patchwork
+    as they are; ``message_id`` and ``path`` tell the bot which patch it is.
+    """
+    check_schema(results)
+    checks = []
+    for number, (label, patch) in enumerate(checked_patches(results), start=1):
+        description = shorten(one_line(f"{label} {describe(patch)}"), 255)
+        checks.append({
+            "message_id": patch.get("message_id"),
+            "path": patch.get("path"),
+            "state": PATCHWORK_STATES[patch.get("verdict", "ERROR")],
+            "context": CONTEXT,
+            "description": description,
+            "target_url": f"{target_url}#patch-{number}" if target_url else None,
+        })
+    return _scrub(checks)
+
+
+# --- mail ----------------------------------------------------------------
+
+def mail_summary(results: dict, run: dict) -> str:
+    """A plain-text reply a bot can post: verdict first, every line <= 72 columns."""
+    check_schema(results)
+    width = MAIL_WIDTH
+    lines = [f"kconform {one_line((results.get('tool') or {}).get('version', ''))}"
+             f" verdict: {results.get('verdict', 'ERROR')}"]
+    lines += wrap(one_line(series_title(results)), width, indent="  ")
+    base = next((p.get("base_commit") for _, p in checked_patches(results)
+                 if p.get("base_commit")), None)
+    if base:
+        lines.append(shorten(f"  base {one_line(base)[:12]}", width))
+    lines.append("")
+    for label, patch in checked_patches(results):
+        head = f"  {label:>5} {patch.get('verdict', 'ERROR'):<5} "
+        lines.append(head + shorten(one_line(patch.get("subject") or patch.get("path")),
+                                    width - len(head)))
+    net = results.get("net")
+    if net:
+        head = f"  {'net':>5} {net.get('verdict', 'ERROR'):<5} "
+        lines.append(head + shorten(one_line(net.get("name") or "base..end"), width - len(head)))
+    details = _mail_details(results)
+    if details:
+        lines.append("")
+        lines += details
+    lines.append("")
+    exhaustive = sum(1 for item in all_items(results) for c in item.get("coverage") or []
+                     if c.get("mode") == "exhaustive")
+    facts = (f"Profile {one_line(results.get('profile', '?'))}, seed {results.get('seed', '?')}, "
+             f"{_count(len(results.get('checks') or []), 'check')}, "
+             f"{_count(run.get('examples') or 0, 'example')}, "
+             f"{exhaustive} exhaustive, {float(run.get('elapsed_s') or 0):.1f} s.")
+    lines += wrap(facts, width)
+    lines += wrap("The full report is index.html next to this summary.", width)
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def all_items(results: dict) -> list[dict]:
+    items = [p for _, p in checked_patches(results)]
+    return items + ([results["net"]] if results.get("net") else [])
+
+
+def _mail_details(results: dict, limit: int = 10) -> list[str]:
+    """Why the series is not PASS, worst first: errors, failures, gaps, warnings."""
+    entries = []  # (rank, lines of one entry)
+    items = checked_patches(results)
+    if results.get("net"):
+        items.append(("net", results["net"]))
+    for label, item in items:
+        if item.get("error"):
+            entries.append((0, [f"ERROR {label}: " + _error_text(item["error"]).strip()]))
+        for finding in item.get("findings") or []:
+            rank = 1 if finding.get("severity") == "FAIL" else 3
+            entries.append((rank, _mail_finding(label, finding)))
+        for hunk in uncovered_hunks(item):
+            entries.append((2, [one_line(f"MISS {label}: {hunk.get('file')} "
+                                         f"{hunk.get('function') or '(no function)'} not "
+                                         f"checked: {hunk.get('reason') or ''}")]))
+    entries.sort(key=lambda entry: entry[0])  # stable: series order within a rank
+    lines = []
+    for _, entry in entries[:limit]:
+        for n, text in enumerate(entry):
+            if text.startswith("kconform replay "):
+                lines += _shell_lines(text)
+            elif n == 0:
+                lines += wrap(text, MAIL_WIDTH, hanging="  ")
+            else:
+                lines += wrap(text, MAIL_WIDTH, indent="  ")
+        lines.append("")
+    if len(entries) > limit:
+        lines.append(f"... and {len(entries) - limit} more in the full report.")
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _mail_finding(label: str, finding: dict) -> list[str]:
+    entry = [f"{finding.get('severity')} {label} {finding_title(finding)}",
+             one_line(finding.get("summary", ""))]
+    command = replay_command(finding)
+    if command:
+        entry += ["Reproduce with:", command]
+    return entry
+
+
+def _shell_lines(command: str) -> list[str]:
+    """A shell command, indented, split with backslash-newline when too long.
+
+    The shell removes backslash-newline even inside a word, so the pieces
+    paste back into one command; continuation lines start at column 0 so no
+    blanks end up inside the token.
+    """
+    first = "    " + command
+    if display_width(first) <= MAIL_WIDTH:
+        return [first]
+    room = MAIL_WIDTH - 1
+    pieces, rest = [], first
+    while display_width(rest) > MAIL_WIDTH:
+        head = ""
+        for char in rest:
+            if display_width(head + char) > room:
+                break
+            head += char
+        pieces.append(head + "\\")
+        rest = rest[len(head):]
+    return pieces + [rest]
+
+
+# --- writing everything --------------------------------------------------
+
+def json_text(value) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_all(results: dict, run: dict, *, target_url: str | None = None) -> dict[str, str]:
+    """Every report file's text, by file name, before anything is written."""
+    from harness import html_report  # html_report imports this module's helpers
+
+    return {
+        "index.html": html_report.render(results, run),
+        "results.junit.xml": junit(results),
+        "kcidb.json": json_text(kcidb(results, run)),
+        "patchwork.json": json_text({"schema": PATCHWORK_SCHEMA,
+                                     "checks": patchwork_checks(results, target_url)}),
+        "summary.txt": mail_summary(results, run),
+    }
+
+
+def write_all(results: dict, run: dict, report_dir: str, *,
+              target_url: str | None = None) -> list[str]:
+    """Write every report into ``report_dir``, each atomically; return the paths."""
+    texts = render_all(results, run, target_url=target_url)
+    paths = []
+    for name in OUTPUT_FILES:
+        path = os.path.join(report_dir, name)
+        write_atomic(path, texts[name])
+        paths.append(path)
+    return paths
