@@ -453,3 +453,28 @@ def test_tdp_mmu_enabled_dispatches_faults_and_unmap_to_the_tdp_mmu():
                                                 for e in kvm.log.since(mark))
     shadow, _, _ = mapped("base")                   # the same fault without the TDP MMU
     assert [e.by for e in channel(shadow, REFS)] == ["__kvm_faultin_pfn", "direct_page_fault"]
+
+
+def test_direct_prefetch_maps_neighbours_without_accessed_mark_and_dirty_from_2_4():
+    for state, dirty in (("base", False), ("after 2/4", True)):
+        kvm, vcpu = new_shadow_vm(state)
+        for gfn in range(8):
+            kvm.host[gfn] = (0x100 + gfn, True)
+        fault(kvm, vcpu)
+        neighbours = [g for g in range(8) if g != GFN]
+        assert all(kvm.memslots[0].rmap.get((1, g)) for g in neighbours), state
+        prefetched = [leaf(kvm, g).get() for g in neighbours]
+        assert not any(spte & kvm.shadow_accessed_mask for spte in prefetched)     # access-tracked
+        assert channel(kvm, ACCESSED) == [FolioAccessed(pfn=PFN)]                 # only the faulting page
+        assert all(kvm.page_refcount[0x100 + g] == 0 for g in range(8))
+        prefetch_dirty = {e.pfn for e in channel(kvm, DIRTY)} - {PFN}
+        assert (prefetch_dirty == {0x100 + g for g in neighbours}) is dirty, state
+        assert bool(prefetch_dirty) is dirty, state
+
+
+def test_no_direct_prefetch_without_ad_bits():
+    kvm, vcpu = new_shadow_vm("base", mode="ept_noad")
+    for gfn in range(8):
+        kvm.host[gfn] = (0x100 + gfn, True)
+    fault(kvm, vcpu)
+    assert [key for key, sptes in kvm.memslots[0].rmap.items() if sptes] == [(1, GFN)]
