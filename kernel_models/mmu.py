@@ -85,22 +85,22 @@ def page_count(kvm, page: int) -> int:
 # -- the SPTE store primitives (CONFIG_X86_64 forms) --------------------------
 
 def __set_spte(kvm, sptep, spte: int) -> None:
-    """mmu.c __set_spte: WRITE_ONCE."""
+    """mmu.c __set_spte (all blobs): WRITE_ONCE."""
     sptep.set(spte)
 
 
 def __update_clear_spte_fast(kvm, sptep, spte: int) -> None:
-    """mmu.c __update_clear_spte_fast: WRITE_ONCE."""
+    """mmu.c __update_clear_spte_fast (all blobs): WRITE_ONCE."""
     sptep.set(spte)
 
 
 def __update_clear_spte_slow(kvm, sptep, spte: int) -> int:
-    """mmu.c __update_clear_spte_slow: xchg, returns the value replaced."""
+    """mmu.c __update_clear_spte_slow (all blobs): xchg, returns the value replaced."""
     return sptep.exchange(spte)
 
 
 def __get_spte_lockless(kvm, sptep) -> int:
-    """mmu.c __get_spte_lockless: READ_ONCE."""
+    """mmu.c __get_spte_lockless (all blobs): READ_ONCE."""
     return sptep.get()
 
 
@@ -111,7 +111,7 @@ def mmu_spte_set(kvm, sptep, new_spte: int) -> None:
 
 
 def mmu_spte_update_no_track(kvm, sptep, new_spte: int) -> int:
-    """mmu.c mmu_spte_update_no_track -> old SPTE; no A/D marking, no flush.
+    """mmu.c mmu_spte_update_no_track (all blobs) -> old SPTE; no A/D marking, no flush.
 
     All blobs; read in copy 23785373.
     """
@@ -295,26 +295,26 @@ def mmu_spte_age_without_dirty_mark(kvm, sptep) -> bool:
 # -- rmap users -----------------------------------------------------------------
 
 def kvm_flush_remote_tlbs_sptep(kvm, sptep) -> None:
-    """mmu.c kvm_flush_remote_tlbs_sptep: flush the range the SPTE maps."""
+    """mmu.c kvm_flush_remote_tlbs_sptep (all blobs): flush the range the SPTE maps."""
     sp = kvm.sptep_to_sp(sptep)
     gfn = kvm.kvm_mmu_page_get_gfn(sp, sptep.index)
     kvm.kvm_flush_remote_tlbs_gfn(gfn, sp.role.level)
 
 
 def kvm_available_flush_remote_tlbs_range(kvm) -> bool:
-    """mmu.c kvm_available_flush_remote_tlbs_range: Hyper-V only, never here."""
+    """mmu.c kvm_available_flush_remote_tlbs_range (all blobs): Hyper-V only, never here."""
     return False
 
 
 def drop_spte(kvm, sptep) -> None:
-    """mmu.c drop_spte: clear with A/D tracking, then leave the rmap."""
+    """mmu.c drop_spte (all blobs): clear with A/D tracking, then leave the rmap."""
     old_spte = kvm.mmu_spte_clear_track_bits(sptep)
     if kvm.is_shadow_present_pte(old_spte):
         kvm.rmap_remove(sptep)
 
 
 def drop_large_spte(kvm, sptep, flush: bool) -> None:
-    """mmu.c drop_large_spte."""
+    """mmu.c drop_large_spte (all blobs)."""
     sp = kvm.sptep_to_sp(sptep)
     kvm.WARN_ON_ONCE(sp.role.level == PG_LEVEL_4K, "drop_large_spte: 4K SPTE")
     kvm.drop_spte(sptep)
@@ -336,7 +336,7 @@ def spte_write_protect(kvm, sptep, pt_protect: bool) -> bool:
 
 
 def rmap_write_protect(kvm, rmap_head: list, pt_protect: bool) -> bool:
-    """mmu.c rmap_write_protect."""
+    """mmu.c rmap_write_protect (all blobs)."""
     flush = False
     for sptep in for_each_rmap_spte(kvm, rmap_head):
         flush |= kvm.spte_write_protect(sptep, pt_protect)
@@ -344,7 +344,7 @@ def rmap_write_protect(kvm, rmap_head: list, pt_protect: bool) -> bool:
 
 
 def spte_clear_dirty(kvm, sptep) -> bool:
-    """mmu.c spte_clear_dirty -> flush (effects follow mmu_spte_update)."""
+    """mmu.c spte_clear_dirty (all blobs) -> flush (effects follow mmu_spte_update)."""
     spte = sptep.get()
     kvm.KVM_MMU_WARN_ON(not kvm.spte_ad_enabled(spte), "spte_clear_dirty: A/D disabled SPTE")
     spte &= ~kvm.shadow_dirty_mask
@@ -391,13 +391,13 @@ def rmap_clear_dirty_bare_wrprot(kvm, rmap_head: list, slot) -> bool:
 # -- zapping rmaps, notifier handlers ------------------------------------------
 
 def kvm_zap_one_rmap_spte(kvm, rmap_head: list, sptep) -> None:
-    """mmu.c kvm_zap_one_rmap_spte."""
+    """mmu.c kvm_zap_one_rmap_spte (all blobs)."""
     kvm.mmu_spte_clear_track_bits(sptep)
     kvm.pte_list_remove(sptep, rmap_head)
 
 
 def kvm_zap_all_rmap_sptes(kvm, rmap_head: list) -> bool:
-    """mmu.c kvm_zap_all_rmap_sptes -> true if anything was zapped (caller flushes)."""
+    """mmu.c kvm_zap_all_rmap_sptes (all blobs) -> true if anything was zapped (caller flushes)."""
     if not rmap_head:
         return False
     for sptep in list(rmap_head):
@@ -407,17 +407,17 @@ def kvm_zap_all_rmap_sptes(kvm, rmap_head: list) -> bool:
 
 
 def __kvm_zap_rmap(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c __kvm_zap_rmap."""
+    """mmu.c __kvm_zap_rmap (all blobs)."""
     return kvm.kvm_zap_all_rmap_sptes(rmap_head)
 
 
 def kvm_zap_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> bool:
-    """mmu.c kvm_zap_rmap (the rmap_handler_t form)."""
+    """mmu.c kvm_zap_rmap (all blobs) (the rmap_handler_t form)."""
     return kvm.__kvm_zap_rmap(rmap_head, slot)
 
 
 def kvm_set_pte_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> bool:
-    """mmu.c kvm_set_pte_rmap (change_pte; exists at base, unchanged by the series).
+    """mmu.c kvm_set_pte_rmap (all blobs) (change_pte; exists at base, unchanged by the series).
 
     ``pte`` is the new host PTE as (pfn, writable); never huge here.  A
     writable new PTE zaps; a read-only one remaps to the new pfn, access-tracked.
@@ -443,7 +443,7 @@ def kvm_set_pte_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> b
 
 
 def kvm_age_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> bool:
-    """mmu.c kvm_age_rmap -> any SPTE young."""
+    """mmu.c kvm_age_rmap (all blobs) -> any SPTE young."""
     young = False
     for sptep in for_each_rmap_spte(kvm, rmap_head):
         young |= kvm.mmu_spte_age(sptep)
@@ -451,7 +451,7 @@ def kvm_age_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> bool:
 
 
 def kvm_test_age_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> bool:
-    """mmu.c kvm_test_age_rmap: no writes."""
+    """mmu.c kvm_test_age_rmap (all blobs): no writes."""
     for sptep in for_each_rmap_spte(kvm, rmap_head):
         if kvm.is_accessed_spte(sptep.get()):
             return True
@@ -459,7 +459,7 @@ def kvm_test_age_rmap(kvm, rmap_head: list, slot, gfn: int, level: int, pte) -> 
 
 
 def kvm_unmap_gfn_range(kvm, range_) -> bool:
-    """mmu.c kvm_unmap_gfn_range -> flush (generic code flushes on true)."""
+    """mmu.c kvm_unmap_gfn_range (all blobs) -> flush (generic code flushes on true)."""
     flush = False
     if kvm.kvm_memslots_have_rmaps():
         flush = kvm.kvm_handle_gfn_range(range_, "kvm_zap_rmap")
@@ -469,7 +469,7 @@ def kvm_unmap_gfn_range(kvm, range_) -> bool:
 
 
 def kvm_set_spte_gfn(kvm, range_) -> bool:
-    """mmu.c kvm_set_spte_gfn (change_pte) -> flush."""
+    """mmu.c kvm_set_spte_gfn (all blobs) (change_pte) -> flush."""
     flush = False
     if kvm.kvm_memslots_have_rmaps():
         flush = kvm.kvm_handle_gfn_range(range_, "kvm_set_pte_rmap")
@@ -479,7 +479,7 @@ def kvm_set_spte_gfn(kvm, range_) -> bool:
 
 
 def kvm_age_gfn(kvm, range_) -> bool:
-    """mmu.c kvm_age_gfn -> young (clear_flush_young flushes on true)."""
+    """mmu.c kvm_age_gfn (all blobs) -> young (clear_flush_young flushes on true)."""
     young = False
     if kvm.kvm_memslots_have_rmaps():
         young = kvm.kvm_handle_gfn_range(range_, "kvm_age_rmap")
@@ -489,7 +489,7 @@ def kvm_age_gfn(kvm, range_) -> bool:
 
 
 def kvm_test_age_gfn(kvm, range_) -> bool:
-    """mmu.c kvm_test_age_gfn -> young."""
+    """mmu.c kvm_test_age_gfn (all blobs) -> young."""
     young = False
     if kvm.kvm_memslots_have_rmaps():
         young = kvm.kvm_handle_gfn_range(range_, "kvm_test_age_rmap")
@@ -499,7 +499,7 @@ def kvm_test_age_gfn(kvm, range_) -> bool:
 
 
 def kvm_rmap_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> bool:
-    """mmu.c kvm_rmap_zap_gfn_range: every memslot overlapping [start, end)."""
+    """mmu.c kvm_rmap_zap_gfn_range (all blobs): every memslot overlapping [start, end)."""
     flush = False
     if not kvm.kvm_memslots_have_rmaps():
         return flush
@@ -514,7 +514,7 @@ def kvm_rmap_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> bool:
 
 
 def kvm_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> None:
-    """mmu.c kvm_zap_gfn_range: zap [start, end) in both MMUs, one ranged flush.
+    """mmu.c kvm_zap_gfn_range (all blobs): zap [start, end) in both MMUs, one ranged flush.
 
     The invalidate begin/end bracketing only matters to concurrent faults.
     """
@@ -530,7 +530,7 @@ def kvm_zap_gfn_range(kvm, gfn_start: int, gfn_end: int) -> None:
 # -- zapping shadow pages ---------------------------------------------------------
 
 def mmu_page_zap_pte(kvm, sp, spte, invalid_list) -> int:
-    """mmu.c mmu_page_zap_pte -> child pages zapped: drop a leaf (A/D via drop_spte),
+    """mmu.c mmu_page_zap_pte (all blobs) -> child pages zapped: drop a leaf (A/D via drop_spte),
     unlink a table, clear an MMIO SPTE."""
     pte = spte.get()
     if kvm.is_shadow_present_pte(pte):
@@ -547,7 +547,7 @@ def mmu_page_zap_pte(kvm, sp, spte, invalid_list) -> int:
 
 
 def kvm_mmu_page_unlink_children(kvm, sp, invalid_list) -> int:
-    """mmu.c kvm_mmu_page_unlink_children: every entry (absent entries read as 0)."""
+    """mmu.c kvm_mmu_page_unlink_children (all blobs): every entry (absent entries read as 0)."""
     zapped = 0
     for i in sorted(sp.spt):
         zapped += kvm.mmu_page_zap_pte(sp, sp.sptep(i), invalid_list)
@@ -555,7 +555,7 @@ def kvm_mmu_page_unlink_children(kvm, sp, invalid_list) -> int:
 
 
 def kvm_mmu_unlink_parents(kvm, sp) -> None:
-    """mmu.c kvm_mmu_unlink_parents."""
+    """mmu.c kvm_mmu_unlink_parents (all blobs)."""
     while sp.parent_ptes:
         sptep = sp.parent_ptes[0]
         if not kvm.is_shadow_present_pte(sptep.get()):
@@ -564,13 +564,13 @@ def kvm_mmu_unlink_parents(kvm, sp) -> None:
 
 
 def kvm_unlink_unsync_page(kvm, sp) -> None:
-    """mmu.c kvm_unlink_unsync_page."""
+    """mmu.c kvm_unlink_unsync_page (all blobs)."""
     kvm.WARN_ON_ONCE(not sp.unsync, "kvm_unlink_unsync_page: page not unsync")
     sp.unsync = False
 
 
 def mmu_zap_unsync_children(kvm, parent, invalid_list) -> int:
-    """mmu.c mmu_zap_unsync_children, reduced: zap the unsync pages reachable
+    """mmu.c mmu_zap_unsync_children (all blobs), reduced: zap the unsync pages reachable
     through the parent's unsync child bits (mmu_unsync_walk without the batching)."""
     zapped = 0
     if parent.role.level == PG_LEVEL_4K:
@@ -590,12 +590,13 @@ def mmu_zap_unsync_children(kvm, parent, invalid_list) -> int:
 
 
 def __kvm_mmu_prepare_zap_page(kvm, sp, invalid_list: list) -> tuple[bool, int]:
-    """mmu.c __kvm_mmu_prepare_zap_page -> (list_unstable, nr_zapped); the C out-
+    """mmu.c __kvm_mmu_prepare_zap_page (all blobs) -> (list_unstable, nr_zapped); the C out-
     parameter is the second value.  Children's A/D effects come via drop_spte."""
     nr_zapped = kvm.mmu_zap_unsync_children(sp, invalid_list)
     nr_zapped += kvm.kvm_mmu_page_unlink_children(sp, invalid_list)
     kvm.kvm_mmu_unlink_parents(sp)
     list_unstable = bool(nr_zapped)
+    # unaccount_shadowed: write tracking and lpage counts are derived from valid pages.
     if sp.unsync:
         kvm.kvm_unlink_unsync_page(sp)
     if not sp.root_count:
@@ -610,13 +611,13 @@ def __kvm_mmu_prepare_zap_page(kvm, sp, invalid_list: list) -> tuple[bool, int]:
 
 
 def kvm_mmu_prepare_zap_page(kvm, sp, invalid_list: list) -> bool:
-    """mmu.c kvm_mmu_prepare_zap_page (returns nr_zapped as a bool, as C does)."""
+    """mmu.c kvm_mmu_prepare_zap_page (all blobs) (returns nr_zapped as a bool, as C does)."""
     _, nr_zapped = kvm.__kvm_mmu_prepare_zap_page(sp, invalid_list)
     return bool(nr_zapped)
 
 
 def kvm_mmu_commit_zap_page(kvm, invalid_list: list) -> None:
-    """mmu.c kvm_mmu_commit_zap_page: one remote flush, then free the pages."""
+    """mmu.c kvm_mmu_commit_zap_page (all blobs): one remote flush, then free the pages."""
     if not invalid_list:
         return
     kvm.kvm_flush_remote_tlbs()
@@ -627,14 +628,14 @@ def kvm_mmu_commit_zap_page(kvm, invalid_list: list) -> None:
 
 
 def kvm_mmu_free_shadow_page(kvm, sp) -> None:
-    """mmu.c kvm_mmu_free_shadow_page (with the CONFIG_KVM_PROVE_MMU check)."""
+    """mmu.c kvm_mmu_free_shadow_page (all blobs) (with the CONFIG_KVM_PROVE_MMU check)."""
     for i in sorted(sp.spt):
         kvm.KVM_MMU_WARN_ON(kvm.is_shadow_present_pte(sp.spt[i]), "SPTE shadow-present at free")
     kvm.mmu_pages.pop(sp.pfn, None)
 
 
 def kvm_mmu_zap_all(kvm) -> None:
-    """mmu.c kvm_mmu_zap_all (VM teardown / mmu_notifier release)."""
+    """mmu.c kvm_mmu_zap_all (all blobs) (VM teardown / mmu_notifier release)."""
     invalid_list: list = []
     restart = True
     while restart:
@@ -654,7 +655,7 @@ def kvm_mmu_zap_all(kvm) -> None:
 
 
 def kvm_zap_obsolete_pages(kvm) -> None:
-    """mmu.c kvm_zap_obsolete_pages: oldest first, stop at the first valid page."""
+    """mmu.c kvm_zap_obsolete_pages (all blobs): oldest first, stop at the first valid page."""
     zapped_obsolete_pages: list = []
     restart = True
     while restart:
@@ -674,7 +675,7 @@ def kvm_zap_obsolete_pages(kvm) -> None:
 
 
 def kvm_mmu_zap_all_fast(kvm) -> None:
-    """mmu.c kvm_mmu_zap_all_fast (memslot delete/move): new generation, invalidate
+    """mmu.c kvm_mmu_zap_all_fast (all blobs) (memslot delete/move): new generation, invalidate
     TDP roots, zap obsolete shadow pages, then zap the invalidated TDP roots."""
     kvm.mmu_invalid_gen = 0 if kvm.mmu_invalid_gen else 1
     if kvm.tdp_mmu_enabled:
@@ -685,7 +686,7 @@ def kvm_mmu_zap_all_fast(kvm) -> None:
 
 
 def get_mmio_spte_gfn(kvm, spte: int) -> int:
-    """mmu.c get_mmio_spte_gfn.  Without the L1TF mask the gfn bits are
+    """mmu.c get_mmio_spte_gfn (all blobs).  Without the L1TF mask the gfn bits are
     12..(MAXPHYADDR-1); the model's host has 46 physical address bits."""
     gpa = spte & SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK
     return gpa >> 12

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from kernel_models.kvm_main import (KVM_PAGES_PER_HPAGE, KVM_PFN_ERR_FAULT, KVM_PFN_NOSLOT,
                                     PG_LEVEL_1G, PG_LEVEL_4K)
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page, kvm_mmu_page_role
-from kernel_models.registry import KVM_MAIN_C, MMU_C, Version
+from kernel_models.registry import KVM_MAIN_C, MMU_C, MMU_INTERNAL_H, Version
 from kernel_models.spte import PT_PRESENT_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
 
 # mmu_internal.h: page-fault return codes (enum, in this order).
@@ -158,28 +158,28 @@ def for_each_shadow_entry(kvm, vcpu, addr: int, lockless: bool = False):
 # -- gfn/access bookkeeping of shadow pages -----------------------------------
 
 def sp_has_gptes(kvm, sp) -> bool:
-    """mmu.c sp_has_gptes: indirect, non-passthrough pages shadow guest PTEs."""
+    """mmu.c sp_has_gptes (all blobs): indirect, non-passthrough pages shadow guest PTEs."""
     if sp.role.direct:
         return False
     return True
 
 
 def kvm_mmu_page_get_gfn(kvm, sp, index: int) -> int:
-    """mmu.c kvm_mmu_page_get_gfn (no passthrough pages in this model)."""
+    """mmu.c kvm_mmu_page_get_gfn (all blobs) (no passthrough pages in this model)."""
     if not sp.role.direct:
         return sp.shadowed_translation[index][0]
     return sp.gfn + index * KVM_PAGES_PER_HPAGE(sp.role.level)
 
 
 def kvm_mmu_page_get_access(kvm, sp, index: int) -> int:
-    """mmu.c kvm_mmu_page_get_access."""
+    """mmu.c kvm_mmu_page_get_access (all blobs)."""
     if kvm.sp_has_gptes(sp):
         return sp.shadowed_translation[index][1]
     return sp.role.access
 
 
 def kvm_mmu_page_set_translation(kvm, sp, index: int, gfn: int, access: int) -> None:
-    """mmu.c kvm_mmu_page_set_translation: record, or WARN on a mismatch for direct pages."""
+    """mmu.c kvm_mmu_page_set_translation (all blobs): record, or WARN on a mismatch for direct pages."""
     if kvm.sp_has_gptes(sp):
         sp.shadowed_translation[index] = (gfn, access)
         return
@@ -188,7 +188,7 @@ def kvm_mmu_page_set_translation(kvm, sp, index: int, gfn: int, access: int) -> 
 
 
 def kvm_mmu_page_set_access(kvm, sp, index: int, access: int) -> None:
-    """mmu.c kvm_mmu_page_set_access."""
+    """mmu.c kvm_mmu_page_set_access (all blobs)."""
     gfn = kvm.kvm_mmu_page_get_gfn(sp, index)
     kvm.kvm_mmu_page_set_translation(sp, index, gfn, access)
 
@@ -196,7 +196,7 @@ def kvm_mmu_page_set_access(kvm, sp, index: int, access: int) -> None:
 # -- shadow pages: validity, unsync, write tracking ---------------------------
 
 def is_obsolete_sp(kvm, sp) -> bool:
-    """mmu.c is_obsolete_sp; ``kvm.mmu_invalid_gen`` stands for kvm->arch.mmu_valid_gen."""
+    """mmu.c is_obsolete_sp (all blobs); ``kvm.mmu_invalid_gen`` stands for kvm->arch.mmu_valid_gen."""
     if sp.role.invalid:
         return True
     return not sp.tdp_mmu_page and sp.mmu_valid_gen != kvm.mmu_invalid_gen
@@ -209,7 +209,9 @@ def for_each_gfn_valid_sp_with_gptes(kvm, gfn: int):
 
 
 def kvm_gfn_is_write_tracked(kvm, slot, gfn: int) -> bool:
-    """page_track.c, reduced: the only write tracking here is account_shadowed's.
+    """page_track.c kvm_gfn_is_write_tracked, reduced: the only write tracking here
+    is account_shadowed's.  page_track.c has no blob chain; the row uses the
+    unchanged mmu_internal.h pseudo-file, as kvm_main.py does for mmu.h.
 
     account_shadowed() write-tracks the gfn of every indirect shadow page
     above 4K and unaccount_shadowed() drops it when the page is zapped, so the
@@ -219,7 +221,7 @@ def kvm_gfn_is_write_tracked(kvm, slot, gfn: int) -> bool:
 
 
 def mark_unsync(kvm, spte) -> None:
-    """mmu.c mark_unsync: flag the parent's child bit and propagate once."""
+    """mmu.c mark_unsync (all blobs): flag the parent's child bit and propagate once."""
     sp = kvm.sptep_to_sp(spte)
     if spte.index in sp.unsync_child_bitmap:
         return
@@ -231,19 +233,19 @@ def mark_unsync(kvm, spte) -> None:
 
 
 def kvm_mmu_mark_parents_unsync(kvm, sp) -> None:
-    """mmu.c kvm_mmu_mark_parents_unsync."""
+    """mmu.c kvm_mmu_mark_parents_unsync (all blobs)."""
     for sptep in list(sp.parent_ptes):
         kvm.mark_unsync(sptep)
 
 
 def kvm_unsync_page(kvm, sp) -> None:
-    """mmu.c kvm_unsync_page (stats and trace left out)."""
+    """mmu.c kvm_unsync_page (all blobs) (stats and trace left out)."""
     sp.unsync = True
     kvm.kvm_mmu_mark_parents_unsync(sp)
 
 
 def mmu_try_to_unsync_pages(kvm, slot, gfn: int, can_unsync: bool, prefetch: bool) -> int:
-    """mmu.c mmu_try_to_unsync_pages -> 0, -EPERM or -EEXIST (KERNEL-FACTS 2.3).
+    """mmu.c mmu_try_to_unsync_pages (all blobs) -> 0, -EPERM or -EEXIST (KERNEL-FACTS 2.3).
 
     Same body in every mmu.c blob of the series; read in the stored copy.
     The unsync spinlock and its re-check are concurrency-only and left out.
@@ -263,7 +265,7 @@ def mmu_try_to_unsync_pages(kvm, slot, gfn: int, can_unsync: bool, prefetch: boo
 
 
 def account_shadowed(kvm, sp) -> None:
-    """mmu.c account_shadowed: write-protect the gfn a new indirect 4K page shadows.
+    """mmu.c account_shadowed (all blobs): write-protect the gfn a new indirect 4K page shadows.
 
     Write tracking (above 4K) and the hugepage disallow count are derived
     from the list of valid pages (``kvm_gfn_is_write_tracked``,
@@ -280,7 +282,7 @@ def account_shadowed(kvm, sp) -> None:
 # -- shadow page lookup, allocation, linking ----------------------------------
 
 def kvm_sync_page_check(kvm, vcpu, sp) -> bool:
-    """mmu.c kvm_sync_page_check, reduced: direct pages are never unsync (the role
+    """mmu.c kvm_sync_page_check (all blobs), reduced: direct pages are never unsync (the role
     comparison against the vCPU's MMU is not modelled)."""
     if kvm.WARN_ON_ONCE(sp.role.direct, "kvm_sync_page_check: direct page"):
         return False
@@ -288,14 +290,14 @@ def kvm_sync_page_check(kvm, vcpu, sp) -> bool:
 
 
 def kvm_sync_spte(kvm, vcpu, sp, i: int) -> int:
-    """mmu.c kvm_sync_spte: the MMU's sync_spte hook is paging_tmpl's FNAME(sync_spte)."""
+    """mmu.c kvm_sync_spte (all blobs): the MMU's sync_spte hook is paging_tmpl's FNAME(sync_spte)."""
     if not sp.spt.get(i, 0):
         return 0
     return getattr(kvm, "FNAME(sync_spte)")(vcpu, sp, i)
 
 
 def __kvm_sync_page(kvm, vcpu, sp) -> int:
-    """mmu.c __kvm_sync_page: <0 to zap, else non-zero when a flush is needed.
+    """mmu.c __kvm_sync_page (all blobs): <0 to zap, else non-zero when a flush is needed.
 
     As in C, a -1 from one entry is OR-ed into ``flush`` and so fails the page.
     Absent entries are 0 and skipped by kvm_sync_spte, so only stored ones are visited.
@@ -312,7 +314,7 @@ def __kvm_sync_page(kvm, vcpu, sp) -> int:
 
 
 def kvm_sync_page(kvm, vcpu, sp, invalid_list) -> int:
-    """mmu.c kvm_sync_page: zap the page when the sync fails."""
+    """mmu.c kvm_sync_page (all blobs): zap the page when the sync fails."""
     ret = kvm.__kvm_sync_page(vcpu, sp)
     if ret < 0:
         kvm.kvm_mmu_prepare_zap_page(sp, invalid_list)
@@ -320,7 +322,7 @@ def kvm_sync_page(kvm, vcpu, sp, invalid_list) -> int:
 
 
 def kvm_mmu_find_shadow_page(kvm, vcpu, gfn: int, sp_list, role):
-    """mmu.c kvm_mmu_find_shadow_page over the reduced hash (``sp_list``).
+    """mmu.c kvm_mmu_find_shadow_page (all blobs) over the reduced hash (``sp_list``).
 
     Reusing an unsync page syncs it through ``kvm_sync_page`` (paging_tmpl's
     sync_spte); collisions and stats are not modelled.
@@ -353,7 +355,7 @@ def kvm_mmu_find_shadow_page(kvm, vcpu, gfn: int, sp_list, role):
 
 
 def kvm_mmu_alloc_shadow_page(kvm, caches, gfn: int, sp_list, role):
-    """mmu.c kvm_mmu_alloc_shadow_page: new page at the head of active_mmu_pages.
+    """mmu.c kvm_mmu_alloc_shadow_page (all blobs): new page at the head of active_mmu_pages.
 
     ``sp_list`` (the hash bucket) is the same list as active_mmu_pages here,
     so the single insert stands for both list_add and hlist_add_head.
@@ -369,7 +371,7 @@ def kvm_mmu_alloc_shadow_page(kvm, caches, gfn: int, sp_list, role):
 
 
 def __kvm_mmu_get_shadow_page(kvm, vcpu, caches, gfn: int, role):
-    """mmu.c __kvm_mmu_get_shadow_page: find, else allocate (memory caches ignored)."""
+    """mmu.c __kvm_mmu_get_shadow_page (all blobs): find, else allocate (memory caches ignored)."""
     sp_list = kvm.active_mmu_pages
     sp = kvm.kvm_mmu_find_shadow_page(vcpu, gfn, sp_list, role)
     if sp is None:
@@ -378,12 +380,12 @@ def __kvm_mmu_get_shadow_page(kvm, vcpu, caches, gfn: int, role):
 
 
 def kvm_mmu_get_shadow_page(kvm, vcpu, gfn: int, role):
-    """mmu.c kvm_mmu_get_shadow_page."""
+    """mmu.c kvm_mmu_get_shadow_page (all blobs)."""
     return kvm.__kvm_mmu_get_shadow_page(vcpu, None, gfn, role)
 
 
 def kvm_mmu_child_role(kvm, sptep, direct: bool, access: int):
-    """mmu.c kvm_mmu_child_role (no 4-byte guest PTEs, so no quadrant)."""
+    """mmu.c kvm_mmu_child_role (all blobs) (no 4-byte guest PTEs, so no quadrant)."""
     parent_sp = kvm.sptep_to_sp(sptep)
     role = dataclasses.replace(parent_sp.role)
     role.level -= 1
@@ -393,7 +395,7 @@ def kvm_mmu_child_role(kvm, sptep, direct: bool, access: int):
 
 
 def kvm_mmu_get_child_sp(kvm, vcpu, sptep, gfn: int, direct: bool, access: int):
-    """mmu.c kvm_mmu_get_child_sp: ERR_PTR(-EEXIST) when a table is already linked."""
+    """mmu.c kvm_mmu_get_child_sp (all blobs): ERR_PTR(-EEXIST) when a table is already linked."""
     if kvm.is_shadow_present_pte(sptep.get()) and not kvm.is_large_pte(sptep.get()):
         return ERR_PTR_EEXIST
     role = kvm.kvm_mmu_child_role(sptep, direct, access)
@@ -401,7 +403,7 @@ def kvm_mmu_get_child_sp(kvm, vcpu, sptep, gfn: int, direct: bool, access: int):
 
 
 def __link_shadow_page(kvm, cache, sptep, sp, flush: bool) -> None:
-    """mmu.c __link_shadow_page: drop a huge leaf in the way, then link ``sp``."""
+    """mmu.c __link_shadow_page (all blobs): drop a huge leaf in the way, then link ``sp``."""
     if kvm.is_shadow_present_pte(sptep.get()):
         kvm.drop_large_spte(sptep, flush)
     spte = kvm.make_nonleaf_spte(sp, kvm.sp_ad_disabled(sp))
@@ -412,12 +414,12 @@ def __link_shadow_page(kvm, cache, sptep, sp, flush: bool) -> None:
 
 
 def link_shadow_page(kvm, vcpu, sptep, sp) -> None:
-    """mmu.c link_shadow_page: always flushes when it drops a huge leaf."""
+    """mmu.c link_shadow_page (all blobs): always flushes when it drops a huge leaf."""
     kvm.__link_shadow_page(None, sptep, sp, True)
 
 
 def mmu_alloc_root(kvm, vcpu, gfn: int, quadrant: int, level: int):
-    """mmu.c mmu_alloc_root for a direct MMU (returns the page, standing for its hpa)."""
+    """mmu.c mmu_alloc_root (all blobs) for a direct MMU (returns the page, standing for its hpa)."""
     role = kvm_mmu_page_role(level=level, direct=True, ad_disabled=not kvm.kvm_ad_enabled())
     sp = kvm.kvm_mmu_get_shadow_page(vcpu, gfn, role)
     sp.root_count += 1
@@ -425,7 +427,7 @@ def mmu_alloc_root(kvm, vcpu, gfn: int, quadrant: int, level: int):
 
 
 def mmu_alloc_direct_roots(kvm, vcpu) -> int:
-    """mmu.c mmu_alloc_direct_roots (4-level roots only; no page limit)."""
+    """mmu.c mmu_alloc_direct_roots (all blobs) (4-level roots only; no page limit)."""
     if kvm.tdp_mmu_enabled:
         return kvm.kvm_tdp_mmu_alloc_root(vcpu)
     vcpu.arch.mmu.root = kvm.mmu_alloc_root(vcpu, 0, 0, vcpu.arch.mmu.root_level)
@@ -435,13 +437,13 @@ def mmu_alloc_direct_roots(kvm, vcpu) -> int:
 # -- installing a leaf ----------------------------------------------------------
 
 def mark_mmio_spte(kvm, vcpu, sptep, gfn: int, access: int) -> None:
-    """mmu.c mark_mmio_spte."""
+    """mmu.c mark_mmio_spte (all blobs)."""
     spte = kvm.make_mmio_spte(vcpu, gfn, access)
     kvm.mmu_spte_set(sptep, spte)
 
 
 def rmap_add(kvm, vcpu, slot, spte, gfn: int, access: int) -> None:
-    """mmu.c rmap_add."""
+    """mmu.c rmap_add (all blobs)."""
     kvm.__rmap_add(None, slot, spte, gfn, access)
 
 
@@ -496,6 +498,8 @@ def mmu_set_spte(kvm, vcpu, slot, sptep, pte_access: int, gfn: int, pfn: int, fa
 def gfn_to_page_many_atomic(kvm, slot, gfn: int, nr_pages: int) -> list[int]:
     """kvm_main.c gfn_to_page_many_atomic, reduced: the pfns it got, each with a reference.
 
+    Body not read in source (contract from its use in direct_pte_prefetch_many).
+
     Stops at the first gfn the host does not map writable (it asks for write
     access) or without a struct page, as fast GUP stops at the first miss.
     """
@@ -513,7 +517,7 @@ def gfn_to_page_many_atomic(kvm, slot, gfn: int, nr_pages: int) -> list[int]:
 
 
 def direct_pte_prefetch_many(kvm, vcpu, sp, start, end) -> int:
-    """mmu.c direct_pte_prefetch_many: map [start, end) and put each page (no A mark)."""
+    """mmu.c direct_pte_prefetch_many (all blobs): map [start, end) and put each page (no A mark)."""
     access = sp.role.access
     gfn = kvm.kvm_mmu_page_get_gfn(sp, start.index)
     slot = kvm.gfn_to_memslot_dirty_bitmap(vcpu, gfn, access & ACC_WRITE_MASK)
@@ -529,7 +533,7 @@ def direct_pte_prefetch_many(kvm, vcpu, sp, start, end) -> int:
 
 
 def __direct_pte_prefetch(kvm, vcpu, sp, sptep) -> None:
-    """mmu.c __direct_pte_prefetch: runs of non-present entries in the aligned window of 8."""
+    """mmu.c __direct_pte_prefetch (all blobs): runs of non-present entries in the aligned window of 8."""
     kvm.WARN_ON_ONCE(not sp.role.direct, "__direct_pte_prefetch: indirect page")
     first = sptep.index & ~(PTE_PREFETCH_NUM - 1)
     start = None
@@ -548,7 +552,7 @@ def __direct_pte_prefetch(kvm, vcpu, sp, sptep) -> None:
 
 
 def direct_pte_prefetch(kvm, vcpu, sptep) -> None:
-    """mmu.c direct_pte_prefetch (no invalidation is ever in progress here)."""
+    """mmu.c direct_pte_prefetch (all blobs) (no invalidation is ever in progress here)."""
     sp = kvm.sptep_to_sp(sptep)
     if kvm.sp_ad_disabled(sp):
         return
@@ -560,7 +564,7 @@ def direct_pte_prefetch(kvm, vcpu, sptep) -> None:
 # -- fast page fault ------------------------------------------------------------
 
 def page_fault_can_be_fast(kvm, fault) -> bool:
-    """mmu.c page_fault_can_be_fast (faults never carry reserved-bit errors here)."""
+    """mmu.c page_fault_can_be_fast (all blobs) (faults never carry reserved-bit errors here)."""
     if getattr(fault, "rsvd", False):
         return False
     if not fault.present:
@@ -569,7 +573,7 @@ def page_fault_can_be_fast(kvm, fault) -> bool:
 
 
 def fast_pf_fix_direct_spte(kvm, vcpu, fault, sptep, old_spte: int, new_spte: int) -> bool:
-    """mmu.c fast_pf_fix_direct_spte: cmpxchg, then log the gfn if W was set.
+    """mmu.c fast_pf_fix_direct_spte (all blobs): cmpxchg, then log the gfn if W was set.
 
     No page A/D marking at any blob (2/4 edits only its comment).
     """
@@ -582,7 +586,7 @@ def fast_pf_fix_direct_spte(kvm, vcpu, fault, sptep, old_spte: int, new_spte: in
 
 
 def is_access_allowed(kvm, fault, spte: int) -> bool:
-    """mmu.c is_access_allowed."""
+    """mmu.c is_access_allowed (all blobs)."""
     if fault.exec:
         return kvm.is_executable_pte(spte)
     if fault.write:
@@ -591,7 +595,7 @@ def is_access_allowed(kvm, fault, spte: int) -> bool:
 
 
 def fast_pf_get_last_sptep(kvm, vcpu, gpa: int):
-    """mmu.c fast_pf_get_last_sptep -> (sptep, spte) of the last level walked."""
+    """mmu.c fast_pf_get_last_sptep (all blobs) -> (sptep, spte) of the last level walked."""
     sptep = None
     spte = 0
     for it, old_spte in for_each_shadow_entry(kvm, vcpu, gpa, lockless=True):
@@ -601,7 +605,7 @@ def fast_pf_get_last_sptep(kvm, vcpu, gpa: int):
 
 
 def fast_page_fault(kvm, vcpu, fault) -> int:
-    """mmu.c fast_page_fault -> RET_PF_INVALID, _FIXED or _SPURIOUS.
+    """mmu.c fast_page_fault (all blobs) -> RET_PF_INVALID, _FIXED or _SPURIOUS.
 
     Same decisions as C: stop on non-present or non-leaf, spurious if the
     access is already allowed, restore an access-tracked SPTE when A/D bits
@@ -649,24 +653,24 @@ def fast_page_fault(kvm, vcpu, fault) -> int:
 # -- getting the pfn --------------------------------------------------------------
 
 def kvm_handle_error_pfn(kvm, vcpu, fault) -> int:
-    """mmu.c kvm_handle_error_pfn: the model's only error pfn is a plain fault."""
+    """mmu.c kvm_handle_error_pfn (all blobs): the model's only error pfn is a plain fault."""
     return -EFAULT
 
 
 def kvm_handle_noslot_fault(kvm, vcpu, fault, access: int) -> int:
-    """mmu.c kvm_handle_noslot_fault: MMIO caching is on, so go on to map an MMIO SPTE."""
+    """mmu.c kvm_handle_noslot_fault (all blobs): MMIO caching is on, so go on to map an MMIO SPTE."""
     return RET_PF_CONTINUE
 
 
 def __kvm_faultin_pfn(kvm, vcpu, fault) -> int:
-    """mmu.c __kvm_faultin_pfn: one synchronous __gfn_to_pfn_memslot (takes a reference)."""
+    """mmu.c __kvm_faultin_pfn (all blobs): one synchronous __gfn_to_pfn_memslot (takes a reference)."""
     slot = fault.slot
     fault.pfn, fault.map_writable = kvm.__gfn_to_pfn_memslot(slot, fault.gfn, False, fault.write)
     return RET_PF_CONTINUE
 
 
 def kvm_faultin_pfn(kvm, vcpu, fault, access: int) -> int:
-    """mmu.c kvm_faultin_pfn (the mmu_notifier retry checks never fire here)."""
+    """mmu.c kvm_faultin_pfn (all blobs) (the mmu_notifier retry checks never fire here)."""
     ret = kvm.__kvm_faultin_pfn(vcpu, fault)
     if ret != RET_PF_CONTINUE:
         return ret
@@ -678,7 +682,7 @@ def kvm_faultin_pfn(kvm, vcpu, fault, access: int) -> int:
 
 
 def page_fault_handle_page_track(kvm, vcpu, fault) -> bool:
-    """mmu.c page_fault_handle_page_track: writes to write-tracked gfns are emulated."""
+    """mmu.c page_fault_handle_page_track (all blobs): writes to write-tracked gfns are emulated."""
     if getattr(fault, "rsvd", False):
         return False
     if not fault.present or not fault.write:
@@ -689,7 +693,7 @@ def page_fault_handle_page_track(kvm, vcpu, fault) -> bool:
 
 
 def is_page_fault_stale(kvm, vcpu, fault) -> bool:
-    """mmu.c is_page_fault_stale: only an obsolete root makes a fault stale here."""
+    """mmu.c is_page_fault_stale (all blobs): only an obsolete root makes a fault stale here."""
     sp = vcpu.arch.mmu.root
     if sp is not None and kvm.is_obsolete_sp(sp):
         return True
@@ -699,7 +703,7 @@ def is_page_fault_stale(kvm, vcpu, fault) -> bool:
 # -- the fault paths ----------------------------------------------------------------
 
 def direct_map(kvm, vcpu, fault) -> int:
-    """mmu.c direct_map: link tables down to goal_level, install, prefetch."""
+    """mmu.c direct_map (all blobs): link tables down to goal_level, install, prefetch."""
     base_gfn = fault.gfn
     kvm.kvm_mmu_hugepage_adjust(vcpu, fault)
     it = None
@@ -721,7 +725,7 @@ def direct_map(kvm, vcpu, fault) -> int:
 
 
 def direct_page_fault(kvm, vcpu, fault) -> int:
-    """mmu.c direct_page_fault: the reference taken at faultin is always
+    """mmu.c direct_page_fault (all blobs): the reference taken at faultin is always
     dropped with kvm_release_pfn_clean (marks accessed) after the map."""
     if kvm.WARN_ON_ONCE(vcpu.arch.mmu.root is None, "direct_page_fault: no root (dummy root)"):
         return RET_PF_RETRY
@@ -741,7 +745,7 @@ def direct_page_fault(kvm, vcpu, fault) -> int:
 
 
 def kvm_tdp_mmu_page_fault(kvm, vcpu, fault) -> int:
-    """mmu.c kvm_tdp_mmu_page_fault: as direct_page_fault, mapping with kvm_tdp_mmu_map."""
+    """mmu.c kvm_tdp_mmu_page_fault (all blobs): as direct_page_fault, mapping with kvm_tdp_mmu_map."""
     if kvm.page_fault_handle_page_track(vcpu, fault):
         return RET_PF_EMULATE
     r = kvm.fast_page_fault(vcpu, fault)
@@ -758,7 +762,7 @@ def kvm_tdp_mmu_page_fault(kvm, vcpu, fault) -> int:
 
 
 def kvm_tdp_page_fault(kvm, vcpu, fault) -> int:
-    """mmu.c kvm_tdp_page_fault (guest MTRRs are never honoured here)."""
+    """mmu.c kvm_tdp_page_fault (all blobs) (guest MTRRs are never honoured here)."""
     if kvm.tdp_mmu_enabled:
         return kvm.kvm_tdp_mmu_page_fault(vcpu, fault)
     return kvm.direct_page_fault(vcpu, fault)
@@ -766,7 +770,7 @@ def kvm_tdp_page_fault(kvm, vcpu, fault) -> int:
 
 _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_page_set_translation,
           kvm_mmu_page_set_access, is_obsolete_sp,
-          kvm_gfn_is_write_tracked, mark_unsync, kvm_mmu_mark_parents_unsync, kvm_unsync_page,
+          mark_unsync, kvm_mmu_mark_parents_unsync, kvm_unsync_page,
           mmu_try_to_unsync_pages, account_shadowed, kvm_sync_page_check, kvm_sync_spte,
           __kvm_sync_page, kvm_sync_page, kvm_mmu_find_shadow_page,
           kvm_mmu_alloc_shadow_page, __kvm_mmu_get_shadow_page, kvm_mmu_get_shadow_page,
@@ -780,5 +784,6 @@ _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_p
 
 MODEL_TABLE = (
     tuple(Version(MMU_C, f.__name__, f) for f in _PLAIN)
-    + (Version(KVM_MAIN_C, "gfn_to_page_many_atomic", gfn_to_page_many_atomic, helper=True),)
+    + (Version(KVM_MAIN_C, "gfn_to_page_many_atomic", gfn_to_page_many_atomic, helper=True),
+       Version(MMU_INTERNAL_H, "kvm_gfn_is_write_tracked", kvm_gfn_is_write_tracked))
 )

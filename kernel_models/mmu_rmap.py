@@ -15,23 +15,23 @@ from __future__ import annotations
 
 from kernel_models.kvm_main import PG_LEVEL_4K
 from kernel_models.mmu_fault import KVM_MAX_HUGEPAGE_LEVEL, RMAP_RECYCLE_THRESHOLD, gfn_round_for_level
-from kernel_models.registry import MMU_C, Version
+from kernel_models.registry import MMU_C, MMU_INTERNAL_H, Version
 
 
 def gfn_to_rmap(kvm, gfn: int, level: int, slot) -> list:
-    """mmu.c gfn_to_rmap: the rmap head (a list) of ``gfn`` at ``level`` in ``slot``."""
+    """mmu.c gfn_to_rmap (all blobs): the rmap head (a list) of ``gfn`` at ``level`` in ``slot``."""
     return slot.rmap.setdefault((level, gfn_round_for_level(gfn, level)), [])
 
 
 def pte_list_add(kvm, cache, spte, rmap_head: list) -> int:
-    """mmu.c pte_list_add -> entries already on the list (not counting the new one)."""
+    """mmu.c pte_list_add (all blobs) -> entries already on the list (not counting the new one)."""
     count = len(rmap_head)
     rmap_head.append(spte)
     return count
 
 
 def pte_list_remove(kvm, spte, rmap_head: list) -> None:
-    """mmu.c pte_list_remove: data-corruption BUG on an empty list or a missing entry."""
+    """mmu.c pte_list_remove (all blobs): data-corruption BUG on an empty list or a missing entry."""
     if kvm.KVM_BUG_ON_DATA_CORRUPTION(not rmap_head, "pte_list_remove: empty rmap"):
         return
     if kvm.KVM_BUG_ON_DATA_CORRUPTION(spte not in rmap_head, f"pte_list_remove: {spte!r} not in rmap"):
@@ -63,7 +63,7 @@ def for_each_slot_rmap_range(slot, start_level: int, end_level: int, start_gfn: 
 
 
 def rmap_remove(kvm, spte) -> None:
-    """mmu.c rmap_remove: drop ``spte`` from the rmap of the gfn it maps."""
+    """mmu.c rmap_remove (all blobs): drop ``spte`` from the rmap of the gfn it maps."""
     sp = kvm.sptep_to_sp(spte)
     gfn = kvm.kvm_mmu_page_get_gfn(sp, spte.index)
     slot = kvm.gfn_to_memslot(gfn)
@@ -72,7 +72,7 @@ def rmap_remove(kvm, spte) -> None:
 
 
 def __rmap_add(kvm, cache, slot, spte, gfn: int, access: int) -> None:
-    """mmu.c __rmap_add: record, count the page, and recycle an overlong rmap."""
+    """mmu.c __rmap_add (all blobs): record, count the page, and recycle an overlong rmap."""
     sp = kvm.sptep_to_sp(spte)
     kvm.kvm_mmu_page_set_translation(sp, spte.index, gfn, access)
     kvm.kvm_update_page_stats(sp.role.level, 1)
@@ -84,26 +84,31 @@ def __rmap_add(kvm, cache, slot, spte, gfn: int, access: int) -> None:
 
 
 def mmu_page_add_parent_pte(kvm, cache, sp, parent_pte) -> None:
-    """mmu.c mmu_page_add_parent_pte."""
+    """mmu.c mmu_page_add_parent_pte (all blobs)."""
     if parent_pte is None:
         return
     kvm.pte_list_add(cache, parent_pte, sp.parent_ptes)
 
 
 def drop_parent_pte(kvm, sp, parent_pte) -> None:
-    """mmu.c drop_parent_pte: unlink, clear without A/D tracking."""
+    """mmu.c drop_parent_pte (all blobs): unlink, clear without A/D tracking."""
     kvm.pte_list_remove(parent_pte, sp.parent_ptes)
     kvm.mmu_spte_clear_no_track(parent_pte)
 
 
 def kvm_memslots_have_rmaps(kvm) -> bool:
     """mmu.h kvm_memslots_have_rmaps: shadow MMU in use, or a shadow root was
-    allocated (nested; ``kvm.shadow_root_allocated``)."""
+    allocated (nested; ``kvm.shadow_root_allocated``).
+
+    mmu.h is not changed by the series and has no blob chain; like kvm_main.py
+    does for mmu.h helpers, the row uses the unchanged mmu_internal.h
+    pseudo-file.  Body from KERNEL-FACTS (not read in source here).
+    """
     return not kvm.tdp_mmu_enabled or getattr(kvm, "shadow_root_allocated", False)
 
 
 def kvm_handle_gfn_range(kvm, range_, handler: str) -> bool:
-    """mmu.c kvm_handle_gfn_range: run the rmap handler (by C name) at 4K..1G."""
+    """mmu.c kvm_handle_gfn_range (all blobs): run the rmap handler (by C name) at 4K..1G."""
     ret = False
     for gfn, level, rmap_head in for_each_slot_rmap_range(range_.slot, PG_LEVEL_4K, KVM_MAX_HUGEPAGE_LEVEL,
                                                           range_.start, range_.end - 1):
@@ -113,14 +118,14 @@ def kvm_handle_gfn_range(kvm, range_, handler: str) -> bool:
 
 def __walk_slot_rmaps(kvm, slot, fn: str, start_level: int, end_level: int, start_gfn: int,
                       end_gfn: int, flush_on_yield: bool, flush: bool) -> bool:
-    """mmu.c __walk_slot_rmaps: OR the handler's results (never yields here)."""
+    """mmu.c __walk_slot_rmaps (all blobs): OR the handler's results (never yields here)."""
     for _, _, rmap_head in for_each_slot_rmap_range(slot, start_level, end_level, start_gfn, end_gfn):
         flush |= getattr(kvm, fn)(rmap_head, slot)
     return flush
 
 
 def walk_slot_rmaps(kvm, slot, fn: str, start_level: int, end_level: int, flush_on_yield: bool) -> bool:
-    """mmu.c walk_slot_rmaps: the whole slot."""
+    """mmu.c walk_slot_rmaps (all blobs): the whole slot."""
     return kvm.__walk_slot_rmaps(slot, fn, start_level, end_level, slot.base_gfn,
                                  slot.base_gfn + slot.npages - 1, flush_on_yield, False)
 
@@ -136,7 +141,8 @@ def highest_bit(mask: int) -> int:
 
 
 _ALL_BLOBS = (gfn_to_rmap, pte_list_add, pte_list_remove, rmap_remove, __rmap_add,
-              mmu_page_add_parent_pte, drop_parent_pte, kvm_memslots_have_rmaps,
-              kvm_handle_gfn_range, __walk_slot_rmaps, walk_slot_rmaps)
+              mmu_page_add_parent_pte, drop_parent_pte, kvm_handle_gfn_range, __walk_slot_rmaps,
+              walk_slot_rmaps)
 
-MODEL_TABLE = tuple(Version(MMU_C, f.__name__, f) for f in _ALL_BLOBS)
+MODEL_TABLE = (tuple(Version(MMU_C, f.__name__, f) for f in _ALL_BLOBS)
+               + (Version(MMU_INTERNAL_H, "kvm_memslots_have_rmaps", kvm_memslots_have_rmaps),))

@@ -25,7 +25,7 @@ from kernel_models.registry import MMU_C, Version
 
 
 def kvm_mmu_write_protect_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_mmu_write_protect_pt_masked (the rmap result is not used, as in C)."""
+    """mmu.c kvm_mmu_write_protect_pt_masked (all blobs) (the rmap result is not used, as in C)."""
     if kvm.tdp_mmu_enabled:
         kvm.kvm_tdp_mmu_clear_dirty_pt_masked(slot, slot.base_gfn + gfn_offset, mask, True)
     if not kvm.kvm_memslots_have_rmaps():
@@ -37,7 +37,7 @@ def kvm_mmu_write_protect_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> No
 
 
 def kvm_mmu_clear_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_mmu_clear_dirty_pt_masked (PML): clear D, or W where D is unusable."""
+    """mmu.c kvm_mmu_clear_dirty_pt_masked (all blobs) (PML): clear D, or W where D is unusable."""
     if kvm.tdp_mmu_enabled:
         kvm.kvm_tdp_mmu_clear_dirty_pt_masked(slot, slot.base_gfn + gfn_offset, mask, False)
     if not kvm.kvm_memslots_have_rmaps():
@@ -49,7 +49,7 @@ def kvm_mmu_clear_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None
 
 
 def kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
-    """mmu.c kvm_arch_mmu_enable_log_dirty_pt_masked (dirty log get/clear, ring reset).
+    """mmu.c kvm_arch_mmu_enable_log_dirty_pt_masked (all blobs) (dirty log get/clear, ring reset).
 
     With "manual protect + initially all set" (``kvm.manual_dirty_log_init_set``)
     huge pages are split (``kvm.eager_page_split``) and write-protected first.
@@ -70,7 +70,7 @@ def kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: in
 
 
 def kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn: int, min_level: int) -> bool:
-    """mmu.c kvm_mmu_slot_gfn_write_protect -> something was write-protected."""
+    """mmu.c kvm_mmu_slot_gfn_write_protect (all blobs) -> something was write-protected."""
     write_protected = False
     if kvm.kvm_memslots_have_rmaps():
         for level in range(min_level, KVM_MAX_HUGEPAGE_LEVEL + 1):
@@ -82,12 +82,12 @@ def kvm_mmu_slot_gfn_write_protect(kvm, slot, gfn: int, min_level: int) -> bool:
 
 
 def slot_rmap_write_protect(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c slot_rmap_write_protect."""
+    """mmu.c slot_rmap_write_protect (all blobs)."""
     return kvm.rmap_write_protect(rmap_head, False)
 
 
 def kvm_mmu_slot_remove_write_access(kvm, memslot, start_level: int) -> None:
-    """mmu.c kvm_mmu_slot_remove_write_access (the caller flushes the memslot)."""
+    """mmu.c kvm_mmu_slot_remove_write_access (all blobs) (the caller flushes the memslot)."""
     if kvm.kvm_memslots_have_rmaps():
         kvm.walk_slot_rmaps(memslot, "slot_rmap_write_protect", start_level, KVM_MAX_HUGEPAGE_LEVEL, False)
     if kvm.tdp_mmu_enabled:
@@ -95,7 +95,7 @@ def kvm_mmu_slot_remove_write_access(kvm, memslot, start_level: int) -> None:
 
 
 def kvm_mmu_slot_leaf_clear_dirty(kvm, memslot) -> None:
-    """mmu.c kvm_mmu_slot_leaf_clear_dirty: 4K rmaps only (the caller flushes)."""
+    """mmu.c kvm_mmu_slot_leaf_clear_dirty (all blobs): 4K rmaps only (the caller flushes)."""
     if kvm.kvm_memslots_have_rmaps():
         kvm.walk_slot_rmaps(memslot, "__rmap_clear_dirty", PG_LEVEL_4K, PG_LEVEL_4K, False)
     if kvm.tdp_mmu_enabled:
@@ -103,7 +103,7 @@ def kvm_mmu_slot_leaf_clear_dirty(kvm, memslot) -> None:
 
 
 def kvm_mmu_zap_collapsible_spte(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c kvm_mmu_zap_collapsible_spte: zap direct SPTEs that could be mapped huger."""
+    """mmu.c kvm_mmu_zap_collapsible_spte (all blobs): zap direct SPTEs that could be mapped huger."""
     need_tlb_flush = False
     restart = True
     while restart:
@@ -122,13 +122,13 @@ def kvm_mmu_zap_collapsible_spte(kvm, rmap_head: list, slot) -> bool:
 
 
 def kvm_rmap_zap_collapsible_sptes(kvm, slot) -> None:
-    """mmu.c kvm_rmap_zap_collapsible_sptes: 4K..2M rmaps, one memslot flush."""
+    """mmu.c kvm_rmap_zap_collapsible_sptes (all blobs): 4K..2M rmaps, one memslot flush."""
     if kvm.walk_slot_rmaps(slot, "kvm_mmu_zap_collapsible_spte", PG_LEVEL_4K, KVM_MAX_HUGEPAGE_LEVEL - 1, True):
         kvm.kvm_flush_remote_tlbs_memslot(slot)
 
 
 def kvm_mmu_zap_collapsible_sptes(kvm, slot) -> None:
-    """mmu.c kvm_mmu_zap_collapsible_sptes (dirty logging disabled)."""
+    """mmu.c kvm_mmu_zap_collapsible_sptes (all blobs) (dirty logging disabled)."""
     if kvm.kvm_memslots_have_rmaps():
         kvm.kvm_rmap_zap_collapsible_sptes(slot)
     if kvm.tdp_mmu_enabled:
@@ -136,7 +136,7 @@ def kvm_mmu_zap_collapsible_sptes(kvm, slot) -> None:
 
 
 def shadow_mmu_get_sp_for_split(kvm, huge_sptep):
-    """mmu.c shadow_mmu_get_sp_for_split: a direct child page for the huge region."""
+    """mmu.c shadow_mmu_get_sp_for_split (all blobs): a direct child page for the huge region."""
     huge_sp = kvm.sptep_to_sp(huge_sptep)
     gfn = kvm.kvm_mmu_page_get_gfn(huge_sp, huge_sptep.index)
     access = kvm.kvm_mmu_page_get_access(huge_sp, huge_sptep.index)
@@ -145,7 +145,7 @@ def shadow_mmu_get_sp_for_split(kvm, huge_sptep):
 
 
 def shadow_mmu_split_huge_page(kvm, slot, huge_sptep) -> None:
-    """mmu.c shadow_mmu_split_huge_page: fill the child, then link it over the huge
+    """mmu.c shadow_mmu_split_huge_page (all blobs): fill the child, then link it over the huge
     SPTE (``__link_shadow_page`` -> ``drop_large_spte`` -> ``drop_spte``)."""
     huge_spte = huge_sptep.get()
     flush = False
@@ -163,13 +163,13 @@ def shadow_mmu_split_huge_page(kvm, slot, huge_sptep) -> None:
 
 
 def shadow_mmu_try_split_huge_page(kvm, slot, huge_sptep) -> int:
-    """mmu.c shadow_mmu_try_split_huge_page (caches and page limit always suffice)."""
+    """mmu.c shadow_mmu_try_split_huge_page (all blobs) (caches and page limit always suffice)."""
     kvm.shadow_mmu_split_huge_page(slot, huge_sptep)
     return 0
 
 
 def shadow_mmu_try_split_huge_pages(kvm, rmap_head: list, slot) -> bool:
-    """mmu.c shadow_mmu_try_split_huge_pages: nested huge SPTEs only."""
+    """mmu.c shadow_mmu_try_split_huge_pages (all blobs): nested huge SPTEs only."""
     restart = True
     while restart:
         restart = False
@@ -192,13 +192,13 @@ def shadow_mmu_try_split_huge_pages(kvm, rmap_head: list, slot) -> bool:
 
 
 def kvm_shadow_mmu_try_split_huge_pages(kvm, slot, start: int, end: int, target_level: int) -> None:
-    """mmu.c kvm_shadow_mmu_try_split_huge_pages: from 1G down to above target_level."""
+    """mmu.c kvm_shadow_mmu_try_split_huge_pages (all blobs): from 1G down to above target_level."""
     for level in range(KVM_MAX_HUGEPAGE_LEVEL, target_level, -1):
         kvm.__walk_slot_rmaps(slot, "shadow_mmu_try_split_huge_pages", level, level, start, end - 1, True, False)
 
 
 def kvm_mmu_try_split_huge_pages(kvm, memslot, start: int, end: int, target_level: int) -> None:
-    """mmu.c kvm_mmu_try_split_huge_pages (TDP MMU only; no flush needed)."""
+    """mmu.c kvm_mmu_try_split_huge_pages (all blobs) (TDP MMU only; no flush needed)."""
     if not kvm.tdp_mmu_enabled:
         return
     if kvm.kvm_memslots_have_rmaps():
@@ -207,7 +207,7 @@ def kvm_mmu_try_split_huge_pages(kvm, memslot, start: int, end: int, target_leve
 
 
 def kvm_mmu_slot_try_split_huge_pages(kvm, memslot, target_level: int) -> None:
-    """mmu.c kvm_mmu_slot_try_split_huge_pages: the whole slot, TDP side shared."""
+    """mmu.c kvm_mmu_slot_try_split_huge_pages (all blobs): the whole slot, TDP side shared."""
     start = memslot.base_gfn
     end = start + memslot.npages
     if not kvm.tdp_mmu_enabled:
@@ -235,7 +235,7 @@ def kvm_lpage_disallowed(kvm, slot, gfn: int, level: int) -> bool:
 
 
 def host_pfn_mapping_level(kvm, gfn: int, slot) -> int:
-    """mmu.c host_pfn_mapping_level, reduced: 2M when the host maps the whole
+    """mmu.c host_pfn_mapping_level (all blobs), reduced: 2M when the host maps the whole
     aligned region to consecutive pfns from a 2M-aligned pfn, else 4K."""
     base = gfn_round_for_level(gfn, PG_LEVEL_2M)
     pages = KVM_PAGES_PER_HPAGE(PG_LEVEL_2M)
@@ -250,7 +250,7 @@ def host_pfn_mapping_level(kvm, gfn: int, slot) -> int:
 
 
 def __kvm_mmu_max_mapping_level(kvm, slot, gfn: int, max_level: int, is_private: bool) -> int:
-    """mmu.c __kvm_mmu_max_mapping_level (max_huge_page_level = 1G, EPT/NPT)."""
+    """mmu.c __kvm_mmu_max_mapping_level (all blobs) (max_huge_page_level = 1G, EPT/NPT)."""
     max_level = min(max_level, PG_LEVEL_1G)
     while max_level > PG_LEVEL_4K:
         if not kvm.kvm_lpage_disallowed(slot, gfn, max_level):
@@ -265,12 +265,12 @@ def __kvm_mmu_max_mapping_level(kvm, slot, gfn: int, max_level: int, is_private:
 
 
 def kvm_mmu_max_mapping_level(kvm, slot, gfn: int, max_level: int) -> int:
-    """mmu.c kvm_mmu_max_mapping_level (no private memory)."""
+    """mmu.c kvm_mmu_max_mapping_level (all blobs) (no private memory)."""
     return kvm.__kvm_mmu_max_mapping_level(slot, gfn, max_level, False)
 
 
 def kvm_mmu_hugepage_adjust(kvm, vcpu, fault) -> None:
-    """mmu.c kvm_mmu_hugepage_adjust; also used by the TDP MMU's map path."""
+    """mmu.c kvm_mmu_hugepage_adjust (all blobs); also used by the TDP MMU's map path."""
     fault.huge_page_disallowed = False      # exec && nx_huge_page_workaround: workaround off
     if fault.max_level == PG_LEVEL_4K:
         return
@@ -287,7 +287,7 @@ def kvm_mmu_hugepage_adjust(kvm, vcpu, fault) -> None:
 
 
 def disallowed_hugepage_adjust(kvm, fault, spte: int, cur_level: int) -> None:
-    """mmu.c disallowed_hugepage_adjust: only acts for NX-split pages (never set here)."""
+    """mmu.c disallowed_hugepage_adjust (all blobs): only acts for NX-split pages (never set here)."""
     if (cur_level > PG_LEVEL_4K and cur_level == fault.goal_level and kvm.is_shadow_present_pte(spte)
             and not kvm.is_large_pte(spte) and kvm.spte_to_child_sp(spte).nx_huge_page_disallowed):
         page_mask = KVM_PAGES_PER_HPAGE(cur_level) - KVM_PAGES_PER_HPAGE(cur_level - 1)
