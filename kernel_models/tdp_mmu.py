@@ -28,6 +28,17 @@ change the dirty-bit choice of ``clear_dirty_gfn_range`` and
 that made the change, index id 39552294025).  The 2/4 and 3/4 differences
 are the hunks of rfc-2-of-4.patch and 000_e8ee204d4a7b7ba7.txt (RFC 3/4).
 
+Source tags in the models' docstrings ("Confirmed: [R]"):
+
+- [R] torvalds/linux b1a8d2b02b69 arch/x86/kvm/mmu/tdp_mmu.c (index id
+  24362102), read in full; "all blobs" means the body is the same in
+  d078157e62aa, 5866a664f46e and 340d5af454c6 (no RFC hunk touches it);
+- [D] the v6.9-rc4 diff that replaced the base dirty-bit rule (id 39552294025);
+- [I] torvalds/linux 20ba462dfda6 arch/x86/kvm/mmu/tdp_iter.c (id 912571695);
+- [M] the ``for_each_tdp_pte_min_level`` loop condition in tdp_iter.h copies;
+- [P2] / [P3] the tdp_mmu.c hunks of rfc-2-of-4.patch / RFC 3/4
+  (000_e8ee204d4a7b7ba7.txt).
+
 Abstractions (one thread; no RCU; no yielding):
 
 - No concurrency.  ``tdp_mmu_set_spte_atomic``'s cmpxchg succeeds unless the
@@ -90,12 +101,18 @@ AFTER_3 = "340d5af454c6"       # after 3/4 and 4/4
 # ---------------------------------------------------------------------------
 
 def tdp_mmu_free_sp(kvm, sp) -> None:
-    """tdp_mmu.c tdp_mmu_free_sp (and the RCU callback): the page is gone."""
+    """tdp_mmu.c tdp_mmu_free_sp (and the RCU callback): the page is gone.
+
+    Confirmed: [R].
+    """
     kvm.mmu_pages.pop(sp.pfn, None)
 
 
 def kvm_tdp_mmu_put_root(kvm, root) -> None:
-    """tdp_mmu.c kvm_tdp_mmu_put_root (all blobs): the last put unlists and frees the root."""
+    """tdp_mmu.c kvm_tdp_mmu_put_root (all blobs): the last put unlists and frees the root.
+
+    Confirmed: [R].
+    """
     root.tdp_mmu_root_count -= 1
     if root.tdp_mmu_root_count:
         return
@@ -110,12 +127,17 @@ def tdp_mmu_alloc_sp(kvm, vcpu):
 
     The caches never run dry in the model.  Role and gfn are set by
     ``tdp_mmu_init_sp``; until then the page has a placeholder level-0 role.
+
+    Confirmed: [R].
     """
     return kvm_mmu_page(kvm, kvm_mmu_page_role(level=0), 0, tdp_mmu_page=True)
 
 
 def tdp_mmu_init_sp(kvm, sp, sptep, gfn: int, role) -> None:
-    """tdp_mmu.c tdp_mmu_init_sp (all blobs).  ``role`` is copied (a C union by value)."""
+    """tdp_mmu.c tdp_mmu_init_sp (all blobs).  ``role`` is copied (a C union by value).
+
+    Confirmed: [R].
+    """
     sp.role = dataclasses.replace(role)
     sp.gfn = gfn
     sp.ptep = sptep
@@ -123,7 +145,10 @@ def tdp_mmu_init_sp(kvm, sp, sptep, gfn: int, role) -> None:
 
 
 def tdp_mmu_init_child_sp(kvm, child_sp, iter) -> None:
-    """tdp_mmu.c tdp_mmu_init_child_sp (all blobs): the parent's role one level down."""
+    """tdp_mmu.c tdp_mmu_init_child_sp (all blobs): the parent's role one level down.
+
+    Confirmed: [R].
+    """
     parent_sp = kvm.sptep_to_sp(iter.sptep)
     role = dataclasses.replace(parent_sp.role)
     role.level -= 1
@@ -143,6 +168,8 @@ def kvm_tdp_mmu_alloc_root(kvm, vcpu) -> int:
     took, for the vCPU), else makes one with two references (vCPU and TDP
     MMU) at the head of the list.  The second search, under the pages
     lock in C, finds nothing new with one thread but is kept for shape.
+
+    Confirmed: [R].
     """
     mmu = vcpu.arch.mmu
     role = tdp_mmu_root_role(kvm, vcpu)
@@ -165,17 +192,26 @@ def kvm_tdp_mmu_alloc_root(kvm, vcpu) -> int:
 
 
 def tdp_account_mmu_page(kvm, sp) -> None:
-    """tdp_mmu.c tdp_account_mmu_page: page-table memory statistics (a StatChange here)."""
+    """tdp_mmu.c tdp_account_mmu_page: page-table memory statistics (a StatChange here).
+
+    Confirmed: [R].
+    """
     kvm.emit(StatChange(stat="tdp_mmu_pages", level=sp.role.level, delta=1))
 
 
 def tdp_unaccount_mmu_page(kvm, sp) -> None:
-    """tdp_mmu.c tdp_unaccount_mmu_page."""
+    """tdp_mmu.c tdp_unaccount_mmu_page.
+
+    Confirmed: [R].
+    """
     kvm.emit(StatChange(stat="tdp_mmu_pages", level=sp.role.level, delta=-1))
 
 
 def tdp_mmu_unlink_sp(kvm, sp) -> None:
-    """tdp_mmu.c tdp_mmu_unlink_sp (all blobs)."""
+    """tdp_mmu.c tdp_mmu_unlink_sp (all blobs).
+
+    Confirmed: [R].
+    """
     kvm.tdp_unaccount_mmu_page(sp)
     if not sp.nx_huge_page_disallowed:
         return
@@ -196,6 +232,8 @@ def handle_removed_pt(kvm, pt, shared: bool) -> None:
     frozen child is reported with BUG instead of spinning forever).
     Exclusive: skip non-present children, freeze the others with
     ``kvm_tdp_mmu_write_spte`` (atomic when the child has volatile bits).
+
+    Confirmed: [R].
     """
     sp = kvm.sptep_to_sp(pt)
     level = sp.role.level
@@ -226,6 +264,8 @@ def handle_changed_spte(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int,
     A leaf that goes away, or loses D / A, or changes pfn marks its old pfn
     dirty (step 9) and accessed (step 11).  A removed table is handled
     between the two (step 10).
+
+    Confirmed: [R].
     """
     was_present = kvm.is_shadow_present_pte(old_spte)
     is_present = kvm.is_shadow_present_pte(new_spte)
@@ -268,6 +308,8 @@ def handle_changed_spte_no_dirty_mark(kvm, as_id: int, gfn: int, old_spte: int, 
 
     Folios are marked dirty when a writable SPTE is made (make_spte), not
     when it is zapped or loses D.  The accessed mark (step 11) stays.
+
+    Confirmed: [R] for the shared lines; the change is the rfc-2-of-4.patch hunk [P2].
     """
     was_present = kvm.is_shadow_present_pte(old_spte)
     is_present = kvm.is_shadow_present_pte(new_spte)
@@ -307,6 +349,8 @@ def handle_changed_spte_no_folio_marks(kvm, as_id: int, gfn: int, old_spte: int,
 
     No folio marking at all here any more; ``tdp_mmu_zap_leafs`` marks
     accessed itself.
+
+    Confirmed: [R] for the shared lines; the change is the RFC 3/4 hunk [P3].
     """
     was_present = kvm.is_shadow_present_pte(old_spte)
     is_present = kvm.is_shadow_present_pte(new_spte)
@@ -357,6 +401,8 @@ def tdp_mmu_set_spte_atomic(kvm, iter, new_spte: int) -> int:
     """tdp_mmu.c tdp_mmu_set_spte_atomic (all blobs) -> 0 or -EBUSY.
 
     On -EBUSY nothing happened except ``iter.old_spte`` being refreshed.
+
+    Confirmed: [R].
     """
     kvm.WARN_ON_ONCE(iter.yielded or kvm.is_removed_spte(iter.old_spte),
                      "tdp_mmu_set_spte_atomic: yielded iterator or frozen SPTE")
@@ -371,6 +417,8 @@ def tdp_mmu_zap_spte_atomic(kvm, iter) -> int:
 
     The bookkeeping (``handle_changed_spte``) runs while freezing, before
     the flush.
+
+    Confirmed: [R].
     """
     ret = kvm.tdp_mmu_set_spte_atomic(iter, REMOVED_SPTE)
     if ret:
@@ -382,7 +430,10 @@ def tdp_mmu_zap_spte_atomic(kvm, iter) -> int:
 
 def tdp_mmu_set_spte(kvm, as_id: int, sptep, old_spte: int, new_spte: int, gfn: int,
                      level: int) -> int:
-    """tdp_mmu.c tdp_mmu_set_spte (all blobs) -> the value actually replaced."""
+    """tdp_mmu.c tdp_mmu_set_spte (all blobs) -> the value actually replaced.
+
+    Confirmed: [R].
+    """
     kvm.WARN_ON_ONCE(kvm.is_removed_spte(old_spte) or kvm.is_removed_spte(new_spte),
                      "tdp_mmu_set_spte: frozen SPTE under the write lock")
     old_spte = kvm.kvm_tdp_mmu_write_spte(sptep, old_spte, new_spte, level)
@@ -395,6 +446,8 @@ def tdp_mmu_iter_set_spte(kvm, iter, new_spte: int) -> None:
 
     Afterwards ``iter.old_spte`` is the value that was *replaced*, not
     ``new_spte``: callers that test it (3/4's zap_leafs) see the old leaf.
+
+    Confirmed: [R].
     """
     kvm.WARN_ON_ONCE(iter.yielded, "tdp_mmu_iter_set_spte: yielded iterator")
     iter.old_spte = kvm.tdp_mmu_set_spte(iter.as_id, iter.sptep, iter.old_spte, new_spte,
@@ -405,6 +458,8 @@ def tdp_mmu_iter_cond_resched(kvm, iter, flush: bool, shared: bool) -> bool:
     """tdp_mmu.c tdp_mmu_iter_cond_resched: no resched or lock contention, ever.
 
     Kept so every loop reads as in C; it returns ``iter.yielded`` (False).
+
+    Confirmed: [R].
     """
     kvm.WARN_ON_ONCE(iter.yielded, "tdp_mmu_iter_cond_resched: already yielded")
     if iter.next_last_level_gfn == iter.yielded_gfn:
@@ -413,7 +468,10 @@ def tdp_mmu_iter_cond_resched(kvm, iter, flush: bool, shared: bool) -> bool:
 
 
 def tdp_mmu_max_gfn_exclusive(kvm) -> int:
-    """tdp_mmu.c tdp_mmu_max_gfn_exclusive: host MAXPHYADDR 52 assumed (kvm_mmu_max_gfn + 1)."""
+    """tdp_mmu.c tdp_mmu_max_gfn_exclusive: host MAXPHYADDR 52 assumed (kvm_mmu_max_gfn + 1).
+
+    Confirmed: [R].
+    """
     return 1 << (52 - 12)
 
 
@@ -425,6 +483,8 @@ def __tdp_mmu_zap_root(kvm, root, shared: bool, zap_level: int) -> None:
     """tdp_mmu.c __tdp_mmu_zap_root (all blobs): zap every present SPTE at zap_level.
 
     Zero entries may be skipped (the body skips non-present ones first).
+
+    Confirmed: [R].
     """
     end = tdp_mmu_max_gfn_exclusive(kvm)
     start = 0
@@ -448,6 +508,8 @@ def tdp_mmu_zap_root(kvm, root, shared: bool) -> None:
 
     With CONFIG_KVM_PROVE_MMU (``kvm.prove_mmu``) the 4K and 2M passes are
     skipped.  Folio marks come only from handle_changed_spte.
+
+    Confirmed: [R].
     """
     kvm.WARN_ON_ONCE(not root.tdp_mmu_root_count, "tdp_mmu_zap_root: root without references")
     if not kvm.prove_mmu:
@@ -458,7 +520,10 @@ def tdp_mmu_zap_root(kvm, root, shared: bool) -> None:
 
 
 def kvm_tdp_mmu_zap_sp(kvm, sp) -> bool:
-    """tdp_mmu.c kvm_tdp_mmu_zap_sp (all blobs) -> True: the caller must flush."""
+    """tdp_mmu.c kvm_tdp_mmu_zap_sp (all blobs) -> True: the caller must flush.
+
+    Confirmed: [R].
+    """
     if kvm.WARN_ON_ONCE(sp.ptep is None, "kvm_tdp_mmu_zap_sp: root page"):
         return False
     old_spte = kvm.kvm_tdp_mmu_read_spte(sp.ptep)
@@ -474,6 +539,8 @@ def tdp_mmu_zap_leafs(kvm, root, start: int, end: int, can_yield: bool, flush: b
 
     Zaps present leaf SPTEs in [start, end) -> "flush needed" (not for an
     invalid root).  Folio marks only through handle_changed_spte.
+
+    Confirmed: [R].
     """
     end = min(end, tdp_mmu_max_gfn_exclusive(kvm))
     for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end, skip_zero=True):
@@ -496,6 +563,8 @@ def tdp_mmu_zap_leafs_marks_accessed(kvm, root, start: int, end: int, can_yield:
     Right after each zap, marks the pfn accessed if ``iter.old_spte`` (the
     value the zap replaced) was accessed: the only accessed mark left in
     the TDP MMU.
+
+    Confirmed: [R] for the shared lines; the change is the RFC 3/4 hunk [P3].
     """
     end = min(end, tdp_mmu_max_gfn_exclusive(kvm))
     for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end, skip_zero=True):
@@ -514,14 +583,20 @@ def tdp_mmu_zap_leafs_marks_accessed(kvm, root, start: int, end: int, can_yield:
 
 
 def kvm_tdp_mmu_zap_leafs(kvm, start: int, end: int, flush: bool) -> bool:
-    """tdp_mmu.c kvm_tdp_mmu_zap_leafs (all blobs): every valid root, yielding allowed."""
+    """tdp_mmu.c kvm_tdp_mmu_zap_leafs (all blobs): every valid root, yielding allowed.
+
+    Confirmed: [R].
+    """
     for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, -1):
         flush = kvm.tdp_mmu_zap_leafs(root, start, end, True, flush)
     return flush
 
 
 def kvm_tdp_mmu_zap_all(kvm) -> None:
-    """tdp_mmu.c kvm_tdp_mmu_zap_all (all blobs): every root, invalid ones too; no flush."""
+    """tdp_mmu.c kvm_tdp_mmu_zap_all (all blobs): every root, invalid ones too; no flush.
+
+    Confirmed: [R].
+    """
     for root in for_each_tdp_mmu_root_yield_safe(kvm):
         kvm.tdp_mmu_zap_root(root, False)
 
@@ -531,6 +606,8 @@ def kvm_tdp_mmu_zap_invalidated_roots(kvm) -> None:
 
     Zaps (shared) each root scheduled by invalidation, then puts the TDP
     MMU's own reference.  No flush (a new root is flushed when loaded).
+
+    Confirmed: [R].
     """
     for root in for_each_tdp_mmu_root_yield_safe(kvm):
         if not getattr(root, "tdp_mmu_scheduled_root_to_zap", False):
@@ -542,7 +619,10 @@ def kvm_tdp_mmu_zap_invalidated_roots(kvm) -> None:
 
 
 def kvm_tdp_mmu_invalidate_all_roots(kvm) -> None:
-    """tdp_mmu.c kvm_tdp_mmu_invalidate_all_roots (all blobs): mark, schedule every valid root."""
+    """tdp_mmu.c kvm_tdp_mmu_invalidate_all_roots (all blobs): mark, schedule every valid root.
+
+    Confirmed: [R].
+    """
     for root in kvm.tdp_mmu_roots:
         if not root.role.invalid:
             root.tdp_mmu_scheduled_root_to_zap = True
@@ -560,6 +640,8 @@ def tdp_mmu_map_handle_target_level(kvm, vcpu, fault, iter) -> int:
     can_unsync = true), installs it with a cmpxchg, and flushes when it
     replaced a page table (that table's children go through
     handle_removed_pt).  The vCPU MMIO statistic and tracepoints are left out.
+
+    Confirmed: [R].
     """
     sp = kvm.sptep_to_sp(iter.sptep)
     ret = RET_PF_FIXED
@@ -587,7 +669,10 @@ def tdp_mmu_map_handle_target_level(kvm, vcpu, fault, iter) -> int:
 
 
 def tdp_mmu_link_sp(kvm, iter, sp, shared: bool) -> int:
-    """tdp_mmu.c tdp_mmu_link_sp (all blobs) -> 0, or -EBUSY if the cmpxchg lost."""
+    """tdp_mmu.c tdp_mmu_link_sp (all blobs) -> 0, or -EBUSY if the cmpxchg lost.
+
+    Confirmed: [R].
+    """
     spte = kvm.make_nonleaf_spte(sp, not kvm.kvm_ad_enabled())
     if shared:
         ret = kvm.tdp_mmu_set_spte_atomic(iter, spte)
@@ -606,6 +691,8 @@ def tdp_mmu_split_huge_page(kvm, iter, sp, shared: bool) -> int:
     with no SpteWrite: nothing can see them until the link, which is logged.
     Linking replaces the huge leaf by a non-leaf SPTE with another pfn, so
     handle_changed_spte treats the huge pfn as zapped (base: A and D).
+
+    Confirmed: [R].
     """
     huge_spte = iter.old_spte
     level = iter.level
@@ -632,6 +719,8 @@ def kvm_tdp_mmu_map(kvm, vcpu, fault) -> int:
     linking a new table where an entry is not present and splitting a huge
     leaf that is in the way; gives up (RETRY) on a frozen SPTE or a lost
     cmpxchg.  The walk visits zero entries (never ``skip_zero``).
+
+    Confirmed: [R].
     """
     root = mmu_root_sp(kvm, vcpu)
     ret = RET_PF_RETRY

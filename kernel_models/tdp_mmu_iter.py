@@ -5,15 +5,17 @@ side / up, ``spte_to_child_pt``), the ``for_each_tdp_pte*`` macros of
 tdp_iter.h, the ``tdp_root_for_each_*`` macros of tdp_mmu.c, and tdp_mmu.c's
 root walks (``tdp_mmu_next_root`` and the ``for_each_*tdp_mmu_root*``
 macros), which every part of the tdp_mmu.c model shares.  The series does
-not touch tdp_iter.c; its bodies are the same in every state of the tree.  The SPTE store helpers of tdp_iter.h
-(``kvm_tdp_mmu_write_spte`` and kin) live in ``tdp_iter.py``; this module is
-kept apart only because it is the TDP MMU model's part (it could join
-``tdp_iter.py`` later).
+not touch tdp_iter.c; its bodies are the same in every state of the tree.
+The SPTE store helpers of tdp_iter.h (``kvm_tdp_mmu_write_spte`` and kin)
+live in ``tdp_iter.py``; this module is kept apart only because it is the
+TDP MMU model's part (it could join ``tdp_iter.py`` later).
 
 Checked against tdp_iter.c as stored for torvalds/linux 20ba462dfda6 (same
 walk as v6.9: pre-order, re-read before stepping down, ``next_last_level_gfn``
 drives the descent) and the loop condition ``iter.valid && iter.gfn < end``
 of ``for_each_tdp_pte_min_level`` in several tdp_iter.h copies and diffs.
+
+The "Confirmed: [I]" / "[M]" / "[R]" tags are explained in ``tdp_mmu.py``.
 
 Abstractions (stated once, relied on by every loop in tdp_mmu.py):
 
@@ -74,19 +76,25 @@ def kvm_mmu_page_as_id(sp) -> int:
     """mmu_internal.h kvm_mmu_page_as_id: SMM pages are address space 1.
 
     The modelled role has no ``smm`` bit; every page is in address space 0
-    unless a test adds ``role.smm``.
+    unless a test adds ``role.smm``.  Not read in source.
     """
     return 1 if getattr(sp.role, "smm", False) else 0
 
 
 def tdp_iter_refresh_sptep(kvm, iter: tdp_iter) -> None:
-    """tdp_iter.c tdp_iter_refresh_sptep: point at the entry for gfn/level and read it."""
+    """tdp_iter.c tdp_iter_refresh_sptep: point at the entry for gfn/level and read it.
+
+    Confirmed: [I].
+    """
     iter.sptep = iter.pt_path[iter.level].sptep(SPTE_INDEX(iter.gfn << PAGE_SHIFT, iter.level))
     iter.old_spte = iter.sptep.get()
 
 
 def tdp_iter_restart(kvm, iter: tdp_iter) -> None:
-    """tdp_iter.c tdp_iter_restart (all versions): back to the root entry of next_last_level_gfn."""
+    """tdp_iter.c tdp_iter_restart (unchanged by the series): back to the root entry.
+
+    Confirmed: [I].
+    """
     iter.yielded = False
     iter.yielded_gfn = iter.next_last_level_gfn
     iter.level = iter.root_level
@@ -96,7 +104,10 @@ def tdp_iter_restart(kvm, iter: tdp_iter) -> None:
 
 
 def tdp_iter_start(kvm, iter: tdp_iter, root, min_level: int, next_last_level_gfn: int) -> None:
-    """tdp_iter.c tdp_iter_start (all versions): WARNs on a bad root level, then restart."""
+    """tdp_iter.c tdp_iter_start (unchanged by the series): WARNs on a bad root level, then restart.
+
+    Confirmed: [I].
+    """
     root_level = root.role.level
     kvm.WARN_ON_ONCE(root_level < 1, "tdp_iter_start: root level below 1")
     kvm.WARN_ON_ONCE(root_level > PT64_ROOT_MAX_LEVEL, "tdp_iter_start: root level too high")
@@ -109,10 +120,12 @@ def tdp_iter_start(kvm, iter: tdp_iter, root, min_level: int, next_last_level_gf
 
 
 def spte_to_child_pt(kvm, spte: int, level: int):
-    """tdp_iter.c spte_to_child_pt (all versions): the child table of a non-leaf SPTE.
+    """tdp_iter.c spte_to_child_pt (unchanged by the series): the child table of a non-leaf SPTE.
 
     Returns a pointer to entry 0 of the child page (``pt + i`` is entry i),
     or None when the SPTE is not present or is a leaf.
+
+    Confirmed: [I].
     """
     if not kvm.is_shadow_present_pte(spte) or kvm.is_last_spte(spte, level):
         return None
@@ -120,7 +133,10 @@ def spte_to_child_pt(kvm, spte: int, level: int):
 
 
 def try_step_down(kvm, iter: tdp_iter) -> bool:
-    """tdp_iter.c try_step_down: re-read the entry, then enter its child table if any."""
+    """tdp_iter.c try_step_down: re-read the entry, then enter its child table if any.
+
+    Confirmed: [I].
+    """
     if iter.level == iter.min_level:
         return False
     iter.old_spte = iter.sptep.get()
@@ -150,6 +166,8 @@ def try_step_side(kvm, iter: tdp_iter) -> bool:
 
     With ``skip_zero`` the step may cover several entries at once (see the
     module docstring for when that is allowed).
+
+    Confirmed: [I].
     """
     index = next_side_index(iter)
     if index >= SPTE_ENT_PER_PAGE:
@@ -163,7 +181,10 @@ def try_step_side(kvm, iter: tdp_iter) -> bool:
 
 
 def try_step_up(kvm, iter: tdp_iter) -> bool:
-    """tdp_iter.c try_step_up: back to the parent table (its entry was visited already)."""
+    """tdp_iter.c try_step_up: back to the parent table (its entry was visited already).
+
+    Confirmed: [I].
+    """
     if iter.level == iter.root_level:
         return False
     iter.level += 1
@@ -173,7 +194,10 @@ def try_step_up(kvm, iter: tdp_iter) -> bool:
 
 
 def tdp_iter_next(kvm, iter: tdp_iter) -> None:
-    """tdp_iter.c tdp_iter_next (all versions): pre-order step; restart after a yield."""
+    """tdp_iter.c tdp_iter_next (unchanged by the series): pre-order step; restart after a yield.
+
+    Confirmed: [I].
+    """
     if iter.yielded:
         kvm.tdp_iter_restart(iter)
         return
@@ -189,7 +213,10 @@ def tdp_iter_next(kvm, iter: tdp_iter) -> None:
 
 def for_each_tdp_pte_min_level(kvm, root, min_level: int, start: int, end: int, *,
                                skip_zero: bool = False):
-    """tdp_iter.h for_each_tdp_pte_min_level: every SPTE mapping [start, end), pre-order."""
+    """tdp_iter.h for_each_tdp_pte_min_level: every SPTE mapping [start, end), pre-order.
+
+    Confirmed: [M].
+    """
     iter = tdp_iter(skip_zero=skip_zero)
     kvm.tdp_iter_start(iter, root, min_level, start)
     while iter.valid and iter.gfn < end:
@@ -198,12 +225,18 @@ def for_each_tdp_pte_min_level(kvm, root, min_level: int, start: int, end: int, 
 
 
 def for_each_tdp_pte(kvm, root, start: int, end: int, *, skip_zero: bool = False):
-    """tdp_iter.h for_each_tdp_pte: down to 4K.  Also tdp_mmu.c tdp_root_for_each_pte."""
+    """tdp_iter.h for_each_tdp_pte: down to 4K.  Also tdp_mmu.c tdp_root_for_each_pte.
+
+    Confirmed: [M].
+    """
     return for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end, skip_zero=skip_zero)
 
 
 def tdp_root_for_each_leaf_pte(kvm, root, start: int, end: int):
-    """tdp_mmu.c tdp_root_for_each_leaf_pte: only present leaf SPTEs (so zeros may be skipped)."""
+    """tdp_mmu.c tdp_root_for_each_leaf_pte: only present leaf SPTEs (so zeros may be skipped).
+
+    Confirmed: [R].
+    """
     for iter in for_each_tdp_pte(kvm, root, start, end, skip_zero=True):
         if not kvm.is_shadow_present_pte(iter.old_spte) or not kvm.is_last_spte(iter.old_spte,
                                                                                   iter.level):
@@ -221,7 +254,10 @@ def slot_as_id(slot) -> int:
 
 
 def kvm_tdp_mmu_get_root(root) -> bool:
-    """tdp_mmu.h kvm_tdp_mmu_get_root: refcount_inc_not_zero."""
+    """tdp_mmu.h kvm_tdp_mmu_get_root: refcount_inc_not_zero.
+
+    Not read in source (tdp_mmu.h not looked up); KERNEL-FACTS does not cover it.
+    """
     if root.tdp_mmu_root_count == 0:
         return False
     root.tdp_mmu_root_count += 1
@@ -237,7 +273,10 @@ def list_next(roots: list, prev_root):
 
 
 def tdp_mmu_next_root(kvm, prev_root, only_valid: bool):
-    """tdp_mmu.c tdp_mmu_next_root (all blobs): next root with a reference taken, prev put."""
+    """tdp_mmu.c tdp_mmu_next_root (all blobs): next root with a reference taken, prev put.
+
+    Confirmed: [R].
+    """
     next_root = list_next(kvm.tdp_mmu_roots, prev_root)
     while next_root is not None:
         if (not only_valid or not next_root.role.invalid) and kvm_tdp_mmu_get_root(next_root):
@@ -252,6 +291,8 @@ def __for_each_tdp_mmu_root_yield_safe(kvm, as_id: int, only_valid: bool):
     """tdp_mmu.c macro: roots of ``as_id`` (all if < 0), each held by a reference.
 
     Leaving the loop early keeps the reference on the current root, as in C.
+
+    Confirmed: [R].
     """
     root = kvm.tdp_mmu_next_root(None, only_valid)
     while root is not None:
@@ -269,7 +310,10 @@ def for_each_tdp_mmu_root_yield_safe(kvm):
 
 
 def __for_each_tdp_mmu_root(kvm, as_id: int, only_valid: bool):
-    """tdp_mmu.c macro for mmu_lock held for write: a plain list walk, no references."""
+    """tdp_mmu.c macro for mmu_lock held for write: a plain list walk, no references.
+
+    Confirmed: [R].
+    """
     for root in list(kvm.tdp_mmu_roots):
         if (as_id >= 0 and kvm_mmu_page_as_id(root) != as_id) or (only_valid and root.role.invalid):
             continue
