@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import pytest
 
-from kernel_models import registry
+from kernel_models import operations, registry
 from kernel_models.effects import (ACCESSED, DIRTY, DIRTY_LOG, FLUSH, REFS, WARN, FolioAccessed,
                                    FolioDirty, MemslotDirty, PageRefGet, PageRefPut, TlbFlush)
 from kernel_models.mmu import AFTER_2, AFTER_3, AFTER_4, BASE
-from kernel_models.mmu_fault import (EEXIST, EPERM, RET_PF_FIXED, RET_PF_INVALID, kvm_vcpu)
+from kernel_models.mmu_fault import EEXIST, EPERM, RET_PF_FIXED, RET_PF_INVALID
 from kernel_models.mmu_internal import kvm_mmu_page_role, kvm_page_fault
 from kernel_models.registry import MMU_C, VersionSet
-from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, VM, kvm_gfn_range, kvm_memory_slot
+from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, kvm_gfn_range
 
 STATES = ("base", "after 1/4", "after 2/4", "after 3/4", "after 4/4")
 GFN = 5
 PFN = 0x105
 
 
-def new_shadow_vm(state="base", mode="ept_ad", versions=None):
-    """A VM using the shadow MMU with direct roots (TDP on, TDP MMU off), one
-    1024-page memslot, and a vCPU with its root loaded."""
-    kvm = VM(versions or VersionSet.series_state(state), mode, tdp_mmu_enabled=False)
-    kvm.memslots.append(kvm_memory_slot(0, 0, 1024))
-    vcpu = kvm_vcpu(kvm=kvm)
-    kvm.vcpus.append(vcpu)
-    kvm.mmu_alloc_direct_roots(vcpu)
-    return kvm, vcpu
+def new_shadow_vm(state="base", mode="ept_ad", versions=None, mmu="shadow"):
+    """``operations.new_vm`` with the shadow MMU and direct roots (TDP on, TDP MMU
+    off) by default; the host starts empty so each test says which gfns it backs."""
+    kvm = operations.new_vm(versions or state, mode, mmu)
+    kvm.host.clear()
+    return kvm, kvm.vcpus[0]
 
 
 def fault(kvm, vcpu, gfn=GFN, write=True, present=False):
@@ -309,6 +306,16 @@ def test_fault_maps_2m_when_the_host_backs_the_region_with_a_huge_page():
     assert not kvm.memslots[0].rmap.get((2, 0)) and kvm.memslots[0].rmap[(1, GFN)]
 
 
+@pytest.mark.xfail(strict=True, reason="kvm_main.py counts page references per pfn; the kernel counts "
+                   "them per folio, and a 2M fault releases fault->pfn rounded down to the head page")
+def test_2m_fault_balances_its_folio_reference():
+    kvm, vcpu = new_shadow_vm("base")
+    back_2m_region(kvm)
+    fault(kvm, vcpu)
+    assert channel(kvm, WARN) == []
+    assert all(count == 0 for count in kvm.page_refcount.values())
+
+
 def test_collapsible_zap_drops_4k_sptes_only_where_a_huge_page_fits():
     kvm, vcpu = new_shadow_vm("base")
     back_2m_region(kvm)
@@ -438,11 +445,8 @@ def test_every_series_state_resolves_the_mmu_entry_points(state):
 
 
 def test_tdp_mmu_enabled_dispatches_faults_and_unmap_to_the_tdp_mmu():
-    kvm = VM(VersionSet.series_state("base"), "ept_ad", tdp_mmu_enabled=True)
-    kvm.memslots.append(kvm_memory_slot(0, 0, 1024))
+    kvm, vcpu = new_shadow_vm("base", mmu="tdp")
     kvm.host[GFN] = (PFN, True)
-    vcpu = kvm_vcpu(kvm=kvm)
-    kvm.mmu_alloc_direct_roots(vcpu)
     assert fault(kvm, vcpu) == RET_PF_FIXED
     assert kvm.active_mmu_pages == [] and kvm.memslots[0].rmap == {}     # no shadow pages, no rmaps
     assert vcpu.arch.mmu.root.tdp_mmu_page
