@@ -14,6 +14,11 @@ the file).  Four functions differ between them:
 - ``clear_dirty_pt_masked`` (``tdp_mmu_slot.py``): 2/4 drops its
   unconditional dirty mark.
 
+Each of the four is written once as a ``*_body`` holding the shared
+statements in C order, with the statements that differ passed in as small
+named functions (``mark_dirty_if_leaf_lost_dirty`` / ``no_folio_mark``...);
+each registered version is a two-line function naming its pair.
+
 The file is split in three modules only to keep each readable:
 ``tdp_mmu.py`` (this one), ``tdp_mmu_notifier.py`` (the mmu_notifier
 handlers: unmap, age, test-age, change_pte) and ``tdp_mmu_slot.py`` (memslot
@@ -257,13 +262,36 @@ def handle_removed_pt(kvm, pt, shared: bool) -> None:
     kvm.tdp_mmu_free_sp(sp)
 
 
-def handle_changed_spte(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int, level: int,
-                        shared: bool) -> None:
-    """tdp_mmu.c handle_changed_spte at base d078157e62aa (KERNEL-FACTS 2.2 steps 1-11).
+# handle_changed_spte: the three blobs differ only in the two folio marks
+# (steps 9 and 11 of KERNEL-FACTS 2.2).  The shared body keeps both at their
+# C positions and takes them as small functions; each registered version
+# names its own pair.
 
-    A leaf that goes away, or loses D / A, or changes pfn marks its old pfn
-    dirty (step 9) and accessed (step 11).  A removed table is handled
-    between the two (step 10).
+def mark_dirty_if_leaf_lost_dirty(kvm, was_leaf: bool, is_present: bool, old_spte: int,
+                                  new_spte: int, pfn_changed: bool) -> None:
+    """handle_changed_spte step 9 at base d078157e62aa: a dirty leaf that goes away,
+    loses D or changes pfn marks its old pfn dirty.  Confirmed: [R]."""
+    if was_leaf and kvm.is_dirty_spte(old_spte) and (
+            not is_present or not kvm.is_dirty_spte(new_spte) or pfn_changed):
+        kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(old_spte))
+
+
+def mark_accessed_if_leaf_lost_accessed(kvm, was_leaf: bool, is_present: bool, old_spte: int,
+                                        new_spte: int, pfn_changed: bool) -> None:
+    """handle_changed_spte step 11 at base and after 2/4: the same for A.  Confirmed: [R]."""
+    if was_leaf and kvm.is_accessed_spte(old_spte) and (
+            not is_present or not kvm.is_accessed_spte(new_spte) or pfn_changed):
+        kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(old_spte))
+
+
+def no_folio_mark(kvm, was_leaf: bool, is_present: bool, old_spte: int, new_spte: int,
+                  pfn_changed: bool) -> None:
+    """A folio-mark step the RFC deleted (step 9 from 2/4 on, step 11 from 3/4 on)."""
+
+
+def handle_changed_spte_body(kvm, mark_dirty, mark_accessed, as_id: int, gfn: int,
+                             old_spte: int, new_spte: int, level: int, shared: bool) -> None:
+    """The statements of tdp_mmu.c handle_changed_spte shared by all three blobs, in C order.
 
     Confirmed: [R].
     """
@@ -290,16 +318,26 @@ def handle_changed_spte(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int,
         return
     if is_leaf != was_leaf:
         kvm.kvm_update_page_stats(level, 1 if is_leaf else -1)
-    if was_leaf and kvm.is_dirty_spte(old_spte) and (
-            not is_present or not kvm.is_dirty_spte(new_spte) or pfn_changed):
-        kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(old_spte))
+    mark_dirty(kvm, was_leaf, is_present, old_spte, new_spte, pfn_changed)
     if was_present and not was_leaf and (
             is_leaf or not is_present
             or kvm.WARN_ON_ONCE(pfn_changed, "handle_changed_spte: table pfn changed")):
         kvm.handle_removed_pt(kvm.spte_to_child_pt(old_spte, level), shared)
-    if was_leaf and kvm.is_accessed_spte(old_spte) and (
-            not is_present or not kvm.is_accessed_spte(new_spte) or pfn_changed):
-        kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(old_spte))
+    mark_accessed(kvm, was_leaf, is_present, old_spte, new_spte, pfn_changed)
+
+
+def handle_changed_spte(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int, level: int,
+                        shared: bool) -> None:
+    """tdp_mmu.c handle_changed_spte at base d078157e62aa (KERNEL-FACTS 2.2 steps 1-11).
+
+    A leaf that goes away, or loses D / A, or changes pfn marks its old pfn
+    dirty (step 9) and accessed (step 11); a removed table is handled
+    between the two (step 10).  ``BUG()`` does not return in C; the model
+    returns right after it.  Confirmed: [R].
+    """
+    handle_changed_spte_body(kvm, mark_dirty_if_leaf_lost_dirty,
+                             mark_accessed_if_leaf_lost_accessed,
+                             as_id, gfn, old_spte, new_spte, level, shared)
 
 
 def handle_changed_spte_no_dirty_mark(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int,
@@ -308,77 +346,21 @@ def handle_changed_spte_no_dirty_mark(kvm, as_id: int, gfn: int, old_spte: int, 
 
     Folios are marked dirty when a writable SPTE is made (make_spte), not
     when it is zapped or loses D.  The accessed mark (step 11) stays.
-
     Confirmed: [R] for the shared lines; the change is the rfc-2-of-4.patch hunk [P2].
     """
-    was_present = kvm.is_shadow_present_pte(old_spte)
-    is_present = kvm.is_shadow_present_pte(new_spte)
-    was_leaf = was_present and kvm.is_last_spte(old_spte, level)
-    is_leaf = is_present and kvm.is_last_spte(new_spte, level)
-    pfn_changed = kvm.spte_to_pfn(old_spte) != kvm.spte_to_pfn(new_spte)
-    kvm.WARN_ON_ONCE(level > PT64_ROOT_MAX_LEVEL, "handle_changed_spte: level too high")
-    kvm.WARN_ON_ONCE(level < PG_LEVEL_4K, "handle_changed_spte: level too low")
-    kvm.WARN_ON_ONCE(gfn & (KVM_PAGES_PER_HPAGE(level) - 1), "handle_changed_spte: unaligned gfn")
-    if was_leaf and is_leaf and pfn_changed:
-        kvm.BUG(f"handle_changed_spte: present leaf {old_spte:#x} replaced by leaf {new_spte:#x}"
-                " with another pfn")
-        return
-    if old_spte == new_spte:
-        return
-    if is_leaf:
-        kvm.check_spte_writable_invariants(new_spte)
-    if not was_present and not is_present:
-        kvm.WARN_ON_ONCE(not kvm.is_mmio_spte(old_spte) and not kvm.is_mmio_spte(new_spte)
-                         and not kvm.is_removed_spte(new_spte),
-                         "handle_changed_spte: non-present SPTE replaced by another")
-        return
-    if is_leaf != was_leaf:
-        kvm.kvm_update_page_stats(level, 1 if is_leaf else -1)
-    if was_present and not was_leaf and (
-            is_leaf or not is_present
-            or kvm.WARN_ON_ONCE(pfn_changed, "handle_changed_spte: table pfn changed")):
-        kvm.handle_removed_pt(kvm.spte_to_child_pt(old_spte, level), shared)
-    if was_leaf and kvm.is_accessed_spte(old_spte) and (
-            not is_present or not kvm.is_accessed_spte(new_spte) or pfn_changed):
-        kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(old_spte))
+    handle_changed_spte_body(kvm, no_folio_mark, mark_accessed_if_leaf_lost_accessed,
+                             as_id, gfn, old_spte, new_spte, level, shared)
 
 
 def handle_changed_spte_no_folio_marks(kvm, as_id: int, gfn: int, old_spte: int, new_spte: int,
                                        level: int, shared: bool) -> None:
     """tdp_mmu.c handle_changed_spte after RFC 3/4 (340d5af454c6): steps 9 and 11 removed.
 
-    No folio marking at all here any more; ``tdp_mmu_zap_leafs`` marks
-    accessed itself.
-
-    Confirmed: [R] for the shared lines; the change is the RFC 3/4 hunk [P3].
+    No folio marking here any more; ``tdp_mmu_zap_leafs`` marks accessed
+    itself.  Confirmed: [R] for the shared lines; the change is the RFC 3/4 hunk [P3].
     """
-    was_present = kvm.is_shadow_present_pte(old_spte)
-    is_present = kvm.is_shadow_present_pte(new_spte)
-    was_leaf = was_present and kvm.is_last_spte(old_spte, level)
-    is_leaf = is_present and kvm.is_last_spte(new_spte, level)
-    pfn_changed = kvm.spte_to_pfn(old_spte) != kvm.spte_to_pfn(new_spte)
-    kvm.WARN_ON_ONCE(level > PT64_ROOT_MAX_LEVEL, "handle_changed_spte: level too high")
-    kvm.WARN_ON_ONCE(level < PG_LEVEL_4K, "handle_changed_spte: level too low")
-    kvm.WARN_ON_ONCE(gfn & (KVM_PAGES_PER_HPAGE(level) - 1), "handle_changed_spte: unaligned gfn")
-    if was_leaf and is_leaf and pfn_changed:
-        kvm.BUG(f"handle_changed_spte: present leaf {old_spte:#x} replaced by leaf {new_spte:#x}"
-                " with another pfn")
-        return
-    if old_spte == new_spte:
-        return
-    if is_leaf:
-        kvm.check_spte_writable_invariants(new_spte)
-    if not was_present and not is_present:
-        kvm.WARN_ON_ONCE(not kvm.is_mmio_spte(old_spte) and not kvm.is_mmio_spte(new_spte)
-                         and not kvm.is_removed_spte(new_spte),
-                         "handle_changed_spte: non-present SPTE replaced by another")
-        return
-    if is_leaf != was_leaf:
-        kvm.kvm_update_page_stats(level, 1 if is_leaf else -1)
-    if was_present and not was_leaf and (
-            is_leaf or not is_present
-            or kvm.WARN_ON_ONCE(pfn_changed, "handle_changed_spte: table pfn changed")):
-        kvm.handle_removed_pt(kvm.spte_to_child_pt(old_spte, level), shared)
+    handle_changed_spte_body(kvm, no_folio_mark, no_folio_mark,
+                             as_id, gfn, old_spte, new_spte, level, shared)
 
 
 def try_cmpxchg64(kvm, iter, new_spte: int) -> bool:
@@ -534,13 +516,26 @@ def kvm_tdp_mmu_zap_sp(kvm, sp) -> bool:
     return True
 
 
-def tdp_mmu_zap_leafs(kvm, root, start: int, end: int, can_yield: bool, flush: bool) -> bool:
-    """tdp_mmu.c tdp_mmu_zap_leafs at base d078157e62aa and after 2/4 (5866a664f46e).
+# tdp_mmu_zap_leafs: 3/4 adds one statement after the zap, taken as a small function.
+
+def nothing_after_zap(kvm, iter) -> None:
+    """tdp_mmu_zap_leafs at base and after 2/4: nothing between the zap and the flush flag."""
+
+
+def mark_zapped_pfn_accessed(kvm, iter) -> None:
+    """tdp_mmu_zap_leafs after RFC 3/4: mark the zapped pfn accessed if the replaced
+    SPTE (``iter.old_spte`` after tdp_mmu_iter_set_spte) was accessed.  Confirmed: [P3]."""
+    if kvm.is_accessed_spte(iter.old_spte):
+        kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(iter.old_spte))
+
+
+def tdp_mmu_zap_leafs_body(kvm, after_zap, root, start: int, end: int, can_yield: bool,
+                           flush: bool) -> bool:
+    """The statements of tdp_mmu.c tdp_mmu_zap_leafs shared by all blobs, in C order.
 
     Zaps present leaf SPTEs in [start, end) -> "flush needed" (not for an
-    invalid root).  Folio marks only through handle_changed_spte.
-
-    Confirmed: [R].
+    invalid root).  Zero entries may be skipped (the body skips non-present
+    ones first).  Confirmed: [R].
     """
     end = min(end, tdp_mmu_max_gfn_exclusive(kvm))
     for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end, skip_zero=True):
@@ -551,35 +546,30 @@ def tdp_mmu_zap_leafs(kvm, root, start: int, end: int, can_yield: bool, flush: b
                                                                                   iter.level):
             continue
         kvm.tdp_mmu_iter_set_spte(iter, 0)
+        after_zap(kvm, iter)
         if not root.role.invalid:
             flush = True
     return flush
+
+
+def tdp_mmu_zap_leafs(kvm, root, start: int, end: int, can_yield: bool, flush: bool) -> bool:
+    """tdp_mmu.c tdp_mmu_zap_leafs at base d078157e62aa and after 2/4 (5866a664f46e).
+
+    Folio marks only through handle_changed_spte.  Confirmed: [R].
+    """
+    return tdp_mmu_zap_leafs_body(kvm, nothing_after_zap, root, start, end, can_yield, flush)
 
 
 def tdp_mmu_zap_leafs_marks_accessed(kvm, root, start: int, end: int, can_yield: bool,
                                      flush: bool) -> bool:
     """tdp_mmu.c tdp_mmu_zap_leafs after RFC 3/4 (340d5af454c6).
 
-    Right after each zap, marks the pfn accessed if ``iter.old_spte`` (the
-    value the zap replaced) was accessed: the only accessed mark left in
-    the TDP MMU.
-
+    Right after each zap, marks the pfn accessed if the value the zap
+    replaced was accessed: the only accessed mark left in the TDP MMU.
     Confirmed: [R] for the shared lines; the change is the RFC 3/4 hunk [P3].
     """
-    end = min(end, tdp_mmu_max_gfn_exclusive(kvm))
-    for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end, skip_zero=True):
-        if can_yield and kvm.tdp_mmu_iter_cond_resched(iter, flush, False):
-            flush = False
-            continue
-        if not kvm.is_shadow_present_pte(iter.old_spte) or not kvm.is_last_spte(iter.old_spte,
-                                                                                  iter.level):
-            continue
-        kvm.tdp_mmu_iter_set_spte(iter, 0)
-        if kvm.is_accessed_spte(iter.old_spte):
-            kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(iter.old_spte))
-        if not root.role.invalid:
-            flush = True
-    return flush
+    return tdp_mmu_zap_leafs_body(kvm, mark_zapped_pfn_accessed, root, start, end, can_yield,
+                                  flush)
 
 
 def kvm_tdp_mmu_zap_leafs(kvm, start: int, end: int, flush: bool) -> bool:

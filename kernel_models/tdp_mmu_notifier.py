@@ -53,14 +53,25 @@ def kvm_tdp_mmu_handle_gfn(kvm, range, handler) -> bool:
     return ret
 
 
-def age_gfn_range(kvm, iter, range) -> bool:
-    """tdp_mmu.c age_gfn_range at base d078157e62aa -> "was young".
+# age_gfn_range: 2/4 deletes one statement before access tracking, taken as a
+# small function.
+
+def mark_dirty_if_writable(kvm, iter) -> None:
+    """age_gfn_range at base: a writable SPTE marks its pfn dirty before access
+    tracking clears W.  Confirmed: [R]."""
+    if kvm.is_writable_pte(iter.old_spte):
+        kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(iter.old_spte))
+
+
+def nothing_before_access_track(kvm, iter) -> None:
+    """age_gfn_range after RFC 2/4: the dirty mark is gone."""
+
+
+def age_gfn_range_body(kvm, before_access_track, iter, range) -> bool:
+    """The statements of tdp_mmu.c age_gfn_range shared by all blobs -> "was young".
 
     A/D SPTEs lose A (``tdp_mmu_clear_spte_bits``); others are marked for
-    access tracking, and a writable one first marks its pfn dirty (W is
-    lost with the access-track bits).  No handle_changed_spte, no flush.
-
-    Confirmed: [R].
+    access tracking.  No handle_changed_spte, no flush.  Confirmed: [R].
     """
     if not kvm.is_accessed_spte(iter.old_spte):
         return False
@@ -69,11 +80,19 @@ def age_gfn_range(kvm, iter, range) -> bool:
                                                     kvm.shadow_accessed_mask, iter.level)
         new_spte = iter.old_spte & ~kvm.shadow_accessed_mask
     else:
-        if kvm.is_writable_pte(iter.old_spte):
-            kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(iter.old_spte))
+        before_access_track(kvm, iter)
         new_spte = kvm.mark_spte_for_access_track(iter.old_spte)
         iter.old_spte = kvm.kvm_tdp_mmu_write_spte(iter.sptep, iter.old_spte, new_spte, iter.level)
     return True
+
+
+def age_gfn_range(kvm, iter, range) -> bool:
+    """tdp_mmu.c age_gfn_range at base d078157e62aa -> "was young".
+
+    Without A/D bits, a writable SPTE first marks its pfn dirty (W is lost
+    with the access-track bits).  Confirmed: [R].
+    """
+    return age_gfn_range_body(kvm, mark_dirty_if_writable, iter, range)
 
 
 def age_gfn_range_no_dirty_mark(kvm, iter, range) -> bool:
@@ -81,19 +100,9 @@ def age_gfn_range_no_dirty_mark(kvm, iter, range) -> bool:
 
     The dirty mark before access tracking is gone: the folio was marked
     dirty when the writable SPTE was made.
-
     Confirmed: [R] for the shared lines; the change is the rfc-2-of-4.patch hunk [P2].
     """
-    if not kvm.is_accessed_spte(iter.old_spte):
-        return False
-    if kvm.spte_ad_enabled(iter.old_spte):
-        iter.old_spte = kvm.tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte,
-                                                    kvm.shadow_accessed_mask, iter.level)
-        new_spte = iter.old_spte & ~kvm.shadow_accessed_mask
-    else:
-        new_spte = kvm.mark_spte_for_access_track(iter.old_spte)
-        iter.old_spte = kvm.kvm_tdp_mmu_write_spte(iter.sptep, iter.old_spte, new_spte, iter.level)
-    return True
+    return age_gfn_range_body(kvm, nothing_before_access_track, iter, range)
 
 
 def kvm_tdp_mmu_age_gfn_range(kvm, range) -> bool:

@@ -170,14 +170,26 @@ def kvm_tdp_mmu_clear_dirty_slot(kvm, slot) -> bool:
     return spte_set
 
 
-def clear_dirty_pt_masked(kvm, root, gfn: int, mask: int, wrprot: bool) -> None:
-    """tdp_mmu.c clear_dirty_pt_masked at base d078157e62aa (and after 1/4).
+# clear_dirty_pt_masked: 2/4 deletes the statement after the clear, taken as a
+# small function.
+
+def mark_cleared_pfn_dirty(kvm, iter) -> None:
+    """clear_dirty_pt_masked at base: mark the pfn dirty once a bit was cleared,
+    whatever the D state.  Confirmed: [R]."""
+    kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(iter.old_spte))
+
+
+def nothing_after_clear(kvm, iter) -> None:
+    """clear_dirty_pt_masked after RFC 2/4: the dirty mark is gone."""
+
+
+def clear_dirty_pt_masked_body(kvm, after_clear, root, gfn: int, mask: int,
+                               wrprot: bool) -> None:
+    """The statements of tdp_mmu.c clear_dirty_pt_masked shared by all blobs, in C order.
 
     For each 4K leaf whose gfn bit is in ``mask``: clear the dirty bit (W
-    when ``wrprot`` or A/D is off, else D) with ``tdp_mmu_clear_spte_bits``
-    and mark the pfn dirty, unconditionally once a bit was cleared.  No
-    handle_changed_spte, no flush (the caller decides).
-
+    when ``wrprot`` or A/D is off, else D) with ``tdp_mmu_clear_spte_bits``.
+    No handle_changed_spte, no flush (the caller decides).
     Confirmed: [R], dirty-bit rule [D].
     """
     dbit = PT_WRITABLE_MASK if (wrprot or not kvm.kvm_ad_enabled()) else kvm.shadow_dirty_mask
@@ -192,7 +204,16 @@ def clear_dirty_pt_masked(kvm, root, gfn: int, mask: int, wrprot: bool) -> None:
         if not (iter.old_spte & dbit):
             continue
         iter.old_spte = kvm.tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, dbit, iter.level)
-        kvm.kvm_set_pfn_dirty(kvm.spte_to_pfn(iter.old_spte))
+        after_clear(kvm, iter)
+
+
+def clear_dirty_pt_masked(kvm, root, gfn: int, mask: int, wrprot: bool) -> None:
+    """tdp_mmu.c clear_dirty_pt_masked at base d078157e62aa (and after 1/4).
+
+    Marks the pfn dirty unconditionally once a bit was cleared.
+    Confirmed: [R], dirty-bit rule [D].
+    """
+    clear_dirty_pt_masked_body(kvm, mark_cleared_pfn_dirty, root, gfn, mask, wrprot)
 
 
 def clear_dirty_pt_masked_no_dirty_mark(kvm, root, gfn: int, mask: int, wrprot: bool) -> None:
@@ -200,21 +221,9 @@ def clear_dirty_pt_masked_no_dirty_mark(kvm, root, gfn: int, mask: int, wrprot: 
 
     As at base without the ``kvm_set_pfn_dirty``: the folio was marked when
     the writable SPTE was made.
-
     Confirmed: [R] for the shared lines; the change is the rfc-2-of-4.patch hunk [P2].
     """
-    dbit = PT_WRITABLE_MASK if (wrprot or not kvm.kvm_ad_enabled()) else kvm.shadow_dirty_mask
-    for iter in tdp_root_for_each_leaf_pte(kvm, root, gfn + __ffs(mask), gfn + BITS_PER_LONG):
-        if not mask:
-            break
-        kvm.KVM_MMU_WARN_ON(kvm.kvm_ad_enabled() and kvm.spte_ad_need_write_protect(
-            iter.old_spte), "clear_dirty_pt_masked: clearing D on an SPTE that needs wrprot")
-        if iter.level > PG_LEVEL_4K or not (mask & (1 << (iter.gfn - gfn))):
-            continue
-        mask &= ~(1 << (iter.gfn - gfn))
-        if not (iter.old_spte & dbit):
-            continue
-        iter.old_spte = kvm.tdp_mmu_clear_spte_bits(iter.sptep, iter.old_spte, dbit, iter.level)
+    clear_dirty_pt_masked_body(kvm, nothing_after_clear, root, gfn, mask, wrprot)
 
 
 def kvm_tdp_mmu_clear_dirty_pt_masked(kvm, slot, gfn: int, mask: int, wrprot: bool) -> None:
