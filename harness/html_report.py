@@ -178,7 +178,8 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
         "contract": contract,
         "versions": patch.get("versions"),
         "summary": [(channel, summary[channel], CELL_TEXT[summary[channel]][0],
-                     CELL_SHORT[summary[channel]]) for channel in channels],
+                     CELL_SHORT[summary[channel]], CELL_TEXT[summary[channel]][1])
+                    for channel in channels],
         "operations": operations,
         "matrix": [(op, [(channel, matrix[op][channel], *CELL_TEXT[matrix[op][channel]])
                          for channel in channels]) for op in operations],
@@ -209,7 +210,7 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
     findings = item.get("findings") or []
     operations = []
     for name in [op for rule in rules for op in rule.get("operations") or []] + \
-            [f.get("operation") or "any operation" for f in findings]:
+            [operation_of(f) for f in findings]:
         if name not in operations:
             operations.append(name)
     if not operations:
@@ -231,13 +232,21 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
                         str(rule.get("relation", "")).lower() not in UNCHANGED:
                     cell = "intended"
             for finding in findings:
-                if finding.get("channel") == channel and \
-                        (finding.get("operation") or "any operation") == op:
+                if finding.get("channel") == channel and operation_of(finding) == op:
                     found = "violated" if finding.get("severity") == "FAIL" else "outside"
                     cell = worst_cell([cell, found])
             row[channel] = cell
         matrix[op] = row
     return operations, matrix
+
+
+def operation_of(finding: dict) -> str:
+    """The matrix row of a finding: its operation, else the function it calls."""
+    if finding.get("operation"):
+        return str(finding["operation"])
+    if finding.get("function"):
+        return f"{finding['function']}()"
+    return "any operation"
 
 
 def worst_cell(cells) -> str:
@@ -274,13 +283,16 @@ def finding_view(finding: dict) -> dict:
 def counterexample_view(example: dict) -> dict:
     """SPTEs as a bit table (changed bits marked), logs side by side, difference."""
     sptes = example.get("sptes") or []
+    # A fact string names only what is true, so a name it leaves out is false.
+    absent = False if any(isinstance(s.get("bits"), str) for s in sptes) else None
+    bits = [outputs.spte_bits(s) for s in sptes]
     bit_names = []
-    for spte in sptes:
-        for name in spte.get("bits") or {}:
+    for facts in bits:
+        for name in facts:
             if name not in bit_names:
                 bit_names.append(name)
     changed = {name for name in bit_names
-               if len({repr((s.get("bits") or {}).get(name)) for s in sptes}) > 1}
+               if len({repr(facts.get(name, absent)) for facts in bits}) > 1}
     difference = example.get("difference") or {}
     missing = {e for change in difference.values() for e in change.get("missing") or []}
     extra = {e for change in difference.values() for e in change.get("extra") or []}
@@ -288,8 +300,8 @@ def counterexample_view(example: dict) -> dict:
         "steps": example.get("steps") or [],
         "bit_names": [(name, name in changed) for name in bit_names],
         "sptes": [{"name": s.get("name"), "value": s.get("value"),
-                   "bits": [((s.get("bits") or {}).get(name), name in changed)
-                            for name in bit_names]} for s in sptes],
+                   "bits": [(facts.get(name, absent), name in changed) for name in bit_names]}
+                  for s, facts in zip(sptes, bits)],
         "before": [(event, event in missing) for event in example.get("before") or []],
         "after": [(event, event in extra) for event in example.get("after") or []],
         "difference": [(channel, change.get("missing") or [], change.get("extra") or [])
@@ -306,7 +318,7 @@ def net_view(net: dict, results: dict) -> dict:
         "verdict_symbol": VERDICT_TEXT.get(net.get("verdict"), ("?", ""))[0],
         "matrix": [(op, [(channel, matrix[op][channel], *CELL_TEXT[matrix[op][channel]])
                          for channel in channels]) for op in operations],
-        "summary": [(channel, cell, CELL_TEXT[cell][0], CELL_SHORT[cell])
+        "summary": [(channel, cell, CELL_TEXT[cell][0], CELL_SHORT[cell], CELL_TEXT[cell][1])
                     for channel, cell in ((c, worst_cell(matrix[op][c] for op in operations))
                                           for c in channels)],
         "findings": [finding_view(f) for f in net.get("findings") or []],

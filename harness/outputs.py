@@ -291,7 +291,7 @@ def counterexample_text(finding: dict) -> str:
         lines += [f"  {n}. {one_line(step)}" for n, step in enumerate(example["steps"], 1)]
     for spte in example.get("sptes") or []:
         bits = ", ".join(f"{one_line(name)}={show_bit(value)}"
-                         for name, value in (spte.get("bits") or {}).items())
+                         for name, value in spte_bits(spte).items())
         lines.append(f"SPTE {one_line(spte.get('name'))} = {one_line(spte.get('value'))}: {bits}")
     for side in ("before", "after"):
         if example.get(side) is not None:
@@ -310,6 +310,30 @@ def counterexample_text(finding: dict) -> str:
         if finding.get("example"):
             lines.append(f"  {one_line(finding['example'])}")
     return "\n".join(lines)
+
+
+def spte_bits(spte: dict) -> dict:
+    """An SPTE's named bits as a dict, whichever form the document used.
+
+    The schema says ``{name: bool|int}``; the engine may also write one string
+    of facts, ``"present W A pfn=0x12345"``, naming only the true ones.
+    """
+    bits = spte.get("bits")
+    if isinstance(bits, dict):
+        return bits
+    if not isinstance(bits, str):
+        return {}
+    facts = {}
+    for word in bits.split():
+        name, equals, value = word.partition("=")
+        if not equals:
+            facts[name] = True
+            continue
+        try:
+            facts[name] = int(value, 0)
+        except ValueError:
+            facts[name] = value
+    return facts
 
 
 def show_bit(value) -> str:
