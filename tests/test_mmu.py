@@ -194,8 +194,16 @@ def test_unmap_after_fault_marks_accessed_and_dirty_per_version():
         assert kvm.kvm_unmap_gfn_range(whole_slot(kvm)) is False     # nothing left to zap
 
 
-def test_fast_page_fault_restores_write_access_after_write_protection():
-    kvm, vcpu, sptep = mapped("base")
+@pytest.mark.parametrize("mmu", ["shadow", "tdp"])
+def test_fast_page_fault_restores_write_access_after_write_protection(mmu):
+    kvm, vcpu = new_shadow_vm("base", mmu=mmu)
+    kvm.host[GFN] = (PFN, True)
+    fault(kvm, vcpu)
+    if mmu == "tdp":
+        sptep, _ = kvm.kvm_tdp_mmu_fast_pf_get_last_sptep(vcpu, GFN << 12)
+    else:
+        sptep, _ = kvm.fast_pf_get_last_sptep(vcpu, GFN << 12)
+    assert kvm.spte_to_pfn(sptep.get()) == PFN
     slot = kvm.memslots[0]
     slot.flags |= KVM_MEM_LOG_DIRTY_PAGES
     kvm.kvm_mmu_slot_remove_write_access(slot, 1)
@@ -206,6 +214,8 @@ def test_fast_page_fault_restores_write_access_after_write_protection():
     assert kvm.is_writable_pte(sptep.get())
     assert channel(kvm, DIRTY_LOG, mark) == [MemslotDirty(gfn=GFN)]
     assert channel(kvm, REFS, mark) == [] and channel(kvm, DIRTY, mark) == []
+    f = kvm_page_fault(addr=GFN << 12, gfn=GFN, write=True, present=True, slot=slot)
+    assert kvm.fast_page_fault(vcpu, f) == 5             # RET_PF_SPURIOUS: already writable
 
 
 def test_fast_page_fault_refuses_spte_protected_for_shadowing():
@@ -482,3 +492,16 @@ def test_no_direct_prefetch_without_ad_bits():
         kvm.host[gfn] = (0x100 + gfn, True)
     fault(kvm, vcpu)
     assert [key for key, sptes in kvm.memslots[0].rmap.items() if sptes] == [(1, GFN)]
+
+
+def test_fast_page_fault_restores_an_access_tracked_spte_only_without_ad_bits():
+    kvm, vcpu, sptep = mapped("after 4/4", mode="ept_noad")
+    kvm.kvm_age_gfn(whole_slot(kvm))
+    assert kvm.is_access_track_spte(sptep.get())
+    f = kvm_page_fault(addr=GFN << 12, gfn=GFN, write=False, present=False, slot=kvm.memslots[0])
+    assert kvm.fast_page_fault(vcpu, f) == RET_PF_FIXED
+    assert not kvm.is_access_track_spte(sptep.get()) and not kvm.is_writable_pte(sptep.get())
+    kvm, vcpu, sptep = mapped("after 4/4", mode="ept_ad")
+    kvm.kvm_age_gfn(whole_slot(kvm))
+    f = kvm_page_fault(addr=GFN << 12, gfn=GFN, write=False, present=False, slot=kvm.memslots[0])
+    assert kvm.fast_page_fault(vcpu, f) == RET_PF_INVALID     # A/D bits on: never access-tracked
