@@ -195,15 +195,20 @@ def count_readings(body: list[str], old_len: int, new_len: int, damaged: bool,
     return Reading(1, length, tuple(reversed(classes)))
 
 
-def rewrite(body: list[str], classes: tuple[str, ...]) -> list[tuple[str, int]]:
-    """Clean unified lines for a reading, each with its body line index."""
+def rewrite(body: list[str], classes: tuple[str, ...],
+            space_lost: bool = False) -> list[tuple[str, int]]:
+    """Clean unified lines for a reading, each with its body line index.
+
+    ``space_lost``: every line of the mail lost one leading space, so a line
+    that still starts with a blank is a context line whose content did.
+    """
     out: list[tuple[str, int]] = []
     for k, option in enumerate(classes):
         line = body[k]
         if option == JOINED:
             text, origin = out[-1]
             out[-1] = (f"{text} {line}", origin)
-        elif option == CONTEXT and not line.startswith(" "):
+        elif option == CONTEXT and (not line.startswith(" ") or space_lost):
             out.append((f" {line}" if line else "", k))
         else:
             out.append((line, k))
@@ -211,14 +216,14 @@ def rewrite(body: list[str], classes: tuple[str, ...]) -> list[tuple[str, int]]:
 
 
 def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int,
-                     stripped: bool) -> dict[str, list[int]]:
+                     stripped: bool, space_lost: bool = False) -> dict[str, list[int]]:
     """Input line numbers of each kind of repair made in one hunk."""
     found: dict[str, list[int]] = {}
     for k, option in enumerate(classes):
         line = body[k]
         if option == JOINED:
             kind = "rewrapped"
-        elif option == CONTEXT and line and not line.startswith(" "):
+        elif option == CONTEXT and line and (not line.startswith(" ") or space_lost):
             if line[0] in "-+":
                 kind = "prefix-is-content"
             else:
@@ -271,6 +276,23 @@ def stripped_state(lines: list[str], start: int) -> str:
     return "stripped" if unprefixed else "possible"
 
 
+def lost_one_space(lines: list[str], start: int) -> bool:
+    """Did every line lose exactly one leading space (a broken format=flowed decode)?
+
+    Evidence: a hunk line starting with a tab, which only a context line
+    whose prefix space was removed can do.
+    """
+    in_hunk = False
+    for line in lines[start:]:
+        if HUNK_HEADER.match(line):
+            in_hunk = True
+        elif in_hunk and line.startswith("\t"):
+            return True
+        elif TRAILER_START.match(line) and line.startswith("--") and not line.startswith("---"):
+            break
+    return False
+
+
 def before_trailer(body: list[str]) -> list[str]:
     """The lines of a hunk body before the first mail trailer line."""
     for k, text in enumerate(body):
@@ -289,6 +311,7 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
     """
     state = stripped_state(lines, start)
     stripped = state == "stripped"
+    space_lost = not stripped and lost_one_space(lines, start)
     out: list[str] = []
     numbers: list[int] = []
     repairs: list[Repair] = []
@@ -332,12 +355,13 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
                 rest.pop(0)
             return not rest or TRAILER_START.match(rest[0]) is not None
 
-        reading = count_readings(body, old_len, new_len, damaged, stripped, end_allowed)
-        if reading.count == 0 and state == "possible":
+        if state == "possible":
             # No line starts with a blank, so this may be a stripped copy whose
-            # damage only the counts reveal: read it as one.
-            reading = count_readings(body, old_len, new_len, True, True, end_allowed)
-            revealed = True
+            # damage only the counts reveal: read it as one (a clean hunk
+            # without context lines reads the same either way).
+            damaged = revealed = True
+        reading = count_readings(body, old_len, new_len, damaged,
+                                 stripped or state == "possible", end_allowed)
         where = dict(file=file, mail=mail, hunk=label, line=first_line + i)
         if reading.count == 0:
             raise PatchError(no_reading_message(body, old_len, new_len, damaged), **where)
@@ -350,10 +374,11 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
                      "instead of this copy", **where)
         out.append(line)
         numbers.append(first_line + i)
-        for text, k in rewrite(body, reading.classes):
+        for text, k in rewrite(body, reading.classes, space_lost):
             out.append(text)
             numbers.append(first_line + i + 1 + k)
-        found_changes = describe_changes(body, reading.classes, first_line + i + 1, stripped)
+        found_changes = describe_changes(body, reading.classes, first_line + i + 1, stripped,
+                                         space_lost)
         for kind, found in found_changes.items():
             damage.add(kind)
             repairs.append(Repair(label, kind,
