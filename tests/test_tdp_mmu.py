@@ -622,3 +622,45 @@ def test_zap_sp_asks_for_a_flush_and_handles_children(state, expected):
     mark = kvm.log.mark()
     assert kvm.kvm_tdp_mmu_zap_sp(vcpu.arch.mmu.root) is False
     assert [e.what for e in kinds(kvm.log.since(mark), Warn)] == ["kvm_tdp_mmu_zap_sp: root page"]
+
+
+# -- removed tables and lockless walks ---------------------------------------------------
+
+def test_removed_table_freezes_present_children_only_when_exclusive():
+    """handle_removed_pt: under the write lock only present children are frozen;
+    the shared path exchanges REMOVED_SPTE into all 512 entries."""
+    exclusive, vcpu = new_vm("after 3/4")
+    map_gfn(exclusive, vcpu, 5)
+    map_gfn(exclusive, vcpu, 6)
+    mark = exclusive.log.mark()
+    exclusive.kvm_tdp_mmu_zap_sp(leaf_of(exclusive, vcpu, 5)[0].sp)
+    frozen = [e for e in kinds(exclusive.log.since(mark), SpteWrite) if e.new == REMOVED_SPTE]
+    assert [e.where for e in frozen] == ["tdp1@0x0[5]", "tdp1@0x0[6]"]
+
+    shared, vcpu = new_vm("after 3/4")
+    map_gfn(shared, vcpu, 5)
+    map_gfn(shared, vcpu, 6)
+    table = leaf_of(shared, vcpu, 5)[0].sp
+    parent = table.ptep
+    iter = next(it for it in for_each_tdp_pte(shared, vcpu.arch.mmu.root, 5, 6)
+                if it.sptep == parent)
+    mark = shared.log.mark()
+    assert shared.tdp_mmu_set_spte_atomic(iter, 0) == 0
+    frozen = [e for e in kinds(shared.log.since(mark), SpteWrite) if e.new == REMOVED_SPTE]
+    assert len(frozen) == 512 and {e.where.split("[")[0] for e in frozen} == {"tdp1@0x0"}
+
+
+def test_get_walk_reports_every_level_down_to_the_leaf():
+    kvm, vcpu = new_vm()
+    map_gfn(kvm, vcpu, 5)
+    sptes = {}
+    leaf, root_level = kvm.kvm_tdp_mmu_get_walk(vcpu, 5 << 12, sptes)
+    assert (leaf, root_level) == (PG_LEVEL_4K, 4)
+    assert sorted(sptes) == [1, 2, 3, 4] and sptes[1] == leaf_of(kvm, vcpu, 5)[1]
+    # The twin: an unmapped gfn stops at the first empty entry on its way.
+    sptes = {}
+    assert kvm.kvm_tdp_mmu_get_walk(vcpu, (1 << 18) << 12, sptes) == (3, 4)   # next 1G region
+    assert sptes[3] == 0
+    sptes = {}
+    assert kvm.kvm_tdp_mmu_get_walk(vcpu, (1 << 27) << 12, sptes) == (4, 4)   # next 512G region
+    assert sptes == {4: 0}
