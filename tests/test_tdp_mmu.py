@@ -20,7 +20,7 @@ from kernel_models.mmu_fault import RET_PF_FIXED, RET_PF_RETRY, kvm_vcpu
 from kernel_models.mmu_internal import kvm_page_fault
 from kernel_models.registry import TDP_MMU_C, VersionSet
 from kernel_models.spte import PT_PAGE_SIZE_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
-from kernel_models.tdp_mmu import EBUSY
+from kernel_models.tdp_mmu import EBUSY, tdp_mmu_zap_leafs_body
 from kernel_models.tdp_mmu_iter import for_each_tdp_pte, for_each_tdp_pte_min_level
 from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, VM, kvm_gfn_range, kvm_memory_slot
 
@@ -187,17 +187,13 @@ def test_unmap_of_an_accessed_dirty_leaf_marks_per_version(state):
 def test_zap_leafs_after_3_4_tests_the_replaced_value_not_the_new_one(mutant):
     """3/4 reads ``iter.old_spte`` after the zap: tdp_mmu_iter_set_spte left the
     zapped value there.  A body testing the new value (0) never marks."""
+    def mark_if_memory_accessed(kvm, iter):
+        if kvm.is_accessed_spte(iter.sptep.get()):          # the new value: 0
+            kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(iter.sptep.get()))
+
     def zap_leafs_tests_new_value(kvm, root, start, end, can_yield, flush):
-        for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end,
-                                               skip_zero=True):
-            if not kvm.is_shadow_present_pte(iter.old_spte) or not kvm.is_last_spte(
-                    iter.old_spte, iter.level):
-                continue
-            kvm.tdp_mmu_iter_set_spte(iter, 0)
-            if kvm.is_accessed_spte(iter.sptep.get()):
-                kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(iter.sptep.get()))
-            flush = True
-        return flush
+        return tdp_mmu_zap_leafs_body(kvm, mark_if_memory_accessed, root, start, end,
+                                      can_yield, flush)
 
     versions = mutant("after 3/4", AFTER_3, {"tdp_mmu_zap_leafs": zap_leafs_tests_new_value})
     good, vcpu = new_vm("after 3/4")
