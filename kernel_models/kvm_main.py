@@ -78,16 +78,31 @@ def kvm_set_pfn_dirty(kvm, pfn: int) -> None:
         kvm.kvm_set_page_dirty(page)
 
 
+def page_folio(kvm, page):
+    """include/linux/mm.h page_folio: the head pfn of the folio holding ``page``.
+
+    References are counted per folio, as in the kernel: a 2M fault takes its
+    reference through a tail page and releases it through the head pfn.  The
+    VM lists its 2M host folios by head pfn in ``kvm.huge_folios``.
+    """
+    head = page & ~511
+    if head in getattr(kvm, "huge_folios", ()):
+        return head
+    return page
+
+
 def get_page(kvm, page) -> None:
-    kvm.page_refcount[page] += 1
-    kvm.emit(PageRefGet(pfn=page))
+    folio = kvm.page_folio(page)
+    kvm.page_refcount[folio] += 1
+    kvm.emit(PageRefGet(pfn=folio))
 
 
 def put_page(kvm, page, dirty: bool = False) -> None:
-    if kvm.page_refcount[page] <= 0:
-        kvm.emit(Bug(what=f"put_page: pfn {page:#x} has no reference left (double release)"))
-    kvm.page_refcount[page] -= 1
-    kvm.emit(PageRefPut(pfn=page, dirty=dirty))
+    folio = kvm.page_folio(page)
+    if kvm.page_refcount[folio] <= 0:
+        kvm.emit(Bug(what=f"put_page: folio {folio:#x} has no reference left (double release)"))
+    kvm.page_refcount[folio] -= 1
+    kvm.emit(PageRefPut(pfn=folio, dirty=dirty))
 
 
 def kvm_release_page_clean(kvm, page) -> None:
@@ -211,7 +226,7 @@ _HELPERS = (kvm_set_page_accessed, kvm_set_page_dirty, kvm_set_pfn_accessed, kvm
             gfn_to_pfn_memslot_atomic, mark_page_dirty_in_slot, kvm_flush_remote_tlbs,
             kvm_flush_remote_tlbs_range, kvm_update_page_stats, WARN_ON_ONCE, WARN_ONCE,
             KVM_MMU_WARN_ON, BUG, KVM_BUG_ON_DATA_CORRUPTION)
-_PLAIN = (is_error_noslot_pfn, kvm_pfn_to_refcounted_page, kvm_slot_dirty_track_enabled)
+_PLAIN = (page_folio, is_error_noslot_pfn, kvm_pfn_to_refcounted_page, kvm_slot_dirty_track_enabled)
 _MMU_H = (kvm_flush_remote_tlbs_gfn, kvm_flush_remote_tlbs_memslot)
 
 MODEL_TABLE = (

@@ -114,6 +114,21 @@ def table() -> list[Version]:
     return _TABLE
 
 
+def duplicates(rows: list[Version] | None = None) -> list[str]:
+    """Functions with two bodies holding in the same blob (must be empty; a test checks)."""
+    seen: dict[tuple[str, str, str], Version] = {}
+    found = []
+    for row in table() if rows is None else rows:
+        blobs = BLOB_CHAINS.get(row.file, ()) if row.blobs == ALL else row.blobs
+        for blob in blobs:
+            key = (row.file, row.name, blob)
+            if key in seen and seen[key] is not row:
+                found.append(f"{row.name} ({row.file}@{blob}): {seen[key].model_id} and "
+                             f"{row.model_id}")
+            seen[key] = row
+    return found
+
+
 def known_blobs(file: str) -> tuple[str, ...]:
     return BLOB_CHAINS.get(file, ()) + tuple(_EXTRA_BLOBS.get(file, {}))
 
