@@ -316,8 +316,6 @@ def test_fault_maps_2m_when_the_host_backs_the_region_with_a_huge_page():
     assert not kvm.memslots[0].rmap.get((2, 0)) and kvm.memslots[0].rmap[(1, GFN)]
 
 
-@pytest.mark.xfail(strict=True, reason="kvm_main.py counts page references per pfn; the kernel counts "
-                   "them per folio, and a 2M fault releases fault->pfn rounded down to the head page")
 def test_2m_fault_balances_its_folio_reference():
     kvm, vcpu = new_shadow_vm("base")
     back_2m_region(kvm)
