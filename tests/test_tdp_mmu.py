@@ -1,7 +1,8 @@
 """tdp_mmu.py and its split-offs: per-version pinned behaviour, each with a twin that must fail.
 
-Every scenario builds a small VM (one 1024-page memslot, a few host pages, one
-vCPU with a TDP root), maps pages with ``kvm_tdp_mmu_map`` and runs one TDP
+Every scenario builds the operations' small VM (one 1024-page memslot, every
+gfn backed, one vCPU with a TDP root), maps pages with ``kvm_tdp_mmu_map``
+(4K unless a test allows more) and runs one TDP
 MMU entry point, then looks at the effect log.  Mutant bodies (registered as
 extra tdp_mmu.c blobs) show that a dropped dirty mark, accessed mark or flush
 changes the log, i.e. would be caught by comparing before and after models.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernel_models import registry, tdp_mmu_iter
+from kernel_models import operations, registry, tdp_mmu_iter
 from kernel_models.effects import (Bug, FolioAccessed, FolioDirty, FlushRequested, SpteWrite,
                                    StatChange, TlbFlush, Warn)
 from kernel_models.kvm_main import PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K
@@ -28,26 +29,18 @@ BASE = "d078157e62aa"
 AFTER_2 = "5866a664f46e"
 AFTER_3 = "340d5af454c6"
 
-HOST_PFN = 0x100           # gfn g is backed by pfn HOST_PFN + g for the small pages
-HUGE_PFN = 0x200           # gfns 512..1023 -> pfns 0x200.. (2M-aligned: the host maps them huge)
+HOST_PFN = operations.HOST_PFN_BASE      # gfn g is backed by pfn HOST_PFN + g
+HUGE_GFN = 600                            # in the 2M region [512, 1024), backed huge
+HUGE_PFN = HOST_PFN + 512                 # the first pfn of that region
 
 
 # -- builders -----------------------------------------------------------------
 
-def new_vm(state: str = "base", mode: str = "ept_ad", *, huge: bool = False, versions=None):
-    """A VM with one memslot [0, 1024), host pages for gfns 0..15 (and 512..1023
-    when ``huge``), one vCPU and its TDP root."""
-    kvm = VM(versions or VersionSet.series_state(state), mode)
-    kvm.memslots.append(kvm_memory_slot(0, 0, 1024))
-    for gfn in range(16):
-        kvm.host[gfn] = (HOST_PFN + gfn, True)
-    if huge:
-        for i in range(512):
-            kvm.host[512 + i] = (HUGE_PFN + i, True)
-    vcpu = kvm_vcpu(kvm=kvm)
-    kvm.vcpus.append(vcpu)
-    kvm.kvm_tdp_mmu_alloc_root(vcpu)
-    return kvm, vcpu
+def new_vm(state: str = "base", mode: str = "ept_ad", *, versions=None, **options):
+    """operations.new_vm (one memslot [0, 1024), every gfn backed, 2M-aligned
+    runs) -> ``(kvm, vcpu)``; the vCPU already has its TDP root."""
+    kvm = operations.new_vm(versions or state, mode, "tdp", **options)
+    return kvm, kvm.vcpus[0]
 
 
 def map_gfn(kvm, vcpu, gfn: int, *, write: bool = True, prefetch: bool = False,
@@ -162,12 +155,12 @@ def test_handle_changed_spte_bugs_on_a_leaf_replaced_by_a_leaf_with_another_pfn(
 # -- tdp_mmu_zap_leafs (unmap) ----------------------------------------------------------
 
 ZAP_LEAFS_MARKS = {
-    # accessed + dirty 4K leaf of pfn 0x105, zapped by the unmap notifier
-    "base": [("FolioDirty", 0x105, "handle_changed_spte"),
-             ("FolioAccessed", 0x105, "handle_changed_spte")],
-    "after 2/4": [("FolioAccessed", 0x105, "handle_changed_spte")],
-    "after 3/4": [("FolioAccessed", 0x105, "tdp_mmu_zap_leafs")],
-    "after 4/4": [("FolioAccessed", 0x105, "tdp_mmu_zap_leafs")],
+    # accessed + dirty 4K leaf of pfn HOST_PFN + 5, zapped by the unmap notifier
+    "base": [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
+             ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")],
+    "after 2/4": [("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")],
+    "after 3/4": [("FolioAccessed", HOST_PFN + 5, "tdp_mmu_zap_leafs")],
+    "after 4/4": [("FolioAccessed", HOST_PFN + 5, "tdp_mmu_zap_leafs")],
 }
 
 
@@ -202,7 +195,7 @@ def test_zap_leafs_after_3_4_tests_the_replaced_value_not_the_new_one(mutant):
         map_gfn(kvm, cpu, 5)
         kvm.log.events.clear()
         kvm.kvm_tdp_mmu_zap_leafs(0, 16, False)
-    assert folio_marks(good.log) == [("FolioAccessed", 0x105, "tdp_mmu_zap_leafs")]
+    assert folio_marks(good.log) == [("FolioAccessed", HOST_PFN + 5, "tdp_mmu_zap_leafs")]
     assert folio_marks(bad.log) == []
 
 
@@ -248,19 +241,19 @@ def test_a_base_mutant_that_drops_the_dirty_mark_changes_the_log(mutant):
         kvm.kvm_tdp_mmu_zap_leafs(0, 16, False)
         logs.append(folio_marks(kvm.log.since(mark)))
     assert logs[0] != logs[1]
-    assert ("FolioDirty", 0x105, "handle_changed_spte") in logs[0]
+    assert ("FolioDirty", HOST_PFN + 5, "handle_changed_spte") in logs[0]
     assert all(kind != "FolioDirty" for kind, _, _ in logs[1])
 
 
 # -- zap all -------------------------------------------------------------------------
 
 ZAP_ALL_MARKS = {
-    "base": [("FolioDirty", 0x105, "handle_changed_spte"),
-             ("FolioAccessed", 0x105, "handle_changed_spte"),
-             ("FolioDirty", 0x106, "handle_changed_spte"),
-             ("FolioAccessed", 0x106, "handle_changed_spte")],
-    "after 2/4": [("FolioAccessed", 0x105, "handle_changed_spte"),
-                  ("FolioAccessed", 0x106, "handle_changed_spte")],
+    "base": [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
+             ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte"),
+             ("FolioDirty", HOST_PFN + 6, "handle_changed_spte"),
+             ("FolioAccessed", HOST_PFN + 6, "handle_changed_spte")],
+    "after 2/4": [("FolioAccessed", HOST_PFN + 5, "handle_changed_spte"),
+                  ("FolioAccessed", HOST_PFN + 6, "handle_changed_spte")],
     "after 3/4": [],
 }
 
@@ -292,8 +285,8 @@ def test_zap_invalidated_roots_zaps_shared_and_drops_the_mmu_reference():
     kvm.kvm_tdp_mmu_zap_invalidated_roots()
     events = kvm.log.since(mark)
     assert root.tdp_mmu_root_count == 1 and root in kvm.tdp_mmu_roots
-    assert folio_marks(events) == [("FolioDirty", 0x105, "handle_changed_spte"),
-                                   ("FolioAccessed", 0x105, "handle_changed_spte")]
+    assert folio_marks(events) == [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
+                                   ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")]
     # Shared zaps freeze children with REMOVED_SPTE before freeing the table.
     assert any(isinstance(e, SpteWrite) and e.new == REMOVED_SPTE for e in events)
     # The twin: a second run finds nothing scheduled and does nothing.
@@ -317,12 +310,12 @@ def test_alloc_root_reuses_a_valid_root_and_takes_a_reference():
 # -- huge pages: split ------------------------------------------------------------------
 
 def test_fault_maps_a_2m_leaf_where_the_host_maps_huge():
-    kvm, vcpu = new_vm(huge=True)
-    assert map_gfn(kvm, vcpu, 600, max_level=PG_LEVEL_1G) == RET_PF_FIXED
-    sptep, leaf = leaf_of(kvm, vcpu, 600)
+    kvm, vcpu = new_vm(unbacked_gfns=(100,))
+    assert map_gfn(kvm, vcpu, HUGE_GFN, max_level=PG_LEVEL_1G) == RET_PF_FIXED
+    sptep, leaf = leaf_of(kvm, vcpu, HUGE_GFN)
     assert sptep.level == PG_LEVEL_2M and leaf & PT_PAGE_SIZE_MASK
     assert kvm.spte_to_pfn(leaf) == HUGE_PFN
-    # The twin: a 4K-only fault next to it still gets a 4K leaf.
+    # The twin: in [0, 512), which has a hole at gfn 100, the same fault maps 4K.
     map_gfn(kvm, vcpu, 5, max_level=PG_LEVEL_1G)
     assert leaf_of(kvm, vcpu, 5)[0].level == PG_LEVEL_4K
 
@@ -337,16 +330,16 @@ SPLIT_MARKS = {
 
 @pytest.mark.parametrize("state", sorted(SPLIT_MARKS))
 def test_eager_split_of_a_huge_leaf_marks_the_huge_pfn_per_version(state):
-    kvm, vcpu = new_vm(state, huge=True)
-    map_gfn(kvm, vcpu, 600, max_level=PG_LEVEL_1G)
+    kvm, vcpu = new_vm(state)
+    map_gfn(kvm, vcpu, HUGE_GFN, max_level=PG_LEVEL_1G)
     mark = kvm.log.mark()
     kvm.kvm_tdp_mmu_try_split_huge_pages(kvm.memslots[0], 0, 1024, PG_LEVEL_4K, False)
     events = kvm.log.since(mark)
     assert folio_marks(events) == SPLIT_MARKS[state]
     stats = [(e.level, e.delta) for e in kinds(events, StatChange) if e.stat == "pages"]
     assert stats == [(PG_LEVEL_2M, -1), (PG_LEVEL_4K, 512)]
-    sptep, leaf = leaf_of(kvm, vcpu, 600)
-    assert sptep.level == PG_LEVEL_4K and kvm.spte_to_pfn(leaf) == HUGE_PFN + 600 - 512
+    sptep, leaf = leaf_of(kvm, vcpu, HUGE_GFN)
+    assert sptep.level == PG_LEVEL_4K and kvm.spte_to_pfn(leaf) == HUGE_PFN + HUGE_GFN - 512
     # Splitting again finds nothing huge.
     mark = kvm.log.mark()
     kvm.kvm_tdp_mmu_try_split_huge_pages(kvm.memslots[0], 0, 1024, PG_LEVEL_4K, False)
@@ -354,15 +347,15 @@ def test_eager_split_of_a_huge_leaf_marks_the_huge_pfn_per_version(state):
 
 
 def test_zap_collapsible_zaps_the_split_table_with_its_own_flush():
-    kvm, vcpu = new_vm("after 3/4", huge=True)
-    map_gfn(kvm, vcpu, 600, max_level=PG_LEVEL_1G)
+    kvm, vcpu = new_vm("after 3/4", unbacked_gfns=(100,))
+    map_gfn(kvm, vcpu, HUGE_GFN, max_level=PG_LEVEL_1G)
     kvm.kvm_tdp_mmu_try_split_huge_pages(kvm.memslots[0], 0, 1024, PG_LEVEL_4K, True)
     mark = kvm.log.mark()
     kvm.kvm_tdp_mmu_zap_collapsible_sptes(kvm.memslots[0])
     events = kvm.log.since(mark)
     assert [(e.scope, e.gfn, e.pages) for e in kinds(events, TlbFlush)] == [("range", 512, 512)]
-    assert leaf_of(kvm, vcpu, 600)[1] == 0
-    # The twin: the 4K-backed 2M region [0, 512) is not collapsible and stays.
+    assert leaf_of(kvm, vcpu, HUGE_GFN)[1] == 0
+    # The twin: the 2M region [0, 512) has a hole at gfn 100: not collapsible, stays.
     map_gfn(kvm, vcpu, 5)
     mark = kvm.log.mark()
     kvm.kvm_tdp_mmu_zap_collapsible_sptes(kvm.memslots[0])
@@ -379,8 +372,8 @@ def test_a_mutant_that_drops_the_collapsible_flush_is_caught(mutant):
 
     versions = mutant("base", BASE, {"tdp_mmu_zap_spte_atomic": zap_spte_atomic_no_flush})
     flushes = []
-    for kvm, vcpu in (new_vm("base", huge=True), new_vm(versions=versions, huge=True)):
-        map_gfn(kvm, vcpu, 600, max_level=PG_LEVEL_1G)
+    for kvm, vcpu in (new_vm("base"), new_vm(versions=versions)):
+        map_gfn(kvm, vcpu, HUGE_GFN, max_level=PG_LEVEL_1G)
         kvm.kvm_tdp_mmu_try_split_huge_pages(kvm.memslots[0], 0, 1024, PG_LEVEL_4K, True)
         mark = kvm.log.mark()
         kvm.kvm_tdp_mmu_zap_collapsible_sptes(kvm.memslots[0])
@@ -389,21 +382,21 @@ def test_a_mutant_that_drops_the_collapsible_flush_is_caught(mutant):
 
 
 def test_fault_replacing_a_table_by_a_huge_leaf_flushes_and_handles_the_children():
-    kvm, vcpu = new_vm("base", huge=True)
-    map_gfn(kvm, vcpu, 600)                      # 4K leaf under a 2M table
+    kvm, vcpu = new_vm("base")
+    map_gfn(kvm, vcpu, HUGE_GFN)                      # 4K leaf under a 2M table
     mark = kvm.log.mark()
-    assert map_gfn(kvm, vcpu, 601, max_level=PG_LEVEL_2M) == RET_PF_FIXED
+    assert map_gfn(kvm, vcpu, HUGE_GFN + 1, max_level=PG_LEVEL_2M) == RET_PF_FIXED
     events = kvm.log.since(mark)
     assert [(e.gfn, e.pages) for e in kinds(events, TlbFlush)] == [(512, 512)]
-    assert folio_marks(events) == [("FolioDirty", HUGE_PFN + 88, "handle_changed_spte"),
-                                   ("FolioAccessed", HUGE_PFN + 88, "handle_changed_spte")]
-    assert leaf_of(kvm, vcpu, 601)[0].level == PG_LEVEL_2M
+    assert folio_marks(events) == [("FolioDirty", HUGE_PFN + HUGE_GFN - 512, "handle_changed_spte"),
+                                   ("FolioAccessed", HUGE_PFN + HUGE_GFN - 512, "handle_changed_spte")]
+    assert leaf_of(kvm, vcpu, HUGE_GFN + 1)[0].level == PG_LEVEL_2M
 
 
 # -- aging ----------------------------------------------------------------------------
 
 AGE_NOAD_MARKS = {
-    "base": [("FolioDirty", 0x105, "age_gfn_range")],
+    "base": [("FolioDirty", HOST_PFN + 5, "age_gfn_range")],
     "after 2/4": [],
     "after 3/4": [],
 }
@@ -464,14 +457,14 @@ def test_change_pte_on_a_volatile_leaf_installs_the_read_only_spte():
     events = kvm.log.since(mark)
     assert kinds(events, Bug) == []
     assert kvm.spte_to_pfn(sptep.get()) == 0x300 and not kvm.is_writable_pte(sptep.get())
-    assert folio_marks(events) == [("FolioDirty", 0x105, "handle_changed_spte")]
+    assert folio_marks(events) == [("FolioDirty", HOST_PFN + 5, "handle_changed_spte")]
 
 
 # -- dirty logging ----------------------------------------------------------------------------
 
 CLEAR_DIRTY_SLOT_MARKS = {
-    ("base", "ept_ad"): [("FolioDirty", 0x105, "handle_changed_spte")],
-    ("base", "ept_noad"): [("FolioDirty", 0x105, "handle_changed_spte")],
+    ("base", "ept_ad"): [("FolioDirty", HOST_PFN + 5, "handle_changed_spte")],
+    ("base", "ept_noad"): [("FolioDirty", HOST_PFN + 5, "handle_changed_spte")],
     ("after 2/4", "ept_ad"): [],
     ("after 2/4", "ept_noad"): [],
 }
@@ -492,7 +485,7 @@ def test_clear_dirty_slot_clears_d_or_w_and_marks_at_base_only(state, mode):
 
 
 @pytest.mark.parametrize("state,expected", [
-    ("base", [("FolioDirty", 0x105, "clear_dirty_pt_masked")]),
+    ("base", [("FolioDirty", HOST_PFN + 5, "clear_dirty_pt_masked")]),
     ("after 2/4", []),
     ("after 3/4", []),
 ])
@@ -594,14 +587,14 @@ def test_a_refault_on_a_writable_leaf_takes_make_spte_skip_path_and_drops_d():
         assert map_gfn(kvm, vcpu, 5) == RET_PF_FIXED
         assert not kvm.is_dirty_spte(leaf_of(kvm, vcpu, 5)[1])
         marks[state] = folio_marks(kvm.log.since(mark))
-    assert marks == {"base": [("FolioDirty", 0x105, "handle_changed_spte")], "after 2/4": []}
+    assert marks == {"base": [("FolioDirty", HOST_PFN + 5, "handle_changed_spte")], "after 2/4": []}
 
 
 # -- NX recovery -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("state,expected", [
-    ("base", [("FolioDirty", 0x105, "handle_changed_spte"),
-              ("FolioAccessed", 0x105, "handle_changed_spte")]),
+    ("base", [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
+              ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")]),
     ("after 3/4", []),
 ])
 def test_zap_sp_asks_for_a_flush_and_handles_children(state, expected):
