@@ -345,3 +345,35 @@ def test_outputs_refuse_another_schema():
                    lambda r: outputs.mail_summary(r, RUN)):
         with pytest.raises(outputs.ReportError):
             render(results)
+
+
+# --- docs/outputs.md -----------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "outputs.md"
+DOCS_EXAMPLE = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
+
+
+def docs_example_outputs() -> dict[str, str]:
+    """The documented example: the sample series cut to its cover and 4/4, one check."""
+    results = load("rfc-series")
+    results["patches"] = [results["patches"][0], results["patches"][4]]
+    results["checks"] = ["flush_required"]
+    results["net"] = None
+    return outputs.render_all(results, RUN,
+                              target_url="https://ci.example/kconform/42/index.html")
+
+
+def test_docs_examples_are_what_the_code_writes():
+    """Regenerate with: PYTHONPATH=. python3 tests/test_outputs.py"""
+    documented = dict(DOCS_EXAMPLE.findall(DOCS.read_text(encoding="utf-8")))
+    assert sorted(documented) == sorted(set(outputs.OUTPUT_FILES) - {"index.html"})
+    written = docs_example_outputs()
+    for name, text in documented.items():
+        assert text == written[name], f"docs/outputs.md example {name} is stale"
+
+
+if __name__ == "__main__":
+    written = docs_example_outputs()
+    DOCS.write_text(DOCS_EXAMPLE.sub(
+        lambda m: m.group(0).split("\n", 1)[0] + "\n" + m.group(0).split("\n", 2)[1] + "\n"
+        + written[m.group(1)] + "```", DOCS.read_text(encoding="utf-8")), encoding="utf-8")
