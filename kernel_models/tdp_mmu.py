@@ -94,7 +94,6 @@ from kernel_models.tdp_mmu_iter import (PT64_ROOT_MAX_LEVEL, for_each_tdp_mmu_ro
                                         kvm_mmu_page_as_id, kvm_tdp_mmu_get_root)
 
 EBUSY = 16
-ENOMEM = 12
 
 BASE = "d078157e62aa"          # base and after 1/4
 AFTER_2 = "5866a664f46e"       # after 2/4

@@ -23,7 +23,7 @@ from kernel_models.registry import TDP_MMU_C, VersionSet
 from kernel_models.spte import PT_PAGE_SIZE_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
 from kernel_models.tdp_mmu import EBUSY, tdp_mmu_zap_leafs_body
 from kernel_models.tdp_mmu_iter import for_each_tdp_pte, for_each_tdp_pte_min_level
-from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, VM, kvm_gfn_range, kvm_memory_slot
+from kernel_models.vm import KVM_MEM_LOG_DIRTY_PAGES, kvm_gfn_range
 
 BASE = "d078157e62aa"
 AFTER_2 = "5866a664f46e"
