@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from harness.errors import PatchError
+from math import comb
+
+from harness.errors import LimitError, PatchError
 
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 
@@ -42,6 +44,9 @@ TRAILER_START = re.compile(
 # A mail client breaks a line only when the next word would not fit; every
 # common client wraps somewhere between 64 and 80 columns.
 SHORTEST_WRAP_WIDTH = 60
+
+# Bound on the work of enumerating readings of one damaged, wrapped hunk.
+MAX_READING_STATES = 20_000_000
 
 CONTEXT, REMOVED, ADDED, MARKER, JOINED = "context", "removed", "added", "marker", "joined"
 STEP = {CONTEXT: (1, 1), REMOVED: (1, 0), ADDED: (0, 1), MARKER: (0, 0), JOINED: (0, 0)}
@@ -157,6 +162,65 @@ def count_readings(body: list[str], old_len: int, new_len: int, damaged: bool,
     rest being blank lines or a mail trailer).  Returns how many readings
     fit, and the unique one when there is exactly one.
     """
+    options = [line_options(line, body[k - 1] if k else None, damaged, stripped)
+               for k, line in enumerate(body)]
+    if not any(JOINED in choice for choice in options):
+        return count_by_choosing(body, options, old_len, new_len, end_allowed)
+    if len(body) * (old_len + 1) * (new_len + 1) > MAX_READING_STATES:
+        raise LimitError(f"a damaged hunk of {len(body)} lines is too large to enumerate "
+                         f"its readings", hint="use the mail as sent")
+    return count_by_walking(body, old_len, new_len, damaged, stripped, end_allowed)
+
+
+def count_by_choosing(body: list[str], options: list[tuple[str, ...]], old_len: int,
+                      new_len: int, end_allowed) -> Reading:
+    """Count readings in closed form when no line can be a wrapped continuation.
+
+    Then a reading only chooses which of the R lines starting with '-' and
+    the A lines starting with '+' are context: for a hunk ending after k
+    lines, X = new_len - (new lines certain) of the '-' lines and
+    Y = old_len - (old lines certain) of the '+' lines must be, so there
+    are C(R, X) * C(A, Y) readings.
+    """
+    total, unique = 0, None
+    fixed_old = fixed_new = either_removed = either_added = 0
+    for k in range(len(body) + 1):
+        if end_allowed(k) and not (k < len(body) and body[k].startswith("\\")):
+            chosen_removed = new_len - fixed_new - either_added
+            chosen_added = old_len - fixed_old - either_removed
+            if 0 <= chosen_removed <= either_removed and 0 <= chosen_added <= either_added:
+                ways = comb(either_removed, chosen_removed) * comb(either_added, chosen_added)
+                total += ways
+                if ways == 1:
+                    unique = (k, chosen_removed == either_removed, chosen_added == either_added)
+        if k == len(body):
+            break
+        choice = options[k]
+        if choice == (REMOVED, CONTEXT):
+            either_removed += 1
+        elif choice == (ADDED, CONTEXT):
+            either_added += 1
+        else:
+            step_old, step_new = STEP[choice[0]]
+            fixed_old += step_old
+            fixed_new += step_new
+    if total != 1:
+        return Reading(total, 0, ())
+    length, removed_are_context, added_are_context = unique
+    classes = []
+    for choice in options[:length]:
+        if choice == (REMOVED, CONTEXT):
+            classes.append(CONTEXT if removed_are_context else REMOVED)
+        elif choice == (ADDED, CONTEXT):
+            classes.append(CONTEXT if added_are_context else ADDED)
+        else:
+            classes.append(choice[0])
+    return Reading(1, length, tuple(classes))
+
+
+def count_by_walking(body: list[str], old_len: int, new_len: int, damaged: bool,
+                     stripped: bool, end_allowed) -> Reading:
+    """Count readings by dynamic programme over (lines read, old used, new used)."""
     # rows[k] maps (old used, new used) -> (number of readings, back pointer)
     rows: list[dict] = [{(0, 0): (1, None)}]
     total = 0
@@ -343,7 +407,7 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
         damaged = stripped or any(
             text and text[0] not in " -+\\" for text in before_trailer(body))
 
-        def end_allowed(k: int, body=body, final=final) -> bool:
+        def end_allowed(k: int, body=body, final=final, state=state) -> bool:
             # git writes nothing between a hunk and the next one; only the
             # last hunk of a mail may be followed by blank lines or a trailer.
             rest = [text for text in body[k:]]
@@ -353,6 +417,8 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
                 return False
             while rest and rest[0] == "":
                 rest.pop(0)
+            if rest and rest[0] == "--" and state == "no":
+                return False  # only a stripped copy loses the signature's blank
             return not rest or TRAILER_START.match(rest[0]) is not None
 
         if state == "possible":

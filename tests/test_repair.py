@@ -228,3 +228,19 @@ def test_clean_hunk_reads_back_unchanged(hunk):
     old, new, lines = hunk
     clean = diff_text(old, new, lines)
     assert read(clean) == clean[:clean.index("-- \n")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(hunks(), st.booleans(), st.integers(0, 3), st.integers(0, 3))
+def test_closed_form_count_agrees_with_the_walk(hunk, final, extra_old, extra_new):
+    # Two ways of counting readings must agree (the closed form is the fast path).
+    old, new, lines = hunk
+    body = [strip_line(f"{kind}{text}") for kind, text in lines] + ([""] if final else [])
+    options = [repair.line_options(line, None, True, True) for line in body]
+
+    def end_allowed(k):
+        return all(text == "" for text in body[k:])
+
+    fast = repair.count_by_choosing(body, options, old + extra_old, new + extra_new, end_allowed)
+    slow = repair.count_by_walking(body, old + extra_old, new + extra_new, True, True, end_allowed)
+    assert fast == slow
