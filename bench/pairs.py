@@ -1,0 +1,144 @@
+"""Plain wrappers for the head-to-head: (old_spte: int, new_spte: int) -> summary.
+
+Each wrapper runs one version of ``mmu_spte_update`` (mmu.c) on a 4K SPTE
+slot that holds ``old_spte`` and returns a hashable summary of what happened:
+the return value (or the exception type) and every effect event with its
+fields.  Two wrappers differ exactly when the two versions behave differently
+on that (old, new) pair, so plain Hypothesis over raw 64-bit integers and
+CrossHair's ``diffbehavior`` can be pointed at them as they are.
+
+The encoding mode is ``ept_ad`` (EPT with A/D bits: the mode in which both
+accessed and dirty bits exist).  One VM per version set is built once and
+reset before each call, so a call costs only the model code itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from functools import lru_cache
+
+MODE = "ept_ad"
+U64 = (1 << 64) - 1     # the C arguments are u64: any Python int is taken modulo 2**64
+MMU_C = "arch/x86/kvm/mmu/mmu.c"
+
+# name -> series state, or a mutant: the patch-name prefix in tests/mutants/models.py
+VERSIONS: dict[str, str] = {
+    "base": "base",
+    "after 3/4": "after 3/4",
+    "after 4/4": "after 4/4",
+    "mutant m02": "m02",     # 4/4 without the write-protection flush
+    "mutant m10": "m10",     # 4/4 with the W test of the new SPTE inverted
+}
+MUTANT_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "tests", "mutants", "models.py")
+
+
+def load_mutant_models():
+    """Import tests/mutants/models.py by path (it registers the mutant blobs)."""
+    name = "kconform_mutant_models"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, MUTANT_MODELS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def version_set(version: str):
+    """The registry VersionSet that ``version`` names.
+
+    A mutant is looked up in ``tests/mutants/models.py``'s ``REGISTRATIONS``
+    by its patch-name prefix: the tree state its bodies replace (the latest
+    series state holding every parent blob), with the mutant blobs swapped in.
+    """
+    from kernel_models import registry
+
+    name = VERSIONS[version]
+    if name in registry.SERIES_STATES:
+        return registry.VersionSet.series_state(name)
+    models = load_mutant_models()
+    rows = [rows for patch, rows in models.REGISTRATIONS.items() if patch.startswith(name + "-")]
+    if not rows:
+        raise KeyError(f"no mutant {name} in tests/mutants/models.py")
+    states = [state for state, blobs in registry.SERIES_STATES.items()
+              if all(blobs.get(file) == parent for file, _, parent, _ in rows[0])]
+    if not states:
+        raise KeyError(f"mutant {name}: its parent blobs match no series state")
+    versions = registry.VersionSet.series_state(states[-1])
+    for file, blob, _, _ in rows[0]:
+        versions = versions.with_blob(file, blob, name=version)
+    return versions
+
+
+@lru_cache(maxsize=None)
+def _slot(version: str):
+    from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
+    from kernel_models.vm import VM
+
+    kvm = VM(version_set(version), MODE)
+    sp = kvm_mmu_page(kvm, kvm_mmu_page_role(level=1), gfn=0)
+    return kvm, sp
+
+
+def effect_summary(version: str, old_spte: int, new_spte: int) -> tuple:
+    """Run ``mmu_spte_update`` of ``version`` on (old, new); hashable summary.
+
+    Both values are reduced to 64 bits first, as C's ``u64`` would, so a
+    tool that generates unbounded (or negative) ints compares real SPTEs.
+    """
+    old_spte &= U64
+    new_spte &= U64
+    kvm, sp = _slot(version)
+    kvm.log.events.clear()
+    kvm.log.stack.clear()
+    sp.spt.clear()
+    if old_spte:
+        sp.spt[0] = old_spte
+    try:
+        outcome = ("returned", bool(kvm.mmu_spte_update(sp.sptep(0), new_spte)))
+    except Exception as exc:  # a model raising is behaviour to compare, not a bench bug
+        outcome = ("raised", type(exc).__name__)
+    events = tuple((type(event).__name__, tuple(sorted(event.payload().items())))
+                   for event in kvm.log.events)
+    return outcome, events
+
+
+# The plain functions CrossHair and Hypothesis compare (module-level, typed).
+
+def mmu_spte_update_base(old_spte: int, new_spte: int) -> tuple:
+    return effect_summary("base", old_spte, new_spte)
+
+
+def mmu_spte_update_after_3(old_spte: int, new_spte: int) -> tuple:
+    return effect_summary("after 3/4", old_spte, new_spte)
+
+
+def mmu_spte_update_after_4(old_spte: int, new_spte: int) -> tuple:
+    return effect_summary("after 4/4", old_spte, new_spte)
+
+
+def mmu_spte_update_m02(old_spte: int, new_spte: int) -> tuple:
+    return effect_summary("mutant m02", old_spte, new_spte)
+
+
+def mmu_spte_update_m10(old_spte: int, new_spte: int) -> tuple:
+    return effect_summary("mutant m10", old_spte, new_spte)
+
+
+# The head-to-head pairs: (label, before wrapper, after wrapper, before version, after version)
+PAIRS = (
+    ("base vs after 3/4", mmu_spte_update_base, mmu_spte_update_after_3, "base", "after 3/4"),
+    ("after 3/4 vs after 4/4", mmu_spte_update_after_3, mmu_spte_update_after_4,
+     "after 3/4", "after 4/4"),
+    ("after 4/4 vs mutant m02", mmu_spte_update_after_4, mmu_spte_update_m02,
+     "after 4/4", "mutant m02"),
+    ("after 4/4 vs mutant m10", mmu_spte_update_after_4, mmu_spte_update_m10,
+     "after 4/4", "mutant m10"),
+)
