@@ -86,6 +86,10 @@ def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu
     for gfn in range(SLOT_PAGES):
         if gfn not in unbacked_gfns:
             kvm.host[gfn] = (HOST_PFN_BASE + gfn, gfn not in readonly_gfns)
+    # Every fully backed 2M region is one host huge page (kvm_main.page_folio).
+    kvm.huge_folios = {HOST_PFN_BASE + base for base in range(0, SLOT_PAGES, 512)
+                       if all(kvm.host.get(base + i, (0, False))[0] == HOST_PFN_BASE + base + i
+                              for i in range(512))}
     for index in range(GUEST_TABLE_ENTRIES):
         kvm.guest_memory[gpte_gpa(index)] = default_gpte(index).encode(kvm.pttype)
     vcpu = kvm_vcpu(kvm=kvm)
@@ -164,6 +168,12 @@ def hva_range(kvm, start: int, end: int, may_block: bool, arg=None):
     if start >= end:
         return None
     return kvm_gfn_range(slot=memslot, start=start, end=end, arg=arg, may_block=may_block)
+
+
+def folio_refcounts(kvm) -> dict[int, int]:
+    """KVM's references per folio (kvm_main.py counts them on the folio head,
+    ``kvm.page_folio``), leaving out folios with none: ``{}`` when balanced."""
+    return {folio: count for folio, count in kvm.page_refcount.items() if count}
 
 
 # -- vCPU-side steps -------------------------------------------------------------

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE
 from kernel_models.registry import ALL, KVM_MAIN_C, MMU_C, PAGING_TMPL_H, Version
 
 PAGE_SHIFT = 12
@@ -378,50 +377,6 @@ def sync_mmio_spte(kvm, vcpu, sptep, gfn: int, access: int) -> bool:
     return False
 
 
-def kvm_sync_page_check(kvm, vcpu, sp) -> bool:
-    """mmu.c kvm_sync_page_check, reduced (id 23785373): only direct pages are
-    refused.  The model has one MMU context, so the role comparison with
-    ``root_role`` and the ``sync_spte`` hook test are left out."""
-    if kvm.WARN_ON_ONCE(sp.role.direct, "kvm_sync_page_check: direct page"):
-        return False
-    return True
-
-
-def kvm_sync_spte(kvm, vcpu, sp, i: int) -> int:
-    """mmu.c kvm_sync_spte (id 23785373): empty entries need no sync.
-
-    ``vcpu->arch.mmu->sync_spte`` is FNAME(sync_spte) of the VM's PTTYPE.
-    """
-    if not sp.sptep(i).get():
-        return 0
-    return FNAME(kvm, "sync_spte")(vcpu, sp, i)
-
-
-def __kvm_sync_page(kvm, vcpu, sp) -> int:
-    """mmu.c __kvm_sync_page (id 23785373): sync all 512 entries, OR the flushes.
-
-    As in C, only a result below -1 aborts; FNAME(sync_spte)'s -1 is OR-ed in.
-    """
-    flush = 0
-    if not kvm.kvm_sync_page_check(vcpu, sp):
-        return -1
-    for i in range(SPTE_ENT_PER_PAGE):
-        ret = kvm.kvm_sync_spte(vcpu, sp, i)
-        if ret < -1:
-            return -1
-        flush |= ret
-    return flush
-
-
-def kvm_sync_page(kvm, vcpu, sp, invalid_list: list) -> int:
-    """mmu.c kvm_sync_page: a failed sync zaps the page.  Signature read in
-    id 23785373; the three-line body is as KERNEL-FACTS 5 describes, not re-read."""
-    ret = kvm.__kvm_sync_page(vcpu, sp)
-    if ret < 0:
-        kvm.kvm_mmu_prepare_zap_page(sp, invalid_list)
-    return ret
-
-
 def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn: int):
     """kvm_main.c kvm_vcpu_gfn_to_memslot: the slot holding ``gfn`` (one address space)."""
     return kvm.gfn_to_memslot(gfn)
@@ -458,10 +413,6 @@ MODEL_TABLE = (
     Version(PAGING_TMPL_H, _fname("sync_spte"), FNAME_sync_spte, ALL),
     Version(MMU_C, "gfn_to_memslot_dirty_bitmap", gfn_to_memslot_dirty_bitmap),
     Version(MMU_C, "sync_mmio_spte", sync_mmio_spte),
-    Version(MMU_C, "kvm_sync_page_check", kvm_sync_page_check),
-    Version(MMU_C, "kvm_sync_spte", kvm_sync_spte),
-    Version(MMU_C, "__kvm_sync_page", __kvm_sync_page),
-    Version(MMU_C, "kvm_sync_page", kvm_sync_page),
     Version(KVM_MAIN_C, "kvm_vcpu_gfn_to_memslot", kvm_vcpu_gfn_to_memslot),
     Version(KVM_MAIN_C, "kvm_vcpu_read_guest_atomic", kvm_vcpu_read_guest_atomic),
 )
