@@ -236,10 +236,6 @@ def series_title(results: dict) -> str:
     return "no patches"
 
 
-def worst(verdicts) -> str:
-    return max(verdicts, key=VERDICTS.index, default="PASS")
-
-
 def uncovered_hunks(item: dict) -> list[dict]:
     return [h for h in item.get("hunks") or [] if not h.get("covered")]
 
