@@ -90,6 +90,14 @@ def test_hostile_hidden_characters_become_visible_marks():
     assert 'title="RIGHT-TO-LEFT OVERRIDE"' in page
 
 
+def test_hostile_run_record_renders_as_text():
+    run = dict(RUN, host="<script>x</script>", command="kconform check '<img src=x>'",
+               python="3.11\u202e")
+    page = html_report.render(load("pass"), run)
+    assert active_content(page) == []
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "U+202E" in page
+
+
 def test_a_renderer_that_does_not_escape_is_caught(monkeypatch):
     """Twin: with escaping switched off the same sample yields script elements."""
     monkeypatch.setattr(html_report, "reveal", lambda text: Markup("" if text is None else text))
@@ -204,8 +212,10 @@ def test_error_patch_shows_the_error_and_error_cells():
     view = html_report.report_view(load("error"), RUN)
     patch = view["patches"][0]
     assert set(cells(patch).values()) == {"error"}
+    assert {state for _c, state, *_ in patch["summary"]} == {"error"}
     page = html_report.render(load("error"), RUN)
     assert "Could not read this patch" in page and "claims 9 old lines" in page
+    assert "every channel must stay the same" not in page
 
 
 def test_uncovered_hunks_open_and_say_not_checked():
