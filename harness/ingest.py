@@ -256,7 +256,8 @@ def read_mail(data: bytes, path: str, mail_index: int | None, first_line: int) -
     message_id = clean_id(message.get("Message-ID"))
     where = message_id or (str(mail_index) if mail_index is not None else None)
     raw_subject = " ".join(str(message.get("Subject", "")).split())
-    text, damage, body_line = mail_text(message, data, path, where)
+    text, damage, numbers = mail_text(message, data, path, where)
+    numbers = [first_line + number - 1 for number in numbers]
     text, crlf = strip_crlf(text)
     repairs = (crlf,) if crlf else ()
     damage += ("CRLF line endings",) if crlf else ()
@@ -267,7 +268,7 @@ def read_mail(data: bytes, path: str, mail_index: int | None, first_line: int) -
         in_reply_to=clean_id(message.get("In-Reply-To")),
         author=" ".join(str(author).split()) if author else None,
         date=str(date) if date else None, text=text,
-        first_line=first_line + body_line - 1, damage=damage, repairs=repairs)
+        first_line=numbers, damage=damage, repairs=repairs)
 
 
 def clean_id(value) -> str | None:
@@ -277,11 +278,13 @@ def clean_id(value) -> str | None:
     return found.group(0) if found else str(value).strip() or None
 
 
-def mail_text(message, data: bytes, path: str, where: str | None) -> tuple[str, tuple[str, ...], int]:
-    """Decoded text of the mail's patch part, damage notes, and its first input line.
+def mail_text(message, data: bytes, path: str,
+              where: str | None) -> tuple[str, tuple[str, ...], list[int]]:
+    """Decoded text of the mail's patch part, damage notes, and line numbers.
 
-    The line is exact for 7bit/8bit bodies; for quoted-printable and base64 it
-    is the first body line, and later numbers count decoded lines.
+    The numbers give the 1-based line (within ``data``) of each decoded line:
+    exact for 7bit/8bit and quoted-printable parts; every line of a base64
+    part gets the part's first line.
     """
     parts = [part for part in message.walk() if not part.is_multipart()]
     texts = [part for part in parts
@@ -310,16 +313,38 @@ def mail_text(message, data: bytes, path: str, where: str | None) -> tuple[str, 
                              hint="fix the Content-Type charset of the mail") from None
         damage = (f"bytes not valid in the declared charset {charset} replaced in the "
                   "commit message",)
-    return text, damage, body_start_line(data)
+    return text, damage, part_line_numbers(data, chosen, text.count("\n") + 1)
 
 
-def body_start_line(data: bytes) -> int:
-    """1-based line of the first body line of a single-part mail."""
-    lines = data.split(b"\n")
-    for number, line in enumerate(lines):
-        if line.strip(b"\r") == b"":
-            return number + 2
-    return len(lines) + 1
+def part_line_numbers(data: bytes, part, count: int) -> list[int]:
+    """Input line (1-based, in ``data``) of each of the ``count`` decoded lines of a part."""
+    raw = part.get_payload(decode=False)
+    raw = raw if isinstance(raw, str) else ""
+    try:   # undo the parser's surrogate escapes so columns match the bytes
+        raw_text = raw.encode("ascii", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:   # already decoded by its charset: search as is
+        raw_text = raw
+    whole = data.decode("latin-1")
+    headers_end = whole.find("\n\n")
+    first_raw = next((line for line in raw_text.split("\n") if line.strip()), "")
+    position = whole.find(first_raw, max(headers_end, 0)) if first_raw else -1
+    if position == -1:
+        position = max(headers_end, 0) + 2
+    position = whole.rfind("\n", 0, position) + 1   # start of that line
+    start = whole.count("\n", 0, position) + 1
+    leading_blank = len(raw_text) - len(raw_text.lstrip("\r\n"))
+    start -= raw_text[:leading_blank].count("\n")
+    encoding = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+    if encoding == "base64":
+        return [start] * count
+    if encoding == "quoted-printable":
+        numbers, begins_line = [], True
+        for offset, line in enumerate(raw_text.split("\n")):
+            if begins_line:
+                numbers.append(start + offset)
+            begins_line = not line.rstrip("\r").endswith("=")
+        return (numbers + [numbers[-1] if numbers else start] * count)[:count]
+    return list(range(start, start + count))
 
 
 def read_web_copy(text: str, path: str) -> Patch:

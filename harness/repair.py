@@ -279,7 +279,7 @@ def rewrite(body: list[str], classes: tuple[str, ...],
     return out
 
 
-def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int,
+def describe_changes(body: list[str], classes: tuple[str, ...], body_numbers: list[int],
                      stripped: bool, space_lost: bool = False) -> dict[str, list[int]]:
     """Input line numbers of each kind of repair made in one hunk."""
     found: dict[str, list[int]] = {}
@@ -294,7 +294,7 @@ def describe_changes(body: list[str], classes: tuple[str, ...], first_line: int,
                 kind = "stripped-indentation" if stripped else "lost-leading-space"
         else:
             continue
-        found.setdefault(kind, []).append(first_line + k)
+        found.setdefault(kind, []).append(body_numbers[k])
     return found
 
 
@@ -365,14 +365,20 @@ def before_trailer(body: list[str]) -> list[str]:
     return body
 
 
-def read_diff(lines: list[str], start: int, first_line: int, file: str | None = None,
-              mail: str | None = None) -> ReadDiff:
+def read_diff(lines: list[str], start: int, first_line: int | list[int] = 1,
+              file: str | None = None, mail: str | None = None) -> ReadDiff:
     """Read the diff beginning at ``lines[start]`` into clean unified text.
 
-    ``first_line`` is the 1-based input line number of ``lines[0]``.  Stops
+    ``first_line`` is the 1-based input line number of ``lines[0]``, or a
+    list of the input line number of every line (decoded mails).  Stops
     after the last hunk, at the mail trailer.  Raises ``PatchError`` for a
     hunk whose counts fit no reading, or more than one.
     """
+    if isinstance(first_line, int):
+        input_number = list(range(first_line, first_line + len(lines)))
+    else:
+        input_number = list(first_line) + [first_line[-1] if first_line else 1] * (
+            len(lines) - len(first_line))
     state = stripped_state(lines, start)
     stripped = state == "stripped"
     space_lost = not stripped and lost_one_space(lines, start)
@@ -393,7 +399,7 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
                 elif line.startswith("diff --git "):
                     current_file = git_path(line) or current_file
                 out.append(line)
-                numbers.append(first_line + i)
+                numbers.append(input_number[i])
                 i += 1
                 continue
             break
@@ -428,7 +434,7 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
             damaged = revealed = True
         reading = count_readings(body, old_len, new_len, damaged,
                                  stripped or state == "possible", end_allowed)
-        where = dict(file=file, mail=mail, hunk=label, line=first_line + i)
+        where = dict(file=file, mail=mail, hunk=label, line=input_number[i])
         if reading.count == 0:
             raise PatchError(no_reading_message(body, old_len, new_len, damaged), **where)
         if reading.count > 1:
@@ -439,11 +445,11 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
                 hint="use the mail as sent (e.g. the raw message from lore.kernel.org) "
                      "instead of this copy", **where)
         out.append(line)
-        numbers.append(first_line + i)
+        numbers.append(input_number[i])
         for text, k in rewrite(body, reading.classes, space_lost):
             out.append(text)
-            numbers.append(first_line + i + 1 + k)
-        found_changes = describe_changes(body, reading.classes, first_line + i + 1, stripped,
+            numbers.append(input_number[i + 1 + k])
+        found_changes = describe_changes(body, reading.classes, input_number[i + 1:end], stripped,
                                          space_lost)
         for kind, found in found_changes.items():
             damage.add(kind)
@@ -459,7 +465,7 @@ def read_diff(lines: list[str], start: int, first_line: int, file: str | None = 
             for text in out):
         raise PatchError("no hunk found after the diff header",
                          hint="check that the file holds a unified diff", file=file,
-                         mail=mail, line=first_line + start)
+                         mail=mail, line=input_number[start])
     if stripped or (revealed and damage):
         damage.add("stripped-indentation")
     notes = tuple(sorted({DAMAGE_WORDS[kind] for kind in damage}))

@@ -107,6 +107,12 @@ def test_base64_mail_decodes_to_the_original():
     assert patch.body == original("rfc-4-of-4.patch").body
 
 
+def test_patch_attached_to_a_multipart_mail_is_read():
+    patch = only(INPUTS / "attached-4-of-4.eml")
+    assert patch.diff_text == original("rfc-4-of-4.patch").diff_text
+    assert patch.series.index == 4 and patch.body.startswith("Don't force a TLB")
+
+
 def test_crlf_mail_is_converted_and_the_repair_recorded():
     patch = only(INPUTS / "crlf-1-of-4.patch")
     assert patch.diff_text == original("rfc-1-of-4.patch").diff_text

@@ -70,9 +70,16 @@ def test_bundled_series_is_scoped(name):
     ("crlf-1-of-4.patch", "rfc-1-of-4.patch"),
     ("latin1-1-of-4.eml", "rfc-1-of-4.patch"),
     ("bare-4-of-4.diff", "rfc-4-of-4.patch"),
+    ("attached-4-of-4.eml", "rfc-4-of-4.patch"),
 ])
 def test_variants_scope_like_their_originals(variant, name):
     assert summary(scoped(INPUTS / variant)) == EXPECTED[name]
+
+
+def test_base64_lines_point_at_the_start_of_the_encoded_body():
+    lines = (INPUTS / "base64-4-of-4.eml").read_text().split("\n")
+    (hunk,) = scoped(INPUTS / "base64-4-of-4.eml")
+    assert lines[hunk.line - 2] == "" and lines[hunk.line - 3].startswith("Content-Transfer-Encoding")
 
 
 def test_mbox_series_scopes_like_the_bundled_files():
@@ -129,9 +136,10 @@ def test_fields_of_a_scoped_hunk():
 
 @pytest.mark.parametrize("path", [PATCHES / "rfc-2-of-4.patch", PATCHES / SEED,
                                   INPUTS / "series-shuffled.mbox", INPUTS / "rewrapped-2-of-4.patch",
-                                  INPUTS / "crlf-1-of-4.patch"])
+                                  INPUTS / "crlf-1-of-4.patch", INPUTS / "quoted-printable-1-of-4.eml",
+                                  INPUTS / "latin1-1-of-4.eml", INPUTS / "attached-4-of-4.eml"])
 def test_hunk_line_points_at_the_header_in_the_input(path):
-    lines = path.read_bytes().decode("utf-8").replace("\r\n", "\n").split("\n")
+    lines = path.read_bytes().decode("latin-1").replace("\r\n", "\n").split("\n")
     for patch in ingest.read_file(str(path)):
         for hunk in scope.scope_patch(patch):
             assert lines[hunk.line - 1].startswith(hunk.header[:-3])
