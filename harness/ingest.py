@@ -476,9 +476,11 @@ class SeriesGroup:
 def order_series(patches: list[Patch]) -> list[Patch]:
     """Group patches into series and order each series by index.
 
-    A patch joins a series by (1) ``In-Reply-To`` naming the cover letter or
-    another patch of the series, else (2) the one series with the same version
-    and total that lacks its index, else it starts a series of its own.
+    A cover letter (0/N) always starts a series.  A patch joins a series by
+    (1) ``In-Reply-To`` naming the cover letter or another patch of the
+    series, else (2) the one series with the same version and total that
+    lacks its index (and whose cover it does not contradict), else it starts a
+    series of its own (noted when several series could have taken it).
     Patches without a series position stay alone, in input order.  Same index
     twice: identical diff and subject -> the first is kept with a note;
     different -> ``PatchError``.  Missing indexes are noted on every patch of
@@ -488,7 +490,9 @@ def order_series(patches: list[Patch]) -> list[Patch]:
     groups: list[SeriesGroup] = []
     by_id: dict[str, SeriesGroup] = {}
     for patch in sorted(patches, key=lambda p: (not p.is_cover,)):
-        group = find_group(patch, groups, by_id)
+        group, note = find_group(patch, groups, by_id)
+        if note:
+            patch = replace(patch, notes=patch.notes + (note,))
         if group is None:
             series = patch.series
             group = SeriesGroup(key=patch.message_id or patch.label,
@@ -498,8 +502,9 @@ def order_series(patches: list[Patch]) -> list[Patch]:
         group.patches.append(patch)
         if patch.message_id:
             by_id[patch.message_id] = group
-    first_seen = {id(patch): number for number, patch in enumerate(patches)}
-    groups.sort(key=lambda group: min(first_seen[id(patch)] for patch in group.patches))
+    first_seen = {(patch.path, patch.mail_index): number for number, patch in enumerate(patches)}
+    groups.sort(key=lambda group: min(first_seen[(patch.path, patch.mail_index)]
+                                      for patch in group.patches))
     ordered: list[Patch] = []
     for group in groups:
         ordered.extend(finish_group(group))
@@ -507,22 +512,34 @@ def order_series(patches: list[Patch]) -> list[Patch]:
 
 
 def find_group(patch: Patch, groups: list[SeriesGroup],
-               by_id: dict[str, SeriesGroup]) -> SeriesGroup | None:
-    if patch.series is None:
-        return None
+               by_id: dict[str, SeriesGroup]) -> tuple[SeriesGroup | None, str | None]:
+    """The series a patch joins (None: it starts one), and a note on why, if any."""
+    if patch.series is None or patch.is_cover:
+        return None, None   # a cover letter always starts its series
     if patch.in_reply_to and patch.in_reply_to in by_id:
-        return by_id[patch.in_reply_to]
-    fitting = [group for group in groups
-               if group.total == patch.series.total and group.version == patch.series.version
-               and not any(p.series and p.series.index == patch.series.index
-                           and not same_patch(p, patch) for p in group.patches)]
+        return by_id[patch.in_reply_to], None
+    alike = [group for group in groups
+             if group.total == patch.series.total and group.version == patch.series.version
+             and not replies_elsewhere(patch, group)]
+    fitting = [group for group in alike
+               if not any(p.series and p.series.index == patch.series.index
+                          and not same_patch(p, patch) for p in group.patches)]
     if len(fitting) == 1:
-        return fitting[0]
-    same_index = [group for group in groups
-                  if group.total == patch.series.total and group.version == patch.series.version]
-    if len(same_index) == 1 and not fitting:
-        return same_index[0]  # a duplicate index: finish_group decides
-    return None
+        return fitting[0], None
+    if len(alike) == 1 and not fitting:
+        return alike[0], None  # a duplicate index: finish_group decides
+    if len(fitting) > 1:
+        return None, (f"could belong to {len(fitting)} series of the same version and size "
+                      "(no In-Reply-To to tell them apart); kept as a series of its own")
+    return None, None
+
+
+def replies_elsewhere(patch: Patch, group: SeriesGroup) -> bool:
+    """Does the patch reply to a mail that is not its group's cover or patches?"""
+    if not patch.in_reply_to:
+        return False
+    return all(p.message_id != patch.in_reply_to for p in group.patches) and any(
+        p.is_cover for p in group.patches)
 
 
 def same_patch(one: Patch, other: Patch) -> bool:

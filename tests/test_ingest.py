@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from harness import ingest
@@ -325,3 +325,75 @@ def test_cover_letter_without_a_diff_is_accepted():
     patch = original("rfc-0-of-4.patch")
     assert patch.is_cover and patch.diff_text == "" and patch.base_commit == BASE
     assert patch.body.startswith("Rework KVM to mark folios dirty")
+
+
+# --- robustness: bad input raises PatchError and nothing else --------------------------
+
+SOURCES = [PATCHES / name for name in sorted(os.listdir(PATCHES))] + [
+    INPUTS / "quoted-printable-1-of-4.eml", INPUTS / "base64-4-of-4.eml",
+    INPUTS / "rewrapped-2-of-4.patch", INPUTS / "attached-4-of-4.eml"]
+
+
+@st.composite
+def mutated_inputs(draw):
+    data = draw(st.sampled_from(SOURCES)).read_bytes()
+    lines = data.split(b"\n")
+    for _ in range(draw(st.integers(1, 4))):
+        where = draw(st.integers(0, len(lines) - 1))
+        action = draw(st.sampled_from(["delete", "duplicate", "strip", "garble", "truncate", "swap"]))
+        if action == "delete":
+            del lines[where]
+        elif action == "duplicate":
+            lines.insert(where, lines[where])
+        elif action == "strip":
+            lines[where] = lines[where].lstrip()
+        elif action == "garble":
+            lines[where] = draw(st.binary(max_size=12)) + lines[where][3:]
+        elif action == "truncate":
+            lines = lines[:where + 1]
+        elif action == "swap" and where + 1 < len(lines):
+            lines[where], lines[where + 1] = lines[where + 1], lines[where]
+        if not lines:
+            lines = [b""]
+    return b"\n".join(lines)
+
+
+@settings(max_examples=250, deadline=None)
+@given(mutated_inputs())
+def test_mutated_input_is_read_or_refused_with_patch_error(tmp_path_factory, data):
+    from harness import scope
+    path = tmp_path_factory.mktemp("fuzz") / "x.patch"
+    path.write_bytes(data)
+    try:
+        for patch in ingest.read_paths([str(path)]):
+            scope.scope_patch(patch)
+            patch.patch_set()
+    except PatchError as error:
+        assert error.message and error.file == str(path)
+
+
+def small_series(cover_id: str, word: str) -> list[str]:
+    cover = (f"From x@y Thu Jan  1 00:00:00 1970\nMessage-ID: <{cover_id}>\n"
+             f"Subject: [PATCH 0/1] {word} cover\nFrom: A <a@example.org>\n\nCover.\n")
+    patch = (f"From x@y Thu Jan  1 00:00:00 1970\nMessage-ID: <{cover_id}.1>\n"
+             f"In-Reply-To: <{cover_id}>\nSubject: [PATCH 1/1] {word}\nFrom: A <a@example.org>\n\n"
+             f"Change {word}.\n---\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-a\n+{word}\n")
+    return [cover, patch]
+
+
+def test_same_sized_series_are_told_apart_by_in_reply_to(tmp_path):
+    one, two = small_series("one@x", "alpha"), small_series("two@x", "beta")
+    (tmp_path / "x.mbox").write_text("\n".join([two[1], one[0], one[1], two[0]]))
+    patches = ingest.read_paths([str(tmp_path / "x.mbox")])
+    assert [(p.subject, p.series.index) for p in patches] == [
+        ("beta cover", 0), ("beta", 1), ("alpha cover", 0), ("alpha", 1)]
+
+
+def test_same_sized_series_without_in_reply_to_are_kept_apart_with_a_note(tmp_path):
+    one, two = small_series("one@x", "alpha"), small_series("two@x", "beta")
+    mails = [m.replace("In-Reply-To", "X-Old-Reply") for m in (one[0], two[0], one[1], two[1])]
+    (tmp_path / "x.mbox").write_text("\n".join(mails))
+    patches = ingest.read_paths([str(tmp_path / "x.mbox")])
+    assert sorted(p.subject for p in patches) == ["alpha", "alpha cover", "beta", "beta cover"]
+    assert all(any("could belong to 2 series" in n for n in p.notes)
+               for p in patches if not p.is_cover)
