@@ -26,11 +26,13 @@ report consequences of the allowed change, not new ones.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
+import re
 import zlib
 from dataclasses import asdict, dataclass, field
 
-from hypothesis import HealthCheck, given, seed as hypothesis_seed, settings as Settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from harness import checks as K
@@ -135,7 +137,9 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     contract = C.contract_for(patch, hunks)
     if resolution is None or resolution.before is None or resolution.after is None:
         return CheckOutcome((), (), contract)
-    functions = tuple(dict.fromkeys(p.function for p in resolution.pairs))
+    changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
+    functions = changed + tuple(f for f in affected_functions(
+        (resolution.before, resolution.after), changed) if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
     return check_transition(name, resolution.before, resolution.after, contract,
                             profile=profile, seed=seed, checks=checks, functions=functions)
@@ -168,6 +172,54 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
 # ---------------------------------------------------------------------------
 # Function level
 # ---------------------------------------------------------------------------
+
+_CALL = re.compile(r"\b(\w+)\(")
+
+
+def _calls(function, names: set[str], seen: set) -> set[str]:
+    """Model names a model function calls, looking through module-level helpers it uses."""
+    if function in seen:
+        return set()
+    seen.add(function)
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return set()
+    module = inspect.getmodule(function)
+    found = set()
+    for word in _CALL.findall(source):
+        if word in names:
+            found.add(word)
+        helper = getattr(module, word, None)
+        if inspect.isfunction(helper) and helper is not function and word.startswith("_"):
+            found |= _calls(helper, names, seen)
+    return found
+
+
+def affected_functions(version_sets, changed) -> tuple[str, ...]:
+    """Functions with a driver that reach a changed function (directly or through callees)."""
+    affected = []
+    for function in D.DRIVERS:
+        for versions in version_sets:
+            rows = versions.functions()
+            if _reaches(function, set(changed), rows):
+                affected.append(function)
+                break
+    return tuple(affected)
+
+
+def _reaches(start: str, targets: set[str], rows: dict) -> bool:
+    names = set(rows)
+    todo, done = [start], set()
+    while todo:
+        name = todo.pop()
+        if name in targets:
+            return True
+        if name in done or name not in rows:
+            continue
+        done.add(name)
+        todo.extend(_calls(rows[name], names, set()))
+    return False
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
                    ) -> tuple[K.Step, object, object]:
@@ -333,7 +385,7 @@ def _machine(run: Run, operations):
         operation = operations.OPERATIONS[name]
         for vm in self.vms:
             try:
-                operation.run(vm, **args)
+                operation.function(vm, **args)
             except KconformError:
                 raise
             except Exception as exc:
@@ -367,17 +419,13 @@ def _machine(run: Run, operations):
 
 
 def _rule_for(name, operation, do, rule, precondition):
-    arguments = dict(operation.arguments)
-
-    def step(self, **args):
-        do(self, name, args)
+    def step(self, args):
+        do(self, name, dict(args))
 
     step.__name__ = name
-    step.__doc__ = getattr(operation, "doc", None) or f"operation {name}"
-    allowed = getattr(operation, "precondition", None)
-    if allowed is not None:
-        step = precondition(lambda self: allowed(self.vms[0]))(step)
-    return rule(**arguments)(step)
+    step.__doc__ = operation.description
+    step = precondition(lambda self: operation.applies_to(self.mmu, self.mode))(step)
+    return rule(args=operation.arguments)(step)
 
 
 def _step_sptes(step: K.Step) -> list[dict]:
@@ -403,7 +451,8 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     run = Run(before, after, contract, selected)
     findings = []
     runs = 0
-    while len(findings) < MAX_FINDINGS_PER_LEVEL:
+    searches = profiles.budget(profile).searches
+    while len(findings) < MAX_FINDINGS_PER_LEVEL and runs < searches:
         failure = _search(run, operations, profile, seed)
         runs += 1
         if failure is None:
@@ -543,7 +592,7 @@ def replay(token: str) -> str:
         for name, args in data["steps"]:
             marks = [vm.log.mark() for vm in vms]
             for vm in vms:
-                operations.OPERATIONS[name].run(vm, **args)
+                operations.OPERATIONS[name].function(vm, **args)
             step = K.Step("operation", name, K.Side("before", vms[0], marks[0], memory[0]),
                           K.Side("after", vms[1], marks[1], memory[1]), contract,
                           compare=compare)

@@ -31,8 +31,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kernel_models.effects import (ACCESSED, CHANNELS, DIRTY, FLUSH, REFS, Bug, FolioAccessed,
-                                   FolioDirty, FlushRequested, SpteWrite, TlbFlush)
+from kernel_models.effects import (ACCESSED, CHANNELS, DIRTY, FLUSH, REFS, FolioAccessed,
+                                   FolioDirty, FlushRequested, PageRefGet, PageRefPut, SpteWrite,
+                                   TlbFlush)
 
 from harness import contracts as C
 
@@ -240,12 +241,21 @@ _LARGE = 1 << 7
 _AD_MASK = 3 << 52
 _AD_DISABLED = 1 << 52
 _PFN_MASK = ((1 << 52) - 1) & ~0xFFF
-_WHERE = re.compile(r"^[a-z]+(\d)@")
+_WHERE = re.compile(r"^[a-z]+(\d)@(0x[0-9a-f]+|\d+)\[(\d+)\]")
 
 
 def spte_level(where: str) -> int:
     match = _WHERE.match(where)
     return int(match.group(1)) if match else 1
+
+
+def spte_gfn(where: str) -> int | None:
+    """The first gfn an SPTE maps, from its ``where`` (direct tables)."""
+    match = _WHERE.match(where)
+    if not match:
+        return None
+    level, base, index = int(match.group(1)), int(match.group(2), 0), int(match.group(3))
+    return base + index * (1 << (9 * (level - 1)))
 
 
 @dataclass(frozen=True)
@@ -355,11 +365,11 @@ class Mappings:
 def _mappings(side: Side) -> tuple[Mappings, list]:
     """The side's tracker, advanced over this step once (shared by the lifetime checks)."""
     memory = side.memory
-    if memory.get("advanced_at") != side.start:
+    if memory.get("advanced_for") is not side:
         tracker = memory.setdefault("mappings", Mappings())
         tracker.settle()
         memory["ended"] = tracker.advance(side.vm, side.events, side.start)
-        memory["advanced_at"] = side.start
+        memory["advanced_for"] = side
     return memory["mappings"], memory["ended"]
 
 
@@ -424,30 +434,45 @@ def accessed_preserved(step: Step, side: Side) -> list[Violation]:
        description="every page reference taken is released exactly once")
 @per_side
 def refs_balanced(step: Step, side: Side) -> list[Violation]:
+    """Counted per folio, as the kernel does (a reference on a tail page pins the folio):
+    a fault that takes a reference on the faulting pfn and releases the huge-aligned
+    pfn it mapped is balanced.  The model's own per-pfn Bug events are not used."""
+    tracker, _ = _mappings(side)
+    counts = side.memory.setdefault("folio_refs", Counter())
     found = []
     for event in side.events:
-        if isinstance(event, Bug) and "release" in event.what:
-            found.append(Violation("refs_balanced", REFS,
-                                   f"{side.name}: {event.what} in {step.operation}",
-                                   extra=(event.describe(),)))
-    held = {pfn: n for pfn, n in side.vm.page_refcount.items() if n}
+        if isinstance(event, PageRefGet):
+            counts[tracker.folio(event.pfn)] += 1
+        elif isinstance(event, PageRefPut):
+            folio = tracker.folio(event.pfn)
+            if counts[folio] <= 0:
+                found.append(Violation("refs_balanced", REFS,
+                                       f"{side.name}: pfn {event.pfn:#x} released with no "
+                                       f"reference held (double release) in {step.operation}",
+                                       extra=(event.describe(),)))
+            counts[folio] -= 1
+    held = {folio: n for folio, n in counts.items() if n}
     if held:
-        shown = ", ".join(f"pfn {pfn:#x}: {n:+d}" for pfn, n in sorted(held.items()))
+        shown = ", ".join(f"folio {pfn:#x}: {n:+d}" for pfn, n in sorted(held.items()))
         found.append(Violation("refs_balanced", REFS,
                                f"{side.name}: page references not back to 0 after "
                                f"{step.operation} ({shown})",
-                               extra=tuple(f"refcount(pfn={_show(p)})={n}"
+                               extra=tuple(f"references held on folio {_show(p)}: {n}"
                                            for p, n in sorted(held.items()))))
+        counts.clear()      # report a leak once, not again at every later step
     return found
 
 
 @check("flush_after_write_protect", failure="StaleTlbEntry", channels=(FLUSH,),
        levels=("operation",),
-       description=("an operation that removes write access or clears D flushes the TLB or "
-                    "tells its caller to (A-bit clearing and access tracking are aging: "
-                    "no flush by design)"))
+       description=("an operation that removes write access, or clears D where the gfn is "
+                    "dirty-logged and nothing else changes (dirty-log clearing), flushes the TLB or tells its caller to (A-bit clearing and "
+                    "access tracking are aging: no flush by design; outside dirty logging the "
+                    "D bit only feeds folio dirtiness, which dirty_preserved checks)"))
 @per_side
 def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
+    if step.operation in NO_VCPU_AFTER:
+        return []
     events = side.events
     found = []
     for index, event in enumerate(events):
@@ -466,6 +491,13 @@ def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
     return found
 
 
+# Operations whose zaps hit only roots no vCPU will use again: VM teardown
+# (zap_all) and memslot deletion, which invalidates every root first so vCPUs
+# load new ones before running.  The base version does not flush there (the
+# invariant must hold on base), so neither does this check.
+NO_VCPU_AFTER = frozenset({"zap_all", "memslot_delete"})
+
+
 def _needs_flush(vm, event: SpteWrite) -> str | None:
     level = spte_level(event.where)
     old = read_spte(vm, event.old, level)
@@ -479,9 +511,17 @@ def _needs_flush(vm, event: SpteWrite) -> str | None:
         return None          # access tracking: aging, no flush by design
     if old.writable and not (same and new.writable):
         return "lost write access"
-    if old.ad_enabled and old.dirty and same and not new.dirty:
-        return "had D cleared"
+    dirty_mask = vm.shadow_dirty_mask
+    if (old.ad_enabled and old.dirty and same and event.new == event.old & ~dirty_mask
+            and _dirty_logged(vm, event.where)):
+        return "had D cleared for dirty logging"
     return None
+
+
+def _dirty_logged(vm, where: str) -> bool:
+    gfn = spte_gfn(where)
+    slot = vm.gfn_to_memslot(gfn) if gfn is not None else None
+    return slot is not None and bool(slot.flags & 1)
 
 
 OPERATION_CHECKS = tuple(name for name, c in CHECKS.items() if "operation" in c.levels)

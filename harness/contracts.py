@@ -129,10 +129,10 @@ def _rfc_1() -> Contract:
                 "skips it, so the new SPTE may be write-protected or shadow pages unsynced. "
                 "Only the TDP MMU replaces a table by a leaf directly; nothing else changes."),
         rules=(
-            Rule(SPTE, ("fault", "collapse", "make_spte"), FREE,
+            Rule(SPTE, ("fault", "async_pf_ready", "collapse", "make_spte"), FREE,
                  "the message says a SPTE that replaces a non-leaf SPTE now goes through the "
                  "unsync check and may come out write-protected (the bug it fixes)"),
-            Rule(DIRTY_LOG, ("fault", "collapse", "make_spte"), SUBSET,
+            Rule(DIRTY_LOG, ("fault", "async_pf_ready", "collapse", "make_spte"), SUBSET,
                  "a SPTE that now comes out write-protected is not writable, so it is not "
                  "logged dirty at creation; the message's write-protection implies it"),
         ),
@@ -151,9 +151,9 @@ def _rfc_2() -> Contract:
                 "argues this is safe because mmu_notifier invalidation zaps SPTEs before the "
                 "guest could dirty a folio without KVM knowing. Memslot dirty logging stays."),
         rules=(
-            Rule(DIRTY, ("prefetch", "make_spte"), SUPERSET,
+            Rule(DIRTY, ("shadow_prefetch", "make_spte"), SUPERSET,
                  "the message: mark the folio dirty when creating a writable SPTE"),
-            Rule(DIRTY, ("fault", "shadow_sync"), FREE,
+            Rule(DIRTY, ("fault", "async_pf_ready", "shadow_sync"), FREE,
                  "a fault or a sync creates a SPTE (may now mark) and may zap or modify the one "
                  "it replaces (no longer marks): both halves of the message apply"),
             Rule(DIRTY, (ANY,), SUBSET,
@@ -196,7 +196,8 @@ def _rfc_4() -> Contract:
                 "the Accessed bit was cleared; write-protection and Dirty-bit clearing still "
                 "force one. The message claims this is nearly a nop in practice."),
         rules=(
-            Rule(FLUSH, ("mmu_spte_update", "shadow_sync", "prefetch", "fault"), SUBSET,
+            Rule(FLUSH, ("mmu_spte_update", "shadow_sync", "shadow_prefetch", "fault", "async_pf_ready"),
+                 SUBSET,
                  "the message: a SPTE update that clears only the Accessed bit no longer "
                  "forces a flush; the paths it names that can do that are sync, prefetch and "
                  "(async) faults"),

@@ -33,10 +33,11 @@ class Budget:
 
     exhaustive_limit: int
     sampled_examples: int
+    searches: int = 12          # operation-level searches (one per distinct finding, + 1)
 
 
 BUDGETS = {
-    GATE: Budget(exhaustive_limit=20_000, sampled_examples=200),
+    GATE: Budget(exhaustive_limit=20_000, sampled_examples=200, searches=5),
     DEEP: Budget(exhaustive_limit=200_000, sampled_examples=2_000),
 }
 
@@ -57,7 +58,7 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    settings.register_profile(GATE, max_examples=50, stateful_step_count=8,
+    settings.register_profile(GATE, max_examples=20, stateful_step_count=6,
                               derandomize=True, **_COMMON)
     settings.register_profile(DEEP, max_examples=400, stateful_step_count=20,
                               derandomize=False, **_COMMON)
