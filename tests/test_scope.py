@@ -126,9 +126,11 @@ def test_fields_of_a_scoped_hunk():
     assert (hunk.source_start, hunk.source_length, hunk.target_start, hunk.target_length) == \
         (544, 10, 544, 8)
     assert (hunk.source_blob, hunk.target_blob) == ("e4cc7f764980", "bd2240b94ff6")
-    assert hunk.removed == ("\tif (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte)) {",
-                            "\t\tkvm_set_pfn_dirty(spte_to_pfn(old_spte));", "\t}")
-    assert hunk.added == ("\tif (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))",)
+    mail = (PATCHES / "rfc-2-of-4.patch").read_text().split("\n")
+    body = mail[hunk.line:hunk.line + 11]   # the hunk's 11 body lines
+    assert hunk.removed == tuple(line[1:] for line in body if line.startswith("-"))
+    assert hunk.added == tuple(line[1:] for line in body if line.startswith("+"))
+    assert (len(hunk.removed), len(hunk.added), len(hunk.context)) == (3, 1, 7)
     assert hunk.text.startswith("@@ -544,10 +544,8 @@ static bool mmu_spte_update(")
     assert "\n" not in repr(hunk)
     assert dataclasses.asdict(hunk)["function"] == "mmu_spte_update"
