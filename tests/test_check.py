@@ -1,0 +1,80 @@
+"""The engine: relations, the check registry, invariants on base, counterexamples, replay."""
+
+import pytest
+
+from harness import check as E
+from harness import checks as K
+from harness import contracts as C
+from harness.errors import KconformError
+from kernel_models.effects import FolioAccessed, FolioDirty
+from kernel_models.registry import VersionSet
+
+BASE = VersionSet.series_state("base")
+IDENTITY = C.Contract("identity", C.WRITTEN, "no change at all")
+
+
+def _by(event, name):
+    object.__setattr__(event, "by", name)
+    return event
+
+
+def test_relations_hold_and_their_twins_fail():
+    a = _by(FolioDirty(pfn=1), "f")
+    moved = _by(FolioDirty(pfn=1), "g")
+    assert K.compare_channel(C.EQUAL, [a], [a])[0]
+    assert not K.compare_channel(C.EQUAL, [a], [moved])[0]
+    assert K.compare_channel(C.MOVED, [a], [moved])[0]
+    assert not K.compare_channel(C.MOVED, [a], [])[0]
+    assert K.compare_channel(C.SUBSET, [a], [])[0]
+    assert not K.compare_channel(C.SUBSET, [], [a])[0]
+    assert K.compare_channel(C.SUPERSET, [], [a])[0]
+    assert not K.compare_channel(C.SUPERSET, [a], [])[0]
+    assert K.compare_channel(C.FREE, [a], [FolioAccessed(pfn=2)])[0]
+
+
+def test_registry_refuses_a_duplicate_check():
+    with pytest.raises(ValueError):
+        K.check("refs_balanced", failure="X", channels=(), levels=(), description="")(lambda s: [])
+
+
+def test_checks_are_selected_by_name():
+    assert [c.name for c in K.select("refs_balanced,dirty_preserved")] == [
+        "dirty_preserved", "refs_balanced"]
+    with pytest.raises(KconformError):
+        K.select("no_such_check")
+
+
+@pytest.mark.parametrize("name", [n for n, c in K.CHECKS.items() if "operation" in c.levels])
+def test_every_invariant_holds_on_the_base_version_set(name):
+    outcome = E.check_transition("base", BASE, BASE, IDENTITY, checks=[name], functions=())
+    assert outcome.findings == (), outcome.findings[0].text()
+
+
+def test_function_level_is_exhaustive_and_says_so():
+    outcome = E.check_transition("base", BASE, BASE, IDENTITY, functions=["mmu_spte_update"],
+                                 operations=False)
+    assert outcome.findings == ()
+    assert outcome.coverage[0].mode == "exhaustive"
+    assert outcome.coverage[0].text.startswith("mmu_spte_update: exhaustive: 100% of ")
+
+
+def test_function_level_twin_finds_4_4_flush_change_with_counterexample_and_replay():
+    after_3 = VersionSet.series_state("after 3/4")
+    after_4 = VersionSet.series_state("after 4/4")
+    outcome = E.check_transition("4/4 under identity", after_3, after_4, IDENTITY,
+                                 functions=["mmu_spte_update"], operations=False)
+    finding = next(f for f in outcome.findings if f.channel == "flush")
+    cx = finding.counterexample
+    assert cx["difference"]["flush"]["missing"]
+    assert cx["sptes"] and cx["example"].startswith("@example(")
+    assert "Reproduce with:" in finding.text()
+    text = E.replay(finding.replay)
+    assert "FlushRequested" in text and "missing" in text
+    again = E.check_transition("4/4 under identity", after_3, after_4, IDENTITY,
+                               functions=["mmu_spte_update"], operations=False)
+    assert [f.counterexample for f in again.findings] == [f.counterexample for f in outcome.findings]
+
+
+def test_replay_rejects_a_bad_token():
+    with pytest.raises(KconformError):
+        E.replay("not-a-token")
