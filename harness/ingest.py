@@ -23,6 +23,7 @@ orders them (see ``order_series``).
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import email.utils
 import os
@@ -41,6 +42,7 @@ MBOX_SEPARATOR = re.compile(r"^From \S+.*$")
 HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")
 WEB_SUBJECT = re.compile(r"^\s*\[[^\]]*PATCH[^\]]*\]\s*\S", re.IGNORECASE)
 BASE_COMMIT = re.compile(r"^base-commit: *([0-9a-f]{7,40})\s*$", re.MULTILINE)
+REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
 PREFIX_GROUP = re.compile(r"^\s*\[([^\]]*)\]\s*")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -175,14 +177,37 @@ def read_file(path: str) -> list[Patch]:
         mails = split_mbox(data)
         if len(mails) == 1:  # a single mail saved as mbox: label it by file name
             return [read_mail(mails[0][1], path, None, mails[0][0])]
-        return [read_mail(chunk, path, index, first_line)
-                for index, (first_line, chunk) in enumerate(mails, start=1)]
+        return read_mbox_mails(mails, path)
     if form == "mail":
         return [read_mail(data, path, None, 1)]
     text = decode_plain(data, path)
     if form == "web":
         return [read_web_copy(text, path)]
     return [read_bare_diff(text, path)]
+
+
+def read_mbox_mails(mails: list[tuple[int, bytes]], path: str) -> list[Patch]:
+    """Patches of a many-mail mbox; review replies (``Re:``) are skipped with a note.
+
+    A thread saved by ``b4 mbox`` holds the replies too; a reply is never the
+    patch itself, even when it quotes or proposes a diff.
+    """
+    patches: list[Patch] = []
+    skipped: list[str] = []
+    for index, (first_line, chunk) in enumerate(mails, start=1):
+        headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(chunk)
+        if REPLY_SUBJECT.match(str(headers.get("Subject", ""))):
+            skipped.append(clean_id(headers.get("Message-ID")) or f"#{index}")
+            continue
+        patches.append(read_mail(chunk, path, index, first_line))
+    if skipped and patches:
+        note = f"{len(skipped)} reply mails skipped: " + ", ".join(skipped[:5]) + (
+            " ..." if len(skipped) > 5 else "")
+        patches = [replace(patch, notes=patch.notes + (note,)) for patch in patches]
+    if not patches:
+        raise PatchError("the mbox holds only replies, no patch mail", file=path,
+                         hint="give the mbox of the series (e.g. b4 am output)")
+    return patches
 
 
 def decode_plain(data: bytes, path: str) -> str:

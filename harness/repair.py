@@ -243,15 +243,12 @@ def count_by_walking(body: list[str], old_len: int, new_len: int, damaged: bool,
                 state = (used_old + step_old, used_new + step_new)
                 if state[0] > old_len or state[1] > new_len:
                     continue
-                if option == MARKER and k == 0:
-                    continue
                 before = following.get(state, (0, None))[0]
                 following[state] = (before + ways, ((used_old, used_new), option))
         rows.append(following)
     if total != 1:
         return Reading(total, 0, ())
-    length, state = ends[0] if len(ends) == 1 else next(
-        (k, s) for k, s in ends if rows[k][s][0] == 1)
+    length, state = ends[0]   # one reading: exactly one end was reached
     classes = []
     for k in range(length, 0, -1):
         state, option = rows[k][state][1]
@@ -416,7 +413,7 @@ def read_diff(lines: list[str], start: int, first_line: int | list[int] = 1,
         def end_allowed(k: int, body=body, final=final, state=state) -> bool:
             # git writes nothing between a hunk and the next one; only the
             # last hunk of a mail may be followed by blank lines or a trailer.
-            rest = [text for text in body[k:]]
+            rest = list(body[k:])
             if not rest:
                 return True
             if not final:

@@ -376,6 +376,8 @@ def group_by_function(lines: list, hint: str | None, damaged: bool) -> dict:
         group = groups.setdefault(owner.function, {
             "reason": owner.reason, "removed": [], "added": [],
             "removed_tokens": [], "added_tokens": []})
+        if owner.reason not in group["reason"].split("; "):
+            group["reason"] += f"; {owner.reason}"   # e.g. its comment and its body
         side = "removed" if line.is_removed else "added"
         group[side].append(content(line))
         group[f"{side}_tokens"].append(tokens[id(line)])

@@ -406,3 +406,22 @@ def test_same_sized_series_without_in_reply_to_are_kept_apart_with_a_note(tmp_pa
     assert sorted(p.subject for p in patches) == ["alpha", "alpha cover", "beta", "beta cover"]
     assert all(any("could belong to 2 series" in n for n in p.notes)
                for p in patches if not p.is_cover)
+
+
+def test_review_replies_in_a_thread_mbox_are_skipped_with_a_note(tmp_path):
+    series = small_series("one@x", "alpha")
+    reply = ("From x@y Thu Jan  1 00:00:00 1970\nMessage-ID: <reply@x>\nIn-Reply-To: <one@x.1>\n"
+             "Subject: Re: [PATCH 1/1] alpha\nFrom: B <b@example.org>\n\n"
+             "> -a\n> +alpha\nLooks good, but try this:\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-a\n+b\n")
+    (tmp_path / "x.mbox").write_text("\n".join([series[0], series[1], reply]))
+    patches = ingest.read_paths([str(tmp_path / "x.mbox")])
+    assert [p.subject for p in patches] == ["alpha cover", "alpha"]
+    assert all("1 reply mails skipped: <reply@x>" in p.notes for p in patches)
+
+
+def test_reply_on_its_own_is_refused(tmp_path):
+    reply = ("Message-ID: <reply@x>\nSubject: Re: [PATCH 1/1] alpha\nFrom: B <b@example.org>\n\n"
+             "> -a\n> +alpha\nLooks good.\n")
+    (tmp_path / "x.eml").write_text(reply)
+    with pytest.raises(PatchError, match="no diff found"):
+        ingest.read_file(str(tmp_path / "x.eml"))
