@@ -255,14 +255,18 @@ def worst_cell(cells) -> str:
 
 def hunk_view(hunk: dict, *, open_diff: bool) -> dict:
     lines = []
+    header = hunk.get("header")
     for text in str(hunk.get("text") or "").splitlines():
+        if not lines and text.startswith("@@"):
+            header = text  # the text carries its own header line: show it once
+            continue
         kind = {"+": "add", "-": "del", "\\": "meta"}.get(text[:1], "ctx")
         lines.append({"kind": kind, "text": text})
     return {
         "index": hunk.get("index"), "file": hunk.get("file"),
         "function": hunk.get("function"), "kind": hunk.get("kind"),
         "covered": bool(hunk.get("covered")), "model": hunk.get("model"),
-        "reason": hunk.get("reason"), "header": hunk.get("header"), "line": hunk.get("line"),
+        "reason": hunk.get("reason"), "header": header, "line": hunk.get("line"),
         "lines": lines, "open": open_diff,
     }
 
@@ -281,7 +285,12 @@ def finding_view(finding: dict) -> dict:
 
 
 def counterexample_view(example: dict) -> dict:
-    """SPTEs as a bit table (changed bits marked), logs side by side, difference."""
+    """SPTEs as a bit table (changed bits marked), logs side by side, difference.
+
+    A bit is marked where it differs from the first row of its group: rows
+    named ``X old`` / ``X new`` (or plain ``old`` / ``new``) are one SPTE seen
+    twice; rows that pair with nothing are compared with each other.
+    """
     sptes = example.get("sptes") or []
     # A fact string names only what is true, so a name it leaves out is false.
     absent = False if any(isinstance(s.get("bits"), str) for s in sptes) else None
@@ -291,8 +300,15 @@ def counterexample_view(example: dict) -> dict:
         for name in facts:
             if name not in bit_names:
                 bit_names.append(name)
-    changed = {name for name in bit_names
-               if len({repr(facts.get(name, absent)) for facts in bits}) > 1}
+    groups = [spte_group(str(s.get("name") or "")) for s in sptes]
+    if len(set(groups)) == len(groups):
+        groups = [""] * len(groups)
+    first = {}
+    for group, facts in zip(groups, bits):
+        first.setdefault(group, facts)
+    marks = [[repr(facts.get(name, absent)) != repr(first[group].get(name, absent))
+              for name in bit_names] for group, facts in zip(groups, bits)]
+    changed = {name for n, name in enumerate(bit_names) if any(row[n] for row in marks)}
     difference = example.get("difference") or {}
     missing = {e for change in difference.values() for e in change.get("missing") or []}
     extra = {e for change in difference.values() for e in change.get("extra") or []}
@@ -300,13 +316,24 @@ def counterexample_view(example: dict) -> dict:
         "steps": example.get("steps") or [],
         "bit_names": [(name, name in changed) for name in bit_names],
         "sptes": [{"name": s.get("name"), "value": s.get("value"),
-                   "bits": [(facts.get(name, absent), name in changed) for name in bit_names]}
-                  for s, facts in zip(sptes, bits)],
+                   "bits": [(facts.get(name, absent), mark)
+                            for name, mark in zip(bit_names, row)]}
+                  for s, facts, row in zip(sptes, bits, marks)],
         "before": [(event, event in missing) for event in example.get("before") or []],
         "after": [(event, event in extra) for event in example.get("after") or []],
         "difference": [(channel, change.get("missing") or [], change.get("extra") or [])
                        for channel, change in difference.items()],
     }
+
+
+def spte_group(name: str) -> str:
+    """``tdp1@0x0[0] old`` and ``tdp1@0x0[0] new`` are one SPTE: ``tdp1@0x0[0]``."""
+    for word in ("old", "new", "before", "after"):
+        if name == word:
+            return ""
+        if name.endswith(" " + word):
+            return name[:-len(word) - 1]
+    return name
 
 
 def net_view(net: dict, results: dict) -> dict:
@@ -345,7 +372,7 @@ def run_view(results: dict, run: dict) -> dict:
         "schema": results.get("schema"),
         "profile": results.get("profile"), "seed": results.get("seed"),
         "checks": results.get("checks") or [],
-        "examples": run.get("examples"),
+        "examples": run.get("examples") if run.get("examples") is not None else "not recorded",
         "exhaustive": f"{len(exhaustive)} of {len(coverage)} (check, function) pairs, "
                       f"{sum(int(c.get('cases') or 0) for c in exhaustive)} cases"
                       if coverage else "none",

@@ -641,9 +641,10 @@ def mail_summary(results: dict, run: dict) -> str:
     lines.append("")
     exhaustive = sum(1 for item in all_items(results) for c in item.get("coverage") or []
                      if c.get("mode") == "exhaustive")
+    examples = (f"{_count(run['examples'], 'example')}, "
+                if run.get("examples") is not None else "")
     facts = (f"Profile {one_line(results.get('profile', '?'))}, seed {results.get('seed', '?')}, "
-             f"{_count(len(results.get('checks') or []), 'check')}, "
-             f"{_count(run.get('examples') or 0, 'example')}, "
+             f"{_count(len(results.get('checks') or []), 'check')}, {examples}"
              f"{exhaustive} exhaustive, {float(run.get('elapsed_s') or 0):.1f} s.")
     lines += wrap(facts, width)
     lines += wrap("The full report is index.html next to this summary.", width)

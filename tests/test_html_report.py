@@ -248,3 +248,35 @@ def test_reveal_escapes_and_marks():
     assert str(html_report.reveal("a<b\u202ec")) == (
         'a&lt;b<span class="hidden-char" title="RIGHT-TO-LEFT OVERRIDE">U+202E</span>c')
     assert str(html_report.reveal("plain\ttext\n")) == "plain\ttext\n"
+
+
+def test_spte_rows_of_one_location_are_compared_with_each_other():
+    """engine-rfc-1.json is what the engine wrote: four rows, two SPTEs seen twice."""
+    view = html_report.report_view(load("engine-rfc-1"), RUN)
+    example = view["patches"][0]["findings"][0]["counterexample"]
+    names = [name for name, _ in example["bit_names"]]
+    rows = {s["name"]: dict(zip(names, [mark for _, mark in s["bits"]]))
+            for s in example["sptes"]}
+    assert rows["tdp1@0x0[0] new"]["W"] is True      # 0x200e47 -> 0x600805 loses W
+    assert rows["tdp2@0x0[0] new"]["W"] is False     # 0x200ec7 -> 0x803827 keeps W
+    assert not any(rows["tdp1@0x0[0] old"].values())  # an old row is the reference
+
+
+def test_unpaired_spte_rows_are_compared_with_the_first():
+    """Twin: the same four rows renamed so nothing pairs: now every row is against row one."""
+    results = load("engine-rfc-1")
+    sptes = results["patches"][0]["findings"][0]["counterexample"]["sptes"]
+    for n, spte in enumerate(sptes):
+        spte["name"] = f"row{n}"
+    example = html_report.report_view(results, RUN)["patches"][0]["findings"][0]["counterexample"]
+    names = [name for name, _ in example["bit_names"]]
+    third = dict(zip(names, [mark for _, mark in example["sptes"][2]["bits"]]))
+    assert third["W"] is False and third["accessed"] is False  # row2 vs row0, not vs row1
+
+
+def test_a_hunk_text_with_its_own_header_shows_it_once():
+    hunk = html_report.report_view(load("engine-rfc-1"), RUN)["patches"][0]["hunks"][0]
+    assert hunk["header"].startswith("@@ -206,12 +206,20 @@ bool make_spte(")
+    assert not any(line["text"].startswith("@@") for line in hunk["lines"])
+    page = html_report.render(load("engine-rfc-1"), RUN)
+    assert page.count("@@ -206,12 +206,20 @@") == 1
