@@ -367,7 +367,7 @@ def mutated_inputs(draw):
     return b"\n".join(lines)
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(mutated_inputs())
 def test_mutated_input_is_read_or_refused_with_patch_error(tmp_path_factory, data):
     from harness import scope

@@ -168,7 +168,7 @@ def strip_line(line: str) -> str:
     return " ".join(line.split()) if line.strip() else ""
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(hunks())
 @example((2, 2, [(" ", "+---+"), ("-", "| a |"), ("+", "| b |")]))
 def test_stripped_copy_repairs_to_the_original_or_is_refused(hunk):
@@ -187,7 +187,7 @@ def test_stripped_copy_repairs_to_the_original_or_is_refused(hunk):
             for l in repaired] == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(hunks())
 def test_lost_context_space_repairs_to_the_original_or_is_refused(hunk):
     old, new, lines = hunk
@@ -211,7 +211,7 @@ def prefix_and_words(line: str) -> tuple[str, str]:
     return ((line[:1] or " ").replace("\t", " "), " ".join(line[1:].split()))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(hunks(), st.sampled_from([(1, 0), (0, 1), (-1, 0), (0, -1)]))
 def test_clean_hunk_with_a_wrong_count_is_always_refused(hunk, change):
     # The twin of the properties above: a clean hunk never gets "repaired".
@@ -222,7 +222,7 @@ def test_clean_hunk_with_a_wrong_count_is_always_refused(hunk, change):
         read(diff_text(old + change[0], new + change[1], lines))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(hunks())
 def test_clean_hunk_reads_back_unchanged(hunk):
     old, new, lines = hunk
@@ -230,7 +230,7 @@ def test_clean_hunk_reads_back_unchanged(hunk):
     assert read(clean) == clean[:clean.index("-- \n")]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(hunks(), st.booleans(), st.integers(0, 3), st.integers(0, 3))
 def test_closed_form_count_agrees_with_the_walk(hunk, final, extra_old, extra_new):
     # Two ways of counting readings must agree (the closed form is the fast path).
