@@ -36,7 +36,7 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
-from kernel_models import registry
+from kernel_models import registry, spte
 from kernel_models.kvm_main import PG_LEVEL_2M, PG_LEVEL_4K
 from kernel_models.mmu_fault import kvm_vcpu
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page_role, kvm_page_fault
@@ -59,7 +59,7 @@ PFERR_USER_MASK = 1 << 2
 PFERR_FETCH_MASK = 1 << 4
 
 MMUS = ("tdp", "shadow")
-MODES = ("legacy", "ept_ad", "ept_noad")
+MODES = tuple(spte.MODES)        # "legacy", "ept_ad", "ept_noad"
 
 
 # -- building a VM -------------------------------------------------------------

@@ -155,17 +155,24 @@ def PT_HAVE_ACCESSED_DIRTY(kvm, mmu) -> bool:  # noqa: N802 - kernel macro
 # -- small per-format helpers (macros and inlines) ---------------------------
 
 def gpte_to_gfn(kvm, gpte: int) -> int:
-    """paging_tmpl.h macro ``gpte_to_gfn`` (gpte_to_gfn_lvl at 4K)."""
+    """paging_tmpl.h macro ``gpte_to_gfn`` (gpte_to_gfn_lvl at 4K), all blobs.
+
+    Address bits 12..51 of the guest PTE; confirmed in id 61422764422.
+    """
     return (gpte & PT_BASE_ADDR_MASK) >> PAGE_SHIFT
 
 
 def FNAME_is_present_gpte(kvm, pte: int) -> bool:  # noqa: N802
-    """FNAME(is_present_gpte): PTTYPE 64: P bit; EPT: any of R/W/X."""
+    """FNAME(is_present_gpte), all blobs: PTTYPE 64: P bit; EPT: any of R/W/X.
+
+    EPT form confirmed in id 61422764422; the PTTYPE 64 form (the P bit) is
+    the template's other branch, not re-read.
+    """
     return bool(pte & guest_format(kvm).present_mask)
 
 
 def FNAME_is_rsvd_bits_set(kvm, mmu, gpte: int, level: int) -> bool:  # noqa: N802
-    """FNAME(is_rsvd_bits_set), reduced.
+    """FNAME(is_rsvd_bits_set), all blobs, reduced (shape read in id 61422764422).
 
     The kernel checks the per-vCPU reserved-bit masks (and, for EPT, the bad
     memtype/XWR table).  Here: address bits above a 46-bit guest MAXPHYADDR,
@@ -179,7 +186,7 @@ def FNAME_is_rsvd_bits_set(kvm, mmu, gpte: int, level: int) -> bool:  # noqa: N8
 
 
 def FNAME_protect_clean_gpte(kvm, mmu, access: int, gpte: int) -> int:  # noqa: N802
-    """FNAME(protect_clean_gpte): a clean guest PTE loses write access.
+    """FNAME(protect_clean_gpte), all blobs (id 61422764422): a clean guest PTE loses write access.
 
     C updates ``*access`` in place; the model returns the new value.  Without
     guest A/D there is no dirty bit to track, so access is left alone.
@@ -192,7 +199,7 @@ def FNAME_protect_clean_gpte(kvm, mmu, access: int, gpte: int) -> int:  # noqa: 
 
 
 def FNAME_gpte_access(kvm, gpte: int) -> int:  # noqa: N802
-    """FNAME(gpte_access): guest PTE permission bits as ACC_* flags.
+    """FNAME(gpte_access), all blobs (ids 61422764422, 2396631): guest PTE bits as ACC_* flags.
 
     PTTYPE 64: W, U and P (P stands for ACC_EXEC) with NX xor-ed into it;
     EPT: W -> write, X -> exec, R -> user.
@@ -209,9 +216,10 @@ def FNAME_gpte_access(kvm, gpte: int) -> int:  # noqa: N802
 
 
 def FNAME_get_level1_sp_gpa(kvm, sp) -> int:  # noqa: N802
-    """FNAME(get_level1_sp_gpa): where the guest table of ``sp`` starts.
+    """FNAME(get_level1_sp_gpa), all blobs: where the guest table of ``sp`` starts.
 
-    The PTTYPE 32 quadrant offset is not modelled (PTTYPE 32 is left out).
+    Its use in FNAME(sync_spte) was read (id 39881971485); the body (gpa of
+    ``sp->gfn`` plus a PTTYPE 32 quadrant offset, not modelled) was not.
     """
     return sp.gfn << PAGE_SHIFT
 

@@ -276,3 +276,22 @@ def test_sync_spte_write_protect_returns_the_update_flush(state, flush):
     new = sp.sptep(0).get()
     assert not kvm.is_writable_pte(new) and not kvm.is_accessed_spte(new)
     assert sp.shadowed_translation[0][1] == pt.ACC_ALL & ~pt.ACC_WRITE_MASK
+
+
+def test_pte_prefetch_hands_direct_pages_to_direct_prefetch():
+    kvm, vcpu, _ = shadow_vm(unbacked_gfns=(1000,))   # a hole: gfns 512..1023 map 4K
+    ops.fault(kvm, 600)
+    direct = ops.table_under(kvm, vcpu.arch.mmu.root, 600, 1)
+    assert direct is not None and direct.role.direct
+    mark = kvm.log.mark()
+    pt.FNAME(kvm, "pte_prefetch")(vcpu, walker([0] * 8), direct.sptep(100))   # an untouched group
+    assert {e.by for e in kvm.log.since(mark) if e.channel == "refs"} == {"direct_pte_prefetch_many"}
+
+
+def test_pte_prefetch_ignores_tables_above_4k():
+    kvm, vcpu, _ = shadow_vm()
+    ops.fault(kvm, 20)
+    level2 = ops.table_under(kvm, vcpu.arch.mmu.root, 20, 2)
+    mark = kvm.log.mark()
+    pt.FNAME(kvm, "pte_prefetch")(vcpu, walker([pt.GuestPte(gfn=1).encode("64")] * 8), level2.sptep(3))
+    assert kvm.log.since(mark) == []
