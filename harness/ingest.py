@@ -415,6 +415,11 @@ def build_patch(*, path: str, mail_index: int | None, raw_subject: str,
     where = message_id or (str(mail_index) if mail_index is not None else None)
     is_cover = series is not None and series.index == 0
     notes: list[str] = []
+    if start is not None and is_cover:
+        # e.g. an interdiff against the previous version: kept in the body,
+        # never checked as a patch of its own.
+        notes.append("the cover letter holds a diff (an interdiff?); it is not checked")
+        start = None
     if start is None:
         if not is_cover:
             raise PatchError("no diff found in the mail (and it is not a 0/N cover letter)",
@@ -422,9 +427,6 @@ def build_patch(*, path: str, mail_index: int | None, raw_subject: str,
                              hint="give the patch mails, or mark the cover letter 0/N")
         body, diff_text, input_lines = text.strip("\n"), "", ()
     else:
-        if is_cover:
-            raise PatchError("a 0/N cover letter holds a diff", file=path, mail=where,
-                             hint="number the patch 1/N or later")
         body = message_part(lines[:start])
         read = read_diff(lines, start, first_line, file=path, mail=where)
         diff_text, input_lines = read.text, read.input_lines

@@ -398,7 +398,15 @@ def read_diff(lines: list[str], start: int, first_line: int | list[int] = 1,
                 out.append(line)
                 numbers.append(input_number[i])
                 i += 1
+                if line.startswith("GIT binary patch"):
+                    # base85 data up to the next file (unidiff skips it)
+                    while i < len(lines) and not is_diff_start(lines, i) \
+                            and lines[i] not in ("-- ", "--"):
+                        out.append(lines[i])
+                        numbers.append(input_number[i])
+                        i += 1
                 continue
+            refuse_diff_after(lines, i, input_number, file, mail)
             break
         old_start, old_len, new_start, new_len = hunk_counts(match)
         label = f"{current_file} @@ -{old_start},{old_len} +{new_start},{new_len} @@"
@@ -454,6 +462,7 @@ def read_diff(lines: list[str], start: int, first_line: int | list[int] = 1,
                                   f"lines {line_list(found)} {REPAIR_WORDS[kind]}"))
         i = i + 1 + reading.length
         if reading.length < len(body):
+            refuse_diff_after(lines, i, input_number, file, mail)
             break  # the rest is the mail trailer
     if not any(HUNK_HEADER.match(text) for text in out) and not any(
             text.startswith("Binary files ") or text.startswith("GIT binary patch")
@@ -476,6 +485,24 @@ DAMAGE_WORDS = {
     "prefix-is-content": "context lines starting with '-'/'+' lost their leading space",
     "rewrapped": "lines wrapped by a mail client",
 }
+
+
+def refuse_diff_after(lines: list[str], i: int, input_number: list[int],
+                      file: str | None, mail: str | None) -> None:
+    """Refuse a diff that goes on after text that is neither diff nor trailer.
+
+    Without this, a stray line between two files would silently drop every
+    file after it.
+    """
+    for k in range(i, len(lines)):
+        if lines[k] in ("-- ", "--"):
+            return   # the signature: what follows is not ours to read
+        if is_diff_start(lines, k):
+            raise PatchError(
+                f"unexpected text inside the diff: {lines[i][:60]!r} (line "
+                f"{input_number[i]}) is neither a diff line nor a mail trailer, and a "
+                "further file's diff follows it", file=file, mail=mail, line=input_number[i],
+                hint="remove the stray text or fix the hunk counts before it")
 
 
 def is_file_header(line: str) -> bool:

@@ -425,3 +425,12 @@ def test_reply_on_its_own_is_refused(tmp_path):
     (tmp_path / "x.eml").write_text(reply)
     with pytest.raises(PatchError, match="no diff found"):
         ingest.read_file(str(tmp_path / "x.eml"))
+
+
+def test_cover_letter_with_an_interdiff_is_kept_as_a_cover(tmp_path):
+    cover = small_series("one@x", "alpha")[0] + (
+        "\nInterdiff against v1:\ndiff --git a/f.c b/f.c\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-a\n+b\n")
+    (tmp_path / "x.eml").write_text(cover.split("\n", 1)[1])
+    (patch,) = ingest.read_file(str(tmp_path / "x.eml"))
+    assert patch.is_cover and patch.diff_text == "" and "Interdiff against v1:" in patch.body
+    assert any("interdiff" in note for note in patch.notes)

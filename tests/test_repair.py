@@ -113,7 +113,7 @@ def test_lying_count_in_a_clean_mail_is_refused():
 def test_lying_count_in_a_damaged_copy_is_refused():
     with pytest.raises(PatchError, match="no reading of the 11 damaged lines fits") as caught:
         ingest.read_file(str(INPUTS / "lying-count-3-of-4.txt"))
-    assert caught.value.line == 137
+    assert caught.value.line == 127
 
 
 def test_crlf_only_converted_when_every_line_has_it():
@@ -244,3 +244,31 @@ def test_closed_form_count_agrees_with_the_walk(hunk, final, extra_old, extra_ne
     fast = repair.count_by_choosing(body, options, old + extra_old, new + extra_new, end_allowed)
     slow = repair.count_by_walking(body, old + extra_old, new + extra_new, True, True, end_allowed)
     assert fast == slow
+
+
+BINARY_THEN_TEXT = (
+    "diff --git a/x.bin b/x.bin\nnew file mode 100644\nindex 0000000..1111111\n"
+    "GIT binary patch\nliteral 5\nMc${NkU|?VZ00B||0RR91\n\nliteral 0\nHcmV?d00001\n\n"
+    "diff --git a/f.c b/f.c\nindex 1111111..2222222 100644\n--- a/f.c\n+++ b/f.c\n"
+    "@@ -1 +1 @@\n-a\n+b\n")
+
+
+def test_binary_patch_data_does_not_end_the_diff():
+    text = repair.read_diff(BINARY_THEN_TEXT.split("\n"), 0, 1).text
+    assert text.endswith("@@ -1 +1 @@\n-a\n+b\n")
+
+
+def test_stray_text_between_file_headers_is_refused():
+    # The twin: text that is not binary data inside a file header must not
+    # silently drop the files after it.
+    text = BINARY_THEN_TEXT.replace("diff --git a/f.c b/f.c\n", "diff --git a/f.c b/f.c\nstray words\n")
+    with pytest.raises(PatchError, match="unexpected text inside the diff") as caught:
+        repair.read_diff(text.split("\n"), 0, 1)
+    assert caught.value.line == 12
+
+
+def test_stray_text_after_a_hunk_is_refused_by_the_counts():
+    text = "--- a/g.c\n+++ b/g.c\n@@ -1 +1 @@\n-a\n+b\nstray words\n" + \
+        BINARY_THEN_TEXT[BINARY_THEN_TEXT.index("diff --git a/f.c"):]
+    with pytest.raises(PatchError, match="no reading"):
+        repair.read_diff(text.split("\n"), 0, 1)
