@@ -332,3 +332,33 @@ def _table_names(doc: str) -> list[str]:
         if len(cells) > 3 and cells[2].startswith("`") and cells[2].endswith("`"):
             names.append(cells[2].strip("`"))
     return names
+
+
+@pytest.mark.parametrize("mmu", ops.MMUS)
+@pytest.mark.parametrize("state, marks", [("base", True), ("after 1/4", True), ("after 2/4", False),
+                                          ("after 4/4", False)])
+def test_pml_dirty_log_clear_marks_the_folio_only_before_2_4(state, marks, mmu):
+    kvm = ops.new_vm(state, "ept_ad", mmu, pml=True)
+    ops.dirty_log_enable(kvm)
+    ops.fault(kvm, 6, write=True)                 # logs gfn 6 in the memslot bitmap
+    ops.guest_access(kvm, 6, write=True)
+    mark = kvm.log.mark()
+    ops.dirty_log_clear(kvm, 6, 2**64 - 1)
+    assert [e.pfn for e in since(kvm, mark, FolioDirty)] == ([ops.HOST_PFN_BASE + 6] if marks else [])
+    assert [e.by for e in since(kvm, mark, TlbFlush)] == ["kvm_clear_dirty_log_protect"]
+    assert slot_bitmap(kvm) == set()
+
+
+def test_dirty_log_clear_only_clears_bits_that_were_dirty():
+    """The twin of the test above: once cleared, the same clear does nothing."""
+    kvm = ops.new_vm("base", "ept_ad", "tdp", pml=True)
+    ops.dirty_log_enable(kvm)
+    ops.fault(kvm, 6, write=True)
+    ops.dirty_log_clear(kvm, 6, 2**64 - 1)
+    mark = kvm.log.mark()
+    ops.dirty_log_clear(kvm, 6, 2**64 - 1)
+    assert kvm.log.since(mark) == []
+
+
+def slot_bitmap(kvm):
+    return ops.slot(kvm).dirty_bitmap
