@@ -181,8 +181,10 @@ def attribute_side(lines: list[str], hint: str | None, damaged: bool) -> list[Ow
             continue
         if not damaged and (text.startswith("/*") or TOP_COMMENT_LINE.match(text)):
             comment = [number]
+            before = current.function
             current = Owner(None, "top-level comment; the definition it documents is not "
-                                  "in the hunk")
+                                  "in the hunk" + (f" (it comes after {before}, which the "
+                                                   "header hint names)" if before else ""))
             owners.append(current)
             if "*/" in text:
                 finished_comment, comment = comment, None
@@ -374,10 +376,10 @@ def group_by_function(lines: list, hint: str | None, damaged: bool) -> dict:
     for line in meaningful:
         owner = owners[id(line)]
         group = groups.setdefault(owner.function, {
-            "reason": owner.reason, "removed": [], "added": [],
+            "reasons": [], "removed": [], "added": [],
             "removed_tokens": [], "added_tokens": []})
-        if owner.reason not in group["reason"].split("; "):
-            group["reason"] += f"; {owner.reason}"   # e.g. its comment and its body
+        if owner.reason not in group["reasons"]:
+            group["reasons"].append(owner.reason)   # e.g. its comment and its body
         side = "removed" if line.is_removed else "added"
         group[side].append(content(line))
         group[f"{side}_tokens"].append(tokens[id(line)])
@@ -388,6 +390,7 @@ def group_by_function(lines: list, hint: str | None, damaged: bool) -> dict:
             side = "removed" if line.is_removed else "added"
             first[side].append(content(line))
     for function, group in groups.items():
+        group["reason"] = "; ".join(group.pop("reasons"))
         defined_old = any(definition_name(text) == function for text in group["removed"])
         defined_new = any(definition_name(text) == function for text in group["added"])
         if function is not None and defined_old and not defined_new:
