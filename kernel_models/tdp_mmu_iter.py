@@ -157,6 +157,8 @@ def next_side_index(iter: tdp_iter) -> int:
     if not iter.skip_zero:
         return index + 1
     table = iter.pt_path[iter.level].spt
+    if table.get(index + 1, 0) != 0:        # dense tables: the plain next step
+        return index + 1
     later = [i for i in table if i > index and table[i] != 0]
     return min(later, default=SPTE_ENT_PER_PAGE)
 
