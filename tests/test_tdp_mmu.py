@@ -653,3 +653,22 @@ def test_get_walk_reports_every_level_down_to_the_leaf():
     sptes = {}
     assert kvm.kvm_tdp_mmu_get_walk(vcpu, (1 << 27) << 12, sptes) == (4, 4)   # next 512G region
     assert sptes == {4: 0}
+
+
+def test_prove_mmu_zaps_roots_from_1g_down_through_removed_tables():
+    """CONFIG_KVM_PROVE_MMU skips the 4K and 2M passes of tdp_mmu_zap_root: the
+    leaf is then frozen by handle_removed_pt instead of being zapped itself;
+    the folio marks are the same."""
+    leaf_writes, marks = {}, {}
+    for prove in (False, True):
+        kvm, vcpu = new_vm("base", prove_mmu=prove)
+        map_gfn(kvm, vcpu, 5)
+        sptep, leaf = leaf_of(kvm, vcpu, 5)
+        mark = kvm.log.mark()
+        kvm.kvm_tdp_mmu_zap_all()
+        events = kvm.log.since(mark)
+        leaf_writes[prove] = [e.new for e in kinds(events, SpteWrite) if e.where == sptep.where]
+        marks[prove] = folio_marks(events)
+    assert leaf_writes == {False: [0], True: [REMOVED_SPTE]}
+    assert marks[False] == marks[True] == [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
+                                           ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")]
