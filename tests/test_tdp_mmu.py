@@ -672,3 +672,18 @@ def test_prove_mmu_zaps_roots_from_1g_down_through_removed_tables():
     assert leaf_writes == {False: [0], True: [REMOVED_SPTE]}
     assert marks[False] == marks[True] == [("FolioDirty", HOST_PFN + 5, "handle_changed_spte"),
                                            ("FolioAccessed", HOST_PFN + 5, "handle_changed_spte")]
+
+
+def test_a_frozen_child_of_a_shared_removed_table_is_reported_not_spun_on():
+    """In C the shared path spins until another CPU unfreezes the child; the
+    one-thread model has no such CPU and logs a Bug instead of hanging."""
+    kvm, vcpu = new_vm("after 3/4")
+    map_gfn(kvm, vcpu, 5)
+    sptep, _ = leaf_of(kvm, vcpu, 5)
+    iter = next(it for it in for_each_tdp_pte(kvm, vcpu.arch.mmu.root, 5, 6)
+                if it.sptep == sptep.sp.ptep)
+    sptep.set(REMOVED_SPTE)                         # another CPU's zap in flight
+    mark = kvm.log.mark()
+    assert kvm.tdp_mmu_set_spte_atomic(iter, 0) == 0
+    assert [e.what for e in kinds(kvm.log.since(mark), Bug)] == [
+        "handle_removed_pt: child already frozen; no other CPU can unfreeze it"]
