@@ -365,12 +365,12 @@ def _describe_step(name: str, args: dict) -> str:
     return f"{name}({shown})"
 
 
-def _machine(run: Run, operations):
-    """A RuleBasedStateMachine class for ``run``: one rule per operation."""
-    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+class Lockstep:
+    """Two VMs, one per side, driven through the same operations (no Hypothesis here)."""
 
-    def create(self, mode, mmu):
+    def __init__(self, run: Run, operations, mode: str, mmu: str):
         run.examples += 1
+        self.run, self.operations = run, operations
         self.mode, self.mmu = mode, mmu
         self.vms = (operations.new_vm(run.before, mode, mmu),
                     operations.new_vm(run.after, mode, mmu))
@@ -378,11 +378,16 @@ def _machine(run: Run, operations):
         self.steps = []
         self.compare = True
 
-    def do(self, name, args):
+    def applies(self, name: str) -> bool:
+        return self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode)
+
+    def do(self, name: str, args: dict) -> None:
+        """Run one operation on both sides; raise StepFailed on a new violation."""
+        run = self.run
         run.steps_run += 1
         self.steps.append((name, args))
         marks = [vm.log.mark() for vm in self.vms]
-        operation = operations.OPERATIONS[name]
+        operation = self.operations.OPERATIONS[name]
         for vm in self.vms:
             try:
                 operation.function(vm, **args)
@@ -409,22 +414,30 @@ def _machine(run: Run, operations):
                       "sptes": _step_sptes(step)}
             raise StepFailed(violation, record)
 
+
+def _machine(run: Run, operations):
+    """A RuleBasedStateMachine class for ``run``: one rule per operation."""
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+    def create_vms(self, mode, mmu):
+        self.lockstep = Lockstep(run, operations, mode, mmu)
+
     namespace = {
         "create_vms": initialize(mode=st.sampled_from(operations.MODES),
-                                 mmu=st.sampled_from(operations.MMUS))(create),
+                                 mmu=st.sampled_from(operations.MMUS))(create_vms),
     }
     for name, operation in operations.OPERATIONS.items():
-        namespace[name] = _rule_for(name, operation, do, rule, precondition)
-    return type("Lockstep", (RuleBasedStateMachine,), namespace)
+        namespace[name] = _rule_for(name, operation, rule, precondition)
+    return type("LockstepMachine", (RuleBasedStateMachine,), namespace)
 
 
-def _rule_for(name, operation, do, rule, precondition):
+def _rule_for(name, operation, rule, precondition):
     def step(self, args):
-        do(self, name, dict(args))
+        self.lockstep.do(name, dict(args))
 
     step.__name__ = name
     step.__doc__ = operation.description
-    step = precondition(lambda self: operation.applies_to(self.mmu, self.mode))(step)
+    step = precondition(lambda self: self.lockstep.applies(name))(step)
     return rule(args=operation.arguments)(step)
 
 
@@ -449,7 +462,7 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
     run = Run(before, after, contract, selected)
-    findings = []
+    findings = _kept_sequences(run, operations)
     runs = 0
     searches = profiles.budget(profile).searches
     while len(findings) < MAX_FINDINGS_PER_LEVEL and runs < searches:
@@ -466,6 +479,33 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
             f"MMUs {', '.join(operations.MMUS)}")
     return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
                                run.examples, None, text)]
+
+
+def _kept_sequences(run: Run, operations) -> list[Finding]:
+    """Run harness.replay.KEPT_SEQUENCES in every mode and MMU where they apply."""
+    from harness.replay import KEPT_SEQUENCES
+    findings = []
+    for _, steps in KEPT_SEQUENCES:
+        for mode in operations.MODES:
+            for mmu in operations.MMUS:
+                if not all(operations.OPERATIONS[n].applies_to(mmu, mode) for n, _ in steps):
+                    continue
+                failure = _run_steps(run, operations, mode, mmu, steps)
+                if failure is not None:
+                    findings.append(_operation_finding(run, failure))
+                    run.excluded.add(failure.violation.key)
+    return findings
+
+
+def _run_steps(run: Run, operations, mode: str, mmu: str, steps) -> StepFailed | None:
+    """Drive the lockstep pair through ``steps`` by hand (no Hypothesis)."""
+    lockstep = Lockstep(run, operations, mode, mmu)
+    try:
+        for name, args in steps:
+            lockstep.do(name, dict(args))
+    except StepFailed as failure:
+        return failure
+    return None
 
 
 def _search(run: Run, operations, profile: str, seed: int) -> StepFailed | None:

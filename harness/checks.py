@@ -347,7 +347,9 @@ class Mappings:
                     self.live[event.where] = current
                     folio = self.folio(new.pfn)
                     if self.count[folio] <= 0:
-                        self.since[folio] = step_start
+                        # unmapped folios are forgotten only between steps (settle), so a
+                        # mapping replaced within one step keeps the folio's history
+                        self.since.setdefault(folio, step_start)
                         self.count[folio] = 0
                     self.count[folio] += 1
                 current.wrote |= new.writable or new.dirty

@@ -1,0 +1,57 @@
+"""Operation sequences kept as explicit examples, run before every random search.
+
+These are the state-machine counterpart of Hypothesis's ``@example``: short,
+named kernel flows that every operation-level check runs first, under every
+profile, in every encoding mode and MMU where each step applies.  They can
+only add findings (a sequence that finds nothing costs a few milliseconds);
+they never suppress one.  A sequence is kept here when it stands for a flow
+the random search reaches only rarely (a gfn that a shadow page shadows, a
+non-accessed SPTE being zapped), so the gate profile, which runs few random
+examples, still walks it.  Each entry: (name, [(operation, arguments)...]).
+"""
+
+from __future__ import annotations
+
+GUEST_TABLE_GFN = 0x3ff     # operations.GUEST_TABLE_GFN: the gfn the indirect shadow page shadows
+
+KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
+    ("map writable, then unmap", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("unmap", {"start": 0, "end": 1}))),
+    ("map prefetched (not accessed), then unmap", (
+        ("fault", {"gfn": 0, "write": False, "exec": False, "prefetch": True}),
+        ("unmap", {"start": 0, "end": 1}))),
+    ("map writable, age without flush, then unmap", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("clear_young", {"start": 0, "end": 1}),
+        ("unmap", {"start": 0, "end": 1}))),
+    ("map writable, age with flush, write again, zap all", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("clear_flush_young", {"start": 0, "end": 1}),
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("zap_all", {}))),
+    ("map the guest page table writable, then shadow it (write-protect)", (
+        ("fault", {"gfn": GUEST_TABLE_GFN, "write": True, "exec": False, "prefetch": False}),
+        ("shadow_prefetch", {"index": 0, "gfn": 0, "writable": True, "dirty": True,
+                             "accessed": True}))),
+    ("prefetch a writable guest PTE, then unmap it", (
+        ("shadow_prefetch", {"index": 1, "gfn": 0, "writable": True, "dirty": True,
+                             "accessed": False}),
+        ("unmap", {"start": 0, "end": 1024}))),
+    ("dirty logging cycle: enable, write, clear, unmap", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("dirty_log_enable", {}),
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("dirty_log_clear", {"gfn": 0, "mask": 1}),
+        ("unmap", {"start": 0, "end": 1}))),
+    ("split a huge mapping, then unmap", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("split_huge", {"gfn": 0}),
+        ("unmap", {"start": 0, "end": 512}))),
+    ("sync an unsync shadow page", (
+        ("shadow_prefetch", {"index": 2, "gfn": 2, "writable": True, "dirty": True,
+                             "accessed": True}),
+        ("shadow_sync", {"index": 2, "gfn": 2, "writable": False, "dirty": False,
+                         "accessed": True}),
+        ("unmap", {"start": 0, "end": 1024}))),
+)
