@@ -302,22 +302,32 @@ def unmap(kvm, start: int, end: int) -> None:
 
 
 def change_pte(kvm, gfn: int, writable: bool = False) -> None:
-    """mmu_notifier change_pte (KSM/COW; exists in every state of the series):
-    the host moves ``gfn`` to another page, then kvm_set_spte_gfn runs.
+    """The primary MMU moves ``gfn`` to another page (KSM merge or COW break),
+    as mm does it: invalidate_range_start (kvm_unmap_gfn_range + flush), the
+    new host PTE, change_pte (kvm_set_spte_gfn + flush, run only while an
+    invalidation is in progress), invalidate_range_end.
 
-    Driven directly on live SPTEs; in the kernel change_pte is bracketed by
-    invalidate_range_start, which has already zapped them.
+    change_pte exists in every state of the series (it went away in v6.10).
+    Because the start step already zapped the SPTEs, kvm_set_spte_gfn finds
+    nothing to change; driving it over live SPTEs instead would leave a huge
+    SPTE mapping the old page (set_spte_gfn skips huge SPTEs, relying on the
+    start step), a state the kernel never reaches.
     """
-    range_ = hva_range(kvm, gfn, gfn + 1, may_block=False)
+    range_ = hva_range(kvm, gfn, gfn + 1, may_block=True)
     if range_ is None or gfn not in kvm.host:
         return
     old_pfn = kvm.host[gfn][0]
     new_pfn = COW_PFN_BASE + gfn % 0x200 if old_pfn == HOST_PFN_BASE + gfn else HOST_PFN_BASE + gfn
-    kvm.host[gfn] = (new_pfn, writable)
-    range_.arg = (new_pfn, writable)
-    with generic(kvm, "kvm_mmu_notifier_change_pte"):
-        if kvm.kvm_set_spte_gfn(range_):
+    kvm.mmu_invalidate_in_progress += 1                  # kvm_mmu_invalidate_begin
+    with generic(kvm, "kvm_mmu_notifier_invalidate_range_start"):
+        if kvm.kvm_unmap_gfn_range(range_):
             kvm.kvm_flush_remote_tlbs()
+    kvm.host[gfn] = (new_pfn, writable)
+    change = hva_range(kvm, gfn, gfn + 1, may_block=False, arg=(new_pfn, writable))
+    with generic(kvm, "kvm_mmu_notifier_change_pte"):
+        if kvm.mmu_invalidate_in_progress and kvm.kvm_set_spte_gfn(change):
+            kvm.kvm_flush_remote_tlbs()
+    kvm.mmu_invalidate_in_progress -= 1                  # kvm_mmu_invalidate_end
 
 
 def clear_flush_young(kvm, start: int, end: int) -> None:
@@ -577,7 +587,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     _op("unmap", unmap, gfn_ranges(),
         "mmu_notifier invalidate_range_start: kvm_unmap_gfn_range + flush"),
     _op("change_pte", change_pte, st.fixed_dictionaries({"gfn": gfns, "writable": st.booleans()}),
-        "mmu_notifier change_pte: kvm_set_spte_gfn on a moved host page + flush"),
+        "host page moved: unmap, then mmu_notifier change_pte (kvm_set_spte_gfn)"),
     _op("clear_flush_young", clear_flush_young, gfn_ranges(),
         "mmu_notifier clear_flush_young: kvm_age_gfn + flush if young"),
     _op("clear_young", clear_young, gfn_ranges(), "mmu_notifier clear_young: kvm_age_gfn"),
