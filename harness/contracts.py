@@ -151,11 +151,12 @@ def _rfc_2() -> Contract:
                 "argues this is safe because mmu_notifier invalidation zaps SPTEs before the "
                 "guest could dirty a folio without KVM knowing. Memslot dirty logging stays."),
         rules=(
-            Rule(DIRTY, ("shadow_prefetch", "make_spte"), SUPERSET,
+            Rule(DIRTY, ("make_spte",), SUPERSET,
                  "the message: mark the folio dirty when creating a writable SPTE"),
-            Rule(DIRTY, ("fault", "async_pf_ready", "shadow_sync"), FREE,
-                 "a fault or a sync creates a SPTE (may now mark) and may zap or modify the one "
-                 "it replaces (no longer marks): both halves of the message apply"),
+            Rule(DIRTY, ("fault", "async_pf_ready", "shadow_sync", "shadow_prefetch"), FREE,
+                 "these operations create SPTEs (may now mark) and also zap, modify or "
+                 "write-protect others (the modelled prefetch first shadows the guest table "
+                 "gfn, write-protecting it): both halves of the message apply"),
             Rule(DIRTY, (ANY,), SUBSET,
                  "the message: no longer mark folios dirty when zapping or modifying SPTEs"),
         ),
