@@ -545,19 +545,23 @@ class Operation:
         return f"Operation({self.name})"
 
 
-gfns = st.integers(0, SLOT_PAGES - 1)
+# Biased towards a few gfns (two 2M regions' edges, the guest table, the
+# guest PTEs' default targets) so that drawn operations meet each other.
+gfns = st.one_of(st.integers(0, 15), st.sampled_from([0x100, 0x101, 511, 512, 600, GUEST_TABLE_GFN]),
+                 st.integers(0, SLOT_PAGES - 1))
 entries = st.integers(0, GUEST_TABLE_ENTRIES - 1)
 
 
 @st.composite
 def gfn_ranges(draw):
     start = draw(gfns)
-    end = draw(st.integers(start + 1, min(SLOT_PAGES, start + 1024)))
+    end = draw(st.one_of(st.integers(start + 1, min(SLOT_PAGES, start + 16)),
+                         st.integers(start + 1, SLOT_PAGES)))
     return {"start": start, "end": end}
 
 
 def _guest_pte_args():
-    return st.fixed_dictionaries({"index": entries, "gfn": st.integers(0, SLOT_PAGES - 1),
+    return st.fixed_dictionaries({"index": entries, "gfn": gfns,
                                   "writable": st.booleans(), "dirty": st.booleans(),
                                   "accessed": st.booleans()})
 
