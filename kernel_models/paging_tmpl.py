@@ -248,14 +248,9 @@ def _no_present(kvm, spte) -> bool:
     return True
 
 
-def FNAME_prefetch_gpte(kvm, vcpu, sp, spte, gpte: int) -> bool:  # noqa: N802
-    """FNAME(prefetch_gpte), base: map one neighbouring guest PTE.
-
-    paging_tmpl.h 4d4e98fe4f35 (base, after 1/4).  The pfn comes from
-    gfn_to_pfn_memslot_atomic, which takes a page reference;
-    kvm_release_pfn_clean then marks the page accessed and drops it.
-    Confirmed in index id 61422764422 and in 2/4's hunk context.
-    """
+def _prefetch_gpte_body(kvm, after_map, vcpu, sp, spte, gpte: int) -> bool:
+    """The statements of FNAME(prefetch_gpte) both blobs share, in C order;
+    ``after_map`` is the one statement 2/4 changes (what follows mmu_set_spte)."""
     if FNAME(kvm, "prefetch_invalid_gpte")(vcpu, sp, spte, gpte):
         return False
     gfn = kvm.gpte_to_gfn(gpte)
@@ -268,29 +263,39 @@ def FNAME_prefetch_gpte(kvm, vcpu, sp, spte, gpte: int) -> bool:  # noqa: N802
     if kvm.is_error_noslot_pfn(pfn):          # is_error_pfn; noslot cannot happen with a slot
         return False
     kvm.mmu_set_spte(vcpu, slot, spte, pte_access, gfn, pfn, None)
-    kvm.kvm_release_pfn_clean(pfn)
+    after_map(kvm, pfn)
     return True
+
+
+def release_prefetched_pfn(kvm, pfn: int) -> None:
+    """Base: ``kvm_release_pfn_clean(pfn)`` marks the page accessed and drops
+    the reference gfn_to_pfn_memslot_atomic took."""
+    kvm.kvm_release_pfn_clean(pfn)
+
+
+def keep_prefetched_pfn(kvm, pfn: int) -> None:
+    """After 2/4: the release line is deleted; nothing follows mmu_set_spte."""
+
+
+def FNAME_prefetch_gpte(kvm, vcpu, sp, spte, gpte: int) -> bool:  # noqa: N802
+    """FNAME(prefetch_gpte), base: map one neighbouring guest PTE.
+
+    paging_tmpl.h 4d4e98fe4f35 (base, after 1/4).  The pfn comes from
+    gfn_to_pfn_memslot_atomic, which takes a page reference;
+    kvm_release_pfn_clean then marks the page accessed and drops it.
+    Confirmed in index id 61422764422 and in 2/4's hunk context.
+    """
+    return _prefetch_gpte_body(kvm, release_prefetched_pfn, vcpu, sp, spte, gpte)
 
 
 def FNAME_prefetch_gpte_without_release(kvm, vcpu, sp, spte, gpte: int) -> bool:  # noqa: N802
     """FNAME(prefetch_gpte) after 2/4: the kvm_release_pfn_clean call is gone.
 
-    paging_tmpl.h ec24a6679153.  Modelled exactly as the patch reads: the
-    reference gfn_to_pfn_memslot_atomic took is never dropped here.
+    paging_tmpl.h ec24a6679153 (after 2/4, 3/4, 4/4).  Modelled exactly as
+    the patch reads: the reference gfn_to_pfn_memslot_atomic took is never
+    dropped here, and the page is not marked accessed here.
     """
-    if FNAME(kvm, "prefetch_invalid_gpte")(vcpu, sp, spte, gpte):
-        return False
-    gfn = kvm.gpte_to_gfn(gpte)
-    pte_access = sp.role.access & FNAME(kvm, "gpte_access")(gpte)
-    pte_access = FNAME(kvm, "protect_clean_gpte")(vcpu.arch.mmu, pte_access, gpte)
-    slot = kvm.gfn_to_memslot_dirty_bitmap(vcpu, gfn, bool(pte_access & ACC_WRITE_MASK))
-    if not slot:
-        return False
-    pfn = kvm.gfn_to_pfn_memslot_atomic(slot, gfn)
-    if kvm.is_error_noslot_pfn(pfn):
-        return False
-    kvm.mmu_set_spte(vcpu, slot, spte, pte_access, gfn, pfn, None)
-    return True
+    return _prefetch_gpte_body(kvm, keep_prefetched_pfn, vcpu, sp, spte, gpte)
 
 
 def FNAME_pte_prefetch(kvm, vcpu, gw: guest_walker, sptep) -> None:  # noqa: N802
