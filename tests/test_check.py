@@ -78,3 +78,23 @@ def test_function_level_twin_finds_4_4_flush_change_with_counterexample_and_repl
 def test_replay_rejects_a_bad_token():
     with pytest.raises(KconformError):
         E.replay("not-a-token")
+
+
+def test_gate_runs_are_deterministic():
+    after_3 = VersionSet.series_state("after 3/4")
+    after_4 = VersionSet.series_state("after 4/4")
+    contract = C.written_contract("KVM: x86/mmu: Don't force flush if SPTE update clears Accessed bit")
+    runs = [E.check_transition("4/4", after_3, after_4, contract, functions=()) for _ in range(2)]
+    assert [f.as_dict() for f in runs[0].findings] == [f.as_dict() for f in runs[1].findings]
+    assert runs[0].coverage == runs[1].coverage
+
+
+def test_a_contract_violation_on_operations_names_the_channel_and_shrinks():
+    # the twin of the identity check: base vs after 2/4 under an all-equal contract must fail
+    after_2 = VersionSet.series_state("after 2/4")
+    outcome = E.check_transition("2/4 under identity", VersionSet.series_state("after 1/4"),
+                                 after_2, IDENTITY, checks=["matches_contract"], functions=())
+    dirty = [f for f in outcome.findings if f.channel == "dirty"]
+    assert dirty and len(dirty[0].counterexample["steps"]) <= 4
+    assert "Reproduce with:" in dirty[0].text()
+    assert "step" in E.replay(dirty[0].replay)
