@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from math import comb
 
-from harness.errors import LimitError, PatchError
+from harness.errors import PatchError
 
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$")
 
@@ -44,9 +44,6 @@ TRAILER_START = re.compile(
 # A mail client breaks a line only when the next word would not fit; every
 # common client wraps somewhere between 64 and 80 columns.
 SHORTEST_WRAP_WIDTH = 60
-
-# Bound on the work of enumerating readings of one damaged, wrapped hunk.
-MAX_READING_STATES = 20_000_000
 
 CONTEXT, REMOVED, ADDED, MARKER, JOINED = "context", "removed", "added", "marker", "joined"
 STEP = {CONTEXT: (1, 1), REMOVED: (1, 0), ADDED: (0, 1), MARKER: (0, 0), JOINED: (0, 0)}
@@ -164,35 +161,41 @@ def count_readings(body: list[str], old_len: int, new_len: int, damaged: bool,
     """
     options = [line_options(line, body[k - 1] if k else None, damaged, stripped)
                for k, line in enumerate(body)]
-    if not any(JOINED in choice for choice in options):
-        return count_by_choosing(body, options, old_len, new_len, end_allowed)
-    if len(body) * (old_len + 1) * (new_len + 1) > MAX_READING_STATES:
-        raise LimitError(f"a damaged hunk of {len(body)} lines is too large to enumerate "
-                         f"its readings", hint="use the mail as sent")
-    return count_by_walking(body, old_len, new_len, damaged, stripped, end_allowed)
+    return count_by_choosing(body, options, old_len, new_len, end_allowed)
 
 
 def count_by_choosing(body: list[str], options: list[tuple[str, ...]], old_len: int,
                       new_len: int, end_allowed) -> Reading:
-    """Count readings in closed form when no line can be a wrapped continuation.
+    """Count readings in closed form (linear in the hunk's length).
 
-    Then a reading only chooses which of the R lines starting with '-' and
-    the A lines starting with '+' are context: for a hunk ending after k
-    lines, X = new_len - (new lines certain) of the '-' lines and
-    Y = old_len - (old lines certain) of the '+' lines must be, so there
-    are C(R, X) * C(A, Y) readings.
+    Each line's choice is independent of the others: a line starting with
+    '-' is removed (1, 0) or context (1, 1); one starting with '+' is added
+    (0, 1) or context (1, 1); a possible wrap continuation is context (1, 1)
+    or joined (0, 0); every other line has one reading.  For a hunk ending
+    after k lines with R, A and J such lines, choosing z of the J as context
+    forces X = new_len - (certain new) - A - z of the R and
+    Y = old_len - (certain old) - R - z of the A to be context, so there are
+    sum over z of C(J, z) * C(R, X) * C(A, Y) readings.  ``count_by_walking``
+    is the plain enumeration the tests check this against.
     """
     total, unique = 0, None
-    fixed_old = fixed_new = either_removed = either_added = 0
+    fixed_old = fixed_new = either_removed = either_added = either_joined = 0
     for k in range(len(body) + 1):
         if end_allowed(k) and not (k < len(body) and body[k].startswith("\\")):
-            chosen_removed = new_len - fixed_new - either_added
-            chosen_added = old_len - fixed_old - either_removed
-            if 0 <= chosen_removed <= either_removed and 0 <= chosen_added <= either_added:
-                ways = comb(either_removed, chosen_removed) * comb(either_added, chosen_added)
+            for joined_as_context in range(either_joined + 1):
+                removed_as_context = new_len - fixed_new - either_added - joined_as_context
+                added_as_context = old_len - fixed_old - either_removed - joined_as_context
+                if not (0 <= removed_as_context <= either_removed
+                        and 0 <= added_as_context <= either_added):
+                    continue
+                ways = (comb(either_joined, joined_as_context)
+                        * comb(either_removed, removed_as_context)
+                        * comb(either_added, added_as_context))
                 total += ways
                 if ways == 1:
-                    unique = (k, chosen_removed == either_removed, chosen_added == either_added)
+                    unique = (k, removed_as_context == either_removed,
+                              added_as_context == either_added,
+                              joined_as_context == either_joined)
         if k == len(body):
             break
         choice = options[k]
@@ -200,19 +203,23 @@ def count_by_choosing(body: list[str], options: list[tuple[str, ...]], old_len: 
             either_removed += 1
         elif choice == (ADDED, CONTEXT):
             either_added += 1
+        elif choice == (CONTEXT, JOINED):
+            either_joined += 1
         else:
             step_old, step_new = STEP[choice[0]]
             fixed_old += step_old
             fixed_new += step_new
     if total != 1:
         return Reading(total, 0, ())
-    length, removed_are_context, added_are_context = unique
+    length, removed_are_context, added_are_context, wraps_are_context = unique
     classes = []
     for choice in options[:length]:
         if choice == (REMOVED, CONTEXT):
             classes.append(CONTEXT if removed_are_context else REMOVED)
         elif choice == (ADDED, CONTEXT):
             classes.append(CONTEXT if added_are_context else ADDED)
+        elif choice == (CONTEXT, JOINED):
+            classes.append(CONTEXT if wraps_are_context else JOINED)
         else:
             classes.append(choice[0])
     return Reading(1, length, tuple(classes))
@@ -220,7 +227,12 @@ def count_by_choosing(body: list[str], options: list[tuple[str, ...]], old_len: 
 
 def count_by_walking(body: list[str], old_len: int, new_len: int, damaged: bool,
                      stripped: bool, end_allowed) -> Reading:
-    """Count readings by dynamic programme over (lines read, old used, new used)."""
+    """Count readings by walking every classification, state by state.
+
+    The reference for ``count_by_choosing`` (the tests compare the two): a
+    dynamic programme over (lines read, old lines used, new lines used),
+    cubic in the hunk's length, so not used on real input.
+    """
     # rows[k] maps (old used, new used) -> (number of readings, back pointer)
     rows: list[dict] = [{(0, 0): (1, None)}]
     total = 0
@@ -326,8 +338,10 @@ def stripped_state(lines: list[str], start: int) -> str:
             continue
         if not in_hunk:
             continue
-        if TRAILER_START.match(line) and line.startswith("--") and not line.startswith("---"):
-            break
+        if line == "-- ":
+            break   # an intact signature: the rest is not diff
+        if line == "--":
+            continue   # a stripped signature, or a removed "-": no evidence either way
         if line[:1] in (" ", "\t"):
             return "no"
         if line.startswith("diff ") or is_file_header(line):
@@ -349,7 +363,7 @@ def lost_one_space(lines: list[str], start: int) -> bool:
             in_hunk = True
         elif in_hunk and line.startswith("\t"):
             return True
-        elif TRAILER_START.match(line) and line.startswith("--") and not line.startswith("---"):
+        elif line == "-- ":
             break
     return False
 

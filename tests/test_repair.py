@@ -230,19 +230,24 @@ def test_clean_hunk_reads_back_unchanged(hunk):
     assert read(clean) == clean[:clean.index("-- \n")]
 
 
+DAMAGED_LINE = st.one_of(
+    st.sampled_from(["", "-", "+", "-x", "+x", "x", "*)p;", "\tx", " x", "\\ No newline at end of file",
+                     "+" + "w " * 35, "-" + "w " * 35, "y" * 70, "word"]),
+    st.from_regex(r"[-+ a-z]{0,6}", fullmatch=True))
+
+
 @settings(max_examples=150, deadline=None)
-@given(hunks(), st.booleans(), st.integers(0, 3), st.integers(0, 3))
-def test_closed_form_count_agrees_with_the_walk(hunk, final, extra_old, extra_new):
-    # Two ways of counting readings must agree (the closed form is the fast path).
-    old, new, lines = hunk
-    body = [strip_line(f"{kind}{text}") for kind, text in lines] + ([""] if final else [])
-    options = [repair.line_options(line, None, True, True) for line in body]
-
+@given(st.lists(DAMAGED_LINE, max_size=12), st.booleans(), st.booleans(),
+       st.integers(0, 12), st.integers(0, 12))
+def test_closed_form_count_agrees_with_the_walk(body, stripped, final, old, new):
+    # Two ways of counting readings must agree (the closed form is the one used).
     def end_allowed(k):
-        return all(text == "" for text in body[k:])
+        return not final and k == len(body) or final and all(t == "" for t in body[k:])
 
-    fast = repair.count_by_choosing(body, options, old + extra_old, new + extra_new, end_allowed)
-    slow = repair.count_by_walking(body, old + extra_old, new + extra_new, True, True, end_allowed)
+    options = [repair.line_options(line, body[k - 1] if k else None, True, stripped)
+               for k, line in enumerate(body)]
+    fast = repair.count_by_choosing(body, options, old, new, end_allowed)
+    slow = repair.count_by_walking(body, old, new, True, stripped, end_allowed)
     assert fast == slow
 
 
