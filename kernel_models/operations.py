@@ -12,8 +12,10 @@ their events say where they come from (``by``).
 
 ``OPERATIONS`` maps a name to an ``Operation``: the function, the MMUs it
 applies to (``"tdp"``: TDP MMU; ``"shadow"``: shadow MMU with direct roots,
-i.e. TDP without the TDP MMU, plus one indirect shadow page standing for a
-nested guest's page table), the encoding modes where the kernel path exists,
+i.e. TDP without the TDP MMU; with either, one indirect shadow page stands
+for a nested guest's page table, which the shadow MMU always handles, so
+under the TDP MMU creating it turns rmaps on as mmu_first_shadow_root_alloc
+does), the encoding modes where the kernel path exists,
 a Hypothesis strategy for its arguments, and a one-line description.
 
 The VM (``new_vm``): one memslot of 1024 gfns at gfn 0 (so 2M pages fit),
@@ -519,6 +521,10 @@ def get_indirect_page(kvm, vcpu):
     sp = indirect_page(kvm)
     if sp is not None:
         return sp
+    if kvm.tdp_mmu_enabled:
+        # mmu_first_shadow_root_alloc (mmu.c, not modelled): the first
+        # shadow page under the TDP MMU turns on rmaps for every memslot.
+        kvm.shadow_root_allocated = True
     role = kvm_mmu_page_role(level=PG_LEVEL_4K, direct=False, ad_disabled=not kvm.kvm_ad_enabled(),
                              guest_mode=True, access=ACC_ALL)
     with generic(kvm, "FNAME(fetch)"):
@@ -587,7 +593,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         "hardware sets A (and D on write) in the vCPU's leaf SPTE", modes=AD_MODES),
     _op("nested_access", nested_access, st.fixed_dictionaries({"index": entries,
                                                                "write": st.booleans()}),
-        "hardware sets A/D in an entry of the indirect page", mmus={"shadow"}, modes=AD_MODES),
+        "hardware sets A/D in an entry of the indirect page", modes=AD_MODES),
     _op("unmap", unmap, gfn_ranges(),
         "mmu_notifier invalidate_range_start: kvm_unmap_gfn_range + flush"),
     _op("change_pte", change_pte, st.fixed_dictionaries({"gfn": gfns, "writable": st.booleans()}),
@@ -613,9 +619,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
         "huge page recovery: zap the 4K table under a 2M entry"),
     _op("zap_gfn_range", zap_gfn_range, gfn_ranges(), "kvm_zap_gfn_range + ranged flush"),
     _op("shadow_prefetch", shadow_prefetch, _guest_pte_args(),
-        "FNAME(pte_prefetch)/FNAME(prefetch_gpte) on the indirect page", mmus={"shadow"}),
+        "FNAME(pte_prefetch)/FNAME(prefetch_gpte) on the indirect page"),
     _op("shadow_sync", shadow_sync, _guest_pte_args(),
-        "INVLPG on an unsync indirect page: kvm_sync_spte -> FNAME(sync_spte)", mmus={"shadow"}),
+        "INVLPG on an unsync indirect page: kvm_sync_spte -> FNAME(sync_spte)"),
 )}
 
 

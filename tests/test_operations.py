@@ -146,9 +146,10 @@ def since(kvm, mark, kind):
     return [e for e in kvm.log.since(mark) if isinstance(e, kind)]
 
 
+@pytest.mark.parametrize("mmu", ops.MMUS)
 @pytest.mark.parametrize("mode", ["legacy", "ept_ad"])
-def test_shadow_prefetch_base_marks_accessed_and_releases(mode):
-    kvm = ops.new_vm("base", mode, "shadow")
+def test_shadow_prefetch_base_marks_accessed_and_releases(mode, mmu):
+    kvm = ops.new_vm("base", mode, mmu)
     ops.shadow_prefetch(kvm, 1, 9)
     taken = [e.pfn for e in kvm.log if isinstance(e, PageRefGet) and e.by == "FNAME(prefetch_gpte)"]
     released = [e.pfn for e in kvm.log if isinstance(e, PageRefPut) and e.by == "FNAME(prefetch_gpte)"]
@@ -160,10 +161,11 @@ def test_shadow_prefetch_base_marks_accessed_and_releases(mode):
     assert ops.folio_refcounts(kvm) == {}
 
 
+@pytest.mark.parametrize("mmu", ops.MMUS)
 @pytest.mark.parametrize("state", ["after 2/4", "after 3/4", "after 4/4"])
-def test_shadow_prefetch_after_2_4_never_drops_its_reference(state):
+def test_shadow_prefetch_after_2_4_never_drops_its_reference(state, mmu):
     """What the RFC's 2/4 does: gfn_to_pfn_memslot_atomic's reference stays."""
-    kvm = ops.new_vm(state, "ept_ad", "shadow")
+    kvm = ops.new_vm(state, "ept_ad", mmu)
     ops.shadow_prefetch(kvm, 1, 9)
     taken = [e.pfn for e in kvm.log if isinstance(e, PageRefGet) and e.by == "FNAME(prefetch_gpte)"]
     assert len(taken) == 7
@@ -175,9 +177,9 @@ def test_shadow_prefetch_after_2_4_never_drops_its_reference(state):
     assert dirtied == {ops.HOST_PFN_BASE + 0x100 + i for i in (0, 4, 6)}
 
 
-def synced_clean_entry(state):
+def synced_clean_entry(state, mmu="shadow"):
     """Entry 0 accessed and dirty by the nested guest, then its gPTE turns clean."""
-    kvm = ops.new_vm(state, "ept_ad", "shadow")
+    kvm = ops.new_vm(state, "ept_ad", mmu)
     ops.shadow_prefetch(kvm, 1, 9)
     ops.nested_access(kvm, 0, write=True)
     mark = kvm.log.mark()
@@ -185,8 +187,9 @@ def synced_clean_entry(state):
     return kvm, mark
 
 
-def test_shadow_sync_marks_accessed_and_dirty_at_base():
-    kvm, mark = synced_clean_entry("base")
+@pytest.mark.parametrize("mmu", ops.MMUS)
+def test_shadow_sync_marks_accessed_and_dirty_at_base(mmu):
+    kvm, mark = synced_clean_entry("base", mmu)
     pfn = ops.HOST_PFN_BASE + 0x100
     assert [e.pfn for e in since(kvm, mark, FolioDirty) if e.by == "mmu_spte_update"] == [pfn]
     assert [e.pfn for e in since(kvm, mark, FolioAccessed) if e.by == "mmu_spte_update"] == [pfn]
@@ -313,6 +316,17 @@ def test_operation_table_is_well_formed():
         assert op.modes and op.modes <= set(ops.MODES)
     assert not ops.OPERATIONS["split_huge"].applies_to("shadow", "ept_ad")
     assert ops.OPERATIONS["shadow_sync"].applies_to("shadow", "legacy")
+    assert ops.OPERATIONS["shadow_sync"].applies_to("tdp", "ept_ad")
+
+
+def test_nested_pages_under_the_tdp_mmu_turn_rmaps_on():
+    kvm = ops.new_vm("base", "ept_ad", "tdp")
+    assert not kvm.kvm_memslots_have_rmaps()
+    ops.shadow_prefetch(kvm, 1, 9)
+    assert kvm.kvm_memslots_have_rmaps()
+    mark = kvm.log.mark()
+    ops.unmap(kvm, 0x100, 0x108)                  # the nested mappings are rmap-only
+    assert sum(1 for e in kvm.log.since(mark) if e.channel == "spte") == 6   # entry 1 maps gfn 9
 
 
 @settings(max_examples=30, deadline=None)
