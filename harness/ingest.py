@@ -538,6 +538,19 @@ def order_series(patches: list[Patch]) -> list[Patch]:
     return ordered
 
 
+def base_source(cover: Patch | None, patches: list[Patch]) -> Patch | None:
+    """The mail whose ``base-commit:`` a series uses: the cover's, else the one
+    patch's that carries it (git writes it into the first patch when there is
+    no cover letter).  Several different ones among the patches: none.
+    """
+    if cover is not None and cover.base_commit:
+        return cover
+    carriers = [patch for patch in patches if patch.base_commit]
+    if len({patch.base_commit for patch in carriers}) == 1:
+        return carriers[0]
+    return None
+
+
 def find_group(patch: Patch, groups: list[SeriesGroup],
                by_id: dict[str, SeriesGroup]) -> tuple[SeriesGroup | None, str | None]:
     """The series a patch joins (None: it starts one), and a note on why, if any."""
@@ -606,8 +619,10 @@ def finish_group(group: SeriesGroup) -> list[Patch]:
         if index in dropped:
             notes.append("identical copies dropped: " + ", ".join(dropped[index]))
         base_commit = patch.base_commit
-        if base_commit is None and cover is not None and cover.base_commit:
-            base_commit = cover.base_commit
-            notes.append(f"base-commit taken from the cover letter {cover.label}")
+        source = base_source(cover, ordered) if patch.series is not None else None
+        if base_commit is None and source is not None:
+            base_commit = source.base_commit
+            what = "the cover letter" if source.is_cover else "patch"
+            notes.append(f"base-commit taken from {what} {source.label}")
         result.append(replace(patch, notes=tuple(notes), base_commit=base_commit))
     return result

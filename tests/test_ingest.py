@@ -434,3 +434,22 @@ def test_cover_letter_with_an_interdiff_is_kept_as_a_cover(tmp_path):
     (patch,) = ingest.read_file(str(tmp_path / "x.eml"))
     assert patch.is_cover and patch.diff_text == "" and "Interdiff against v1:" in patch.body
     assert any("interdiff" in note for note in patch.notes)
+
+
+def test_base_commit_of_a_coverless_series_comes_from_the_patch_that_has_it(tmp_path):
+    one = (PATCHES / "rfc-1-of-4.patch").read_text().replace(
+        "\n-- \n", f"\n\nbase-commit: {BASE}\n-- \n")
+    (tmp_path / "a-1-of-4.patch").write_text(one)
+    copy(tmp_path, "rfc-2-of-4.patch")
+    patches = ingest.read_paths([str(tmp_path)])
+    assert [p.base_commit for p in patches] == [BASE, BASE]
+    assert any("base-commit taken from patch a-1-of-4.patch" in n for n in patches[1].notes)
+
+
+def test_bare_diffs_do_not_take_a_base_commit(tmp_path):
+    one = (PATCHES / "rfc-1-of-4.patch").read_text().replace(
+        "\n-- \n", f"\n\nbase-commit: {BASE}\n-- \n")
+    (tmp_path / "a-1-of-4.patch").write_text(one)
+    shutil.copy(INPUTS / "bare-4-of-4.diff", tmp_path / "b.diff")
+    patches = ingest.read_paths([str(tmp_path)])
+    assert [p.base_commit for p in patches] == [BASE, None]
