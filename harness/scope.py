@@ -13,9 +13,11 @@ side at a time (old side = context + removed, new side = context + added):
   definition, else to no function (``function=None`` with the reason);
 - otherwise the header hint holds if it reads as a function definition.
 
-In a whitespace-repaired copy indentation is gone, so column-0 evidence is
-unusable: only definition lines (followed by ``{``) and the hint count, and
-``reason`` says so.  A hunk whose changed lines lie in several functions
+In a copy whose indentation was stripped (a web-archive copy, or any C diff
+with no tab-indented line) column-0 evidence is unusable: only definition
+lines (followed by ``{``) and the hint count, and ``reason`` says so.  Copies
+repaired for other damage (lost prefix space, wrapped lines, CRLF) keep their
+indentation and are read like undamaged ones.  A hunk whose changed lines lie in several functions
 gives one ``ScopedHunk`` per function, sharing ``index``.
 
 ``kind`` compares the removed and added C token streams with comments and
@@ -103,7 +105,8 @@ def code_and_comments(lines: list[str]) -> list[tuple[tuple[str, ...], tuple[str
     """Per line: its C tokens outside comments, and its comment words.
 
     The side may start inside a comment: that is so when ``*/`` appears
-    before any ``/*``.
+    before any ``/*``, or its first line reads as a comment continuation
+    (``* text``; code never puts a blank after a leading ``*``).
     """
     joined = "\n".join(lines)
     opening, closing = joined.find("/*"), joined.find("*/")
@@ -198,8 +201,7 @@ def attribute_side(lines: list[str], hint: str | None, damaged: bool) -> list[Ow
             finished_comment = None
             owners.append(current)
             continue
-        if text.strip():
-            finished_comment = None
+        finished_comment = None   # only a definition right below keeps the comment
         owners.append(current)
         if not damaged and column0 and text.startswith("}"):
             ended = current.function

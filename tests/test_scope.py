@@ -253,3 +253,16 @@ def test_changing_a_token_is_always_behaviour(old_code, new_code):
     kind, _ = scope.classify(scan([" ".join(old_code) + " /* c */"]),
                              scan([" ".join(new_code) + " /* c */"]), repaired=False)
     assert kind == "behaviour"
+
+
+COMMENTED = " \treturn 0;\n }\n \n /*\n- * old words\n+ * new words\n  */\nGAP int second(void)\n {\n"
+
+
+def test_comment_directly_above_a_definition_belongs_to_it(tmp_path):
+    hunks = bare(tmp_path, COMMENTED.replace("GAP", ""), "@@ -1,8 +1,8 @@ int first(void)")
+    assert [(h.function, h.kind) for h in hunks] == [("second", "comment")]
+
+
+def test_comment_separated_by_a_blank_line_belongs_to_no_function(tmp_path):
+    hunks = bare(tmp_path, COMMENTED.replace("GAP", " \n"), "@@ -1,9 +1,9 @@ int first(void)")
+    assert [(h.function, h.kind) for h in hunks] == [(None, "comment")]
