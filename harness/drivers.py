@@ -187,7 +187,24 @@ def call_spte_write_protect(vm: VM, case: dict) -> list[Event]:
 # tdp_mmu.c
 # ---------------------------------------------------------------------------
 
-@driver("handle_changed_spte", TDP_MMU_C, lambda mode: _pairs(mode, {"shared": (False, True)}))
+def _handle_changed_spte_cases(mode: str) -> list[dict]:
+    """Every (old, new) pair at each level, exclusive and shared.
+
+    For a non-leaf old SPTE only the exclusive walk is run: ``shared`` changes
+    how handle_removed_pt freezes the 512 children (exchange every entry vs.
+    skip the empty ones), not what handle_changed_spte does with each child,
+    and the shared walk costs 512 writes per case.
+    """
+    cases = []
+    for case in _pairs(mode):
+        nonleaf = (case["level"] > 1 and case["old"] & S.SPTE_MMU_PRESENT_MASK
+                   and not case["old"] & S.PT_PAGE_SIZE_MASK)
+        for shared in ((False,) if nonleaf else (False, True)):
+            cases.append({**case, "shared": shared})
+    return cases
+
+
+@driver("handle_changed_spte", TDP_MMU_C, _handle_changed_spte_cases)
 def call_handle_changed_spte(vm: VM, case: dict) -> list[Event]:
     level = case["level"]
     if level > 1 and case["old"] & S.SPTE_MMU_PRESENT_MASK and not case["old"] & S.PT_PAGE_SIZE_MASK:
