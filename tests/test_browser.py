@@ -189,7 +189,7 @@ class Page:
     def screenshot(self, path: Path):
         height = self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
         self.browser.send("Emulation.setDeviceMetricsOverride",
-                          {"width": 1280, "height": min(int(height), 6000),
+                          {"width": 1280, "height": min(int(height), 16000),
                            "deviceScaleFactor": 1, "mobile": False}, session=self.session)
         data = self.browser.send("Page.captureScreenshot", {"format": "png"},
                                  session=self.session)["data"]
