@@ -368,9 +368,12 @@ def _describe_step(name: str, args: dict) -> str:
 class Lockstep:
     """Two VMs, one per side, driven through the same operations (no Hypothesis here)."""
 
-    def __init__(self, run: Run, operations, mode: str, mmu: str):
+    def __init__(self, run: Run, operations, mode: str, mmu: str, inline=None):
         run.examples += 1
         self.run, self.operations = run, operations
+        self.inline = run.checks if inline is None else inline   # checks run inside do()
+        self.last: K.Step | None = None
+        self.checked: dict = {}             # invariant name -> the step it last checked
         self.mode, self.mmu = mode, mmu
         self.vms = (operations.new_vm(run.before, mode, mmu),
                     operations.new_vm(run.after, mode, mmu))
@@ -402,11 +405,16 @@ class Lockstep:
                       K.Side("before", self.vms[0], marks[0], self.memory[0]),
                       K.Side("after", self.vms[1], marks[1], self.memory[1]),
                       run.contract, compare=self.compare)
-        violations = [v for c in run.checks for v in c.function(step)]
+        self.last = step
         if self.compare and _state(self.vms[0]) != _state(self.vms[1]):
             self.compare = False
-        for violation in violations:
-            if violation.key in run.excluded:
+        for check in self.inline:
+            self.verify(check, step)
+
+    def verify(self, check, step: K.Step) -> None:
+        """Run one check on ``step``; raise StepFailed on a violation not yet reported."""
+        for violation in check.function(step):
+            if violation.key in self.run.excluded:
                 continue
             record = {"mode": self.mode, "mmu": self.mmu, "steps": list(self.steps),
                       "before": [e.describe() for e in step.before.events],
@@ -417,10 +425,13 @@ class Lockstep:
 
 def _machine(run: Run, operations):
     """A RuleBasedStateMachine class for ``run``: one rule per operation."""
-    from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+    from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+                                     rule)
+    comparisons = [c for c in run.checks if c.name == "matches_contract"]
+    invariants = [c for c in run.checks if c.name != "matches_contract"]
 
     def create_vms(self, mode, mmu):
-        self.lockstep = Lockstep(run, operations, mode, mmu)
+        self.lockstep = Lockstep(run, operations, mode, mmu, inline=comparisons)
 
     namespace = {
         "create_vms": initialize(mode=st.sampled_from(operations.MODES),
@@ -428,7 +439,24 @@ def _machine(run: Run, operations):
     }
     for name, operation in operations.OPERATIONS.items():
         namespace[name] = _rule_for(name, operation, rule, precondition)
+    for check in invariants:
+        namespace[check.name] = _invariant_for(check, invariant)
     return type("LockstepMachine", (RuleBasedStateMachine,), namespace)
+
+
+def _invariant_for(check, invariant):
+    """A Hypothesis invariant named after the property: checks the step just run."""
+    def holds(self):
+        lockstep = getattr(self, "lockstep", None)
+        if lockstep is None or lockstep.last is None:
+            return              # right after initialisation: no step to check yet
+        if lockstep.checked.get(check.name) is not lockstep.last:
+            lockstep.checked[check.name] = lockstep.last
+            lockstep.verify(check, lockstep.last)
+
+    holds.__name__ = check.name
+    holds.__doc__ = check.description
+    return invariant()(holds)
 
 
 def _rule_for(name, operation, rule, precondition):

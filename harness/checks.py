@@ -469,10 +469,9 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
 
 @check("flush_after_write_protect", failure="StaleTlbEntry", channels=(FLUSH,),
        levels=("operation",),
-       description=("an operation that removes write access, or clears D where the gfn is "
-                    "dirty-logged and nothing else changes (dirty-log clearing), flushes the TLB or tells its caller to (A-bit clearing and "
-                    "access tracking are aging: no flush by design; outside dirty logging the "
-                    "D bit only feeds folio dirtiness, which dirty_preserved checks)"))
+       description=("an operation that removes write access, or a dirty-logging operation "
+                    "that clears D, flushes the TLB or tells its caller to (A-bit clearing "
+                    "and access tracking are aging: no flush by design)"))
 @per_side
 def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
     if step.operation in NO_VCPU_AFTER:
@@ -484,7 +483,7 @@ def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
     for index, event in enumerate(events):
         if not isinstance(event, SpteWrite) or index < last_flush:
             continue
-        reason = _needs_flush(side.vm, event)
+        reason = _needs_flush(side.vm, event, step.operation in DIRTY_LOG_OPERATIONS)
         if reason is None:
             continue
         found.append(Violation(
@@ -502,7 +501,14 @@ def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
 NO_VCPU_AFTER = frozenset({"zap_all", "memslot_delete"})
 
 
-def _needs_flush(vm, event: SpteWrite) -> str | None:
+# Operations that clear D as a promise of dirty logging (PML needs the CPU to set D
+# again, so the TLB must forget the old D).  Elsewhere base KVM does not flush for a
+# D-bit change (a prefetch fault that rewrites a writable SPTE without D), and the
+# D bit only feeds folio dirtiness, which dirty_preserved checks.
+DIRTY_LOG_OPERATIONS = frozenset({"dirty_log_enable", "dirty_log_clear"})
+
+
+def _needs_flush(vm, event: SpteWrite, dirty_logging: bool = False) -> str | None:
     level = spte_level(event.where)
     old = read_spte(vm, event.old, level)
     new = read_spte(vm, event.new, level)
@@ -516,8 +522,8 @@ def _needs_flush(vm, event: SpteWrite) -> str | None:
     if old.writable and not (same and new.writable):
         return "lost write access"
     dirty_mask = vm.shadow_dirty_mask
-    if (old.ad_enabled and old.dirty and same and event.new == event.old & ~dirty_mask
-            and _dirty_logged(vm, event.where)):
+    if (dirty_logging and old.ad_enabled and old.dirty and same
+            and event.new == event.old & ~dirty_mask and _dirty_logged(vm, event.where)):
         return "had D cleared for dirty logging"
     return None
 
