@@ -48,6 +48,8 @@ VERDICT_TEXT = {
     "FAIL": ("\u2717", "a must-hold property is violated"),
     "ERROR": ("\u26a0", "the input could not be read"),
 }
+# A contract rule naming this operation (or none) holds for every operation.
+ANY_OPERATION = "*"
 # A rule with one of these relations says the channel must not change.
 UNCHANGED = ("same", "equal", "unchanged", "preserved")
 
@@ -181,8 +183,7 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
                      CELL_SHORT[summary[channel]], CELL_TEXT[summary[channel]][1])
                     for channel in channels],
         "operations": operations,
-        "matrix": [(op, [(channel, matrix[op][channel], *CELL_TEXT[matrix[op][channel]])
-                         for channel in channels]) for op in operations],
+        "matrix": matrix_rows(operations, matrix, channels),
         "hunks": [hunk_view(h, open_diff=alarming or not h.get("covered")) for h in hunks],
         "covered": sum(1 for h in hunks if h.get("covered")),
         "coverage": patch.get("coverage") or [],
@@ -211,7 +212,7 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
     operations = []
     for name in [op for rule in rules for op in rule.get("operations") or []] + \
             [operation_of(f) for f in findings]:
-        if name not in operations:
+        if name not in operations and name != ANY_OPERATION:
             operations.append(name)
     if not operations:
         operations = ["all operations"]
@@ -226,11 +227,9 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
                 row[channel] = "error"
                 continue
             cell = "same" if checked else "unchecked"
-            for rule in rules if checked else []:  # unchecked: intent proves nothing
-                applies = op in (rule.get("operations") or [op])
-                if rule.get("channel") == channel and applies and \
-                        str(rule.get("relation", "")).lower() not in UNCHANGED:
-                    cell = "intended"
+            if checked and any(str(rule.get("relation", "")).lower() not in UNCHANGED
+                               for rule in rules_for(rules, channel, op)):
+                cell = "intended"  # unchecked: intent alone proves nothing
             for finding in findings:
                 if finding.get("channel") == channel and operation_of(finding) == op:
                     found = "violated" if finding.get("severity") == "FAIL" else "outside"
@@ -238,6 +237,24 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
             row[channel] = cell
         matrix[op] = row
     return operations, matrix
+
+
+def rules_for(rules: list[dict], channel: str, operation: str) -> list[dict]:
+    """The contract rules that hold for ``channel`` on ``operation``.
+
+    As in ``harness.contracts``: a rule naming the operation beats a ``"*"``
+    rule (or one naming none); no rule at all means the channel stays equal.
+    """
+    mine = [r for r in rules if r.get("channel") == channel]
+    named = [r for r in mine if operation in (r.get("operations") or [])]
+    return named or [r for r in mine if ANY_OPERATION in (r.get("operations") or [ANY_OPERATION])]
+
+
+def matrix_rows(operations: list[str], matrix: dict, channels: list[str]) -> list:
+    """``(operation, [(channel, state, symbol, short text, full text)])`` per row."""
+    return [(op, [(channel, matrix[op][channel], CELL_TEXT[matrix[op][channel]][0],
+                   CELL_SHORT[matrix[op][channel]], CELL_TEXT[matrix[op][channel]][1])
+                  for channel in channels]) for op in operations]
 
 
 def operation_of(finding: dict) -> str:
@@ -343,8 +360,7 @@ def net_view(net: dict, results: dict) -> dict:
         "name": net.get("name"), "before": net.get("before"), "after": net.get("after"),
         "verdict": net.get("verdict", "ERROR"),
         "verdict_symbol": VERDICT_TEXT.get(net.get("verdict"), ("?", ""))[0],
-        "matrix": [(op, [(channel, matrix[op][channel], *CELL_TEXT[matrix[op][channel]])
-                         for channel in channels]) for op in operations],
+        "matrix": matrix_rows(operations, matrix, channels),
         "summary": [(channel, cell, CELL_TEXT[cell][0], CELL_SHORT[cell], CELL_TEXT[cell][1])
                     for channel, cell in ((c, worst_cell(matrix[op][c] for op in operations))
                                           for c in channels)],

@@ -695,11 +695,14 @@ def _mail_details(results: dict, limit: int = 10) -> list[str]:
 
 
 def _mail_finding(label: str, finding: dict) -> list[str]:
+    """A finding for the mail; only failures carry their (long) replay command."""
     entry = [f"{finding.get('severity')} {label} {finding_title(finding)}",
              one_line(finding.get("summary", ""))]
     command = replay_command(finding)
-    if command:
+    if command and finding.get("severity") == "FAIL":
         entry += ["Reproduce with:", command]
+    elif command:
+        entry += ["(replay command in the full report)"]
     return entry
 
 

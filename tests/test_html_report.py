@@ -136,7 +136,7 @@ def test_overview_has_one_row_per_patch_and_net_and_every_channel():
 
 def cells(patch_view: dict) -> dict:
     return {(op, channel): state for op, row in patch_view["matrix"]
-            for channel, state, _symbol, _text in row}
+            for channel, state, *_ in row}
 
 
 def test_matrix_tells_intended_outside_violated_and_unchecked_apart():
@@ -158,6 +158,19 @@ def test_matrix_follows_the_finding_not_the_position():
     results["patches"][2]["findings"][0]["severity"] = "FAIL"
     second = cells(html_report.report_view(results, RUN)["patches"][1])
     assert second[("age", "dirty")] == "violated"
+
+
+def test_a_rule_for_every_operation_yields_to_a_rule_naming_one():
+    results = load("rfc-series")
+    results["patches"][4]["contract"]["rules"] = [
+        {"channel": "accessed", "operations": ["*"], "relation": "free", "why": "aging"},
+        {"channel": "accessed", "operations": ["write_protect"], "relation": "equal", "why": "-"},
+        {"channel": "flush", "operations": ["clear_accessed"], "relation": "subset", "why": "-"},
+    ]
+    fourth = cells(html_report.report_view(results, RUN)["patches"][3])
+    assert "*" not in {op for op, _channel in fourth}
+    assert fourth[("write_protect", "accessed")] == "same"
+    assert fourth[("clear_accessed", "accessed")] == "intended"
 
 
 def test_every_cell_says_its_state_in_words():
