@@ -82,7 +82,8 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         rows.append(not_available(SECTION, "deep", missing))
         return {"available": False, "reason": missing}, rows
 
-    series = repeat(lambda: run_check([settings.patches_dir]), settings.repeats)
+    series = repeat(lambda: run_check([settings.patches_dir]), settings.repeats,
+                    settings.repeat_budget_s)
     results = series.value
     context["gate_results"] = results
     context["gate_series_s"] = series.median
@@ -92,19 +93,19 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
     rows.append(against(SECTION, f"whole series, gate (verdict {totals['verdict']})",
                         seconds(series.median), series.median <= S.SERIES_GATE_S,
                         f"≤ {S.SERIES_GATE_S:.0f} s",
-                        f"median of {settings.repeats} (best {seconds(series.best)}); "
+                        f"median of {len(series.runs)} (best {seconds(series.best)}); "
                         f"{case_text(totals)}; {totals['findings']} findings; peak "
                         f"{memory['peak_traced_mib']} MiB traced, "
                         f"{memory['process_max_rss_mib']} MiB max RSS"))
 
     per_patch = []
     for label, path in patch_files(settings):
-        timing = repeat(lambda: run_check([path]), settings.repeats)
+        timing = repeat(lambda: run_check([path]), settings.repeats, settings.repeat_budget_s)
         item = {"label": label, "path": path, **timing.as_dict(), **summary(timing.value)}
         per_patch.append(item)
         rows.append(row(SECTION, f"patch {position(label)}, gate (verdict {item['verdict']})",
                         seconds(timing.median),
-                        note=f"median of {settings.repeats}; {case_text(item)}"))
+                        note=f"median of {len(timing.runs)}; {case_text(item)}"))
     data["per_patch_gate"] = per_patch
     if per_patch:
         slowest = max(per_patch, key=lambda p: p["median_s"])

@@ -147,6 +147,15 @@ GIVEN = re.compile(r"Given:\s*\((.*?)\),?\s*$", re.MULTILINE)
 ARGUMENT = re.compile(r"(\w+)=(-?\d+)")
 
 
+def parse_crosshair(stdout: str, returncode: int) -> dict | None:
+    """The counterexample diffbehavior printed (as u64 values), or None if it found none."""
+    given = GIVEN.search(stdout)
+    if returncode != 1 or not given:
+        return None
+    values = {k: int(v) & U64 for k, v in ARGUMENT.findall(given.group(1))}
+    return {k: hex(v) for k, v in values.items()} | {"size_bits": bits(*values.values())}
+
+
 def crosshair_pair(first, second, timeout: float) -> dict:
     names = [f"{f.__module__}.{f.__name__}" for f in (first, second)]
     command = [sys.executable, "-m", "crosshair", "diffbehavior", *names,
@@ -174,12 +183,10 @@ def crosshair_pair(first, second, timeout: float) -> dict:
     elapsed = time.perf_counter() - start
     result = {"tool": "crosshair", "timeout_s": timeout, "process_seconds": round(elapsed, 3),
               "exit_code": process.returncode, "command": " ".join(command[1:])}
-    given = GIVEN.search(stdout or "")
-    if process.returncode == 1 and given:
-        values = {k: int(v) & U64 for k, v in ARGUMENT.findall(given.group(1))}
+    counterexample = parse_crosshair(stdout or "", process.returncode)
+    if counterexample is not None:
         result.update(found=True, seconds=found_at[0] if found_at else elapsed,
-                      counterexample={k: hex(v) for k, v in values.items()} |
-                      {"size_bits": bits(*values.values())})
+                      counterexample=counterexample)
     else:
         result.update(found=False, seconds=None,
                       verdict=f"no verdict in {timeout:g} s",

@@ -29,6 +29,8 @@ class Settings:
     deep_patches: int = 1            # deep is capped: run it on this many patches
     crosshair_timeout: float = 60.0  # CPU seconds per condition, then "no verdict"
     hypothesis_runs: int = 3         # plain Hypothesis is randomised: repeat it
+    repeat_budget_s: float = 60.0    # stop repeating a measurement past this much (runs kept)
+    scaling_budget_s: float = 600.0  # skip a gate scaling point projected to take longer
     mutant_limit: int | None = None  # None: every mutant
     patches_dir: str = PATCHES
     mutants_dir: str = MUTANTS
@@ -40,6 +42,7 @@ class Settings:
         """A small setting that still exercises every section (for tests and a first look)."""
         values = dict(quick=True, repeats=1, copies=2, scaling_patches=(1, 4, 8),
                       scaling_check_patches=(1,), scaling_steps=(2, 4), deep_patches=1,
-                      crosshair_timeout=5.0, hypothesis_runs=1, mutant_limit=2)
+                      crosshair_timeout=5.0, hypothesis_runs=1, mutant_limit=2,
+                      repeat_budget_s=0.0, scaling_budget_s=30.0)
         values.update(changes)
         return cls(**values)

@@ -30,13 +30,19 @@ class Timing:
 
     def as_dict(self) -> dict:
         return {"best_s": round(self.best, 4), "median_s": round(self.median, 4),
-                "runs_s": [round(r, 4) for r in self.runs]}
+                "runs": len(self.runs), "runs_s": [round(r, 4) for r in self.runs]}
 
 
-def repeat(function, times: int = 3) -> Timing:
-    """Call ``function()`` ``times`` times; wall-clock seconds of each call."""
+def repeat(function, times: int = 3, budget_s: float | None = None) -> Timing:
+    """Call ``function()`` ``times`` times; wall-clock seconds of each call.
+
+    With ``budget_s``, stop repeating once the runs so far plus one more
+    would pass it (the first run always happens); ``runs`` says how many ran.
+    """
     runs, value = [], None
     for _ in range(max(1, times)):
+        if runs and budget_s is not None and sum(runs) + runs[-1] > budget_s:
+            break
         gc.collect()
         start = time.perf_counter()
         value = function()

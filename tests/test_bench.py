@@ -1,0 +1,99 @@
+"""The benchmark runs and its JSON has the right shape (tiny settings; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:        # bench/ is not an installed package
+    sys.path.insert(0, ROOT)
+
+from bench import head_to_head, machine, mbox, mutant_suite, pairs, run, settings, table  # noqa: E402
+
+PATCHES = os.path.join(ROOT, "patches")
+ROW_KEYS = {"section", "measure", "value", "target", "status", "note"}
+
+
+def test_quick_run_writes_the_json_and_the_markdown(tmp_path):
+    assert run.main(["--quick", "--sections", "ingest,domain", "--out", str(tmp_path)]) == 0
+    [json_file] = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+    assert json_file.name.endswith("-quick.json")
+    report = json.loads(json_file.read_text())
+    assert report["schema"] == "kconform-bench/1"
+    for key in ("cpu", "cores", "memory_gib", "python", "os", "host"):
+        assert key in report["machine"]
+    assert report["settings"]["quick"] is True
+    assert set(report["sections"]) == {"ingest", "domain"}
+    assert report["rows"] and all(set(r) == ROW_KEYS for r in report["rows"])
+    ingest = report["sections"]["ingest"]
+    assert ingest["bundled"]["patches"] == 4
+    assert ingest["mbox"]["patches"] == 8          # --quick: 2 copies of the 4 patches
+    assert set(report["sections"]["domain"]["modes"]) == {"legacy", "ept_ad", "ept_noad"}
+    # without the check section there are no gate results: said, not crashed
+    statuses = {r["measure"]: r["status"] for r in report["rows"]}
+    assert statuses["changed functions checked exhaustively, gate"] == table.NOT_AVAILABLE
+    markdown = (tmp_path / "latest-quick.md").read_text()
+    assert "Machine: " in markdown and "| section | measure |" in markdown
+
+
+def test_an_unknown_section_is_refused():
+    with pytest.raises(SystemExit):
+        run.main(["--quick", "--sections", "nonsense"])
+
+
+def test_missing_mutants_are_reported_not_available(tmp_path):
+    data, rows = mutant_suite.measure(settings.Settings.quick_run(mutants_dir=str(tmp_path)), {})
+    assert data["available"] is False
+    assert [r["status"] for r in rows] == [table.NOT_AVAILABLE]
+
+
+def test_a_section_that_crashes_becomes_a_row(monkeypatch, tmp_path):
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run.ingest_timing, "measure", broken)
+    data, rows = run.run_section("ingest", settings.Settings.quick_run(), {}, str(tmp_path))
+    assert data["available"] is False and "boom" in data["error"]
+    assert rows[0]["status"] == table.FAILED
+
+
+def test_the_big_mbox_holds_84_distinct_patches(tmp_path):
+    path = tmp_path / "big.mbox"
+    assert mbox.write_mbox(PATCHES, 21, str(path)) == 84
+    mails = list(mailbox.mbox(str(path)))
+    assert len({m["Message-ID"] for m in mails}) == 84
+    subjects = [" ".join(m["Subject"].split()) for m in mails]
+    assert subjects[0].startswith("[RFC PATCH 1/4]")
+    assert subjects[-1].startswith("[RFC PATCH v21 4/4]")
+    from harness import ingest
+    assert len([p for p in ingest.read_paths([str(path)]) if not p.is_cover]) == 84
+
+
+def test_the_wrappers_compare_effect_logs():
+    accessed_dirty_leaf = next(v.value for v in __import__(
+        "kernel_models.spte_domain", fromlist=["spte_domain"]).spte_domain("ept_ad")
+        if v.level == 1 and "A" in v.label.split() and "D" in v.label.split())
+    read_only = accessed_dirty_leaf & ~0x302        # W, A and D cleared (EPT bits 1, 8, 9)
+    base = pairs.mmu_spte_update_base(accessed_dirty_leaf, read_only)
+    after = pairs.mmu_spte_update_after_3(accessed_dirty_leaf, read_only)
+    assert base != after                             # 2/4 and 3/4 dropped the folio marks
+    hash(base)
+    assert pairs.mmu_spte_update_base(-1, 0) == pairs.mmu_spte_update_base((1 << 64) - 1, 0)
+
+
+def test_crosshair_output_is_read_as_u64():
+    stdout = ("Given: (old_spte=-1, new_spte=0),\n"
+              "  bench.pairs.a : returns 1\n  bench.pairs.b : returns 2\n")
+    found = head_to_head.parse_crosshair(stdout, 1)
+    assert found == {"old_spte": hex((1 << 64) - 1), "new_spte": "0x0", "size_bits": 64}
+    assert head_to_head.parse_crosshair("No differences found.\n", 0) is None
+
+
+def test_machine_line_names_cpu_cores_and_python():
+    line = machine.one_line(machine.describe())
+    assert "cores" in line and "Python" in line
