@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 
@@ -124,7 +125,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
             print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
                   f"{finding['summary']}")
             if finding.get("replay"):
-                print(f"           replay: kconform replay {finding['replay']}")
+                print(f"           replay: kconform replay {shlex.quote(finding['replay'])}")
     net = results.get("net")
     if net:
         print(f"{net['verdict']:<5} series net change {net['name']}")

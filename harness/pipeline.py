@@ -65,11 +65,19 @@ def expand_paths(paths: list[str]) -> list[str]:
 
 
 def check_size(path: str) -> None:
+    """Refuse oversized inputs and binary files before any parsing."""
     size = os.path.getsize(path)
     if size > MAX_INPUT_BYTES:
         raise LimitError(f"input is {size / 2**20:.1f} MiB, over the {MAX_INPUT_BYTES >> 20} MiB "
                          f"limit", file=path,
                          hint="split the mbox, or check the patches one by one")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if b"\0" in data:
+        line = data[:data.index(b"\0")].count(b"\n") + 1
+        raise PatchError("the input holds NUL bytes: it is binary data, not a patch mail or diff",
+                         file=path, line=line,
+                         hint="pass the mail as text; binary content cannot be checked")
 
 
 def read_inputs(paths: list[str]):
@@ -157,6 +165,33 @@ def cover_entry(patch) -> dict:
     return entry
 
 
+def check_patch_shape(patch, hunks) -> None:
+    """Refuse what no honest patch holds: a position past the series total,
+    paths that leave the tree, hunks that overlap or go backwards, and hunks
+    past the size limit."""
+    if patch.series and patch.series.index > patch.series.total:
+        raise PatchError(f"the subject says patch {patch.series.index} of "
+                         f"{patch.series.total}", file=patch.path, mail=patch.message_id,
+                         hint="fix the [PATCH n/m] prefix")
+    last_end: dict[str, int] = {}
+    for hunk in hunks:
+        parts = hunk.file.split("/")
+        if hunk.file.startswith("/") or ".." in parts:
+            raise PatchError(f"the diff names the path {hunk.file!r}, which leaves the source "
+                             f"tree", file=patch.path, mail=patch.message_id,
+                             hunk=f"{hunk.file} {hunk.header}", line=hunk.line,
+                             hint="paths in a kernel patch are relative to the tree's top")
+        if hunk.source_start < last_end.get(hunk.file, 0):
+            raise PatchError("this hunk overlaps or precedes the previous hunk of the same "
+                             "file", file=patch.path, mail=patch.message_id,
+                             hunk=f"{hunk.file} {hunk.header}", line=hunk.line,
+                             hint="regenerate the patch with git format-patch")
+        if hunk.source_length:
+            last_end[hunk.file] = max(last_end.get(hunk.file, 0),
+                                      hunk.source_start + hunk.source_length)
+    check_hunk_sizes(patch, hunks)
+
+
 def check_hunk_sizes(patch, hunks) -> None:
     for hunk in hunks:
         lines = hunk.source_length + hunk.target_length
@@ -195,7 +230,7 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None):
 
     try:
         hunks = scope.scope_patch(patch)
-        check_hunk_sizes(patch, hunks)
+        check_patch_shape(patch, hunks)
     except PatchError as exc:
         return error_entry(patch.path, exc), previous
     if not hunks:
@@ -210,7 +245,14 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None):
     except LimitError as exc:
         return error_entry(patch.path, exc), previous
     after = resolution.after.name if resolution.after is not None else None
-    return patch_entry(patch, hunks, resolution, outcome), after
+    entry = patch_entry(patch, hunks, resolution, outcome)
+    entry_contracts[id(entry)] = outcome.contract
+    return entry, after
+
+
+# The Contract objects behind the entries of the current run, for the series'
+# net contract (entries themselves hold only the contract's JSON form).
+entry_contracts: dict[int, object] = {}
 
 
 def series_net(entries: list[dict], options: RunOptions) -> dict | None:
@@ -225,7 +267,8 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
     if first not in SERIES_STATES or last not in SERIES_STATES or first == last:
         return None
     before, after = VersionSet.series_state(first), VersionSet.series_state(last)
-    contract = contracts.series_contract([e["subject"] for e in entries if e.get("subject")])
+    contract = contracts.series_contract([entry_contracts[id(e)] for e in entries
+                                          if id(e) in entry_contracts])
     outcome = check.check_transition(f"{first} -> {last}", before, after, contract,
                                      profile=options.profile, seed=options.seed,
                                      checks=options.checks)
@@ -253,12 +296,16 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
             options.progress(f"checking {patch.label} ...")
         entry, previous = check_patch_entry(patch, options, previous)
         entries.append(entry)
-    if not patches and not errors:
-        exc = PatchError("no patch found in the given paths", file=", ".join(paths),
+    if not errors and all(p.is_cover for p in patches):
+        message = ("only a cover letter: the series' patches are not in the input" if patches
+                   else "no patch found in the given paths")
+        exc = PatchError(message, file=", ".join(paths),
+                         mail=patches[0].message_id if patches else None,
                          hint="give patch files, mboxes or directories holding them")
         entries.append(error_entry(", ".join(paths), exc))
     net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
                      options) if not errors else None
+    entry_contracts.clear()
     checks = options.checks or _all_check_names()
     results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
                        net=net)
@@ -269,6 +316,8 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "command": options.command,
+        "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))
+        + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }
     return results, run
 

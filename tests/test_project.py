@@ -38,3 +38,18 @@ def test_no_kernel_source_outside_patches_and_tests():
             except OSError:
                 continue
     assert offenders == []
+
+
+def test_no_function_is_registered_twice():
+    from kernel_models import registry
+
+    assert registry.duplicates() == []
+
+
+def test_duplicates_are_found():
+    from kernel_models import registry
+
+    rows = registry.table()
+    row = next(r for r in rows if r.name == "mmu_spte_update")
+    twin = registry.Version(row.file, row.name, lambda kvm: None, row.blobs)
+    assert registry.duplicates(rows + [twin])

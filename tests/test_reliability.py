@@ -29,7 +29,8 @@ PATCHES = ROOT / "patches"
 EXPECTED = json.loads((BAD / "expected.json").read_text())
 
 OUTCOME_EXIT = {"error": {ExitCode.ERROR}, "miss": {ExitCode.MISS},
-                "error_or_note": {ExitCode.ERROR, ExitCode.MISS}}
+                "error_or_note": {ExitCode.ERROR, ExitCode.MISS},
+                "error_or_miss": {ExitCode.ERROR, ExitCode.MISS}}
 
 
 def run_cli(capsys, *args):
@@ -134,6 +135,67 @@ def make_mbox_shuffled(tmp_path):
     return _series_mbox(tmp_path, "shuffled.mbox", [parts[4], parts[2], parts[0], parts[1]]), None
 
 
+def make_mbox_duplicate_different(tmp_path):
+    parts = _series_files()
+    changed = tmp_path / "changed-1.patch"
+    changed.write_bytes(parts[1].read_bytes().replace(b"+\t\t * writable, skip trying",
+                                                      b"+\t\t * writable, do not try"))
+    return _series_mbox(tmp_path, "dup-diff.mbox", [parts[0], parts[1], changed, parts[2]]), None
+
+
+def make_mbox_interleaved(tmp_path):
+    parts = _series_files()
+    other = []
+    for index in (1, 2):
+        data = parts[index].read_bytes().replace(b"[RFC PATCH ", b"[RFC PATCH v2 ")
+        data = data.replace(b"3216282-", b"9999999-")
+        path = tmp_path / f"v2-{index}.patch"
+        path.write_bytes(data)
+        other.append(path)
+    return _series_mbox(tmp_path, "interleaved.mbox",
+                        [parts[1], other[0], parts[2], other[1], parts[0]]), None
+
+
+def make_cover_letter_only(tmp_path):
+    return _series_mbox(tmp_path, "cover.mbox", [_series_files()[0]]), None
+
+
+def make_huge_mbox(tmp_path):
+    one = (PATCHES / "rfc-2-of-4.patch").read_bytes()
+    path = tmp_path / "huge.mbox"
+    with open(path, "wb") as handle:
+        for _ in range(50 * 2**20 // len(one) + 1):
+            handle.write(one + b"\n")
+    return path, None
+
+
+def make_huge_hunk(tmp_path):
+    lines = "".join(f"+\tvalue_{i} = {i};\n" for i in range(100_000))
+    diff = ("diff --git a/arch/x86/kvm/x86.c b/arch/x86/kvm/x86.c\n"
+            "index 1111111..2222222 100644\n--- a/arch/x86/kvm/x86.c\n+++ b/arch/x86/kvm/x86.c\n"
+            f"@@ -1,0 +1,100000 @@\n{lines}")
+    return _write(tmp_path / "huge-hunk.diff", diff.encode()), None
+
+
+def make_rewrapped(tmp_path):
+    text = (PATCHES / "rfc-4-of-4.patch").read_text()
+    wrapped = []
+    for line in text.splitlines():
+        if len(line) > 72 and line.startswith(("+", "-", " ")) and "flush" in line:
+            cut = line.rfind(" ", 0, 72)
+            wrapped += [line[:cut], line[cut + 1:]]
+        else:
+            wrapped.append(line)
+    return _write(tmp_path / "wrapped.patch", ("\n".join(wrapped) + "\n").encode()), None
+
+
+def make_stripped_whitespace(tmp_path):
+    text = (PATCHES / "rfc-4-of-4.patch").read_text()
+    lines = [line.lstrip(" \t") if not line.startswith(("+", "-")) else line[0] + line[1:].lstrip()
+             for line in text.splitlines()]
+    return _write(tmp_path / "stripped.patch", ("\n".join(lines) + "\n").encode()), None
+
+
 # Each derived input and what must come of it.
 DERIVED = {
     "make_crlf": "same-as-original",
@@ -143,6 +205,13 @@ DERIVED = {
     "make_mbox_missing_part": "no-error",
     "make_mbox_duplicate_identical": "no-error",
     "make_mbox_shuffled": "no-error",
+    "make_mbox_interleaved": "no-error",
+    "make_rewrapped": "repaired-or-error",
+    "make_stripped_whitespace": "repaired-or-error",
+    "make_mbox_duplicate_different": "error",
+    "make_cover_letter_only": "error",
+    "make_huge_mbox": "error",
+    "make_huge_hunk": "error",
 }
 
 
@@ -157,7 +226,18 @@ def test_derived_inputs(capsys, tmp_path, maker):
     code, out, err = run_cli(capsys, path, "--json", tmp_path / "r.json")
     assert "Traceback" not in err + out
     results = json.loads((tmp_path / "r.json").read_text())
+    verdicts = [p["verdict"] for p in results["patches"] if not p["is_cover"]]
+    if DERIVED[maker] == "error":
+        assert code == ExitCode.ERROR, (out, err)
+        assert any(p.get("error") and p["error"]["file"] for p in results["patches"])
+        return
+    if DERIVED[maker] == "repaired-or-error":
+        if code == ExitCode.ERROR:
+            return
+        assert all(p["repaired"] or p["damage"] for p in results["patches"] if not p["is_cover"])
+        return
     assert code != ExitCode.ERROR, err
+    assert verdicts
     if DERIVED[maker] == "same-as-original":
         code2, _, _ = run_cli(capsys, PATCHES / original, "--json", tmp_path / "o.json")
         reference = json.loads((tmp_path / "o.json").read_text())
@@ -165,5 +245,11 @@ def test_derived_inputs(capsys, tmp_path, maker):
         got = [(p["verdict"], [h["function"] for h in p["hunks"]]) for p in results["patches"]]
         want = [(p["verdict"], [h["function"] for h in p["hunks"]]) for p in reference["patches"]]
         assert got == want
-    indices = [p["series"]["index"] for p in results["patches"] if p.get("series")]
-    assert indices == sorted(indices)
+    by_version: dict = {}
+    for p in results["patches"]:
+        if p.get("series"):
+            by_version.setdefault(p["series"]["version"], []).append(p["series"]["index"])
+    for indices in by_version.values():
+        assert indices == sorted(indices)
+    if maker == "make_mbox_interleaved":
+            assert sorted(by_version, key=str) == [2, None]
