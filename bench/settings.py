@@ -30,7 +30,7 @@ class Settings:
     crosshair_timeout: float = 60.0  # CPU seconds per condition, then "no verdict"
     hypothesis_runs: int = 3         # plain Hypothesis is randomised: repeat it
     repeat_budget_s: float = 60.0    # stop repeating a measurement past this much (runs kept)
-    scaling_budget_s: float = 600.0  # skip a gate scaling point projected to take longer
+    scaling_budget_s: float = 900.0  # skip a gate scaling point projected to take longer
     mutant_limit: int | None = None  # None: every mutant
     patches_dir: str = PATCHES
     mutants_dir: str = MUTANTS
