@@ -99,6 +99,9 @@ def write_atomic(path: str, text: str | bytes) -> None:
     data = text.encode("utf-8") if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=".kconform-", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)     # mkstemp makes 0600; reports are for reading
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
