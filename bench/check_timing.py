@@ -93,7 +93,8 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
     rows.append(against(SECTION, f"whole series, gate (verdict {totals['verdict']})",
                         seconds(series.median), series.median <= S.SERIES_GATE_S,
                         f"≤ {S.SERIES_GATE_S:.0f} s",
-                        f"median of {len(series.runs)} (best {seconds(series.best)}); "
+                        f"median of {len(series.runs)} (best {seconds(series.best)}, CPU "
+                        f"{seconds(series.cpu_median)}); "
                         f"{case_text(totals)}; {totals['findings']} findings; peak "
                         f"{memory['peak_traced_mib']} MiB traced, "
                         f"{memory['process_max_rss_mib']} MiB max RSS"))
@@ -105,7 +106,8 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         per_patch.append(item)
         rows.append(row(SECTION, f"patch {position(label)}, gate (verdict {item['verdict']})",
                         seconds(timing.median),
-                        note=f"median of {len(timing.runs)}; {case_text(item)}"))
+                        note=f"median of {len(timing.runs)} (CPU {seconds(timing.cpu_median)}); "
+                             f"{case_text(item)}"))
     data["per_patch_gate"] = per_patch
     if per_patch:
         slowest = max(per_patch, key=lambda p: p["median_s"])

@@ -79,7 +79,8 @@ def measure(settings: S.Settings, workdir: str) -> tuple[dict, list[dict]]:
         total = item["total"]["median_s"]
         measure_name = f"ingest + scope, {label} ({item['patches']} patches, {item['hunks']} hunks)"
         value = f"{seconds(total)} ({seconds(item['per_patch_s'])}/patch)"
-        note = (f"median of {settings.repeats}; ingest {seconds(ingest_s)}, "
+        note = (f"median of {settings.repeats} (CPU {seconds(item['total']['cpu_median_s'])}); "
+                f"ingest {seconds(ingest_s)}, "
                 f"scope {seconds(item['scope']['median_s'])}")
         if name == "mbox" and item["patches"] == 84:
             rows.append(against(SECTION, measure_name, value, total <= S.MBOX_INGEST_S,

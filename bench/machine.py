@@ -52,6 +52,14 @@ def os_name() -> str:
     return f"{pretty or platform.system()} (kernel {platform.release()})"
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on the machine skews timings."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def describe() -> dict:
     memory = memory_bytes()
     return {
@@ -65,6 +73,7 @@ def describe() -> dict:
         "os": os_name(),
         "arch": platform.machine(),
         "executable": sys.executable,
+        "load_average_at_start": load_average(),
     }
 
 

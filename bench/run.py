@@ -90,6 +90,7 @@ def run_section(name: str, settings: S.Settings, context: dict, workdir: str):
         rows = [table.row(name.replace("_", " "), "section failed", table.FAILED,
                           status=table.FAILED, note=f"{type(exc).__name__}: {exc}")]
     data["section_seconds"] = round(time.perf_counter() - started, 2)
+    data["load_average_after"] = machine.load_average()
     return data, rows
 
 
@@ -121,6 +122,11 @@ def markdown_report(report: dict) -> str:
     text = table.markdown(targets, machine.one_line(host), header + "\n\nTargets (2 cores):")
     text += "\nEvery measurement:\n\n"
     text += table.markdown(report["rows"], machine.one_line(host)).split("\n", 2)[2]
+    loads = [report["machine"].get("load_average_at_start"), report.get("load_average_at_end")]
+    if all(loads):
+        text += (f"\nLoad average (1 min) at start {loads[0][0]}, at end {loads[1][0]} on "
+                 f"{host['cores']} cores: a load above the core count means other work shared "
+                 f"the machine and the times are inflated.\n")
     text += (f"\nCommand: `{report['command']}`; {report['elapsed_s']:.0f} s in all. "
              f"Figures are medians of up to {report['settings']['repeats']} runs unless the row "
              f"says otherwise; see bench/README.md for what each row means.\n")
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": host,
         "git": git_state(),
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "notes"},
+        "load_average_at_end": machine.load_average(),
         "process_max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "targets": targets_of(rows),
         "rows": rows,
