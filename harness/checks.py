@@ -19,6 +19,28 @@ Two kinds:
   invariant must hold on the base version set; tests/test_check.py runs them
   there.
 
+The invariants, and the decisions behind them (each was run on base; where
+base failed a first, wider form, the form was wrong and was narrowed, never
+the model):
+
+- ``refs_balanced``: page references are counted per folio (a huge mapping's
+  pfn range is one folio); after every operation the count is back to 0, and
+  nothing is released without a reference held.
+- ``dirty_preserved``: when a mapping that was writable or dirty at any time
+  goes away (not present, another pfn, or replaced by a table), its folio must
+  have been marked dirty at some point since the folio became mapped (a mark
+  at creation counts: the host cannot clean a folio without first zapping
+  KVM's mappings through the mmu_notifier).
+- ``accessed_preserved`` (WARN): the same for accessed mappings and accessed
+  marks.  Aging tolerates false negatives, so this is never a FAIL.
+- ``flush_after_write_protect``: an SPTE that loses W, or a dirty-logging
+  operation clearing D, must be followed by a flush (or a "flush needed"
+  handed to the caller) in the same operation.  A-bit clearing is aging:
+  base ages (clear_young, access tracking) without any flush by design, so A
+  changes never need one here; 4/4's dropping of the A-bit flush is judged by
+  its contract instead.  Splitting a huge leaf into equal children, VM
+  teardown and memslot deletion (roots no vCPU uses again) need no flush.
+
 How the invariants read SPTEs: with small pure predicates written here from
 KERNEL-FACTS section 1 (present = MMU-present bit, W = bit 1, A/D per the
 SPTE's A/D type), never through the VM, so checking adds nothing to a log.
