@@ -406,13 +406,19 @@ def read_bare_diff(text: str, path: str) -> Patch:
 
 def build_patch(*, path: str, mail_index: int | None, raw_subject: str,
                 message_id: str | None, in_reply_to: str | None, author: str | None,
-                date: str | None, text: str, first_line: int, damage: tuple[str, ...],
+                date: str | None, text: str, first_line: int | list[int], damage: tuple[str, ...],
                 repairs: tuple[Repair, ...]) -> Patch:
     """Split a mail text into message and diff, repair the diff, make the Patch."""
     subject, series = parse_subject(raw_subject)
+    where = message_id or (str(mail_index) if mail_index is not None else None)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00"))
+        raise PatchError("the text holds NUL bytes: binary data, not a text patch", file=path,
+                         mail=where, line=first_line + line if isinstance(first_line, int)
+                         else (first_line[line] if line < len(first_line) else None),
+                         hint="send the patch as plain text (git format-patch)")
     lines = text.split("\n")
     start = find_diff_start(lines)
-    where = message_id or (str(mail_index) if mail_index is not None else None)
     is_cover = series is not None and series.index == 0
     notes: list[str] = []
     if start is not None and is_cover:

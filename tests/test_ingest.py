@@ -453,3 +453,12 @@ def test_bare_diffs_do_not_take_a_base_commit(tmp_path):
     shutil.copy(INPUTS / "bare-4-of-4.diff", tmp_path / "b.diff")
     patches = ingest.read_paths([str(tmp_path)])
     assert [p.base_commit for p in patches] == [BASE, None]
+
+
+def test_nul_bytes_are_refused(tmp_path):
+    data = edit_first_line(PATCHES / "rfc-1-of-4.patch", b"\n+\t", lambda line: line + b"\x00")
+    (tmp_path / "x.patch").write_bytes(data)
+    with pytest.raises(PatchError, match="NUL bytes") as caught:
+        ingest.read_file(str(tmp_path / "x.patch"))
+    lines = data.split(b"\n")
+    assert b"\x00" in lines[caught.value.line - 1]
