@@ -15,8 +15,11 @@ Input forms (decided per file by ``detect_form``):
   ``From:``/``Date:`` pseudo-headers, the message, ``---``, diffstat, diff.
 - ``diff``: a bare diff with no headers.
 
-The diff part of every form is read by ``repair.read_diff`` (whitespace damage
-detection and repair).  ``read_paths`` then groups the patches into series and
+Text holding NUL bytes is refused.  In a many-mail mbox, review replies
+(``Re:`` subjects) are skipped and noted on the patches.  The diff part of
+every form is read by ``repair.read_diff`` (whitespace damage detection and
+repair); ``Patch.input_lines`` maps each line of ``diff_text`` back to the
+input file for ``ScopedHunk.line``.  ``read_paths`` then groups the patches into series and
 orders them (see ``order_series``).
 """
 
@@ -33,7 +36,7 @@ from functools import cached_property
 
 import unidiff
 
-from harness.errors import PatchError
+from harness.errors import LimitError, PatchError
 from harness.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_diff,
                             strip_crlf)
 
@@ -121,7 +124,8 @@ def read_bytes(path: str) -> bytes:
     try:
         size = os.path.getsize(path)
         if size > MAX_FILE_BYTES:
-            raise PatchError(f"file is {size} bytes, more than {MAX_FILE_BYTES}", file=path)
+            raise LimitError(f"file is {size} bytes, more than {MAX_FILE_BYTES}", file=path,
+                             hint="split the mbox")
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as error:
