@@ -32,7 +32,6 @@ import email.utils
 import os
 import re
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 
 import unidiff
 
@@ -499,15 +498,9 @@ def read_paths(paths: list[str]) -> list[Patch]:
 class SeriesGroup:
     """Patches gathered into one series while ordering (mutable, local)."""
 
-    key: str
     version: int | None
     total: int | None
     patches: list[Patch] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @cached_property
-    def cover(self) -> Patch | None:
-        return next((patch for patch in self.patches if patch.is_cover), None)
 
 
 def order_series(patches: list[Patch]) -> list[Patch]:
@@ -532,8 +525,7 @@ def order_series(patches: list[Patch]) -> list[Patch]:
             patch = replace(patch, notes=patch.notes + (note,))
         if group is None:
             series = patch.series
-            group = SeriesGroup(key=patch.message_id or patch.label,
-                                version=series.version if series else None,
+            group = SeriesGroup(version=series.version if series else None,
                                 total=series.total if series else None)
             groups.append(group)
         group.patches.append(patch)
