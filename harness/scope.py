@@ -263,6 +263,11 @@ def classify(removed: list[tuple], added: list[tuple], repaired: bool) -> tuple[
     return "whitespace", "only whitespace differs"
 
 
+def hunks_repaired(patch: Patch) -> bool:
+    """Was whitespace inside hunks repaired (not just CRLF line ends)?"""
+    return any(repair.hunk is not None for repair in patch.repairs)
+
+
 def scope_patch(patch: Patch) -> tuple[ScopedHunk, ...]:
     """Scoped hunks of a patch, in diff order (a cover letter has none)."""
     if not patch.diff_text:
@@ -349,7 +354,7 @@ def scope_hunk(patch: Patch, hunk, index: int, path: str, source_blob, target_bl
     for function, members in groups.items():
         reason = members["reason"]
         kind, why = classify(members["removed_tokens"], members["added_tokens"],
-                             patch.repaired)
+                             hunks_repaired(patch))
         if len(groups) > 1:
             reason += f"; one of {len(groups)} functions this hunk touches"
         scoped.append(ScopedHunk(

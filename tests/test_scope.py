@@ -266,3 +266,13 @@ def test_comment_directly_above_a_definition_belongs_to_it(tmp_path):
 def test_comment_separated_by_a_blank_line_belongs_to_no_function(tmp_path):
     hunks = bare(tmp_path, COMMENTED.replace("GAP", " \n"), "@@ -1,9 +1,9 @@ int first(void)")
     assert [(h.function, h.kind) for h in hunks] == [(None, "comment")]
+
+
+def test_crlf_alone_does_not_make_whitespace_unverifiable(tmp_path):
+    # CRLF conversion loses no whitespace inside lines: the twin of the test above.
+    (tmp_path / "x.diff").write_bytes(
+        b"--- a/f.c\r\n+++ b/f.c\r\n@@ -1,2 +1,2 @@ int first(void)\r\n \tx = 0;\r\n-\ta = 1;\r\n+\ta  =  1;\r\n")
+    (patch,) = ingest.read_file(str(tmp_path / "x.diff"))
+    assert patch.repaired
+    (hunk,) = scope.scope_patch(patch)
+    assert hunk.kind == "whitespace"
