@@ -166,18 +166,25 @@ def describe(event) -> str:
     return event.describe()
 
 
-def compare_channel(relation: str, before: list, after: list
+def compare_channel(relation: str, before: list, after: list, common: set | None = None
                     ) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     """(holds, missing, extra) for ``relation`` between two event lists of one channel.
 
     ``equal`` compares events with the function they came from (``by``);
     the other relations ignore ``by``.  Multisets: a mark made twice is two.
+    ``common``: functions that exist on both sides; an event whose ``by``
+    exists on one side only (a function deleted or added, e.g. inlined into
+    its caller) is compared without ``by`` - the code moved because the
+    function is gone, which is not a change of behaviour.
     """
     if relation == C.EQUAL:
         b = Counter((e, e.by) for e in before)
         a = Counter((e, e.by) for e in after)
-        missing = _lines(b - a, with_by=True)
-        extra = _lines(a - b, with_by=True)
+        b, a = b - a, a - b
+        if common is not None:
+            b, a = _cancel_one_sided(b, a, common)
+        missing = _lines(b, with_by=True)
+        extra = _lines(a, with_by=True)
         return (not missing and not extra), missing, extra
     b = Counter(before)
     a = Counter(after)
@@ -190,6 +197,23 @@ def compare_channel(relation: str, before: list, after: list
     if relation == C.SUPERSET:
         return (not missing), missing, extra
     return True, missing, extra
+
+
+def _cancel_one_sided(missing: Counter, extra: Counter, common: set) -> tuple[Counter, Counter]:
+    """Pair a missing and an extra event that differ only in ``by`` when one of the
+    two functions exists on one side only (deleted, added or inlined)."""
+    missing, extra = Counter(missing), Counter(extra)
+    for (event, by), count in list(missing.items()):
+        for (other, other_by), other_count in list(extra.items()):
+            if count <= 0:
+                break
+            if other != event or other_count <= 0 or (by in common and other_by in common):
+                continue
+            paired = min(count, other_count)
+            missing[(event, by)] -= paired
+            extra[(other, other_by)] -= paired
+            count -= paired
+    return +missing, +extra
 
 
 def _lines(counter: Counter, with_by: bool = False) -> tuple[str, ...]:
@@ -239,11 +263,12 @@ def matches_contract(step: Step) -> list[Violation]:
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return []           # identical logs: every relation holds
     found = []
+    common = _common_functions(step)
     for channel in CHANNELS:
         rule = step.contract.rule_for(channel, step.operation)
         b = [e for e in before if e.channel == channel]
         a = [e for e in after if e.channel == channel]
-        holds, missing, extra = compare_channel(rule.relation, b, a)
+        holds, missing, extra = compare_channel(rule.relation, b, a, common)
         if holds:
             continue
         found.append(Violation(
@@ -253,6 +278,12 @@ def matches_contract(step: Step) -> list[Violation]:
             side="pair", severity=step.contract.severity(channel),
             missing=missing, extra=extra))
     return found
+
+
+def _common_functions(step: Step) -> set[str]:
+    before = step.before.vm.functions
+    after = step.after.vm.functions
+    return {name for name in before if name in after} | {""}
 
 
 # ---------------------------------------------------------------------------

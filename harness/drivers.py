@@ -183,9 +183,27 @@ def call_spte_write_protect(vm: VM, case: dict) -> list[Event]:
     return [FlushRequested(reason="return")] if flush else []
 
 
+@driver("__rmap_clear_dirty", MMU_C, _present_leaves, ("old",))
+def call_rmap_clear_dirty(vm: VM, case: dict) -> list[Event]:
+    """One SPTE on the rmap (rmap walkers only hold present leaves)."""
+    sptep = _sptep(vm, case, tdp=False)
+    flush = vm.__rmap_clear_dirty([sptep], vm.memslots[0])
+    return [FlushRequested(reason="return")] if flush else []
+
+
 # ---------------------------------------------------------------------------
 # tdp_mmu.c
 # ---------------------------------------------------------------------------
+
+@driver("age_gfn_range", TDP_MMU_C, _present_leaves, ("old",))
+def call_age_gfn_range(vm: VM, case: dict) -> list[Event]:
+    """The handler on one present leaf, as kvm_tdp_mmu_handle_gfn calls it."""
+    from kernel_models.tdp_mmu_iter import tdp_iter
+    from kernel_models.vm import kvm_gfn_range
+    sptep = _sptep(vm, case, tdp=True)
+    iter = tdp_iter(sptep=sptep, gfn=0, level=case["level"], old_spte=case["old"], valid=True)
+    young = vm.age_gfn_range(iter, kvm_gfn_range(vm.memslots[0], 0, 1))
+    return [Returned(what="young", value=int(young))]
 
 def _handle_changed_spte_cases(mode: str) -> list[dict]:
     """Every (old, new) pair at each level, exclusive and shared.

@@ -98,3 +98,11 @@ def test_a_contract_violation_on_operations_names_the_channel_and_shrinks():
     assert dirty and len(dirty[0].counterexample["steps"]) <= 4
     assert "Reproduce with:" in dirty[0].text()
     assert "step" in E.replay(dirty[0].replay)
+
+
+def test_equal_ignores_by_only_for_a_function_that_exists_on_one_side():
+    inlined = _by(FolioDirty(pfn=1), "deleted_helper")
+    caller = _by(FolioDirty(pfn=1), "caller")
+    other = _by(FolioDirty(pfn=1), "another")
+    assert K.compare_channel(C.EQUAL, [inlined], [caller], common={"caller", "another"})[0]
+    assert not K.compare_channel(C.EQUAL, [other], [caller], common={"caller", "another"})[0]
