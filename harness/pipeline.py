@@ -88,7 +88,7 @@ def read_inputs(paths: list[str]):
     for path in expand_paths(paths):
         try:
             check_size(path)
-        except LimitError as exc:
+        except PatchError as exc:
             oversized.append((path, exc))
     if oversized:
         paths = [p for p in expand_paths(paths) if p not in {o[0] for o in oversized}]
