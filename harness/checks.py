@@ -353,6 +353,8 @@ class Mapping:
     pages: int
     wrote: bool          # W or D seen at any time while mapped
     touched: bool        # accessed seen at any time while mapped
+    folio: int = 0       # the folio key counted when the mapping began
+    since: int = 0       # log position from which a mark counts for this mapping
 
 
 class Mappings:
@@ -391,15 +393,13 @@ class Mappings:
             current = self.live.get(event.where)
             if current is not None and (not new.present_leaf or new.pfn != current.pfn):
                 del self.live[event.where]
-                self.count[self.folio(current.pfn)] -= 1
+                self.count[current.folio] -= 1
                 ended.append((event.where, current))
                 current = None
             if new.present_leaf:
                 if new.pages > 1:
                     self.ranges[new.pfn] = max(self.ranges.get(new.pfn, 1), new.pages)
                 if current is None:
-                    current = Mapping(new.pfn, new.pages, False, False)
-                    self.live[event.where] = current
                     folio = self.folio(new.pfn)
                     if self.count[folio] <= 0:
                         # unmapped folios are forgotten only between steps (settle), so a
@@ -407,6 +407,8 @@ class Mappings:
                         self.since.setdefault(folio, step_start)
                         self.count[folio] = 0
                     self.count[folio] += 1
+                    current = Mapping(new.pfn, new.pages, False, False, folio, self.since[folio])
+                    self.live[event.where] = current
                 current.wrote |= new.writable or new.dirty
                 current.touched |= new.accessed
         return ended
@@ -430,10 +432,13 @@ def _mappings(side: Side) -> tuple[Mappings, list]:
     return memory["mappings"], memory["ended"]
 
 
-def _marked(tracker: Mappings, side: Side, kind, pfn: int) -> bool:
-    folio = tracker.folio(pfn)
-    start = tracker.since.get(folio, side.start)
-    return any(isinstance(e, kind) and tracker.folio(e.pfn) == folio
+def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
+    """A ``kind`` mark on the mapping's folio since the folio (as known when the
+    mapping began, or as known now that more huge mappings were seen) was mapped."""
+    folio = tracker.folio(mapping.pfn)
+    start = min(mapping.since, tracker.since.get(folio, mapping.since))
+    return any(isinstance(e, kind) and (e.pfn == mapping.pfn or tracker.folio(e.pfn) == folio
+                                        or tracker.folio(e.pfn) == mapping.folio)
                for e in side.window(start))
 
 
@@ -459,7 +464,7 @@ def dirty_preserved(step: Step, side: Side) -> list[Violation]:
     tracker, ended = _mappings(side)
     found = []
     for where, mapping in ended:
-        if mapping.wrote and not _marked(tracker, side, FolioDirty, mapping.pfn):
+        if mapping.wrote and not _marked(tracker, side, FolioDirty, mapping):
             found.append(Violation(
                 "dirty_preserved", DIRTY,
                 f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was writable or "
@@ -477,7 +482,7 @@ def accessed_preserved(step: Step, side: Side) -> list[Violation]:
     tracker, ended = _mappings(side)
     found = []
     for where, mapping in ended:
-        if mapping.touched and not _marked(tracker, side, FolioAccessed, mapping.pfn):
+        if mapping.touched and not _marked(tracker, side, FolioAccessed, mapping):
             found.append(Violation(
                 "accessed_preserved", ACCESSED,
                 f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed and "
