@@ -277,5 +277,51 @@ def call_make_spte(vm: VM, case: dict) -> list[Event]:
             Returned(what="unsync", value=sum(unsync))]
 
 
+def _tdp_root(vm: VM, case: dict):
+    """A TDP root (4 levels) whose path to gfn 0 ends in the case's SPTE at its level."""
+    level = case["level"]
+    ad_disabled = vm.masks.ad_disabled_by_default
+    root = _page(vm, 4, tdp=True, ad_disabled=ad_disabled)
+    parent = root
+    for child_level in range(3, level - 1, -1):
+        if child_level == level:
+            break
+        child = _page(vm, child_level, tdp=True, ad_disabled=ad_disabled)
+        parent.spt[0] = vm.make_nonleaf_spte(child, ad_disabled)
+        parent = child
+    if level == 4:
+        return root
+    if level < 4 and parent.role.level != level:
+        table = _page(vm, level, tdp=True, ad_disabled=ad_disabled)
+        parent.spt[0] = vm.make_nonleaf_spte(table, ad_disabled)
+        parent = table
+    if case["old"] & S.SPTE_MMU_PRESENT_MASK and level > 1 and not case["old"] & S.PT_PAGE_SIZE_MASK:
+        _child_table(vm, level)
+    parent.spt[0] = case["old"]
+    return root
+
+
+def _tdp_cases(mode: str) -> list[dict]:
+    return [c for c in _singles(mode) if c["level"] < 4]
+
+
+@driver("tdp_mmu_zap_leafs", TDP_MMU_C, _tdp_cases, ("old",))
+def call_tdp_mmu_zap_leafs(vm: VM, case: dict) -> list[Event]:
+    """Zap [gfn 0, gfn 1) under a valid root whose path ends in the case's SPTE."""
+    root = _tdp_root(vm, case)
+    flush = vm.tdp_mmu_zap_leafs(root, 0, 1, False, False)
+    return [FlushRequested(reason="return")] if flush else []
+
+
+@driver("clear_dirty_pt_masked", TDP_MMU_C,
+        lambda mode: [{**c, "wrprot": w} for c in _tdp_cases(mode) for w in (False, True)],
+        ("old",))
+def call_clear_dirty_pt_masked(vm: VM, case: dict) -> list[Event]:
+    """Clear the dirty state of gfn 0 (mask bit 0) under a root ending in the case's SPTE."""
+    root = _tdp_root(vm, case)
+    vm.clear_dirty_pt_masked(root, 0, 1, case["wrprot"])
+    return []
+
+
 def cases(function: str, mode: str) -> list[dict]:
     return DRIVERS[function].cases(mode)
