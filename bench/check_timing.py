@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from bench import settings as S
 from bench.table import against, not_available, row, seconds
 from bench.timing import peak_memory, repeat
@@ -51,19 +53,18 @@ def summary(results: dict) -> dict:
 
 
 def patch_files(settings: S.Settings) -> list[tuple[str, str]]:
-    """(label, path) of each bundled patch, cover letter left out, in series order."""
+    """(position such as "2/4", path) of each bundled patch, cover left out, in series order."""
     from harness import ingest
 
     patches = [p for p in ingest.read_paths([settings.patches_dir]) if not p.is_cover]
-    return [(p.series.label if getattr(p, "series", None) and hasattr(p.series, "label")
-             else p.label, p.path) for p in patches]
+    return [(position(p), os.path.relpath(p.path, S.ROOT)) for p in patches]
 
 
-def position(label: str) -> str:
-    for word in label.replace("]", " ").split():
-        if "/" in word and word.split("/")[0].isdigit():
-            return word
-    return label
+def position(patch) -> str:
+    series = getattr(patch, "series", None)
+    if series is not None and getattr(series, "index", None) is not None:
+        return f"{series.index}/{series.total}"
+    return getattr(patch, "label", None) or patch.path
 
 
 def case_text(totals: dict) -> str:
@@ -104,14 +105,14 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         timing = repeat(lambda: run_check([path]), settings.repeats, settings.repeat_budget_s)
         item = {"label": label, "path": path, **timing.as_dict(), **summary(timing.value)}
         per_patch.append(item)
-        rows.append(row(SECTION, f"patch {position(label)}, gate (verdict {item['verdict']})",
+        rows.append(row(SECTION, f"patch {label}, gate (verdict {item['verdict']})",
                         seconds(timing.median),
                         note=f"median of {len(timing.runs)} (CPU {seconds(timing.cpu_median)}); "
                              f"{case_text(item)}"))
     data["per_patch_gate"] = per_patch
     if per_patch:
         slowest = max(per_patch, key=lambda p: p["median_s"])
-        rows.append(against(SECTION, f"slowest single patch, gate ({position(slowest['label'])})",
+        rows.append(against(SECTION, f"slowest single patch, gate ({slowest['label']})",
                             seconds(slowest["median_s"]), slowest["median_s"] <= S.PATCH_GATE_S,
                             f"≤ {S.PATCH_GATE_S:.0f} s"))
 
@@ -120,7 +121,7 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         timing = repeat(lambda: run_check([path], profile="deep"), 1)
         item = {"label": label, "path": path, **timing.as_dict(), **summary(timing.value)}
         deep.append(item)
-        rows.append(row(SECTION, f"patch {position(label)}, deep (verdict {item['verdict']})",
+        rows.append(row(SECTION, f"patch {label}, deep (verdict {item['verdict']})",
                         seconds(timing.best),
                         note=f"deep is capped: run once, on {settings.deep_patches} patch(es) "
                              f"only (seed 0); {case_text(item)}"))
