@@ -383,35 +383,55 @@ class Mappings:
         return best_head
 
     def advance(self, vm, events: list, step_start: int) -> list[tuple[str, Mapping]]:
-        """Apply a step's SPTE writes; return the mappings that ended in it."""
+        """Apply a step's SPTE writes; return the mappings that ended in it.
+
+        Two cases the log alone does not show: SPTEs some models fill in
+        silently (the children of a huge page being split are written into a
+        table before it is linked), and a huge leaf replaced by a table of its
+        own children.  A write whose old value is a present leaf we never saw
+        starts tracking that mapping from the folio's history (or the start of
+        the run); a huge leaf turned into a table hands its folio on to the
+        children, so the folio stays mapped and keeps its history.
+        """
         ended = []
         for event in events:
             if not isinstance(event, SpteWrite):
                 continue
             level = spte_level(event.where)
+            old = read_spte(vm, event.old, level)
             new = read_spte(vm, event.new, level)
             current = self.live.get(event.where)
-            if current is not None and (not new.present_leaf or new.pfn != current.pfn):
+            if current is None and old.present_leaf:
+                current = self._begin(event.where, old, 0)
+            if current is not None and new.nonleaf:
+                del self.live[event.where]      # split: the children carry the folio on
+                current = None
+            elif current is not None and (not new.present_leaf or new.pfn != current.pfn):
                 del self.live[event.where]
                 self.count[current.folio] -= 1
                 ended.append((event.where, current))
                 current = None
             if new.present_leaf:
-                if new.pages > 1:
-                    self.ranges[new.pfn] = max(self.ranges.get(new.pfn, 1), new.pages)
                 if current is None:
-                    folio = self.folio(new.pfn)
-                    if self.count[folio] <= 0:
-                        # unmapped folios are forgotten only between steps (settle), so a
-                        # mapping replaced within one step keeps the folio's history
-                        self.since.setdefault(folio, step_start)
-                        self.count[folio] = 0
-                    self.count[folio] += 1
-                    current = Mapping(new.pfn, new.pages, False, False, folio, self.since[folio])
-                    self.live[event.where] = current
+                    current = self._begin(event.where, new, step_start)
                 current.wrote |= new.writable or new.dirty
                 current.touched |= new.accessed
         return ended
+
+    def _begin(self, where: str, reading: Reading, step_start: int) -> Mapping:
+        if reading.pages > 1:
+            self.ranges[reading.pfn] = max(self.ranges.get(reading.pfn, 1), reading.pages)
+        folio = self.folio(reading.pfn)
+        if self.count[folio] <= 0:
+            # unmapped folios are forgotten only between steps (settle), so a
+            # mapping replaced within one step keeps the folio's history
+            self.since.setdefault(folio, step_start)
+            self.count[folio] = 0
+        self.count[folio] += 1
+        mapping = Mapping(reading.pfn, reading.pages, reading.writable or reading.dirty,
+                          reading.accessed, folio, self.since[folio])
+        self.live[where] = mapping
+        return mapping
 
     def settle(self) -> None:
         """Forget folios that are no longer mapped (after the step was checked)."""
