@@ -104,15 +104,22 @@ def tdp_iter_restart(kvm, iter: tdp_iter) -> None:
 
 
 def tdp_iter_start(kvm, iter: tdp_iter, root, min_level: int, next_last_level_gfn: int) -> None:
-    """tdp_iter.c tdp_iter_start (unchanged by the series): WARNs on a bad root level, then restart.
+    """tdp_iter.c tdp_iter_start (unchanged by the series): bail out on a bad root, then restart.
 
-    Confirmed: [I].
+    A missing root (None, standing for a NULL ``root_to_sp``) or a root
+    level outside 1..PT64_ROOT_MAX_LEVEL WARNs once and leaves the iterator
+    invalid, so the walk visits nothing.  That early return came with a July
+    2023 hardening patch (v6.6; diff tdp_iter.c d2eb0d4f8710..bd30ebfb2f2c,
+    search index id 41154821780) and is in later copies (id 47128336626);
+    the older copy [I] (two WARNs, then the walk anyway) predates the base.
     """
-    root_level = root.role.level
-    kvm.WARN_ON_ONCE(root_level < 1, "tdp_iter_start: root level below 1")
-    kvm.WARN_ON_ONCE(root_level > PT64_ROOT_MAX_LEVEL, "tdp_iter_start: root level too high")
+    if kvm.WARN_ON_ONCE(root is None or root.role.level < 1
+                        or root.role.level > PT64_ROOT_MAX_LEVEL,
+                        "tdp_iter_start: no root, or root level out of range"):
+        iter.valid = False
+        return
     iter.next_last_level_gfn = next_last_level_gfn
-    iter.root_level = root_level
+    iter.root_level = root.role.level
     iter.min_level = min_level
     iter.pt_path[iter.root_level] = root
     iter.as_id = kvm_mmu_page_as_id(root)

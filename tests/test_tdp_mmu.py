@@ -98,6 +98,24 @@ def test_walk_is_pre_order_and_descends_into_tables_linked_by_the_body():
     assert above == [(4, 0), (3, 0), (2, 0)]
 
 
+def test_walk_from_a_missing_or_bad_root_warns_once_and_visits_nothing():
+    """tdp_iter_start at v6.9 bails out (iterator invalid) on a NULL root or a
+    root level outside 1..5, instead of warning and walking anyway."""
+    kvm, vcpu = new_vm()
+    assert list(for_each_tdp_pte(kvm, None, 0, 4)) == []
+    assert [e.what for e in kinds(kvm.log.events, Warn)] == [
+        "tdp_iter_start: no root, or root level out of range"]
+    # The twin: a good root warns nothing and is walked.
+    kvm.log.events.clear()
+    assert list(for_each_tdp_pte(kvm, vcpu.arch.mmu.root, 0, 1))
+    assert kinds(kvm.log.events, Warn) == []
+    # A root whose level is out of range is refused before anything is read.
+    kvm.log.events.clear()
+    vcpu.arch.mmu.root.role.level = 6
+    assert list(for_each_tdp_pte(kvm, vcpu.arch.mmu.root, 0, 4)) == []
+    assert len(kinds(kvm.log.events, Warn)) == 1
+
+
 def walk_mismatch(kvm, root, start: int, end: int):
     """First difference between the full walk (zeros dropped) and the skip_zero walk."""
     full = [(it.level, it.gfn, it.old_spte) for it in for_each_tdp_pte(kvm, root, start, end)
