@@ -14,8 +14,10 @@ def format_finding(finding: dict) -> str:
         lines.append("  Steps:")
         lines.extend(f"    {step}" for step in example["steps"])
     for spte in example.get("sptes") or []:
-        bits = " ".join(k if v is True else f"{k}={v}" for k, v in (spte.get("bits") or {}).items()
-                        if v not in (False, None, 0))
+        bits = spte.get("bits") or ""
+        if isinstance(bits, dict):
+            bits = " ".join(k if v is True else f"{k}={v}" for k, v in bits.items()
+                            if v not in (False, None, 0))
         lines.append(f"  {spte['name']} = {spte['value']}  [{bits}]")
     if example.get("before") is not None or example.get("after") is not None:
         lines.append("  Effects before the patch:")

@@ -1,0 +1,157 @@
+"""The command line end to end: exit codes, determinism, interruption, pytest plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.errors import ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+PATCHES = ROOT / "patches"
+BAD = ROOT / "tests" / "data" / "bad"
+
+
+def run(capsys, *args):
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_usage_errors_are_one_line_exit_2(capsys):
+    for argv in ([], ["check"], ["check", "no/such/file.patch"], ["frobnicate"],
+                 ["check", str(PATCHES / "rfc-4-of-4.patch"), "--checks", "no_such_check"],
+                 ["check", str(PATCHES / "rfc-4-of-4.patch"), "--profile", "fast"]):
+        code, out, err = run(capsys, *argv)
+        assert code == ExitCode.ERROR, argv
+        assert "Traceback" not in err
+        assert err.startswith("kconform: error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_replay_token_is_a_clear_error(capsys):
+    code, _, err = run(capsys, "replay", "not-a-token")
+    assert code == ExitCode.ERROR
+    assert err.startswith("kconform: error:") and "Traceback" not in err
+
+
+def test_checks_lists_names(capsys):
+    from harness import checks
+
+    code, out, _ = run(capsys, "checks")
+    assert code == ExitCode.PASS
+    assert all(name in out for name in checks.names())
+
+
+def test_exit_code_follows_the_worst_verdict(capsys, tmp_path):
+    code, out, _ = run(capsys, "check", "--quiet", BAD / "unmodelled-file.patch")
+    assert code == ExitCode.MISS and out.startswith("MISS")
+    code, _, _ = run(capsys, "check", "--quiet", BAD / "empty.patch")
+    assert code == ExitCode.ERROR
+    code, _, _ = run(capsys, "check", "--quiet", BAD / "empty.patch",
+                     BAD / "unmodelled-file.patch", "--json", tmp_path / "r.json")
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert code == ExitCode.ERROR and results["verdict"] == "ERROR"
+    assert sorted(p["verdict"] for p in results["patches"]) == ["ERROR", "MISS"]
+
+
+def test_gate_results_are_byte_identical_across_runs(capsys, tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    run(capsys, "check", "--quiet", PATCHES, "--json", first)
+    run(capsys, "check", "--quiet", PATCHES, "--json", second)
+    assert first.read_bytes() == second.read_bytes()
+    results = json.loads(first.read_text())
+    assert results["profile"] == "gate" and "elapsed" not in first.read_text()
+    assert [p["series"]["index"] for p in results["patches"]] == [0, 1, 2, 3, 4]
+
+
+def _previous_report(directory: Path) -> dict[str, bytes]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"index.html": b"<p>previous report</p>", "results.json": b'{"previous": true}'}
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_the_previous_report(tmp_path, signum):
+    report = tmp_path / "reports"
+    previous = _previous_report(report)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "check", str(PATCHES), "--report-dir", str(report)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)          # well inside the check of the series
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.INTERRUPTED, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == previous
+
+
+def test_model_exception_keeps_the_previous_report(capsys, tmp_path, monkeypatch):
+    from harness import check
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(check, "check_patch", broken)
+    report = tmp_path / "reports"
+    previous = _previous_report(report)
+    code, out, err = run(capsys, "check", PATCHES / "rfc-4-of-4.patch", "--report-dir", report)
+    assert code == ExitCode.INTERRUPTED
+    assert "internal error" in err and "model exploded" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == previous
+
+
+def test_report_dir_gets_every_output(capsys, tmp_path):
+    report = tmp_path / "reports"
+    code, _, _ = run(capsys, "check", "--quiet", PATCHES / "rfc-4-of-4.patch", "--report-dir",
+                     report, "--junit", tmp_path / "junit.xml")
+    assert code in (ExitCode.PASS, ExitCode.FAIL, ExitCode.MISS)
+    names = {p.name for p in report.iterdir()}
+    assert {"index.html", "results.json", "run.json", "results.junit.xml", "kcidb.json",
+            "patchwork.json", "summary.txt"} <= names
+    assert not [n for n in names if n.startswith(".kconform-")]    # no temp file left
+    assert (tmp_path / "junit.xml").read_text().startswith("<?xml")
+
+
+def _plugin_args():
+    registered = any(ep.name == "kconform" for ep in entry_points(group="pytest11"))
+    return [] if registered else ["-p", "harness.pytest_plugin"]
+
+
+@pytest.mark.parametrize("name", ["rfc-2-of-4.patch", "rfc-4-of-4.patch"])
+def test_pytest_plugin_agrees_with_the_cli(name):
+    """The plugin is an adapter: its outcome must be the CLI's, whatever that is."""
+    from harness import pipeline
+
+    results, _ = pipeline.check_paths([str(PATCHES / name)],
+                                      pipeline.RunOptions(series_net=False))
+    entry = results["patches"][0]
+    fails = [f for f in entry["findings"] if f["severity"] == "FAIL"]
+    misses = [h for h in entry["hunks"] if not h["covered"]]
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", *_plugin_args(), "-q", "-p", "no:cacheprovider",
+         "-W", "ignore", "--rootdir", str(PATCHES), str(PATCHES / name)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = process.stdout
+    assert process.returncode == (1 if fails or misses else 0), out
+    assert ("Reproduce with:" in out) == bool(fails), out
+    assert "Traceback" not in out and "AttributeError" not in out
+
+
+def test_pytest_plugin_misses_are_failures_never_passes():
+    process = subprocess.run(
+        [sys.executable, "-m", "pytest", *_plugin_args(), "-q", "-p", "no:cacheprovider",
+         "--rootdir", str(BAD), str(BAD / "unmodelled-file.patch")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 1, process.stdout
+    assert "MISS" in process.stdout
