@@ -48,6 +48,12 @@ def kvm_mmu_clear_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None
         mask &= mask - 1
 
 
+def align_up_2m(gfn: int) -> int:
+    """ALIGN(gfn << PAGE_SHIFT, PMD_SIZE) in gfn units: round up to a 2M boundary."""
+    pages = KVM_PAGES_PER_HPAGE(PG_LEVEL_2M)
+    return (gfn + pages - 1) & -pages
+
+
 def kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: int) -> None:
     """mmu.c kvm_arch_mmu_enable_log_dirty_pt_masked (all blobs) (dirty log get/clear, ring reset).
 
@@ -61,7 +67,9 @@ def kvm_arch_mmu_enable_log_dirty_pt_masked(kvm, slot, gfn_offset: int, mask: in
         if getattr(kvm, "eager_page_split", True):
             kvm.kvm_mmu_try_split_huge_pages(slot, start, end + 1, PG_LEVEL_4K)
         kvm.kvm_mmu_slot_gfn_write_protect(slot, start, PG_LEVEL_2M)
-        if gfn_round_for_level(start, PG_LEVEL_2M) != gfn_round_for_level(end, PG_LEVEL_2M):
+        # "Cross two large pages?": C compares ALIGN(start << PAGE_SHIFT, PMD_SIZE)
+        # with ALIGN(end << PAGE_SHIFT, PMD_SIZE), i.e. both rounded *up* to 2M.
+        if align_up_2m(start) != align_up_2m(end):
             kvm.kvm_mmu_slot_gfn_write_protect(slot, end, PG_LEVEL_2M)
     if kvm.cpu_dirty_log_size:
         kvm.kvm_mmu_clear_dirty_pt_masked(slot, gfn_offset, mask)

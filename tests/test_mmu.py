@@ -299,6 +299,32 @@ def test_dirty_log_clear_without_pml_write_protects():
     assert other.is_writable_pte(leaf(other).get())     # a gfn outside the mask is untouched
 
 
+def write_protect_calls(kvm, gfn_offset, mask, base_gfn=0):
+    """The (gfn, min_level) of each kvm_mmu_slot_gfn_write_protect call made by
+    kvm_arch_mmu_enable_log_dirty_pt_masked in "manual protect + initially set" mode."""
+    calls = []
+    kvm.manual_dirty_log_init_set = True
+    kvm.eager_page_split = False
+    kvm.memslots[0].base_gfn = base_gfn
+    kvm.__dict__["kvm_mmu_slot_gfn_write_protect"] = (
+        lambda slot, gfn, level: calls.append((gfn, level)) or False)
+    kvm.kvm_arch_mmu_enable_log_dirty_pt_masked(kvm.memslots[0], gfn_offset, mask)
+    return calls
+
+
+def test_init_set_clear_tests_crossing_with_2m_aligned_up_bounds():
+    """mmu.c compares start and end rounded *up* to 2M (ALIGN): an aligned start
+    with an end in the same 2M page counts as crossing (second, redundant call),
+    and an end exactly on the next boundary does not (that page is not protected)."""
+    kvm, _ = new_shadow_vm("base")
+    assert write_protect_calls(kvm, 0, 1 | 1 << 5) == [(0, 2), (5, 2)]
+    kvm, _ = new_shadow_vm("base")
+    assert write_protect_calls(kvm, 448, 1 | 1 << 63, base_gfn=1) == [(449, 2)]
+    # The twin: start and end inside one 2M page, neither aligned: one call.
+    kvm, _ = new_shadow_vm("base")
+    assert write_protect_calls(kvm, 64, 1 | 1 << 5) == [(64, 2)]
+
+
 def back_2m_region(kvm):
     for gfn in range(512):
         kvm.host[gfn] = (0x400 + gfn, True)
