@@ -148,8 +148,17 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
 def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
                      profile: str = "gate", seed: int = 0, checks=None, functions=None,
                      operations: bool = True) -> CheckOutcome:
-    """Compare two version sets under ``contract`` (a patch, or a series' net change)."""
+    """Compare two version sets under ``contract`` (a patch, or a series' net change).
+
+    ``functions``: the C functions to check at function level; None means every
+    function whose body differs between the two version sets, plus the driven
+    functions that reach one of them.
+    """
     selected = K.select(checks)
+    if functions is None:
+        functions = changed_functions(before, after)
+        functions += tuple(f for f in affected_functions((before, after), functions)
+                           if f not in functions)
     findings: list[Finding] = []
     coverage: list[Coverage] = []
     function_checks = [c for c in selected if "function" in c.levels]
@@ -194,6 +203,15 @@ def _calls(function, names: set[str], seen: set) -> set[str]:
         if inspect.isfunction(helper) and helper is not function and word.startswith("_"):
             found |= _calls(helper, names, seen)
     return found
+
+
+def changed_functions(before: VersionSet, after: VersionSet) -> tuple[str, ...]:
+    """C functions whose modelled body differs between two version sets (or exists in one)."""
+    rows_before, rows_after = before.rows(), after.rows()
+    names = sorted(set(rows_before) | set(rows_after))
+    return tuple(n for n in names
+                 if (rows_before.get(n) and rows_before[n].function)
+                 is not (rows_after.get(n) and rows_after[n].function))
 
 
 def affected_functions(version_sets, changed) -> tuple[str, ...]:
