@@ -1,0 +1,102 @@
+"""The C subset translator: what it reads, what it writes, and what it refuses."""
+
+import ast
+
+import pytest
+
+from harness.c_subset import Callee, Names, NotParsed, Unsupported, parse_fragment, \
+    translate_block
+
+PREDICATE = Callee(dispatched=True, takes_kvm=False, required=1, maximum=1)
+WARN = Callee(dispatched=True, takes_kvm=False, required=1, maximum=2, has_message=True)
+
+
+def names() -> Names:
+    return Names(
+        function="example",
+        locals={"old_spte", "new_spte", "flush", "level", "iter", "shared", "pt"},
+        objects={"iter"},
+        callees={"is_accessed_spte": PREDICATE, "is_dirty_spte": PREDICATE,
+                 "spte_to_pfn": PREDICATE, "kvm_set_pfn_accessed": PREDICATE,
+                 "WARN_ON_ONCE": WARN,
+                 "tdp_mmu_iter_set_spte": Callee(True, False, 2, 2),
+                 "handle_removed_pt": Callee(True, False, 2, 2),
+                 "page_count": Callee(False, True, 1, 1)},
+        vm_globals=frozenset({"shadow_accessed_mask"}),
+        constants=frozenset({"PG_LEVEL_4K"}))
+
+
+def python(*lines: str) -> str:
+    return "\n".join(ast.unparse(s) for s in translate_block(parse_fragment(list(lines)),
+                                                             names()))
+
+
+@pytest.mark.parametrize("c, expected", [
+    (["flush = true;"], "flush = True"),
+    (["flush |= is_dirty_spte(old_spte);"], "flush |= kvm.is_dirty_spte(old_spte)"),
+    (["if (is_accessed_spte(old_spte) && !is_accessed_spte(new_spte))", "flush = true;"],
+     "if kvm.is_accessed_spte(old_spte) and (not kvm.is_accessed_spte(new_spte)):\n"
+     "    flush = True"),
+    (["if (level > PG_LEVEL_4K) {", "flush = true;", "} else", "return false;"],
+     "if level > PG_LEVEL_4K:\n    flush = True\nelse:\n    return False"),
+    (["if (old_spte) { } else if (new_spte) return true; else { return old_spte & ~1ULL; }"],
+     "if old_spte:\n    pass\nelif new_spte:\n    return True\nelse:\n    return old_spte & ~1"),
+    (["return (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte)) ||", "(level == 1);"],
+     "return kvm.is_dirty_spte(old_spte) and (not kvm.is_dirty_spte(new_spte)) or level == 1"),
+    (["if (shared || WARN_ON_ONCE(old_spte & shadow_accessed_mask))", "return;"],
+     "if shared or kvm.WARN_ON_ONCE(old_spte & kvm.shadow_accessed_mask, "
+     "'example: WARN_ON_ONCE(old_spte & shadow_accessed_mask)'):\n    return"),
+    (["tdp_mmu_iter_set_spte(kvm, &iter, 0);"], "kvm.tdp_mmu_iter_set_spte(iter, 0)"),
+    (["kvm_set_pfn_accessed(spte_to_pfn(iter.old_spte));"],
+     "kvm.kvm_set_pfn_accessed(kvm.spte_to_pfn(iter.old_spte))"),
+    (["handle_removed_pt(kvm, pt, shared);"], "kvm.handle_removed_pt(pt, shared)"),
+    (["u64 spte = old_spte >> 12;", "bool young;", "level--;", "spte ^= 0x10;"],
+     "spte = old_spte >> 12\nlevel -= 1\nspte ^= 16"),
+    (["flush = page_count(level) ? unlikely(shared) : false;"],
+     "flush = shared if page_count(kvm, level) else False"),
+])
+def test_translates(c, expected):
+    assert python(*c) == expected
+
+
+def test_translation_is_not_the_identity_on_operators():
+    """Twin of the table: && and || are not interchangeable, nor are the two operands."""
+    assert python("flush = shared && level;") != python("flush = shared || level;")
+    assert python("flush = shared && level;") != python("flush = level && shared;")
+
+
+@pytest.mark.parametrize("c, construct, line", [
+    (["flush = true;", "goto out;"], "goto", 2),
+    (["for (level = 0; level < 4; level++)", "flush = true;"], "for loop", 1),
+    (["while (flush)", "flush = false;"], "while loop", 1),
+    (["flush = true;", "", "flush = (bool)level;"], "cast", 3),
+    (["flush = *pt;"], "pointer dereference", 1),
+    (["kvm_set_pfn_dirty(old_spte);"], "call to unmodelled function 'kvm_set_pfn_dirty'", 1),
+    (["flush = is_mmu_writable(unknown_local);"], "call to unmodelled function "
+                                                  "'is_mmu_writable'", 1),
+    (["flush = unknown_local;"], "identifier 'unknown_local'", 1),
+    (["kvm_set_pfn_accessed(old_spte, level);"], "call to 'kvm_set_pfn_accessed' with 2 "
+                                                 "arguments", 1),
+    (["flush = level / 2;"], "operator '/'", 1),
+    (["flush = is_dirty_spte(&old_spte);"], "address-of", 1),
+    (["if ((flush = shared))", "return;"], "assignment inside an expression", 1),
+    (["switch (level) { case 1: break; }"], "switch", 1),
+    (["flush = true;", "break;"], "break", 2),
+])
+def test_refuses_with_construct_and_line(c, construct, line):
+    with pytest.raises(Unsupported) as caught:
+        python(*c)
+    assert caught.value.construct == construct
+    assert caught.value.line == line
+    assert f"unsupported construct {construct} at line {line}" in str(caught.value)
+
+
+@pytest.mark.parametrize("c, line", [
+    (["if (flush)"], 2),
+    (["flush = true;", "}", "flush = false;"], 1),
+    (["(is_leaf || !is_present))"], 1),
+])
+def test_incomplete_statements_are_not_parsed(c, line):
+    with pytest.raises(NotParsed) as caught:
+        parse_fragment(c)
+    assert caught.value.line >= 1
