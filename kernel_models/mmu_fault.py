@@ -498,14 +498,23 @@ def mmu_set_spte(kvm, vcpu, slot, sptep, pte_access: int, gfn: int, pfn: int, fa
 def gfn_to_page_many_atomic(kvm, slot, gfn: int, nr_pages: int) -> list[int]:
     """kvm_main.c gfn_to_page_many_atomic, reduced: the pfns it got, each with a reference.
 
-    Body not read in source (contract from its use in direct_pte_prefetch_many).
-
-    Stops at the first gfn the host does not map writable (it asks for write
-    access) or without a struct page, as fast GUP stops at the first miss.
+    As in C: no pages when the slot is unusable for writing (gfn_to_hva_many
+    gives an error hva: no slot, an invalid slot or a read-only slot), and
+    none either when fewer than ``nr_pages`` gfns are left in the slot from
+    ``gfn`` (the ``entry < nr_pages`` gate returns 0, it does not clip).
+    Otherwise stops at the first gfn the host does not map writable (fast
+    GUP asks for write access) or without a struct page, as fast GUP stops
+    at the first miss.  The gate was read in kvm_main.c copies found by the
+    search index (ids 5281045917, 36285944880) and in a 2020 patch context
+    (id 44395407325); the GUP call differs across eras, not the gate.
     """
     pages = []
+    if slot is None or getattr(slot, "invalid", False) or slot.flags & 2:
+        return pages                              # kvm_is_error_hva: -1
+    if slot.base_gfn + slot.npages - gfn < nr_pages:
+        return pages                              # entry < nr_pages: 0
     for i in range(nr_pages):
-        if not slot.contains(gfn + i) or slot.flags & 2 or gfn + i not in kvm.host:
+        if gfn + i not in kvm.host:
             break
         pfn, host_writable = kvm.host[gfn + i]
         page = kvm.kvm_pfn_to_refcounted_page(pfn)

@@ -510,6 +510,29 @@ def test_direct_prefetch_maps_neighbours_without_accessed_mark_and_dirty_from_2_
         assert bool(prefetch_dirty) is dirty, state
 
 
+def test_direct_prefetch_skips_a_run_that_would_leave_the_memslot():
+    """gfn_to_page_many_atomic returns no page at all when fewer gfns than asked
+    are left in the slot (``entry < nr_pages``): the run after the faulting
+    entry, 10..15 with the slot ending at 13, is not prefetched even in part,
+    while the run before it (8) still is."""
+    kvm, vcpu = new_shadow_vm("base")
+    kvm.memslots[0].npages = 13
+    for gfn in range(16):
+        kvm.host[gfn] = (0x100 + gfn, True)
+    fault(kvm, vcpu, gfn=9)
+    mapped_gfns = sorted(g for (level, g), sptes in kvm.memslots[0].rmap.items() if sptes)
+    assert mapped_gfns == [8, 9]
+    assert all(count == 0 for count in kvm.page_refcount.values())
+    # The twin: with the whole window inside the slot the run is prefetched.
+    kvm, vcpu = new_shadow_vm("base")
+    kvm.memslots[0].npages = 16
+    for gfn in range(16):
+        kvm.host[gfn] = (0x100 + gfn, True)
+    fault(kvm, vcpu, gfn=9)
+    assert sorted(g for (level, g), sptes in kvm.memslots[0].rmap.items() if sptes) == \
+        list(range(8, 16))
+
+
 def test_no_direct_prefetch_without_ad_bits():
     kvm, vcpu = new_shadow_vm("base", mode="ept_noad")
     for gfn in range(8):
