@@ -22,7 +22,8 @@ The subset, and how each form is written in a model (``kernel_models/vm.py``):
   braces), ``return``, nested blocks, empty statements.
 
 Everything else raises ``Unsupported`` naming the construct and the line of
-the fragment: loops, ``goto`` and labels, ``break``/``continue``, ``switch``,
+the fragment: loops, ``goto`` (unless ``kernel_models.line_maps`` says how
+the model writes that jump) and labels, ``break``/``continue``, ``switch``,
 casts, dereferences, ``sizeof``, ``/``, assignments inside expressions, the
 comma operator, string and character constants, unknown identifiers and
 calls to unmodelled functions.  Nothing is guessed.
@@ -110,6 +111,7 @@ class Names:
     vm_globals: frozenset[str]
     constants: frozenset[str]
     used_constants: set[str] = field(default_factory=set)
+    gotos: dict[str, str] = field(default_factory=dict)   # label -> the model's statement
 
 
 def parse_fragment(lines: list[str]) -> c_ast.Compound:
@@ -190,6 +192,8 @@ class Translator:
             orelse = self.statement(node.iffalse) if node.iffalse is not None else []
             return [ast.If(test=self.expression(node.cond),
                            body=_body(self.statement(node.iftrue)), orelse=orelse)]
+        if isinstance(node, c_ast.Goto) and node.name in self.names.gotos:
+            return [ast.parse(self.names.gotos[node.name]).body[0]]
         if isinstance(node, c_ast.Return):
             value = self.expression(node.expr) if node.expr is not None else None
             return [ast.Return(value=value)]

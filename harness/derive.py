@@ -321,8 +321,9 @@ def model_constants() -> dict[str, int]:
 
 
 def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_name: str,
-              ) -> Names:
+              file: str = "") -> Names:
     from kernel_models import spte
+    from kernel_models.line_maps import GOTO_STATEMENTS
     params = {a.arg for a in tree.args.args}
     local = params | _assigned([tree])
     objects = {n.value.id for n in ast.walk(tree)
@@ -340,7 +341,8 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
     vm_globals = frozenset(next(iter(spte.MODES.values())).as_globals()) | VM_ATTRIBUTES
     constants = frozenset(model_constants()) | frozenset(
         k for k, v in namespace.items() if k.isupper() and isinstance(v, int))
-    return Names(c_name, set(local - {"kvm"}), objects, callees, vm_globals, constants)
+    return Names(c_name, set(local - {"kvm"}), objects, callees, vm_globals, constants,
+                 gotos=dict(GOTO_STATEMENTS.get((file, c_name), {})))
 
 
 # ---------------------------------------------------------------------------
@@ -538,7 +540,7 @@ def derive_function(file: str, c_name: str, hunks, before: VersionSet):
     if version is None:
         raise Miss(f"{c_name} is not modelled in {file.rsplit('/', 1)[-1]}@{before.blob(file)}")
     tree = expanded_model(version.function)
-    names = names_for(tree, version.function.__globals__, before, c_name)
+    names = names_for(tree, version.function.__globals__, before, c_name, file)
     for hunk in hunks:
         apply_hunk(tree, hunk, names, version.model_id)
     headers = ", ".join(h.header for h in hunks)

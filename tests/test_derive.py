@@ -60,6 +60,7 @@ def cross_check(function: str, one: VersionSet, other: VersionSet):
 
 
 AGREEMENT = [
+    (RFC_1, "base", "after 1/4", (), "make_spte"),
     (RFC_3, "after 2/4", "after 3/4", (), "mmu_spte_update"),
     (RFC_3, "after 2/4", "after 3/4", (), "handle_changed_spte"),
     (RFC_3, "after 2/4", "after 3/4", (), "tdp_mmu_zap_leafs"),
@@ -153,7 +154,8 @@ def test_mutant_that_drops_the_zap_accessed_mark_differs_on_the_accessed_channel
 @pytest.mark.parametrize("path, state, expected", [
     ("tests/data/derive/unsupported-cast.patch", "after 2/4",
      "unsupported construct cast at line 544 of mmu.c (patch line 16)"),
-    (RFC_1, "base", "unsupported construct goto at line 215 of spte.c"),
+    ("tests/data/derive/goto-unknown-label.patch", "base",
+     "unsupported construct goto at line 215 of spte.c (patch line 30)"),
     ("tests/data/derive/stale-pre-image.patch", "after 3/4",
      "the pre-image statements from line 542 of mmu.c (patch line 12) do not occur in the "
      "model mmu.mmu_spte_update_without_accessed_mark"),
