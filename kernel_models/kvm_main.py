@@ -155,7 +155,13 @@ def __gfn_to_pfn_memslot(kvm, slot, gfn: int, atomic: bool = False, write_fault:
 
 
 def gfn_to_pfn_memslot_atomic(kvm, slot, gfn: int) -> int:
-    pfn, _ = kvm.__gfn_to_pfn_memslot(slot, gfn, True, False)
+    """Atomic lookup that always asks for write access (write_fault = true, no
+    ``writable`` out-parameter), as the v6.9-era body does; a read-only host
+    page is therefore an error pfn.  Read in the context of David Stevens'
+    kvm_follow_pfn patch that replaced the call (search index ids 35536634224,
+    515180057): atomic = true, interruptible = false, async = NULL,
+    write_fault = true, writable = NULL, hva = NULL."""
+    pfn, _ = kvm.__gfn_to_pfn_memslot(slot, gfn, True, True)
     return pfn
 
 

@@ -147,6 +147,19 @@ def test_prefetch_gpte_without_a_host_page_takes_no_reference(state):
     assert not [e for e in events if e.channel == "refs"]
 
 
+@pytest.mark.parametrize("state", ["base", "after 2/4"])
+def test_prefetch_gpte_of_a_read_only_host_page_maps_nothing(state):
+    """gfn_to_pfn_memslot_atomic asks for write access, so a page the host maps
+    read-only is an error pfn: no reference, no SPTE (never a host-writable SPTE
+    over a read-only page), no folio mark."""
+    kvm, sp, mapped, events = prefetch_one(state, pt.GuestPte(gfn=9), readonly_gfns=(9,))
+    assert not mapped and not sp.sptep(2).get()
+    assert not [e for e in events if e.channel in ("refs", "accessed", "dirty")]
+    # The twin: a writable host page is mapped.
+    kvm, sp, mapped, events = prefetch_one(state, pt.GuestPte(gfn=9))
+    assert mapped and kvm.is_shadow_present_pte(sp.sptep(2).get())
+
+
 def test_prefetch_gpte_refuses_writable_maps_in_a_dirty_logged_slot():
     kvm, vcpu, sp = shadow_vm()
     ops.dirty_log_enable(kvm)
