@@ -183,3 +183,13 @@ def test_a_pre_image_that_is_not_the_before_state_is_a_miss():
     assert result.after is None
     assert "pre-image 0a6c6619d213 is not the before state's blob bd2240b94ff6" in \
         result.misses[0][1]
+
+
+def test_only_unknown_keeps_the_hand_written_model_of_a_known_post_image():
+    """What resolve asks for: derive only the files whose post-image nobody modelled."""
+    result = derived(RFC_3, "after 2/4")
+    assert result.after.blob(MMU_C).startswith("derived-")
+    kept = derive.derive_after(scope_patch(read_file(RFC_3)[0]),
+                               VersionSet.series_state("after 2/4"), only_unknown=True)
+    _results.append(kept)
+    assert kept.after.blob(MMU_C) == "0a6c6619d213" and kept.derived == ()
