@@ -622,6 +622,7 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False) -> De
         registry.register_blob(file, blob, before.blob(file), replacements.get(file, {}))
         registered.append((file, blob))
         blobs[file] = blob
-    touched = ", ".join(f"{f.rsplit('/', 1)[-1]}@{t}" for f, t in targets.items())
-    after = VersionSet.of(f"{before.name} + derived {touched}", blobs) if targets else None
+    touched = ", ".join([f"derived {f.rsplit('/', 1)[-1]}@{t}" for f, t in targets.items()]
+                        + [f"{f.rsplit('/', 1)[-1]}@{b}" for f, b in known.items()])
+    after = VersionSet.of(f"{before.name} + {touched}", blobs) if targets or known else None
     return DeriveResult(after, tuple(derived), (), tuple(registered), tuple(sources))
