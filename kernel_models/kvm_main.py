@@ -33,6 +33,7 @@ from kernel_models.registry import KVM_MAIN_C, MMU_INTERNAL_H, Version
 
 KVM_PFN_ERR_FAULT = 1 << 52          # stands for the error pfn range
 KVM_PFN_NOSLOT = KVM_PFN_ERR_FAULT | (1 << 1)
+KVM_PFN_ERR_RO_FAULT = KVM_PFN_ERR_FAULT | (1 << 2)   # a write through a read-only memslot
 
 PG_LEVEL_4K = 1
 PG_LEVEL_2M = 2
@@ -136,12 +137,16 @@ def kvm_release_pfn_dirty(kvm, pfn: int) -> None:
 def __gfn_to_pfn_memslot(kvm, slot, gfn: int, atomic: bool = False, write_fault: bool = False):
     """gfn -> (pfn, writable), taking a reference on the page.
 
-    Returns ``(KVM_PFN_NOSLOT, False)`` without a slot, ``(KVM_PFN_ERR_FAULT,
-    False)`` when the host has no page for the gfn (or a write fault hits a
-    read-only host mapping).
+    Returns ``(KVM_PFN_NOSLOT, False)`` without a slot,
+    ``(KVM_PFN_ERR_RO_FAULT, False)`` for a write fault on a read-only memslot
+    (``__gfn_to_hva_many`` gives KVM_HVA_ERR_RO_BAD, before any page is looked
+    up), ``(KVM_PFN_ERR_FAULT, False)`` when the host has no page for the gfn
+    (or a write fault hits a read-only host mapping).
     """
     if slot is None:
         return KVM_PFN_NOSLOT, False
+    if write_fault and slot.flags & 2:                  # KVM_MEM_READONLY
+        return KVM_PFN_ERR_RO_FAULT, False
     if gfn not in kvm.host:
         return KVM_PFN_ERR_FAULT, False
     pfn, host_writable = kvm.host[gfn]

@@ -39,8 +39,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from kernel_models.kvm_main import (KVM_PAGES_PER_HPAGE, KVM_PFN_ERR_FAULT, KVM_PFN_NOSLOT,
-                                    PG_LEVEL_1G, PG_LEVEL_4K)
+from kernel_models.kvm_main import (KVM_PAGES_PER_HPAGE, KVM_PFN_ERR_FAULT, KVM_PFN_ERR_RO_FAULT,
+                                    KVM_PFN_NOSLOT, PG_LEVEL_1G, PG_LEVEL_4K)
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page, kvm_mmu_page_role
 from kernel_models.registry import KVM_MAIN_C, MMU_C, MMU_INTERNAL_H, Version
 from kernel_models.spte import PT_PRESENT_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
@@ -662,7 +662,11 @@ def fast_page_fault(kvm, vcpu, fault) -> int:
 # -- getting the pfn --------------------------------------------------------------
 
 def kvm_handle_error_pfn(kvm, vcpu, fault) -> int:
-    """mmu.c kvm_handle_error_pfn (all blobs): the model's only error pfn is a plain fault."""
+    """mmu.c kvm_handle_error_pfn (all blobs; copy 23785373): a write through a
+    read-only memslot is emulated (no MMIO info cached, no SPTE); any other
+    error pfn is a plain fault here (no signals or poisoned pages are modelled)."""
+    if fault.pfn == KVM_PFN_ERR_RO_FAULT:
+        return RET_PF_EMULATE
     return -EFAULT
 
 

@@ -533,6 +533,25 @@ def test_direct_prefetch_skips_a_run_that_would_leave_the_memslot():
         list(range(8, 16))
 
 
+@pytest.mark.parametrize("mmu", ["shadow", "tdp"])
+def test_write_fault_on_a_read_only_memslot_is_emulated_without_a_mapping(mmu):
+    """__gfn_to_pfn_memslot gives KVM_PFN_ERR_RO_FAULT for a write through a
+    read-only memslot (no page looked up, no reference), and
+    kvm_handle_error_pfn turns it into RET_PF_EMULATE."""
+    from kernel_models.mmu_fault import RET_PF_EMULATE
+    from kernel_models.vm import KVM_MEM_READONLY
+    kvm, vcpu = new_shadow_vm("base", mmu=mmu)
+    kvm.memslots[0].flags |= KVM_MEM_READONLY
+    kvm.host[GFN] = (PFN, True)
+    assert fault(kvm, vcpu, write=True) == RET_PF_EMULATE
+    assert kvm.kvm_tdp_mmu_fast_pf_get_last_sptep(vcpu, GFN << 12)[1] == 0 if mmu == "tdp" \
+        else not any(kvm.memslots[0].rmap.values())
+    assert channel(kvm, REFS) == []
+    # The twin: a read fault maps the page, read-only.
+    assert fault(kvm, vcpu, write=False) == RET_PF_FIXED
+    assert channel(kvm, REFS)
+
+
 def test_no_direct_prefetch_without_ad_bits():
     kvm, vcpu = new_shadow_vm("base", mode="ept_noad")
     for gfn in range(8):
