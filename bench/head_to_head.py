@@ -241,7 +241,7 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         else:
             item["crosshair"] = crosshair_pair(first, second, settings.crosshair_timeout)
         k, h, c = item["kconform"], item["hypothesis"], item["crosshair"]
-        over_h, _ = speedup(k, h)
+        over_h = h["seconds"] / k["seconds"] if k.get("found") and k.get("seconds") else None
         over_c, bound = speedup(k, c, None if crosshair_missing else settings.crosshair_timeout)
         item["speedup_over_hypothesis"] = over_h
         item["speedup_over_crosshair"] = over_c
@@ -251,9 +251,11 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         if k.get("first_counterexample"):
             first_note = (f", first counterexample after {k['first_counterexample']['examples']} "
                           f"cases ({seconds(k['first_counterexample']['seconds'])})")
-        hyp = (f"Hypothesis {describe(h)} (found in {h['found_in']}/{len(h['runs'])} runs"
-               + (f", median {h['examples_to_first_median']:g} examples to first failure"
-                  if h.get("examples_to_first_median") is not None else "") + ")")
+        hyp = (f"Hypothesis found the difference in {h['found_in']} of {len(h['runs'])} runs "
+               f"(100 examples each), median time {seconds(h['seconds'])} over all runs"
+               + (f", median {h['examples_to_first_median']:g} examples to the first failure, "
+                  f"counterexample {h['size_bits_median']:g} bits (median)"
+                  if h.get("examples_to_first_median") is not None else ""))
         cross = f"CrossHair {describe(c)}"
         if c.get("found"):
             cross += f" (process {seconds(c['process_seconds'])})"
@@ -261,7 +263,8 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
                         describe(k) if k.get("found") else "no difference found",
                         note=f"{k['cases']:,} {k['mode']} cases, median of {settings.repeats}"
                              f"{first_note}"))
-        rows.append(row(SECTION, f"{label}: vs plain Hypothesis", ratio(over_h),
+        partial = "" if h["found"] else f" (found in {h['found_in']}/{len(h['runs'])} runs)"
+        rows.append(row(SECTION, f"{label}: vs plain Hypothesis", ratio(over_h) + partial,
                         note=hyp + "; ratio = Hypothesis time / kconform time"))
         if crosshair_missing:
             rows.append(not_available(SECTION, f"{label}: vs CrossHair", crosshair_missing,
@@ -274,6 +277,17 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
                             cross + "; ratio = CrossHair time / kconform time"
                             + (" (CrossHair gave no verdict: lower bound)" if bound else "")))
         if over_c is not None:
-            ratios.append(over_c)
-    data["crosshair_speedups"] = ratios
+            ratios.append((label, over_c, bound, bool(met)))
+    data["crosshair_speedups"] = [{"pair": p, "ratio": r, "lower_bound": b, "met": m}
+                                  for p, r, b, m in ratios]
+    if ratios and not crosshair_missing:
+        slowest = min(ratios, key=lambda item: item[1])
+        rows.append(against(SECTION, "kconform vs CrossHair, every shared pair",
+                            f"lowest {'≥ ' if slowest[2] else ''}{ratio(slowest[1])} "
+                            f"({slowest[0]})",
+                            all(m for _, _, _, m in ratios) and len(ratios) == len(pairs.PAIRS),
+                            f"≥ {S.CROSSHAIR_SPEEDUP:.0f}x on every pair",
+                            f"{sum(1 for r in ratios if r[3])} of {len(pairs.PAIRS)} pairs "
+                            f"met; CrossHair per-condition budget {settings.crosshair_timeout:g} "
+                            f"s CPU"))
     return data, rows
