@@ -446,12 +446,22 @@ def apply_hunk(tree: ast.FunctionDef, hunk, names: Names, model_id: str) -> None
     raise Miss(attempt.reason or "no window of the hunk forms complete C statements")
 
 
-def _boundary_ok(lines, code, side: str, first: int, last: int) -> bool:
+def _boundary_ok(lines, code, side: str, first: int, last: int, strict: bool = False) -> bool:
+    """Does the window start and end where statements do?
+
+    At the hunk's first line nothing says whether it is the body of a
+    braceless ``if`` above the hunk: ``strict`` refuses such a start unless a
+    blank or comment line separates it from the hunk's start (kernel style
+    never puts one between an ``if`` and its body).  For the edit window the
+    match against the model decides instead."""
     before = [code[side][i] for i in range(first) if i in code[side] and code[side][i].strip()]
     after = [code[side][i] for i in range(last + 1, len(lines))
              if i in code[side] and code[side][i].strip()]
     previous = before[-1].split()[-1] if before else None
     following = after[0].split()[0] if after else None
+    if strict and previous is None and not any(lines[i].kind in (" ", side)
+                                               for i in range(first)):
+        return False
     return previous in STATEMENT_BOUNDARY and following != "else"
 
 
@@ -500,12 +510,46 @@ def _try_window(tree, lines, code, first, last, names: Names, hunk, model_id: st
                               f"times in the model {model_id}; the hunk's context does not "
                               f"single one out")
         return False
+    disagreement = _context_disagrees(tree, lines, code, first, last, names, hunk, model_id)
+    if disagreement:
+        raise Miss(disagreement)
     statements, start = places[0]
     statements[start:start + len(old)] = new or ([ast.Pass()] if len(statements) == len(old)
                                                  else [])
     names.used_constants |= new_names.used_constants
     names.locals |= new_names.locals
     return True
+
+
+def _context_disagrees(tree, lines, code, first, last, names: Names, hunk, model_id: str,
+                       ) -> str | None:
+    """Does the hunk's wider context contradict the model around the matched window?
+
+    The widest window of complete statements the subset reads that contains
+    the edit must occur in the model too; otherwise the hunk's context
+    (e.g. two statements it shows as adjacent) is not what the model says.
+    """
+    rows = [i for i in range(len(lines))
+            if code["-"].get(i, "").strip() or code["+"].get(i, "").strip()]
+    windows = sorted(((a, b) for a in rows if a <= first for b in rows if b >= last),
+                     key=lambda window: window[0] - window[1])
+    for a, b in windows:
+        if a >= first and b <= last:
+            return None          # nothing wider reads: the matched window is all there is
+        if not (_boundary_ok(lines, code, "-", a, b, strict=True)
+                and _boundary_ok(lines, code, "+", a, b, strict=True)):
+            continue
+        old, error = _translate_side(lines, code, "-", a, b, copy.deepcopy(names), hunk.file)
+        if error is None:
+            _, error = _translate_side(lines, code, "+", a, b, copy.deepcopy(names), hunk.file)
+        if error is not None or not old:
+            continue
+        if find_run(tree, old):
+            return None
+        return (f"the hunk's context from {_where(lines[a], hunk.file)} to "
+                f"{_where(lines[b], hunk.file)} does not occur in the model {model_id}: the "
+                f"hunk does not fit the model's version of this function")
+    return None
 
 
 # ---------------------------------------------------------------------------

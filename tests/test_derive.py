@@ -156,6 +156,9 @@ def test_mutant_that_drops_the_zap_accessed_mark_differs_on_the_accessed_channel
      "unsupported construct cast at line 544 of mmu.c (patch line 16)"),
     ("tests/data/derive/goto-unknown-label.patch", "base",
      "unsupported construct goto at line 215 of spte.c (patch line 30)"),
+    ("tests/data/derive/context-disagrees.patch", "after 2/4",
+     "the hunk's context from line 542 of mmu.c (patch line 12) to line 548 of mmu.c "
+     "(patch line 19) does not occur in the model mmu.mmu_spte_update_without_dirty_mark"),
     ("tests/data/derive/stale-pre-image.patch", "after 3/4",
      "the pre-image statements from line 542 of mmu.c (patch line 12) do not occur in the "
      "model mmu.mmu_spte_update_without_accessed_mark"),
