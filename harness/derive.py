@@ -604,6 +604,11 @@ def _blob_prefix_matches(known: str, named: str | None) -> bool:
     return n >= 7 and known[:n] == named[:n]
 
 
+def _named_blob(blob: str) -> str:
+    """The index id a blob stands for: a derived blob stands for its post-image id."""
+    return blob.split("-")[1] if blob.startswith("derived-") else blob
+
+
 def known_post_image(file: str, target: str | None) -> str | None:
     """The modelled blob a post-image id names, if any (index lines abbreviate ids)."""
     for blob in registry.BLOB_CHAINS.get(file, ()):
@@ -634,7 +639,7 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False) -> De
         if only_unknown and known_post_image(file, target) is not None:
             known[file] = known_post_image(file, target)
             continue
-        if not _blob_prefix_matches(parent, source):
+        if not _blob_prefix_matches(_named_blob(parent), source):
             misses += [(h.index, f"the hunk's pre-image {source} is not the before state's "
                                  f"blob {parent}") for h in file_hunks if h.kind == BEHAVIOUR]
             continue

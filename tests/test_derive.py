@@ -196,3 +196,36 @@ def test_only_unknown_keeps_the_hand_written_model_of_a_known_post_image():
                                VersionSet.series_state("after 2/4"), only_unknown=True)
     _results.append(kept)
     assert kept.after.blob(MMU_C) == "0a6c6619d213" and kept.derived == ()
+
+
+def test_the_engine_flags_the_derived_mutant_and_passes_the_derived_real_patch():
+    """Derived, then checked: under RFC 3/4's written contract the engine reports the
+    mutant's lost zap accessed mark (a WARN: the accessed channel is tolerant) and nothing
+    for the real 3/4 derived the same way."""
+    from harness import check
+    from harness import contracts as C
+    real_patch = read_file(RFC_3)[0]
+    contract = C.contract_for(real_patch, scope_patch(real_patch))
+    before = VersionSet.series_state("after 2/4")
+    mutant = derived(MUTANT, "after 2/4")
+    findings, coverage = check.check_function("tdp_mmu_zap_leafs", before, mutant.after,
+                                              contract)
+    assert coverage.mode == "exhaustive" and coverage.cases == coverage.total > 0
+    assert [(f.severity, f.channel, f.function) for f in findings] == [
+        ("WARN", ACCESSED, "tdp_mmu_zap_leafs")]
+    real = derived(RFC_3, "after 2/4")
+    assert check.check_function("tdp_mmu_zap_leafs", before, real.after, contract)[0] == []
+
+
+def test_derived_models_chain_through_a_series_nobody_modelled():
+    """3/4 derived on 2/4, then 4/4 derived on that: the second derivation edits a derived
+    body, and the result still agrees with the hand-written 4/4 model."""
+    three = derived(RFC_3, "after 2/4")
+    hunks = scope_patch(read_file(RFC_4)[0])
+    four = derive.derive_after(hunks, three.after)
+    _results.append(four)
+    assert four.misses == () and four.derived == ((MMU_C, "mmu_spte_update"),)
+    assert four.after.blob(TDP_MMU_C) == three.after.blob(TDP_MMU_C)
+    assert cross_check("mmu_spte_update", four.after, VersionSet.series_state("after 4/4"))[1] == 0
+    assert cross_check("tdp_mmu_zap_leafs", four.after,
+                       VersionSet.series_state("after 4/4"))[1] == 0
