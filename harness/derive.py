@@ -4,16 +4,19 @@
 before version set, and for each changed function edits the before model:
 
 1. The model function is read back as Python (``inspect.getsource`` +
-   ``ast``).  A model written as a shared ``*_body`` plus small per-version
-   statement functions (``handle_changed_spte``, ``tdp_mmu_zap_leafs``,
-   ``make_spte``) is first inlined into one plain body, so the edit sees the
-   statements in C order.
+   ``ast``; a derived function keeps its own tree, so derivations chain).
+   A model written as a shared ``*_body`` plus small per-version statement
+   functions (``handle_changed_spte``, ``tdp_mmu_zap_leafs``, ``make_spte``)
+   is first inlined into one plain body, so the edit sees the statements in
+   C order.
 2. The hunk's lines are cut into a window of complete C statements: the
    changed lines, grown by context lines until the pre-image part and the
    post-image part both parse (``harness.c_subset``), start at a statement
    boundary, and the translated pre-image statements occur exactly once, as
    a run of consecutive statements, in the model (compared as normalised
    Python: WARN message strings dropped, ``and``/``or`` chains flattened).
+   The widest window of the hunk the subset reads around it must occur in
+   the model too, so the hunk's context agrees with the model.
 3. That run is replaced by the translation of the post-image part, the
    function is compiled in its model module's namespace, and registered as
    a derived blob (``registry.register_blob``) whose parent is the
@@ -21,13 +24,16 @@ before version set, and for each changed function edits the before model:
 
 Anything that cannot be done this way is a miss naming why: a construct
 outside the subset (with its line), lines that never form complete
-statements, pre-image statements the model does not contain (the model
-abstracts them differently) or contains more than once.  If any behaviour
+statements, pre-image statements or context the model does not contain, or
+contains more than once, a function the hunk deletes.  If any behaviour
 hunk of a modelled file misses, there is no after-model at all: inheriting
 the before body for that function would be a guess.
 
 Derived blobs are named ``derived-<post-image blob>-<digest of the hunks>``,
-so two different patches naming the same post-image never share a model.
+so two different patches naming the same post-image never share a model; a
+derived blob stands for its post-image id when the next patch names it as
+its pre-image.  Known limit: a hunk's first lines are only checked against
+the model from the first statement boundary the hunk shows.
 """
 
 from __future__ import annotations
