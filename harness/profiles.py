@@ -58,7 +58,7 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    settings.register_profile(GATE, max_examples=20, stateful_step_count=6,
+    settings.register_profile(GATE, max_examples=50, stateful_step_count=8,
                               derandomize=True, **_COMMON)
     settings.register_profile(DEEP, max_examples=400, stateful_step_count=20,
                               derandomize=False, **_COMMON)
