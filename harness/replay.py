@@ -48,6 +48,12 @@ KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
         ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
         ("split_huge", {"gfn": 0}),
         ("unmap", {"start": 0, "end": 512}))),
+    ("split, unmap one 4K page, fault back a huge page over the table", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("split_huge", {"gfn": 0}),
+        ("unmap", {"start": 0, "end": 1}),
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("unmap", {"start": 0, "end": 512}))),
     ("sync an unsync shadow page", (
         ("shadow_prefetch", {"index": 2, "gfn": 2, "writable": True, "dirty": True,
                              "accessed": True}),
