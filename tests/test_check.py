@@ -106,3 +106,14 @@ def test_equal_ignores_by_only_for_a_function_that_exists_on_one_side():
     other = _by(FolioDirty(pfn=1), "another")
     assert K.compare_channel(C.EQUAL, [inlined], [caller], common={"caller", "another"})[0]
     assert not K.compare_channel(C.EQUAL, [other], [caller], common={"caller", "another"})[0]
+
+
+def test_rfc_1_changes_the_spte_only_where_its_contract_allows():
+    before, after = BASE, VersionSet.series_state("after 1/4")
+    twin = E.check_transition("1/4 under identity", before, after, IDENTITY,
+                              checks=["matches_contract"], functions=())
+    assert any(f.channel == "spte" and f.operation == "fault" for f in twin.findings)
+    contract = C.written_contract(
+        'KVM: x86/mmu: Skip the "try unsync" path iff the old SPTE was a leaf SPTE')
+    real = E.check_transition("1/4", before, after, contract, functions=())
+    assert real.findings == ()
