@@ -119,9 +119,9 @@ def markdown_report(report: dict) -> str:
     header = (f"### kconform benchmark ({kind}, {when} UTC, commit "
               f"{(report['git']['commit'] or '?')[:12]}{' + local changes' if report['git']['dirty'] else ''})")
     targets = targets_of(report["rows"])
-    text = table.markdown(targets, machine.one_line(host), header + "\n\nTargets (2 cores):")
-    text += "\nEvery measurement:\n\n"
-    text += table.markdown(report["rows"], machine.one_line(host)).split("\n", 2)[2]
+    text = f"{header}\n\nMachine: {machine.one_line(host)}\n\n"
+    text += table.markdown(targets, header="Targets (2 cores):")
+    text += "\n" + table.markdown(report["rows"], header="Every measurement:")
     loads = [report["machine"].get("load_average_at_start"), report.get("load_average_at_end")]
     if all(loads):
         text += (f"\nLoad average (1 min) at start {loads[0][0]}, at end {loads[1][0]} on "

@@ -46,11 +46,12 @@ def ratio(value: float | None) -> str:
 COLUMNS = ("section", "measure", "value", "target", "status", "note")
 
 
-def markdown(rows: list[dict], machine_line: str, header: str = "") -> str:
+def markdown(rows: list[dict], machine_line: str = "", header: str = "") -> str:
     lines = []
     if header:
         lines += [header, ""]
-    lines += [f"Machine: {machine_line}", ""]
+    if machine_line:
+        lines += [f"Machine: {machine_line}", ""]
     lines.append("| " + " | ".join(COLUMNS) + " |")
     lines.append("|" + "|".join(" --- " for _ in COLUMNS) + "|")
     for item in rows:
