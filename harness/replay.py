@@ -54,6 +54,10 @@ KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
         ("unmap", {"start": 0, "end": 1}),
         ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
         ("unmap", {"start": 0, "end": 512}))),
+    ("async page fault completing over a present SPTE", (
+        ("async_pf_ready", {"gfn": 0}),
+        ("fault", {"gfn": 0, "write": False, "exec": False, "prefetch": False}),
+        ("async_pf_ready", {"gfn": 0}))),
     ("sync an unsync shadow page", (
         ("shadow_prefetch", {"index": 2, "gfn": 2, "writable": True, "dirty": True,
                              "accessed": True}),

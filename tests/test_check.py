@@ -117,3 +117,15 @@ def test_rfc_1_changes_the_spte_only_where_its_contract_allows():
         'KVM: x86/mmu: Skip the "try unsync" path iff the old SPTE was a leaf SPTE')
     real = E.check_transition("1/4", before, after, contract, functions=())
     assert real.findings == ()
+
+
+def test_rfc_4_drops_a_flush_only_where_its_contract_allows():
+    before, after = VersionSet.series_state("after 3/4"), VersionSet.series_state("after 4/4")
+    twin = E.check_transition("4/4 under identity", before, after, IDENTITY,
+                              checks=["matches_contract"], functions=())
+    assert any(f.channel == "flush" and f.operation == "async_pf_ready" for f in twin.findings)
+    contract = C.written_contract(
+        "KVM: x86/mmu: Don't force flush if SPTE update clears Accessed bit")
+    real = E.check_transition("4/4", before, after, contract, checks=["matches_contract"],
+                              functions=())
+    assert real.findings == ()
