@@ -13,3 +13,24 @@ collect_ignore_glob = [
     "reports/*",
     "bench/*",
 ]
+
+
+def _register_test_profiles() -> None:
+    """The test suite's own Hypothesis profiles, chosen by name.
+
+    ``kconform-tests`` (default) is derandomized so a CI run is repeatable;
+    ``kconform-tests-random`` is for hunting locally:
+    ``HYPOTHESIS_PROFILE=kconform-tests-random pytest``.
+    """
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("kconform-tests", derandomize=True, database=None, deadline=None,
+                              print_blob=True)
+    settings.register_profile("kconform-tests-random", derandomize=False, deadline=None,
+                              print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "kconform-tests"))
+
+
+_register_test_profiles()

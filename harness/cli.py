@@ -19,6 +19,7 @@ import shlex
 import signal
 import sys
 
+from harness import __version__
 from harness.errors import ExitCode, KconformError, UsageError
 
 PROFILES = ("gate", "deep")
@@ -41,6 +42,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kconform", description="Patch-conformance checks for KVM x86 MMU "
                                                   "patches.")
+    parser.add_argument("--version", action="version",
+                        version=f"kconform {__version__} (results schema kconform/1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="check patches, mboxes, diffs or directories")
     check.add_argument("paths", nargs="+", metavar="PATH")
@@ -70,8 +73,21 @@ def parse_checks(text: str | None) -> list[str] | None:
     return names
 
 
+# The name of the first signal that asked us to stop.  A KeyboardInterrupt
+# raised inside a callback (Hypothesis runs one from the garbage collector) can
+# be swallowed by Python, so the flag is checked again before any output is
+# written: a stop that was asked for is honoured even if its exception was lost.
+_stop_requested: list[str] = []
+
+
 def _interrupt(signum, frame):
+    _stop_requested.append(signal.Signals(signum).name)
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _honour_stop() -> None:
+    if _stop_requested:
+        raise KeyboardInterrupt(_stop_requested[0])
 
 
 def run_check(args) -> int:
@@ -86,6 +102,7 @@ def run_check(args) -> int:
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
     results, run = pipeline.check_paths(args.paths, options)
+    _honour_stop()
     outputs = {}
     if args.json:
         outputs[args.json] = dumps(results)
@@ -93,16 +110,30 @@ def run_check(args) -> int:
         from harness import outputs as machine
 
         outputs[args.junit] = machine.junit(results)
-    for path, text in outputs.items():
-        write_atomic(path, text)
     if args.report_dir:
         from harness import outputs as machine
 
-        write_atomic(os.path.join(args.report_dir, "results.json"), dumps(results))
+        outputs[os.path.join(args.report_dir, "results.json")] = dumps(results)
+    _honour_stop()
+    for path, text in outputs.items():
+        write_atomic(path, text)
+    if args.report_dir:
         write_atomic(os.path.join(args.report_dir, "run.json"), dumps(run))
         machine.write_all(results, run, args.report_dir)
     print_summary(results, run, quiet=args.quiet)
     return results["exit_code"]
+
+
+def error_line(error: dict) -> str:
+    """An ERROR entry of the results as the one line the README promises."""
+    where = []
+    if error.get("file"):
+        where.append(f"{error['file']}:{error['line']}" if error.get("line") else error["file"])
+    if error.get("mail"):
+        where.append(f"mail {error['mail']}")
+    if error.get("hunk"):
+        where.append(f"hunk {error['hunk']}")
+    return ": ".join(where + [" ".join(str(error["message"]).split())])
 
 
 def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
@@ -115,9 +146,14 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
         position = f"[{series['index']}/{series['total']}] " if series else ""
         print(f"{patch['verdict']:<5} {position}{patch['subject'] or patch['path']}")
         if patch.get("error"):
-            print(f"      error: {patch['error']['message']}")
+            print(f"kconform: error: {error_line(patch['error'])}", file=sys.stderr)
+        if patch.get("repaired"):
+            print(f"      repaired: {'; '.join(patch['damage']) or 'whitespace damage'} "
+                  f"(whitespace-only content cannot be verified)")
         if quiet:
             continue
+        for note in patch.get("notes") or []:
+            print(f"      note: {note}")
         for hunk in patch["hunks"]:
             if not hunk["covered"]:
                 print(f"      MISS {hunk['file']}::{hunk['function'] or '?'}: {hunk['reason']}")
@@ -133,6 +169,8 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
             for finding in net["findings"]:
                 print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
                       f"{finding['summary']}")
+                if finding.get("replay"):
+                    print(f"           replay: kconform replay {shlex.quote(finding['replay'])}")
     tally = ", ".join(f"{counts.get(v, 0)} {v.lower()}" for v in
                       ("PASS", "WARN", "MISS", "FAIL", "ERROR"))
     print(f"kconform: {results['verdict']} ({tally}; profile {results['profile']}, "
@@ -140,7 +178,9 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _stop_requested.clear()
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         args = build_parser().parse_args(argv)
         if args.command == "check":

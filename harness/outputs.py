@@ -167,24 +167,24 @@ def wrap(text: str, width: int, indent: str = "", hanging: str | None = None) ->
         return hanging if lines else indent
 
     for word in text.split():
-        while display_width(word) > width - display_width(prefix()):
-            if line:
+        while word:
+            candidate = f"{line} {word}" if line else word
+            if display_width(prefix() + candidate) <= width:
+                line, word = candidate, ""
+            elif line:
+                # Close this line; the word is tried again under the next line's prefix.
                 lines.append(prefix() + line)
                 line = ""
-            room = width - display_width(prefix())
-            head = ""
-            for char in word:
-                if display_width(head + char) > room:
-                    break
-                head += char
-            lines.append(prefix() + head)
-            word = word[len(head):]
-        candidate = f"{line} {word}" if line else word
-        if line and display_width(prefix() + candidate) > width:
-            lines.append(prefix() + line)
-            line = word
-        else:
-            line = candidate
+            else:
+                # The word alone is too long for a line: split it (at least one character).
+                room = width - display_width(prefix())
+                head = word[0]
+                for char in word[1:]:
+                    if display_width(head + char) > room:
+                        break
+                    head += char
+                lines.append(prefix() + head)
+                word = word[len(head):]
     if line:
         lines.append(prefix() + line)
     return lines

@@ -43,6 +43,7 @@ class RunOptions:
     seed: int = DEFAULT_SEED
     checks: list[str] | None = None
     series_net: bool = True
+    cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
     progress: object = None     # callable(str) for terminal progress, or None
     command: str = ""
     extra: dict = field(default_factory=dict)
@@ -138,6 +139,7 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
             "scope": hunk.reason, "header": hunk.header, "line": hunk.line, "text": hunk.text,
         })
     findings = [to_jsonable(f) for f in outcome.findings] if outcome else []
+    findings.sort(key=lambda f: f["severity"] != "FAIL")   # worst first, order kept otherwise
     verdict = patch_verdict(error=error is not None,
                             hunks_covered=[h["covered"] for h in hunk_rows],
                             severities=[f["severity"] for f in findings])
@@ -261,8 +263,13 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
     from kernel_models.registry import SERIES_STATES, VersionSet
 
     states = [e["versions"] for e in entries if e.get("versions")]
-    if len(states) < 2 or not options.series_net:
+    if len(states) < 2 or not options.series_net or len(states) != len(entries):
         return None
+    # Only a series whose patches chain (each one's before is the previous one's after)
+    # has a net change: a missing part would mix its change into the net.
+    for earlier, later in zip(states, states[1:]):
+        if earlier.get("after") is None or earlier.get("after") != later.get("before"):
+            return None
     first, last = states[0].get("before"), states[-1].get("after")
     if first not in SERIES_STATES or last not in SERIES_STATES or first == last:
         return None
@@ -296,7 +303,8 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
             options.progress(f"checking {patch.label} ...")
         entry, previous = check_patch_entry(patch, options, previous)
         entries.append(entry)
-    if not errors and all(p.is_cover for p in patches):
+    if not errors and all(p.is_cover for p in patches) and (
+            options.cover_only_is_error or not patches):
         message = ("only a cover letter: the series' patches are not in the input" if patches
                    else "no patch found in the given paths")
         exc = PatchError(message, file=", ".join(paths),

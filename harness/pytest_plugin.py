@@ -61,6 +61,7 @@ class PatchFile(pytest.File):
         stash = self.config.stash[_OPTIONS]
         options = pipeline.RunOptions(profile=stash["profile"], seed=stash["seed"],
                                       checks=parse_checks(stash["checks"]), series_net=False,
+                                      cover_only_is_error=False,
                                       command=f"pytest {self.path}")
         results, _ = pipeline.check_paths([str(self.path)], options)
         for entry in results["patches"]:
@@ -103,9 +104,9 @@ class PatchItem(pytest.Item):
         from harness.text import format_finding
 
         if self.kind == "error":
-            error = self.payload
-            raise KconformFailure(f"ERROR: {error['message']} (file {error['file']}, "
-                                  f"mail {error.get('mail')}, hunk {error.get('hunk')})")
+            from harness.cli import error_line
+
+            raise KconformFailure(f"ERROR: {error_line(self.payload)}")
         if self.kind == "hunk":
             if not self.payload["covered"]:
                 raise KconformFailure(f"MISS: {self.payload['file']}::"

@@ -379,3 +379,11 @@ if __name__ == "__main__":
     DOCS.write_text(DOCS_EXAMPLE.sub(
         lambda m: m.group(0).split("\n", 1)[0] + "\n" + m.group(0).split("\n", 2)[1] + "\n"
         + written[m.group(1)] + "```", DOCS.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def test_wrap_moves_a_word_that_only_fits_under_the_first_prefix():
+    """Found by Hypothesis: a word moved to the next line must fit its hanging indent too."""
+    lines = outputs.wrap(outputs.visible("0\n\x1f\x1f\x1f\x1f"), 34, indent="  ", hanging="    ")
+    assert all(outputs.display_width(line) <= 34 for line in lines)
+    assert "".join(line.strip() for line in lines).replace(" ", "") == \
+        outputs.visible("0\x1f\x1f\x1f\x1f")
