@@ -88,9 +88,12 @@ def test_interrupted_run_keeps_the_previous_report(tmp_path, signum):
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "check", str(PATCHES), "--report-dir", str(report)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)          # well inside the check of the series
+    first = process.stderr.readline()          # "checking ..." once the first patch starts
+    assert first.startswith("checking"), first
+    time.sleep(1)
     process.send_signal(signum)
-    out, err = process.communicate(timeout=60)
+    out, rest = process.communicate(timeout=60)
+    err = first + rest
     assert process.returncode == ExitCode.INTERRUPTED, (out, err)
     assert "interrupted" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in report.iterdir()} == previous
