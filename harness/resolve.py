@@ -119,6 +119,7 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
     pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
     before_name, reason = (None, "the patch changes no modelled file")
     before = after = None
+    misses: dict[int, str] = {}
     if touched:
         before_name, reason = find_before_state(pre_images, previous)
     if before_name is not None:
@@ -132,11 +133,23 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
             else:
                 after_blobs[file] = full
         if unknown_after:
-            reason += f"; post-image {', '.join(unknown_after)} is not modelled (no after-model)"
+            from harness import derive
+
+            derived = derive.derive_after(hunks, before, only_unknown=True)
+            misses = dict(derived.misses)
+            if derived.after is not None:
+                after = derived.after
+                names = ", ".join(f"{f.rsplit('/', 1)[-1]}::{fn}" for f, fn in derived.derived)
+                reason += (f"; post-image {', '.join(unknown_after)} is not modelled: after-model "
+                           f"derived from the hunks ({names or 'no function changes'})")
+            else:
+                why = "; ".join(f"hunk {i}: {r}" for i, r in derived.misses)
+                reason += (f"; post-image {', '.join(unknown_after)} is not modelled and no "
+                           f"after-model could be derived ({why})")
         else:
             after_name = _state_name(after_blobs) or f"{before_name} + this patch"
             after = VersionSet.of(after_name, after_blobs)
-    coverage = tuple(_cover(h, before, after) for h in hunks)
+    coverage = tuple(_cover(h, before, after, misses.get(h.index)) for h in hunks)
     pairs = _pairs(hunks, coverage, before, after)
     return Resolution(before, after, pairs, coverage, reason)
 
@@ -148,7 +161,8 @@ def _state_name(blobs: dict[str, str]) -> str | None:
     return None
 
 
-def _cover(hunk, before: VersionSet | None, after: VersionSet | None) -> HunkCoverage:
+def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
+           derive_miss: str | None = None) -> HunkCoverage:
     def result(covered, model, reason):
         return HunkCoverage(hunk.index, hunk.file, hunk.function, hunk.kind, covered, model,
                             reason)
@@ -173,8 +187,10 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None) -> HunkCov
     if old is None and not registry.versions_of(hunk.file, hunk.function):
         return result(False, None, f"{hunk.function} is not modelled")
     if after is None:
+        why = f": {derive_miss}" if derive_miss else ""
         return result(False, old.model_id if old else None,
-                      "no after-model: the post-image blob is not modelled")
+                      "no after-model: the post-image blob is not modelled and the change "
+                      f"could not be derived from the hunk{why}")
     new = registry.lookup(hunk.file, hunk.function, after.blob(hunk.file))
     if old is None and new is None:
         return result(False, None, f"{hunk.function} is modelled, but in neither "

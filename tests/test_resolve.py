@@ -1,0 +1,90 @@
+"""Resolve: the diff's index blob ids pick the before and after models, or MISS."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness import ingest, scope
+from harness.resolve import find_before_state, resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+PATCHES = ROOT / "patches"
+BAD = ROOT / "tests" / "data" / "bad"
+
+
+def scoped(name: str, directory: Path = PATCHES):
+    patch = [p for p in ingest.read_file(str(directory / name)) if not p.is_cover][0]
+    return scope.scope_patch(patch)
+
+
+@pytest.mark.parametrize("name, before, after", [
+    ("rfc-1-of-4.patch", "base", "after 1/4"),
+    ("rfc-2-of-4.patch", "after 1/4", "after 2/4"),
+    ("000_e8ee204d4a7b7ba7.txt", "after 2/4", "after 3/4"),
+    ("rfc-4-of-4.patch", "after 3/4", "after 4/4"),
+])
+def test_bundled_patches_resolve_to_their_series_states(name, before, after):
+    resolution = resolve(scoped(name))
+    assert resolution.before.name == before
+    assert resolution.after.name == after
+    assert resolution.complete, [h for h in resolution.hunks if not h.covered]
+
+
+def test_every_changed_function_gets_a_pair():
+    resolution = resolve(scoped("rfc-2-of-4.patch"))
+    pairs = {p.function: p for p in resolution.pairs}
+    assert {"mmu_spte_update", "mmu_spte_clear_track_bits", "mmu_spte_age", "make_spte",
+            "handle_changed_spte", "age_gfn_range", "clear_dirty_pt_masked",
+            "FNAME(prefetch_gpte)"} <= set(pairs)
+    deleted = pairs["spte_wrprot_for_clear_dirty"]
+    assert deleted.before is not None and deleted.after is None
+    assert pairs["mmu_spte_update"].before is not pairs["mmu_spte_update"].after
+
+
+def test_series_position_breaks_ties_between_equal_states():
+    hunks = scoped("rfc-4-of-4.patch")
+    # mmu.c 0a6c6619d213 holds only in 'after 3/4'; a spte.c-only pre-image of 1/4's
+    # post-image holds in 'after 1/4' alone; base's mmu.c holds in base and after 1/4.
+    state, reason = find_before_state({"arch/x86/kvm/mmu/mmu.c": "e4cc7f764980"})
+    assert state == "base" and "earliest" in reason
+    state, reason = find_before_state({"arch/x86/kvm/mmu/mmu.c": "e4cc7f764980"},
+                                      previous="after 1/4")
+    assert state == "after 1/4" and "previous patch" in reason
+    assert resolve(hunks, previous="after 3/4").before.name == "after 3/4"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("mmu-no-index.patch", "no index line"),
+    ("mmu-unknown-blob.patch", "match no modelled state"),
+    ("unmodelled-file.patch", "not a modelled file"),
+])
+def test_what_cannot_be_resolved_is_a_miss_with_its_reason(name, reason):
+    resolution = resolve(scoped(name, BAD))
+    assert not resolution.complete
+    text = resolution.reason + " ".join(h.reason for h in resolution.hunks)
+    assert reason in text
+
+
+def test_an_unmodelled_function_is_a_miss_even_with_known_blobs():
+    hunks = scoped("mmu-unmodelled-function.patch", BAD)
+    resolution = resolve(hunks)
+    assert not resolution.complete
+    assert any("not modelled" in h.reason for h in resolution.hunks if not h.covered)
+
+
+def test_documentation_and_comment_hunks_are_covered_without_a_model():
+    resolution = resolve(scoped("000_e8ee204d4a7b7ba7.txt"))
+    kinds = {h.kind: h for h in resolution.hunks}
+    assert kinds["documentation"].covered and kinds["documentation"].model is None
+
+
+def test_a_lying_post_image_blob_is_not_taken_on_trust():
+    """Twin: the same hunks with another post-image blob are derived, not looked up."""
+    hunks = scoped("rfc-4-of-4.patch")
+    renamed = tuple(dataclasses.replace(h, target_blob="abcdef012345") for h in hunks)
+    resolution = resolve(renamed)
+    assert resolution.after is not None and resolution.after.name != "after 4/4"
+    assert "derived from the hunks" in resolution.reason
