@@ -146,7 +146,14 @@ def measure(settings: S.Settings, workdir: str) -> tuple[dict, list[dict]]:
         else:
             shown.append(f"{p['patches']}: {seconds(p['median_s'])}")
     skipped = [p for p in points if p.get("skipped")]
-    note = growth(points, "patches")
+    measured = [p for p in points if not p.get("skipped")]
+    note = ("per patch: " + ", ".join(f"{p['patches']}: {seconds(p['per_patch_s'])}"
+                                      for p in measured)
+            + "; CPU: " + ", ".join(f"{p['patches']}: {seconds(p['cpu_median_s'])}"
+                                    for p in measured)
+            + f"; runs: {', '.join(str(p['runs']) for p in measured)}"
+            + " (a single patch is 1/4, the cheapest; wall time above CPU time is other work "
+              "sharing the machine)")
     if skipped:
         note += (f"; points projected past the {settings.scaling_budget_s:g} s scaling budget "
                  f"were not run")
