@@ -244,7 +244,8 @@ def kvm_lpage_disallowed(kvm, slot, gfn: int, level: int) -> bool:
 
 def host_pfn_mapping_level(kvm, gfn: int, slot) -> int:
     """mmu.c host_pfn_mapping_level (all blobs), reduced: 2M when the host maps the whole
-    aligned region to consecutive pfns from a 2M-aligned pfn, else 4K."""
+    aligned region to consecutive pfns from a 2M-aligned pfn with one protection, else 4K.
+    (A host huge page has one protection: a COW or KSM change to part of it splits it.)"""
     base = gfn_round_for_level(gfn, PG_LEVEL_2M)
     pages = KVM_PAGES_PER_HPAGE(PG_LEVEL_2M)
     first = kvm.host.get(base)
@@ -252,7 +253,7 @@ def host_pfn_mapping_level(kvm, gfn: int, slot) -> int:
         return PG_LEVEL_4K
     for i in range(pages):
         entry = kvm.host.get(base + i)
-        if entry is None or entry[0] != first[0] + i:
+        if entry is None or entry[0] != first[0] + i or entry[1] != first[1]:
             return PG_LEVEL_4K
     return PG_LEVEL_2M
 

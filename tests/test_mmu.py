@@ -571,3 +571,17 @@ def test_fast_page_fault_restores_an_access_tracked_spte_only_without_ad_bits():
     kvm.kvm_age_gfn(whole_slot(kvm))
     f = kvm_page_fault(addr=GFN << 12, gfn=GFN, write=False, present=False, slot=kvm.memslots[0])
     assert kvm.fast_page_fault(vcpu, f) == RET_PF_INVALID     # A/D bits on: never access-tracked
+
+
+def test_host_mapping_level_needs_one_protection_across_the_huge_page():
+    """A host 2M page has one protection; mixed writability means the host split it."""
+    from kernel_models.operations import new_vm
+
+    kvm = new_vm("base", "ept_ad", "shadow")
+    slot = kvm.memslots[0]
+    assert kvm.host_pfn_mapping_level(0, slot) == 2
+    pfn, _ = kvm.host[5]
+    kvm.host[5] = (pfn, False)
+    assert kvm.host_pfn_mapping_level(0, slot) == 1
+    kvm.host[5] = (pfn, True)
+    assert kvm.host_pfn_mapping_level(0, slot) == 2
