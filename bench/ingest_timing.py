@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from bench import mbox, settings as S
 from bench.table import against, not_available, row, seconds
