@@ -158,3 +158,37 @@ def test_pytest_plugin_misses_are_failures_never_passes():
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert process.returncode == 1, process.stdout
     assert "MISS" in process.stdout
+
+
+def test_a_hostile_patch_renders_as_text_end_to_end(capsys, tmp_path):
+    """Subject, From, Message-ID and hunk text with markup, quotes and odd Unicode."""
+    from html.parser import HTMLParser
+
+    report = tmp_path / "reports"
+    code, _, err = run(capsys, "check", "--quiet", ROOT / "tests/data/hostile/hostile.patch",
+                       "--report-dir", report)
+    assert code == ExitCode.MISS and "Traceback" not in err
+    html = (report / "index.html").read_text()
+
+    class Elements(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+    parser = Elements()
+    parser.feed(html)
+    assert not [t for t, _ in parser.tags if t in ("script", "img", "iframe", "object")]
+    assert not [a for _, attrs in parser.tags for a in attrs if a.startswith("on")]
+    assert "&lt;script&gt;" in html
+    import xml.etree.ElementTree as ET
+
+    junit = ET.parse(report / "results.junit.xml").getroot()     # well-formed despite the input
+    assert any("<script>" in (case.get("name") or "") + (case.get("classname") or "")
+               or "<script>" in ET.tostring(case, encoding="unicode")
+               for case in junit.iter("testcase")) or "&lt;script&gt;" in (
+        report / "results.junit.xml").read_text()
+    for name in ("patchwork.json", "kcidb.json"):
+        json.loads((report / name).read_text())
