@@ -71,7 +71,7 @@ def test_every_operation_has_sample_arguments():
     assert set(SAMPLE_ARGS) == set(ops.OPERATIONS)
 
 
-@pytest.mark.parametrize("state, mmu, mode, name", applicable())
+@pytest.mark.parametrize("state, mmu, mode, name", list(applicable()))
 def test_operation_runs_and_base_keeps_references_balanced(state, mmu, mode, name):
     kvm = ops.new_vm(state, mode, mmu)
     prelude(kvm, mmu)
