@@ -27,29 +27,7 @@ import xml.etree.ElementTree as ET
 
 from harness.errors import KconformError
 
-try:
-    from harness.results import write_atomic
-except ImportError:  # until the lead's results writer lands; same contract
-    import tempfile
-
-    def write_atomic(path: str, text: str | bytes) -> None:
-        """Temporary file in the same directory, fsync, rename into place."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        fd, tmp = tempfile.mkstemp(prefix=".kconform-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+from harness.results import write_atomic
 
 SCHEMA = "kconform/1"
 JUNIT_FORMAT = "kconform-junit/1"
