@@ -246,7 +246,7 @@ def _function_step(function: str, before: VersionSet, after: VersionSet, contrac
     vms = []
     extras = []
     for versions in (before, after):
-        vm = D.fresh_vm(versions, mode)
+        vm = driver.new_vm(versions, mode)
         if function not in vm.functions:
             vms.append(vm)
             extras.append(())
@@ -269,15 +269,15 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
     """Run ``function``'s driver over every case, first failure per (check, channel) kept."""
     selected = [c for c in (checks or K.select(None)) if "function" in c.levels]
     driver = D.DRIVERS.get(function)
-    if driver is None:
-        return [], Coverage("function", function, "sampled", 0, None,
-                            f"{function}: no function driver; covered at operation level only")
     present = [function in versions.functions() for versions in (before, after)]
     if not all(present):
         side = "before" if not present[0] else "after"
         return [], Coverage("matches_contract", function, "exhaustive", 0, 0,
                             f"{function}: absent {side} the change; covered through its "
-                            f"callers at operation level")
+                            f"callers (their function checks and the operations)")
+    if driver is None:
+        return [], Coverage("function", function, "sampled", 0, None,
+                            f"{function}: no function driver; covered at operation level only")
     budget = profiles.budget(profile)
     all_cases = [case for mode in D.MODES for case in driver.cases(mode)]
     total = len(all_cases)

@@ -151,8 +151,9 @@ def _rfc_2() -> Contract:
                 "argues this is safe because mmu_notifier invalidation zaps SPTEs before the "
                 "guest could dirty a folio without KVM knowing. Memslot dirty logging stays."),
         rules=(
-            Rule(DIRTY, ("make_spte",), SUPERSET,
-                 "the message: mark the folio dirty when creating a writable SPTE"),
+            Rule(DIRTY, ("make_spte", "FNAME(prefetch_gpte)"), SUPERSET,
+                 "the message: mark the folio dirty when creating a writable SPTE "
+                 "(prefetch_gpte only creates SPTEs, through mmu_set_spte and make_spte)"),
             Rule(DIRTY, ("fault", "async_pf_ready", "shadow_sync", "shadow_prefetch"), FREE,
                  "these operations create SPTEs (may now mark) and also zap, modify or "
                  "write-protect others (the modelled prefetch first shadows the guest table "

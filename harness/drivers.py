@@ -26,6 +26,7 @@ from typing import Callable, ClassVar
 from kernel_models import spte as S
 from kernel_models.effects import SPTE, Event, FlushRequested
 from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
+from kernel_models.registry import PAGING_TMPL_H
 from kernel_models.spte_domain import NONLEAF_CHILD_PFN, domain_at_level, leaf_value
 from kernel_models.vm import VM, kvm_memory_slot
 
@@ -49,6 +50,10 @@ class Driver:
     cases: Callable[[str], list[dict]]           # mode -> cases, simplest first
     call: Callable[[VM, dict], list[Event]]       # run one case on a fresh VM
     spte_fields: tuple[str, ...] = ("old", "new")
+    make_vm: Callable[[object, str], VM] | None = None   # None: fresh_vm
+
+    def new_vm(self, versions, mode: str) -> VM:
+        return (self.make_vm or fresh_vm)(versions, mode)
 
     def describe(self, case: dict) -> str:
         args = ", ".join(f"{k}={_show(v)}" for k, v in case.items() if k != "mode")
@@ -64,11 +69,11 @@ def _show(value):
 DRIVERS: dict[str, Driver] = {}
 
 
-def driver(function: str, file: str, cases, spte_fields=("old", "new")):
+def driver(function: str, file: str, cases, spte_fields=("old", "new"), make_vm=None):
     def register(call):
         if function in DRIVERS:
             raise ValueError(f"driver for {function} registered twice")
-        DRIVERS[function] = Driver(function, file, cases, call, spte_fields)
+        DRIVERS[function] = Driver(function, file, cases, call, spte_fields, make_vm)
         return call
     return register
 
@@ -321,6 +326,65 @@ def call_clear_dirty_pt_masked(vm: VM, case: dict) -> list[Event]:
     root = _tdp_root(vm, case)
     vm.clear_dirty_pt_masked(root, 0, 1, case["wrprot"])
     return []
+
+
+# ---------------------------------------------------------------------------
+# paging_tmpl.h: FNAME(prefetch_gpte) on an indirect shadow page
+# ---------------------------------------------------------------------------
+
+PREFETCH_INDEX = 9        # an entry of the shadow page that starts non-present
+PREFETCH_GFN = 0x10       # a guest gfn backed by a host page
+
+
+def _prefetch_vm(versions, mode: str) -> VM:
+    """A shadow-MMU VM with the indirect page that shadows the guest table."""
+    from kernel_models import operations
+
+    vm = operations.new_vm(versions, mode, "shadow")
+    vcpu = vm.vcpus[0]
+    operations.enter_guest(vm, vcpu)
+    operations.get_indirect_page(vm, vcpu)
+    vm.log.events.clear()          # building the page is not part of the call
+    return vm
+
+
+def _prefetch_cases(mode: str) -> list[dict]:
+    """Every guest PTE the prefetch path distinguishes: present, writable, user,
+    accessed, dirty; a gfn the host backs writable, read-only, or not at all."""
+    found = []
+    for gfn in ("backed", "readonly", "unbacked"):
+        for present in (True, False):
+            for writable in (False, True):
+                for dirty in (False, True):
+                    for accessed in (True, False):
+                        for user in (True, False):
+                            if mode != "legacy" and not user:
+                                continue          # EPT guest PTEs have no U bit
+                            found.append({"mode": mode, "gfn": gfn, "present": present,
+                                          "writable": writable, "dirty": dirty,
+                                          "accessed": accessed, "user": user})
+    return found
+
+
+@driver("FNAME(prefetch_gpte)", PAGING_TMPL_H, _prefetch_cases, (), make_vm=_prefetch_vm)
+def call_prefetch_gpte(vm: VM, case: dict) -> list[Event]:
+    from kernel_models import operations
+    from kernel_models.paging_tmpl import FNAME, GuestPte
+
+    gfn = {"backed": PREFETCH_GFN, "readonly": PREFETCH_GFN + 1, "unbacked": PREFETCH_GFN + 2}
+    if case["gfn"] == "readonly":
+        pfn, _ = vm.host[gfn["readonly"]]
+        vm.host[gfn["readonly"]] = (pfn, False)
+    elif case["gfn"] == "unbacked":
+        vm.host.pop(gfn["unbacked"], None)
+    vcpu = vm.vcpus[0]
+    sp = operations.get_indirect_page(vm, vcpu)
+    gpte = GuestPte(gfn=gfn[case["gfn"]], present=case["present"], writable=case["writable"],
+                    user=case["user"], accessed=case["accessed"], dirty=case["dirty"])
+    sptep = sp.sptep(PREFETCH_INDEX)
+    mapped = FNAME(vm, "prefetch_gpte")(vcpu, sp, sptep, gpte.encode(vm.pttype))
+    return [Returned(what="prefetch_gpte", value=int(bool(mapped))),
+            Returned(what="spte", value=sptep.get())]
 
 
 def cases(function: str, mode: str) -> list[dict]:

@@ -129,3 +129,43 @@ def test_rfc_4_drops_a_flush_only_where_its_contract_allows():
     real = E.check_transition("4/4", before, after, contract, checks=["matches_contract"],
                               functions=())
     assert real.findings == ()
+
+
+# -- the FNAME(prefetch_gpte) driver, both ways ------------------------------------------
+
+def _prefetch_variant(name: str, after_map):
+    from kernel_models import registry
+    from kernel_models.paging_tmpl import _prefetch_gpte_body
+
+    def variant(kvm, vcpu, sp, spte, gpte):
+        return _prefetch_gpte_body(kvm, after_map, vcpu, sp, spte, gpte)
+
+    variant.__name__ = f"FNAME_prefetch_gpte_{name}"
+    blob = {"same": "feed00000001", "double": "feed00000002"}[name]
+    registry.register_blob(registry.PAGING_TMPL_H, blob, "4d4e98fe4f35",
+                           {"FNAME(prefetch_gpte)": variant})
+    base = VersionSet.series_state("base")
+    return base, base.with_blob(registry.PAGING_TMPL_H, blob, f"base + prefetch {name}")
+
+
+def test_prefetch_driver_is_exhaustive_and_quiet_for_an_equal_body():
+    from kernel_models.paging_tmpl import release_prefetched_pfn
+
+    before, after = _prefetch_variant("same", release_prefetched_pfn)
+    contract = C.infer("prefetch equal", [])
+    findings, coverage = E.check_function("FNAME(prefetch_gpte)", before, after, contract)
+    assert findings == []
+    assert coverage.mode == "exhaustive" and coverage.cases == coverage.total > 0
+
+
+def test_prefetch_driver_catches_a_double_release_on_the_refs_channel():
+    def release_twice(kvm, pfn):
+        kvm.kvm_release_pfn_clean(pfn)
+        kvm.kvm_release_pfn_clean(pfn)
+
+    before, after = _prefetch_variant("double", release_twice)
+    contract = C.infer("prefetch double", [])
+    findings, _ = E.check_function("FNAME(prefetch_gpte)", before, after, contract)
+    refs = [f for f in findings if f.channel == "refs"]
+    assert refs and refs[0].counterexample["difference"]["refs"]["extra"]
+    assert refs[0].replay
