@@ -477,21 +477,30 @@ def per_side(function):
     return run
 
 
+def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_type,
+                held: str, words: str, severity: str = "FAIL") -> list[Violation]:
+    """Mappings that ended with ``held`` (an attribute of the mapping) true but
+    whose folio never got an ``event_type`` mark while mapped."""
+    tracker, ended = _mappings(side)
+    found = []
+    for where, mapping in ended:
+        if getattr(mapping, held) and not _marked(tracker, side, event_type, mapping):
+            found.append(Violation(
+                check_name, channel,
+                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
+                f"went away in {step.operation}, but the folio was never marked "
+                f"{'dirty' if event_type is FolioDirty else 'accessed'} while mapped",
+                severity=severity,
+                missing=(f"{event_type.__name__}(pfn={_show(mapping.pfn)})",)))
+    return found
+
+
 @check("dirty_preserved", failure="DirtyLost", channels=(DIRTY,), levels=("operation",),
        description="a folio mapped writable or dirty is marked dirty before the mapping goes")
 @per_side
 def dirty_preserved(step: Step, side: Side) -> list[Violation]:
-    tracker, ended = _mappings(side)
-    found = []
-    for where, mapping in ended:
-        if mapping.wrote and not _marked(tracker, side, FolioDirty, mapping):
-            found.append(Violation(
-                "dirty_preserved", DIRTY,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was writable or "
-                f"dirty and went away in {step.operation}, but the folio was never marked "
-                f"dirty while mapped",
-                missing=(f"FolioDirty(pfn={_show(mapping.pfn)})",)))
-    return found
+    return _lost_marks(step, side, check_name="dirty_preserved", channel=DIRTY,
+                       event_type=FolioDirty, held="wrote", words="writable or dirty")
 
 
 @check("accessed_preserved", failure="AccessedLost", channels=(ACCESSED,),
@@ -499,17 +508,9 @@ def dirty_preserved(step: Step, side: Side) -> list[Violation]:
        description="a folio whose mapping was accessed is marked accessed while mapped")
 @per_side
 def accessed_preserved(step: Step, side: Side) -> list[Violation]:
-    tracker, ended = _mappings(side)
-    found = []
-    for where, mapping in ended:
-        if mapping.touched and not _marked(tracker, side, FolioAccessed, mapping):
-            found.append(Violation(
-                "accessed_preserved", ACCESSED,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed and "
-                f"went away in {step.operation}, but the folio was never marked accessed "
-                f"while mapped", severity="WARN",
-                missing=(f"FolioAccessed(pfn={_show(mapping.pfn)})",)))
-    return found
+    return _lost_marks(step, side, check_name="accessed_preserved", channel=ACCESSED,
+                       event_type=FolioAccessed, held="touched", words="accessed",
+                       severity="WARN")
 
 
 @check("refs_balanced", failure="PageRefLeak", channels=(REFS,), levels=("operation",),
