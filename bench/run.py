@@ -105,6 +105,7 @@ def write_atomically(path: str, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -116,8 +117,13 @@ def markdown_report(report: dict) -> str:
     host = report["machine"]
     when = report["started"][:16].replace("T", " ")
     kind = "quick run" if report["settings"]["quick"] else "full run"
+    code = report["git"]
     header = (f"### kconform benchmark ({kind}, {when} UTC, commit "
-              f"{(report['git']['commit'] or '?')[:12]}{' + local changes' if report['git']['dirty'] else ''})")
+              f"{(code['commit'] or '?')[:12]}{' + local changes' if code['dirty'] else ''})")
+    if report.get("git_at_end", code) != code:
+        header += (f"\n\nThe checkout changed during the run (commit "
+                   f"{(report['git_at_end']['commit'] or '?')[:12]} at the end): modules "
+                   f"imported after the start may come from the newer tree.")
     targets = targets_of(report["rows"])
     text = f"{header}\n\nMachine: {machine.one_line(host)}\n\n"
     text += table.markdown(targets, header="Targets (2 cores):")
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     host = machine.describe()
+    code_at_start = git_state()     # what was measured: the tree as the run began
     print(f"kconform benchmark on {machine.one_line(host)}", file=sys.stderr)
     context: dict = {}
     sections, rows = {}, []
@@ -161,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(elapsed, 1),
         "command": command,
         "machine": host,
-        "git": git_state(),
+        "git": code_at_start,
+        "git_at_end": git_state(),
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "notes"},
         "load_average_at_end": machine.load_average(),
         "process_max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
