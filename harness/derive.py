@@ -623,11 +623,14 @@ def known_post_image(file: str, target: str | None) -> str | None:
     return None
 
 
-def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False) -> DeriveResult:
+def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
+                 pre_image_by_content: bool = False) -> DeriveResult:
     """An after version set for ``hunks`` applied to ``before``, derived from its models.
 
     With ``only_unknown`` a file whose post-image blob is hand-modelled keeps
     that model (it is not derived); the cross-check tests derive everything.
+    With ``pre_image_by_content`` the hunks' pre-image blob ids are not required
+    to be the before state's (resolve matched the state by the hunks' code).
     """
     misses: list[tuple[int, str]] = []
     by_file: dict[str, list] = {}
@@ -645,7 +648,7 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False) -> De
         if only_unknown and known_post_image(file, target) is not None:
             known[file] = known_post_image(file, target)
             continue
-        if not _blob_prefix_matches(_named_blob(parent), source):
+        if not pre_image_by_content and not _blob_prefix_matches(_named_blob(parent), source):
             misses += [(h.index, f"the hunk's pre-image {source} is not the before state's "
                                  f"blob {parent}") for h in file_hunks if h.kind == BEHAVIOUR]
             continue

@@ -96,6 +96,80 @@ def find_before_state(pre_images: dict[str, str | None], previous: str | None = 
                            f"using the earliest, '{candidates[0]}'")
 
 
+def find_state_by_content(hunks) -> tuple[str | None, str]:
+    """The state whose models the hunks' removed and context lines fit.
+
+    For a patch whose index lines name blobs no model knows (a later revision
+    on another base, or a plain diff without index lines): every behaviour hunk
+    must apply, statement by statement, to the model of its function in that
+    state (``derive.derive_function`` refuses a hunk whose removed or context
+    code the model does not hold).  Several fitting states: the latest, said so.
+    """
+    from harness import derive
+
+    groups: dict[tuple[str, str], list] = {}
+    for hunk in hunks:
+        if hunk.kind == BEHAVIOUR and registry.is_modelled_file(hunk.file) and hunk.function:
+            groups.setdefault((hunk.file, hunk.function), []).append(hunk)
+    if not groups:
+        return None, "no behaviour hunk in a modelled function to match by content"
+    fitting = []
+    for name in registry.SERIES_STATES:
+        state = VersionSet.series_state(name)
+        try:
+            for (file, function), function_hunks in groups.items():
+                if not _old_side_is_the_models(file, function, function_hunks, state):
+                    raise derive.Miss("the hunk's code names something the model does not")
+                derive.derive_function(file, function, function_hunks, state)
+        except derive.Miss:
+            continue
+        fitting.append(name)
+    functions = ", ".join(sorted(f for _, f in groups))
+    if not fitting:
+        return None, f"the hunks' removed and context lines fit no modelled version of {functions}"
+    chosen = fitting[-1]
+    models = ", ".join(sorted({registry.lookup(f, fn, VersionSet.series_state(chosen).blob(f))
+                               .model_id for f, fn in groups}))
+    also = f" (also fit: {', '.join(fitting[:-1])}; using the latest)" if len(fitting) > 1 else ""
+    return chosen, (f"pre-image resolved by content: the hunks' removed and context lines fit "
+                    f"{models} in state '{chosen}'{also}")
+
+
+C_WORDS = frozenset("""if else return true false NULL bool int long unsigned signed char void
+u8 u16 u32 u64 s64 gfn_t kvm_pfn_t static inline const struct sizeof likely unlikely
+goto""".split())
+
+
+def _old_side_is_the_models(file: str, function: str, hunks, state: VersionSet) -> bool:
+    """Every identifier in the hunks' context and removed code also appears in the
+    model of ``function`` in ``state`` (or is a C keyword).  Resolving by content
+    must not rest on a window that skipped lines the model knows nothing of."""
+    import ast
+    import re
+
+    from harness import derive
+
+    version = registry.lookup(file, function, state.blob(file))
+    if version is None:
+        return False
+    tree = derive.expanded_model(version.function)
+    known = set(C_WORDS) | {function, function.removeprefix("FNAME(").rstrip(")")}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            known.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            known.add(node.attr)
+        elif isinstance(node, ast.arg):
+            known.add(node.arg)
+    for hunk in hunks:
+        for code in derive.side_code(derive.hunk_lines(hunk), "-").values():
+            labels = set(re.findall(r"\bgoto\s+([A-Za-z_]\w*)", code))
+            if any(word not in known and word not in labels
+                   for word in re.findall(r"[A-Za-z_]\w*", code)):
+                return False
+    return True
+
+
 def _blob_matches(known: str | None, named: str) -> bool:
     """Index lines abbreviate blob ids; compare on the shorter prefix (>= 7)."""
     if known is None or named is None:
@@ -120,8 +194,13 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
     before_name, reason = (None, "the patch changes no modelled file")
     before = after = None
     misses: dict[int, str] = {}
+    by_content = False
     if touched:
         before_name, reason = find_before_state(pre_images, previous)
+        if before_name is None:
+            before_name, content_reason = find_state_by_content(hunks)
+            by_content = before_name is not None
+            reason = f"{reason}; {content_reason}"
     if before_name is not None:
         before = VersionSet.series_state(before_name)
         after_blobs = dict(before.blobs)
@@ -135,7 +214,8 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
         if unknown_after:
             from harness import derive
 
-            derived = derive.derive_after(hunks, before, only_unknown=True)
+            derived = derive.derive_after(hunks, before, only_unknown=True,
+                                          pre_image_by_content=by_content)
             misses = dict(derived.misses)
             if derived.after is not None:
                 after = derived.after

@@ -88,3 +88,43 @@ def test_a_lying_post_image_blob_is_not_taken_on_trust():
     resolution = resolve(renamed)
     assert resolution.after is not None and resolution.after.name != "after 4/4"
     assert "derived from the hunks" in resolution.reason
+
+
+def _rebased(name: str, tmp_path, old: str, new: str) -> Path:
+    """The bundled patch with its index line naming blobs of another base."""
+    text = (PATCHES / name).read_text()
+    assert old in text
+    path = tmp_path / f"rebased-{name}"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_a_patch_on_another_base_is_resolved_by_content(tmp_path):
+    path = _rebased("rfc-4-of-4.patch", tmp_path, "index 0a6c6619d213..77d1072b130d",
+                    "index 5d3a2b1c0e9f..8e7f6a5b4c3d")
+    hunks = scoped(path.name, tmp_path)
+    resolution = resolve(hunks)
+    assert resolution.before.name == "after 3/4"
+    assert "resolved by content" in resolution.reason
+    assert resolution.complete and "derived" in resolution.after.name
+
+
+def test_content_resolution_refuses_hunks_no_model_holds(tmp_path):
+    """Twin: a removed line no version of the model holds fits no state; MISS, not a guess."""
+    path = _rebased("rfc-4-of-4.patch", tmp_path, "index 0a6c6619d213..77d1072b130d",
+                    "index 5d3a2b1c0e9f..8e7f6a5b4c3d")
+    path.write_text(path.read_text().replace("-\tbool flush = false;", "-\tbool flush = true;"))
+    resolution = resolve(scoped(path.name, tmp_path))
+    assert resolution.before is None and not resolution.complete
+    assert "fit no modelled version" in resolution.reason
+
+
+def test_content_resolution_tells_states_apart(tmp_path):
+    """The 2/4 hunk in mmu_spte_update fits only the body before 2/4 (base or 1/4)."""
+    path = _rebased("rfc-2-of-4.patch", tmp_path, "index e4cc7f764980..bd2240b94ff6",
+                    "index 1111111aaaaa..2222222bbbbb")
+    hunks = [h for h in scoped(path.name, tmp_path) if h.function == "mmu_spte_update"]
+    from harness.resolve import find_state_by_content
+
+    state, reason = find_state_by_content(hunks)
+    assert state in ("base", "after 1/4") and "resolved by content" in reason
