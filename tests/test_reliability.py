@@ -84,20 +84,21 @@ def make_crlf(tmp_path):
     return _write(tmp_path / "crlf.patch", data), "rfc-4-of-4.patch"
 
 
+def _reencoded(tmp_path, name: str, out: str, encode, transfer_encoding: str):
+    """The bundled mail ``name`` with its body sent in another transfer encoding."""
+    msg = _mail(PATCHES / name)
+    msg.set_payload(encode(msg.get_payload(decode=True)).decode("ascii"))
+    msg["Content-Transfer-Encoding"] = transfer_encoding
+    return _write(tmp_path / out, msg.as_bytes()), name
+
+
 def make_quoted_printable(tmp_path):
-    msg = _mail(PATCHES / "rfc-1-of-4.patch")
-    body = msg.get_payload(decode=True)
-    msg.set_payload(quopri.encodestring(body).decode("ascii"))
-    msg["Content-Transfer-Encoding"] = "quoted-printable"
-    return _write(tmp_path / "qp.patch", msg.as_bytes()), "rfc-1-of-4.patch"
+    return _reencoded(tmp_path, "rfc-1-of-4.patch", "qp.patch", quopri.encodestring,
+                      "quoted-printable")
 
 
 def make_base64(tmp_path):
-    msg = _mail(PATCHES / "rfc-4-of-4.patch")
-    body = msg.get_payload(decode=True)
-    msg.set_payload(base64.encodebytes(body).decode("ascii"))
-    msg["Content-Transfer-Encoding"] = "base64"
-    return _write(tmp_path / "b64.patch", msg.as_bytes()), "rfc-4-of-4.patch"
+    return _reencoded(tmp_path, "rfc-4-of-4.patch", "b64.patch", base64.encodebytes, "base64")
 
 
 def make_latin1(tmp_path):
