@@ -32,6 +32,9 @@ def add_check_options(add, prefix: str = "") -> None:
     add(f"--{prefix}seed", type=int, default=0, help="seed for the gate profile (default 0)")
     add(f"--{prefix}checks", default=None, metavar="NAME,...",
         help="run only these checks (see 'kconform checks')")
+    add(f"--{prefix}kernel-tree", default=None, metavar="PATH",
+        help="a kernel git tree: read each pre-image blob with git cat-file, check every hunk "
+             "against it and translate whole changed functions")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +102,7 @@ def run_check(args) -> int:
             raise UsageError(f"{path}: no such file or directory")
     options = pipeline.RunOptions(
         profile=args.profile, seed=args.seed, checks=parse_checks(args.checks),
+        kernel_tree=args.kernel_tree,
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
     results, run = pipeline.check_paths(args.paths, options)

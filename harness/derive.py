@@ -684,3 +684,72 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
                         + [f"{f.rsplit('/', 1)[-1]}@{b}" for f, b in known.items()])
     after = VersionSet.of(f"{before.name} + {touched}", blobs) if targets or known else None
     return DeriveResult(after, tuple(derived), (), tuple(registered), tuple(sources))
+
+
+# ---------------------------------------------------------------------------
+# Whole functions (a kernel tree at hand: harness.kernel_tree)
+# ---------------------------------------------------------------------------
+
+def translate_function(file: str, source, versions: VersionSet, doc: str):
+    """A model of ``source`` (a whole C definition) translated in ``versions``, or Miss.
+
+    The C parameters must be the model's (``kvm`` first in a model whose C
+    function has no ``kvm`` parameter, as models write it); callees and
+    constants are those of ``versions``.  Returns the compiled function; its
+    ``derived_ast`` is the translated tree.
+    """
+    from harness.kernel_tree import TreeMiss, parameters
+
+    c_name = source.name
+    version = registry.lookup(file, c_name, versions.blob(file))
+    if version is None:
+        raise Miss(f"{c_name} is not modelled in {file.rsplit('/', 1)[-1]}@{versions.blob(file)}")
+    model = expanded_model(version.function)
+    try:
+        c_params = parameters(source)
+    except TreeMiss as exc:
+        raise Miss(str(exc)) from None
+    model_params = [a.arg for a in model.args.args]
+    wanted = model_params[1:] if model_params[:1] == ["kvm"] and c_params[:1] != ["kvm"] \
+        else model_params
+    if c_params != wanted:
+        raise Miss(f"the C parameters of {c_name} ({', '.join(c_params)}) are not its model's "
+                   f"({', '.join(wanted)})")
+    names = names_for(model, version.function.__globals__, versions, c_name, file)
+    try:
+        block = c_subset.parse_fragment(list(source.body))
+        statements = c_subset.translate_block(block, names)
+    except Unsupported as exc:
+        raise Miss(f"{c_name}: unsupported construct {exc.construct} at line "
+                   f"{source.opening + exc.line} of {file.rsplit('/', 1)[-1]}"
+                   + (f" ({exc.detail})" if exc.detail else "")) from None
+    except NotParsed as exc:
+        raise Miss(f"{c_name}: not read as C statements at line {source.opening + exc.line} of "
+                   f"{file.rsplit('/', 1)[-1]}: {exc.message}") from None
+    tree = copy.deepcopy(model)
+    tree.body = statements
+    try:
+        return build_function(tree, version.function.__globals__, c_name, doc,
+                              names.used_constants)
+    except SyntaxError as exc:
+        raise Miss(f"the translation of {c_name} does not compile: {exc.msg}") from None
+
+
+def same_body(fn, version) -> bool:
+    """Do a translated function and a model version hold the same statements?"""
+    return normalised(_parse_function(fn).body[1:]) == normalised(
+        expanded_model(version.function).body)
+
+
+def body_distance(fn, version) -> int:
+    """Lines of Python that differ between a translation and a model (for "nearest")."""
+    import difflib
+
+    def source(statements):
+        plain = [_Normalise().visit(copy.deepcopy(s)) for s in statements]
+        return ast.unparse(ast.Module(body=plain, type_ignores=[]))
+
+    ours = source(_parse_function(fn).body[1:])
+    theirs = source(expanded_model(version.function).body)
+    diff = difflib.ndiff(ours.splitlines(), theirs.splitlines())
+    return sum(1 for line in diff if line[:1] in "+-")

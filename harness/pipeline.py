@@ -46,6 +46,7 @@ class RunOptions:
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
     progress: object = None     # callable(str) for terminal progress, or None
     command: str = ""
+    kernel_tree: str | None = None    # a git tree to read pre-image blobs from
     extra: dict = field(default_factory=dict)
 
 
@@ -225,7 +226,7 @@ def time_limit(seconds: int, patch):
         signal.signal(signal.SIGALRM, previous)
 
 
-def check_patch_entry(patch, options: RunOptions, previous: str | None):
+def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=None):
     """Scope, resolve and check one patch; returns (entry, after-state name)."""
     from harness import check, scope
     from harness.resolve import resolve
@@ -239,7 +240,7 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None):
         exc = PatchError("the mail holds no diff hunks", file=patch.path, mail=patch.message_id,
                          hint="pass the patch mail itself, not a reply or cover letter")
         return error_entry(patch.path, exc), previous
-    resolution = resolve(hunks, previous=previous)
+    resolution = resolve(hunks, previous=previous, tree=tree)
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
@@ -290,6 +291,11 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
     options = options or RunOptions()
+    tree = None
+    if options.kernel_tree:
+        from harness.kernel_tree import KernelTree
+
+        tree = KernelTree(options.kernel_tree)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     patches, errors = read_inputs(paths)
@@ -301,7 +307,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
             continue
         if options.progress:
             options.progress(f"checking {patch.label} ...")
-        entry, previous = check_patch_entry(patch, options, previous)
+        entry, previous = check_patch_entry(patch, options, previous, tree)
         entries.append(entry)
     if not errors and all(p.is_cover for p in patches) and (
             options.cover_only_is_error or not patches):
@@ -324,6 +330,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "machine": platform.machine(),
         "python": sys.version.split()[0],
         "command": options.command,
+        "kernel_tree": options.kernel_tree,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))
         + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }

@@ -187,13 +187,22 @@ def _full_blob(file: str, named: str | None) -> str | None:
     return None
 
 
-def resolve(hunks, *, previous: str | None = None) -> Resolution:
-    """Pick before/after version sets for a patch's scoped hunks."""
+def resolve(hunks, *, previous: str | None = None, tree=None) -> Resolution:
+    """Pick before/after version sets for a patch's scoped hunks.
+
+    With ``tree`` (a ``harness.kernel_tree.KernelTree``) the pre-images are
+    read whole from it (``harness.tree_resolve``); without, or when the tree
+    lacks a blob, the hunks and index lines alone decide.
+    """
     touched = _touched_blobs(hunks)
+    if tree is not None and touched:
+        return _resolve_with_tree(hunks, touched, tree, previous)
+    return _resolve_plain(hunks, touched, previous)
+
+
+def _resolve_plain(hunks, touched, previous: str | None, note: str = "") -> Resolution:
     pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
     before_name, reason = (None, "the patch changes no modelled file")
-    before = after = None
-    misses: dict[int, str] = {}
     by_content = False
     if touched:
         before_name, reason = find_before_state(pre_images, previous)
@@ -201,6 +210,14 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
             before_name, content_reason = find_state_by_content(hunks)
             by_content = before_name is not None
             reason = f"{reason}; {content_reason}"
+    return _finish(hunks, touched, before_name, reason + note, by_content)
+
+
+def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bool,
+            ) -> Resolution:
+    """The after side for a chosen before state: the post-image blobs' models, or derived."""
+    before = after = None
+    misses: dict[int, str] = {}
     if before_name is not None:
         before = VersionSet.series_state(before_name)
         after_blobs = dict(before.blobs)
@@ -234,6 +251,70 @@ def resolve(hunks, *, previous: str | None = None) -> Resolution:
     return Resolution(before, after, pairs, coverage, reason)
 
 
+TREE_HOW = "before and after translated whole from the kernel tree's blobs"
+
+
+def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution:
+    """The route of ``harness.tree_resolve`` (its docstring says the order)."""
+    from harness import derive
+    from harness import tree_resolve as T
+    from harness.kernel_tree import TreeMiss
+
+    try:
+        images, lack = T.read_images(hunks, touched, tree)
+    except TreeMiss as exc:
+        return _finish(hunks, touched, None, f"kernel tree: {exc}", False)
+    if images is None:
+        return _resolve_plain(hunks, touched, previous,
+                              note=f"; the kernel tree was not used: {lack}")
+    verified = "; every hunk applies to its pre-image blob in the kernel tree"
+    groups = T.changed_functions(hunks, images)
+    try:
+        found = T.sources(groups, images)
+    except TreeMiss as exc:
+        return _resolve_plain(hunks, touched, previous,
+                              note=f"{verified}; whole functions not used: {exc}")
+    if not groups:
+        return _resolve_plain(hunks, touched, previous, note=verified)
+    functions = ", ".join(sorted(c for _, c in groups))
+    pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
+    name, reason = find_before_state(pre_images, previous)
+    by_id, nearest = name is not None, False
+    if name is None:
+        fitting = T.fingerprint_states(found, groups)
+        if fitting:
+            name = previous if previous in fitting else fitting[-1]
+            reason += (f"; the tree's pre-image {functions} equal the models in state "
+                       f"'{name}' (whole-function translation)")
+    if name is None:
+        name, content_reason = find_state_by_content(hunks)
+        reason += f"; {content_reason}"
+    if name is None:
+        name, distance, miss = T.nearest_state(found, groups)
+        nearest = name is not None
+        reason += (f"; no modelled state holds the tree's {functions}: the other functions "
+                   f"come from the nearest state '{name}' ({distance} model lines differ)"
+                   if nearest else f"; the tree's {functions} cannot be translated: {miss}")
+    if name is None:
+        return _finish(hunks, touched, None, reason, False)
+    if by_id and all(_full_blob(f, dst) for f, (_, dst) in touched.items()):
+        return _finish(hunks, touched, name, reason + verified, False)
+    try:
+        before, after, _, notes = T.tree_pair(found, groups, VersionSet.series_state(name),
+                                              touched, T.digest_of(hunks))
+    except derive.Miss as exc:
+        if nearest:
+            return _finish(hunks, touched, None, f"{reason}; {exc}", False)
+        return _finish(hunks, touched, name, f"{reason}{verified}; whole functions not "
+                                             f"translated ({exc})", not by_id)
+    reason += verified + f"; {TREE_HOW}" + "".join(f"; {n}" for n in notes)
+    tree_keys = set(groups)
+    coverage = tuple(_cover(h, before, after, None,
+                            how=TREE_HOW if (h.file, h.function) in tree_keys else None)
+                     for h in hunks)
+    return Resolution(before, after, _pairs(hunks, coverage, before, after), coverage, reason)
+
+
 def _state_name(blobs: dict[str, str]) -> str | None:
     for name, state in registry.SERIES_STATES.items():
         if all(blobs.get(f) == b for f, b in state.items()):
@@ -242,7 +323,7 @@ def _state_name(blobs: dict[str, str]) -> str | None:
 
 
 def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
-           derive_miss: str | None = None) -> HunkCoverage:
+           derive_miss: str | None = None, how: str | None = None) -> HunkCoverage:
     def result(covered, model, reason):
         return HunkCoverage(hunk.index, hunk.file, hunk.function, hunk.kind, covered, model,
                             reason)
@@ -279,7 +360,7 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
     if old is new:
         return result(True, model, "the same model body holds before and after "
                                    "(the change does not alter the modelled logic)")
-    return result(True, model, "before and after models resolved from the index blobs")
+    return result(True, model, how or "before and after models resolved from the index blobs")
 
 
 def _pairs(hunks, coverage, before, after) -> tuple[FunctionPair, ...]:

@@ -1,0 +1,164 @@
+"""Resolve with a kernel tree at hand: whole pre-images instead of hunk context.
+
+``resolve_with_tree`` is used by ``harness.resolve.resolve`` when the user
+gave ``--kernel-tree`` and the tree holds the pre-image blob of every
+modelled file the patch touches (otherwise the plain route runs, and says
+which blob the tree lacked).
+
+1. Every hunk of each touched file must apply to its pre-image blob (each
+   context and removed line checked against the blob); a hunk that does not
+   is a MISS naming the line.  Applying them gives the post-image.
+2. Each changed function is read whole from both images and translated
+   (``derive.translate_function``).
+3. The state the other functions come from: the one whose blobs the index
+   lines name; else the one whose models equal the tree's pre-image
+   functions (whole-function fingerprint); else the one the hunks fit by
+   content; else the nearest (fewest differing model lines), said so.
+4. When every changed function translates on both sides, the pair is the
+   two translations (the pre-image's translation replaced by the model
+   itself when they are equal); when not, the hunk-level route of the plain
+   resolver runs on the chosen state, and the reason says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from harness import derive
+from harness.kernel_tree import TreeMiss, apply_hunks, find_function
+from kernel_models import registry
+from kernel_models.registry import VersionSet
+
+BEHAVIOUR = "behaviour"
+
+
+def _short(file: str, blob: str | None) -> str:
+    return f"{file.rsplit('/', 1)[-1]}@{blob}"
+
+
+def _unique_hunks(hunks, file: str) -> list:
+    seen, result = set(), []
+    for hunk in hunks:
+        if hunk.file == file and hunk.index not in seen:
+            seen.add(hunk.index)
+            result.append(hunk)
+    return sorted(result, key=lambda h: h.source_start)
+
+
+def read_images(hunks, touched, tree):
+    """file -> (pre text, post text); or (None, reason) when the tree lacks a blob;
+    raises TreeMiss (with the hunk index) when a hunk does not apply."""
+    images = {}
+    for file, (source, _) in touched.items():
+        text = tree.text(source)
+        if text is None:
+            return None, f"the kernel tree does not hold {_short(file, source)}"
+        images[file] = (text, apply_hunks(text, _unique_hunks(hunks, file),
+                                          _short(file, source)))
+    return images, ""
+
+
+def changed_functions(hunks, images) -> dict[tuple[str, str], list]:
+    groups: dict[tuple[str, str], list] = {}
+    for hunk in hunks:
+        if hunk.kind == BEHAVIOUR and hunk.file in images and hunk.function:
+            groups.setdefault((hunk.file, hunk.function), []).append(hunk)
+    return groups
+
+
+def sources(groups, images):
+    """(file, function) -> (pre-image FunctionSource, post-image FunctionSource); or TreeMiss."""
+    found = {}
+    for file, function in groups:
+        pre_text, post_text = images[file]
+        pre, post = find_function(pre_text, function), find_function(post_text, function)
+        if pre is None or post is None:
+            side = "pre" if pre is None else "post"
+            raise TreeMiss(f"{function} is not defined in the {side}-image of "
+                           f"{file.rsplit('/', 1)[-1]}: the patch adds or removes it")
+        found[(file, function)] = (pre, post)
+    return found
+
+
+def translations(found, state: VersionSet, hunks_by_key, side: int):
+    """(file, function) -> translated function, in ``state``; Miss on the first failure."""
+    result = {}
+    for (file, function), pair in found.items():
+        source = pair[side]
+        blob = hunks_by_key[(file, function)][0]
+        named = blob.source_blob if side == 0 else blob.target_blob
+        doc = (f"{function} translated whole from {_short(file, named)} (lines "
+               f"{source.lines}) of the kernel tree, in state '{state.name}'.")
+        result[(file, function)] = derive.translate_function(file, source, state, doc)
+    return result
+
+
+def fingerprint_states(found, groups) -> list[str]:
+    """States whose models equal every pre-image function read from the tree."""
+    fitting = []
+    for name in registry.SERIES_STATES:
+        state = VersionSet.series_state(name)
+        try:
+            pres = translations(found, state, groups, 0)
+        except derive.Miss:
+            continue
+        if all(derive.same_body(fn, registry.lookup(f, c, state.blob(f)))
+               for (f, c), fn in pres.items()):
+            fitting.append(name)
+    return fitting
+
+
+def nearest_state(found, groups) -> tuple[str | None, int, str]:
+    """The state whose models differ least from the tree's pre-image functions."""
+    best: tuple[int, int, str] | None = None
+    last_miss = ""
+    for order, name in enumerate(registry.SERIES_STATES):
+        state = VersionSet.series_state(name)
+        try:
+            pres = translations(found, state, groups, 0)
+        except derive.Miss as exc:
+            last_miss = str(exc)
+            continue
+        distance = sum(derive.body_distance(fn, registry.lookup(f, c, state.blob(f)))
+                       for (f, c), fn in pres.items())
+        if best is None or (distance, -order) < (best[0], -best[1]):
+            best = (distance, order, name)
+    if best is None:
+        return None, 0, last_miss
+    return best[2], best[0], ""
+
+
+def tree_pair(found, groups, state: VersionSet, touched, digest: str):
+    """(before, after, registered blobs, notes) from whole-function translations; or Miss."""
+    pres = translations(found, state, groups, 0)
+    posts = translations(found, state, groups, 1)
+    before_blobs, after_blobs = dict(state.blobs), dict(state.blobs)
+    registered, notes = [], []
+    files = sorted({f for f, _ in found})
+    for file in files:
+        source, target = touched[file]
+        differing = {c: fn for (f, c), fn in pres.items() if f == file
+                     and not derive.same_body(fn, registry.lookup(f, c, state.blob(f)))}
+        parent = state.blob(file)
+        if differing:
+            blob = f"tree-{source}-{digest}"
+            registry.register_blob(file, blob, parent, differing)
+            registered.append((file, blob))
+            before_blobs[file] = parent = blob
+            notes.append(f"the tree's {', '.join(sorted(differing))} in {_short(file, source)} "
+                         f"is not the model's in '{state.name}': the before side is its "
+                         f"translation")
+        blob = f"derived-{target or 'unknown'}-tree{digest}"
+        registry.register_blob(file, blob, parent,
+                               {c: fn for (f, c), fn in posts.items() if f == file})
+        registered.append((file, blob))
+        after_blobs[file] = blob
+    pre_name = " + ".join(f"tree {_short(f, touched[f][0])}" for f in files)
+    post_name = " + ".join(f"tree {_short(f, touched[f][1])}" for f in files)
+    before = VersionSet.of(f"{state.name} + {pre_name}" if notes else state.name, before_blobs)
+    after = VersionSet.of(f"{state.name} + {post_name}", after_blobs)
+    return before, after, registered, notes
+
+
+def digest_of(hunks) -> str:
+    return hashlib.sha1("\n".join(h.text for h in hunks).encode()).hexdigest()[:10]

@@ -1,0 +1,320 @@
+"""--kernel-tree: pre-images read by blob id from a git tree, whole functions translated.
+
+The trees are built here from C written for these tests (stand-ins with the
+shape of mmu.c, not kernel text); patches are made with ``git diff`` so their
+index lines name real blobs of the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from harness import derive, scope
+from harness.errors import UsageError
+from harness.ingest import read_file
+from harness.kernel_tree import KernelTree, TreeMiss, apply_hunks, find_function, parameters
+from harness.pipeline import RunOptions, check_paths
+from harness.resolve import TREE_HOW, resolve
+from harness.tree_resolve import _unique_hunks
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+MMU_C = "arch/x86/kvm/mmu/mmu.c"
+
+# mmu_spte_update as in the models' state 'after 3/4': A or D cleared only flushes.
+UPDATE_AFTER_3 = """\
+/*
+ * Stand-in: true when the caller must flush, e.g. { braces } in a comment.
+ */
+static bool mmu_spte_update(u64 *sptep, u64 new_spte)
+{
+	bool flush = false;
+	u64 old_spte = mmu_spte_update_no_track(sptep, new_spte);
+
+	if (!is_shadow_present_pte(old_spte))
+		return false;
+
+	if (is_mmu_writable_spte(old_spte) &&
+	      !is_writable_pte(new_spte))
+		flush = true;
+
+	if (is_accessed_spte(old_spte) && !is_accessed_spte(new_spte))
+		flush = true;
+
+	if (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))
+		flush = true;
+
+	return flush;
+}
+"""
+
+FILE_TEMPLATE = """\
+// A stand-in for mmu.c written for kconform's tests.
+#include "mmu.h"
+
+static bool mmu_spte_update(u64 *sptep, u64 new_spte);
+
+static u64 unrelated_helper(u64 value)
+{{
+	const char *text = "}} not a brace";
+	return value + 1;
+}}
+
+{function}
+static int after_it(void)
+{{
+	if (1) {{
+		return 2;
+	}}
+	return 0;
+}}
+"""
+
+
+def git(tree, *args) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "-c", "user.email=k@example.org",
+                           "-c", "user.name=kconform tests", *args],
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def make_tree(tmp_path, function: str = UPDATE_AFTER_3):
+    tree = tmp_path / "linux"
+    (tree / "arch/x86/kvm/mmu").mkdir(parents=True)
+    git(tree, "init", "-q")
+    (tree / MMU_C).write_text(FILE_TEMPLATE.format(function=function))
+    git(tree, "add", ".")
+    git(tree, "commit", "-qm", "base")
+    return tree
+
+
+def make_patch(tree, tmp_path, old: str, new: str, name: str = "change.patch"):
+    """A ``git diff`` of one replacement in mmu.c (the tree is left unchanged)."""
+    path = tree / MMU_C
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    diff = git(tree, "diff")
+    git(tree, "checkout", "-q", ".")
+    patch = tmp_path / name
+    patch.write_text(diff)
+    return patch
+
+
+def hunks_of(patch_path):
+    return scope.scope_patch(read_file(str(patch_path))[0])
+
+
+DROP_ACCESSED_FLUSH = ("\tif (is_accessed_spte(old_spte) && !is_accessed_spte(new_spte))\n"
+                       "\t\tflush = true;\n\n", "")
+
+
+# -- the tree --------------------------------------------------------------------
+
+def test_a_path_that_is_not_a_git_tree_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such directory"):
+        KernelTree(str(tmp_path / "absent"))
+    with pytest.raises(UsageError, match="not a git repository"):
+        KernelTree(str(tmp_path))
+
+
+def test_blobs_are_read_by_abbreviated_id(tmp_path):
+    tree = make_tree(tmp_path)
+    blob = git(tree, "rev-parse", f"HEAD:{MMU_C}").strip()
+    kernel = KernelTree(str(tree))
+    assert kernel.text(blob[:12]) == (tree / MMU_C).read_text()
+    assert kernel.text("0123456789ab") is None
+    assert kernel.text("not-hex") is None
+
+
+# -- reading C -------------------------------------------------------------------
+
+def test_find_function_skips_prototypes_comments_and_strings(tmp_path):
+    text = FILE_TEMPLATE.format(function=UPDATE_AFTER_3)
+    found = find_function(text, "mmu_spte_update")
+    lines = text.split("\n")
+    assert lines[found.first].startswith("static bool mmu_spte_update(u64 *sptep")
+    assert lines[found.last] == "}" and lines[found.last + 2].startswith("static int after_it")
+    assert parameters(found) == ["sptep", "new_spte"]
+    helper = find_function(text, "unrelated_helper")
+    assert lines[helper.last] == "}" and helper.last - helper.first == 4
+    assert find_function(text, "absent") is None
+
+
+def test_fname_definitions_and_their_parameters():
+    text = ("static int FNAME(prefetch_gpte)(struct kvm_vcpu *vcpu, struct kvm_mmu_page *sp,\n"
+            "\t\t\t     u64 *spte, pt_element_t gpte)\n{\n\treturn 0;\n}\n")
+    found = find_function(text, "FNAME(prefetch_gpte)")
+    assert parameters(found) == ["vcpu", "sp", "spte", "gpte"]
+
+
+def test_hunks_apply_at_an_offset_and_a_mismatch_names_the_line(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    text = (tree / MMU_C).read_text()
+    hunks = _unique_hunks(hunks_of(patch), MMU_C)
+    expected = text.replace(*DROP_ACCESSED_FLUSH)
+    assert apply_hunks(text, hunks, "mmu.c") == expected
+    shifted = "// one more line\n// and another\n" + text
+    assert apply_hunks(shifted, hunks, "mmu.c") == "// one more line\n// and another\n" + expected
+    other = text.replace("is_dirty_spte(old_spte) && !is_dirty_spte(new_spte)",
+                         "is_dirty_spte(old_spte)")
+    with pytest.raises(TreeMiss, match=r"line \d+ reads 'if \(is_dirty_spte\(old_spte\)\)'"):
+        apply_hunks(other, hunks, "mmu.c@x")
+
+
+def test_whole_function_translation_equals_the_model_it_mirrors(tmp_path):
+    from kernel_models import registry
+    from kernel_models.registry import VersionSet
+
+    state = VersionSet.series_state("after 3/4")
+    source = find_function(FILE_TEMPLATE.format(function=UPDATE_AFTER_3), "mmu_spte_update")
+    fn = derive.translate_function(MMU_C, source, state, "test")
+    model = registry.lookup(MMU_C, "mmu_spte_update", state.blob(MMU_C))
+    assert derive.same_body(fn, model)
+    assert not derive.same_body(fn, registry.lookup(
+        MMU_C, "mmu_spte_update", VersionSet.series_state("base").blob(MMU_C)))
+
+
+def test_parameters_that_are_not_the_models_are_a_miss(tmp_path):
+    from kernel_models.registry import VersionSet
+
+    renamed = UPDATE_AFTER_3.replace("u64 new_spte)", "u64 spte)").replace("new_spte", "spte")
+    source = find_function(renamed, "mmu_spte_update")
+    with pytest.raises(derive.Miss, match=r"C parameters of mmu_spte_update \(sptep, spte\)"):
+        derive.translate_function(MMU_C, source, VersionSet.series_state("base"), "test")
+
+
+# -- resolution and verdicts -------------------------------------------------------
+
+def test_a_pre_image_equal_to_a_model_resolves_by_whole_function(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
+    assert resolution.before.name == "after 3/4"
+    assert "equal the models in state 'after 3/4' (whole-function translation)" \
+        in resolution.reason
+    assert resolution.complete
+    assert resolution.hunks[0].reason == TREE_HOW
+    pair = resolution.pairs[0]
+    assert pair.before.model_id == "mmu.mmu_spte_update_without_accessed_mark"
+    assert pair.after.model_id == "derive.mmu_spte_update"
+
+
+UNKNOWN_VERSION = UPDATE_AFTER_3.replace("!is_writable_pte(new_spte)",
+                                         "!is_mmu_writable_spte(new_spte)")
+
+
+def test_an_unknown_pre_image_is_translated_not_taken_from_the_hunk(tmp_path):
+    """The hunk alone fits the 'after 3/4' model (its context never shows the
+    changed writable test); the tree shows the whole function, which no model
+    holds, so the before side is its translation."""
+    tree = make_tree(tmp_path, UNKNOWN_VERSION)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    hunks = hunks_of(patch)
+    plain = resolve(hunks)
+    assert plain.pairs[0].before.model_id == "mmu.mmu_spte_update_without_accessed_mark"
+    with_tree = resolve(hunks, tree=KernelTree(str(tree)))
+    assert with_tree.pairs[0].before.model_id == "derive.mmu_spte_update"
+    assert "is not the model's in 'after 3/4': the before side is its translation" \
+        in with_tree.reason
+    source = with_tree.pairs[0].before.function.derived_source
+    assert "is_mmu_writable_spte(new_spte)" in source
+
+
+def test_a_broken_change_on_an_unknown_pre_image_fails_with_a_counterexample(tmp_path):
+    tree = make_tree(tmp_path, UNKNOWN_VERSION)
+    patch = make_patch(tree, tmp_path, "if (is_mmu_writable_spte(old_spte) &&",
+                       "if (!is_mmu_writable_spte(old_spte) &&", "inverted.patch")
+    results, run = check_paths([str(patch)], RunOptions(kernel_tree=str(tree)))
+    entry = results["patches"][0]
+    assert run["kernel_tree"] == str(tree)
+    assert entry["verdict"] == "FAIL"
+    assert "tree mmu.c@" in entry["versions"]["before"]
+    failing = [f for f in entry["findings"] if f["severity"] == "FAIL"]
+    assert any(f["channel"] == "flush" and f["counterexample"] for f in failing)
+    example = next(f for f in failing if f["channel"] == "flush")["counterexample"]
+    assert example["before_version"].startswith("after 3/4 + tree mmu.c@")
+
+
+def test_a_hunk_that_does_not_apply_to_its_blob_is_a_miss(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    text = patch.read_text().replace(" \tif (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))",
+                                     " \tif (is_dirty_spte(old_spte) && !is_young(new_spte))")
+    patch.write_text(text)
+    results, _ = check_paths([str(patch)], RunOptions(kernel_tree=str(tree)))
+    entry = results["patches"][0]
+    assert entry["verdict"] == "MISS"
+    assert "does not apply to mmu.c@" in entry["versions"]["reason"]
+    assert "reads 'if (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))'" \
+        in entry["versions"]["reason"]
+
+
+def test_a_blob_the_tree_lacks_falls_back_to_the_hunks_and_says_so(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(other)))
+    assert "the kernel tree was not used: the kernel tree does not hold mmu.c@" \
+        in resolution.reason
+    assert resolution.before.name == "after 3/4"     # by content, from the hunk alone
+
+
+def test_a_construct_outside_the_subset_falls_back_or_misses_naming_it(tmp_path):
+    looping = UPDATE_AFTER_3.replace("\tif (!is_shadow_present_pte(old_spte))\n",
+                                     "\tdo { } while (0);\n\tif (!is_shadow_present_pte(old_spte))\n")
+    tree = make_tree(tmp_path, looping)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
+    # no whole-function fingerprint: the hunk fits 'after 3/4' by content, derived from it
+    assert "whole functions not translated (mmu_spte_update: unsupported construct " \
+           "do-while loop at line" in resolution.reason
+    assert resolution.complete
+    unknown = looping.replace("!is_writable_pte(new_spte)", "!is_mmu_writable_spte(new_spte)")
+    tree2 = make_tree(tmp_path / "two", unknown)
+    patch2 = make_patch(tree2, tmp_path, "\tif (is_mmu_writable_spte(old_spte) &&\n"
+                                         "\t      !is_mmu_writable_spte(new_spte))\n",
+                        "\tif (is_mmu_writable_spte(old_spte))\n", "two.patch")
+    resolution = resolve(hunks_of(patch2), tree=KernelTree(str(tree2)))
+    assert not resolution.complete
+    assert "unsupported construct do-while loop" in resolution.reason
+
+
+def _strip_indentation(line: str) -> str:
+    """As a web archive copies a diff: indentation gone, a context line's space too."""
+    if line.startswith(("---", "+++", "@@", "diff ", "index ")) or not line:
+        return line
+    if line[0] in "-+":
+        return line[0] + line[1:].lstrip()
+    return line.lstrip()
+
+
+def test_a_whitespace_damaged_copy_applies_to_the_tree(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    damaged = "\n".join(_strip_indentation(line) for line in patch.read_text().split("\n"))
+    patch.write_text(damaged)
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
+    assert "every hunk applies to its pre-image blob in the kernel tree" in resolution.reason
+    assert resolution.complete
+
+
+def test_the_cli_takes_kernel_tree_and_refuses_a_bad_one(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    out = tmp_path / "r.json"
+    done = subprocess.run(["kconform", "check", str(patch), "--kernel-tree", str(tree),
+                           "--json", str(out), "--quiet"], capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stderr
+    assert json.loads(out.read_text())["patches"][0]["hunks"][0]["reason"] == TREE_HOW
+    bad = subprocess.run(["kconform", "check", str(patch), "--kernel-tree", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "not a git repository" in bad.stderr and "Traceback" not in bad.stderr
