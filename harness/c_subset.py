@@ -19,11 +19,18 @@ The subset, and how each form is written in a model (``kernel_models/vm.py``):
   without a message get one naming the function and the C condition;
 - statements: declarations (``u64 x = e;`` -> ``x = e``), ``=`` and compound
   assignments, ``x++``/``x--``, calls, ``if``/``else`` (with and without
-  braces), ``return``, nested blocks, empty statements.
+  braces), ``return``, nested blocks, empty statements;
+- loops: the kernel's iterator macros (``for_each_rmap_spte(head, &it, sptep)``,
+  ``for_each_tdp_pte_min_level(iter, ...)``...) in the forms
+  ``kernel_models.line_maps.LOOP_MACROS`` lists, as the model's
+  ``for x in generator(kvm, ...)``, with ``continue`` and ``break`` inside;
+- ``min``/``max``; calls ``line_maps.NO_EFFECT_CALLS`` lists (lock assertions,
+  RCU read sections) are dropped as statements.
 
 Everything else raises ``Unsupported`` naming the construct and the line of
-the fragment: loops, ``goto`` (unless ``kernel_models.line_maps`` says how
-the model writes that jump) and labels, ``break``/``continue``, ``switch``,
+the fragment: ``for``/``while``/``do`` loops, a loop macro with another
+argument count, ``goto`` (unless ``kernel_models.line_maps`` says how the
+model writes that jump) and labels, ``break``/``continue`` outside a loop, ``switch``,
 casts, dereferences, ``sizeof``, ``/``, assignments inside expressions, the
 comma operator, string and character constants, unknown identifiers and
 calls to unmodelled functions.  Nothing is guessed.
@@ -112,10 +119,54 @@ class Names:
     constants: frozenset[str]
     used_constants: set[str] = field(default_factory=set)
     gotos: dict[str, str] = field(default_factory=dict)   # label -> the model's statement
+    loops: dict[str, tuple] = field(default_factory=dict)  # C macro -> line_maps.LOOP_MACROS row
+    no_effect: frozenset[str] = frozenset()                 # calls a model leaves out
 
 
-def parse_fragment(lines: list[str]) -> c_ast.Compound:
+def loops_as_while(lines: list[str], macros) -> list[str]:
+    """Write each iterator macro call ``m(args) body`` as ``while (m(args)) body``.
+
+    What the preprocessor would do with the macro's own ``for (...)``, kept
+    recognisable: the translator turns such a ``while`` into the model's
+    ``for``.  Lines are kept (only text within a line is added).
+    """
+    if not macros:
+        return lines
+    pattern = re.compile(r"\b(" + "|".join(re.escape(m) for m in sorted(macros)) + r")\s*\(")
+    out = [list(line) for line in lines]
+    opened: list[tuple[int, int]] = []      # (line, column) of pending closes
+    for number, line in enumerate(lines):
+        for match in pattern.finditer(line):
+            opened.append((number, match.start()))
+    inserts: dict[int, list[tuple[int, str]]] = {}
+    for number, column in opened:
+        depth, close = 0, None
+        position = line_start = None
+        row, col = number, column
+        while row < len(lines) and close is None:
+            text = lines[row]
+            for i in range(col, len(text)):
+                if text[i] == "(":
+                    depth += 1
+                elif text[i] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        close = (row, i + 1)
+                        break
+            row, col = row + 1, 0
+        if close is None:
+            continue
+        inserts.setdefault(number, []).append((column, "while ("))
+        inserts.setdefault(close[0], []).append((close[1], ")"))
+    for number, items in inserts.items():
+        for column, text in sorted(items, reverse=True):
+            out[number][column:column] = list(text)
+    return ["".join(chars) for chars in out]
+
+
+def parse_fragment(lines: list[str], loops=()) -> c_ast.Compound:
     """Parse C statement lines (comments already removed) as one block."""
+    lines = loops_as_while(lines, loops)
     text = PRELUDE + "\n" + "\n".join(lines) + "\n}\n"
     try:
         unit = c_parser.CParser().parse(text, "<fragment>")
@@ -166,6 +217,7 @@ def _body(statements: list[ast.stmt]) -> list[ast.stmt]:
 class Translator:
     def __init__(self, names: Names):
         self.names = names
+        self.loop_depth = 0
 
     # -- statements ---------------------------------------------------------
     def block(self, items) -> list[ast.stmt]:
@@ -187,7 +239,13 @@ class Translator:
             op = ast.Add() if "+" in node.op else ast.Sub()
             return [ast.AugAssign(target=self.target(node.expr), op=op, value=ast.Constant(1))]
         if isinstance(node, c_ast.FuncCall):
+            if isinstance(node.name, c_ast.ID) and node.name.name in self.names.no_effect:
+                return []       # line_maps.NO_EFFECT_CALLS: nothing the models record
             return [ast.Expr(value=self.call(node))]
+        if isinstance(node, c_ast.While):
+            return [self.loop(node)]
+        if isinstance(node, (c_ast.Continue, c_ast.Break)) and self.loop_depth:
+            return [ast.Continue() if isinstance(node, c_ast.Continue) else ast.Break()]
         if isinstance(node, c_ast.If):
             orelse = self.statement(node.iffalse) if node.iffalse is not None else []
             return [ast.If(test=self.expression(node.cond),
@@ -201,6 +259,38 @@ class Translator:
             if isinstance(node, kind):
                 raise Unsupported(construct, line_of(node))
         raise Unsupported(f"{type(node).__name__} statement", line_of(node), c_text(node))
+
+    def loop(self, node: c_ast.While) -> ast.stmt:
+        """An iterator macro (``loops_as_while`` wrote it as a ``while``) -> the model's ``for``.
+
+        A plain ``while`` is outside the subset: no touched function uses one.
+        """
+        cond = node.cond
+        if not (isinstance(cond, c_ast.FuncCall) and isinstance(cond.name, c_ast.ID)
+                and cond.name.name in self.names.loops):
+            raise Unsupported("while loop", line_of(node))
+        target, generator = self.iterator(cond)
+        self.loop_depth += 1
+        try:
+            return ast.For(target=target, iter=generator,
+                           body=_body(self.statement(node.stmt)), orelse=[])
+        finally:
+            self.loop_depth -= 1
+
+    def iterator(self, call: c_ast.FuncCall) -> tuple[ast.expr, ast.expr]:
+        macro = call.name.name
+        count, target_index, generator, passed = self.names.loops[macro]
+        args = list(call.args.exprs) if call.args is not None else []
+        if len(args) != count:
+            raise Unsupported(f"loop macro '{macro}' with {len(args)} arguments", line_of(call),
+                              f"the models mirror its {count}-argument form")
+        target = args[target_index]
+        if not isinstance(target, c_ast.ID):
+            raise Unsupported(f"loop variable of '{macro}' that is not a name", line_of(call))
+        self.names.locals.add(target.name)
+        values = [_load("kvm")] + [self.expression(args[i]) for i in passed]
+        return (ast.Name(id=target.name, ctx=ast.Store()),
+                ast.Call(func=_load(generator), args=values, keywords=[]))
 
     def declaration(self, node: c_ast.Decl) -> list[ast.stmt]:
         declared = node.type
@@ -337,6 +427,9 @@ class Translator:
         c_args = list(node.args.exprs) if node.args is not None else []
         if name in PASS_THROUGH and len(c_args) == 1:
             return self.expression(c_args[0])
+        if name in ("min", "max") and len(c_args) == 2:
+            return ast.Call(func=_load(name), args=[self.expression(a) for a in c_args],
+                            keywords=[])
         callee = self.names.callees.get(name)
         if callee is None:
             raise Unsupported(f"call to unmodelled function '{name}'", line_of(node))

@@ -329,7 +329,7 @@ def model_constants() -> dict[str, int]:
 def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_name: str,
               file: str = "") -> Names:
     from kernel_models import spte
-    from kernel_models.line_maps import GOTO_STATEMENTS
+    from kernel_models.line_maps import GOTO_STATEMENTS, LOOP_MACROS, NO_EFFECT_CALLS
     params = {a.arg for a in tree.args.args}
     local = params | _assigned([tree])
     objects = {n.value.id for n in ast.walk(tree)
@@ -348,7 +348,10 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
     constants = frozenset(model_constants()) | frozenset(
         k for k, v in namespace.items() if k.isupper() and isinstance(v, int))
     return Names(c_name, set(local - {"kvm"}), objects, callees, vm_globals, constants,
-                 gotos=dict(GOTO_STATEMENTS.get((file, c_name), {})))
+                 gotos=dict(GOTO_STATEMENTS.get((file, c_name), {})),
+                 loops={macro: row for macro, row in LOOP_MACROS.items()
+                        if inspect.isfunction(namespace.get(row[2]))},
+                 no_effect=NO_EFFECT_CALLS)
 
 
 # ---------------------------------------------------------------------------
@@ -475,14 +478,14 @@ def _translate_side(lines, code, side, first, last, names: Names, file: str):
     indexes = [i for i in range(first, last + 1) if i in code[side]]
     fragment = [code[side][i] for i in indexes]
     try:
-        block = c_subset.parse_fragment(fragment)
+        block = c_subset.parse_fragment(fragment, names.loops)
         return c_subset.translate_block(block, names), None
     except NotParsed as exc:
         line = lines[indexes[min(exc.line, len(indexes)) - 1]] if indexes else None
         where = _where(line, file) if line else "the hunk"
         return None, ("parse", f"the changed lines do not form complete C statements the "
-                               f"subset reads (near {where}: {exc.message}); a macro such as "
-                               f"a for_each loop is outside the subset")
+                               f"subset reads (near {where}: {exc.message}); a macro the "
+                               f"subset does not know reads as an incomplete statement")
     except Unsupported as exc:
         line = lines[indexes[min(exc.line, len(indexes)) - 1]]
         detail = f": {exc.detail}" if exc.detail else ""
@@ -717,7 +720,7 @@ def translate_function(file: str, source, versions: VersionSet, doc: str):
                    f"({', '.join(wanted)})")
     names = names_for(model, version.function.__globals__, versions, c_name, file)
     try:
-        block = c_subset.parse_fragment(list(source.body))
+        block = c_subset.parse_fragment(list(source.body), names.loops)
         statements = c_subset.translate_block(block, names)
     except Unsupported as exc:
         raise Miss(f"{c_name}: unsupported construct {exc.construct} at line "

@@ -100,3 +100,52 @@ def test_incomplete_statements_are_not_parsed(c, line):
     with pytest.raises(NotParsed) as caught:
         parse_fragment(c)
     assert caught.value.line >= 1
+
+
+# -- iterator macros, kept-out calls, min/max -------------------------------------
+
+LOOPS = {"for_each_rmap_spte": (3, 2, "for_each_rmap_spte", (0,)),
+         "for_each_tdp_pte_min_level": (5, 0, "for_each_tdp_pte_min_level", (1, 2, 3, 4))}
+
+
+def looping(*lines: str) -> str:
+    table = names()
+    table.loops = dict(LOOPS)
+    table.no_effect = frozenset({"rcu_read_lock", "lockdep_assert_held_write"})
+    table.locals |= {"rmap_head", "root", "start", "end"}
+    block = parse_fragment(list(lines), table.loops)
+    return "\n".join(ast.unparse(s) for s in translate_block(block, table))
+
+
+def test_an_iterator_macro_becomes_the_models_for_loop():
+    assert looping("for_each_rmap_spte(rmap_head, &iter, sptep)",
+                   "    flush |= is_dirty_spte(sptep);") == (
+        "for sptep in for_each_rmap_spte(kvm, rmap_head):\n"
+        "    flush |= kvm.is_dirty_spte(sptep)")
+    assert looping("for_each_tdp_pte_min_level(iter, root, PG_LEVEL_4K, start,",
+                   "                           end) {",
+                   "  if (!is_accessed_spte(iter.old_spte))", "    continue;",
+                   "  if (shared) break;", "}") == (
+        "for iter in for_each_tdp_pte_min_level(kvm, root, PG_LEVEL_4K, start, end):\n"
+        "    if not kvm.is_accessed_spte(iter.old_spte):\n        continue\n"
+        "    if shared:\n        break")
+
+
+def test_kept_out_calls_are_dropped_and_min_max_are_pythons():
+    assert looping("rcu_read_lock();", "lockdep_assert_held_write(&kvm->mmu_lock);",
+                   "end = min(end, start + 1);") == "end = min(end, start + 1)"
+
+
+@pytest.mark.parametrize("c, construct", [
+    (["for_each_rmap_spte(kvm, rmap_head, &iter, sptep)", "flush = true;"],
+     "loop macro 'for_each_rmap_spte' with 4 arguments"),
+    (["for_each_rmap_spte(rmap_head, &iter, sptes[0])", "flush = true;"],
+     "loop variable of 'for_each_rmap_spte' that is not a name"),
+    (["while (flush)", "flush = false;"], "while loop"),
+    (["flush = rcu_read_lock();"], "call to unmodelled function 'rcu_read_lock'"),
+    (["flush = true;", "continue;"], "continue"),
+])
+def test_loops_outside_the_forms_are_refused(c, construct):
+    with pytest.raises(Unsupported) as caught:
+        looping(*c)
+    assert caught.value.construct == construct

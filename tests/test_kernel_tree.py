@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -310,11 +311,105 @@ def test_the_cli_takes_kernel_tree_and_refuses_a_bad_one(tmp_path):
     tree = make_tree(tmp_path)
     patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
     out = tmp_path / "r.json"
-    done = subprocess.run(["kconform", "check", str(patch), "--kernel-tree", str(tree),
+    done = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree", str(tree),
                            "--json", str(out), "--quiet"], capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr
     assert json.loads(out.read_text())["patches"][0]["hunks"][0]["reason"] == TREE_HOW
-    bad = subprocess.run(["kconform", "check", str(patch), "--kernel-tree", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree", str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert "not a git repository" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- a function with an iterator loop, tdp_mmu.c ----------------------------------
+
+TDP_MMU_C = "arch/x86/kvm/mmu/tdp_mmu.c"
+ZAP_LEAFS = """\
+// A stand-in for tdp_mmu.c written for kconform's tests.
+static bool tdp_mmu_zap_leafs(struct kvm *kvm, struct kvm_mmu_page *root,
+			      gfn_t start, gfn_t end, bool can_yield, bool flush)
+{
+	struct tdp_iter iter;
+
+	end = min(end, tdp_mmu_max_gfn_exclusive());
+
+	lockdep_assert_held_write(&kvm->mmu_lock);
+	rcu_read_lock();
+
+	for_each_tdp_pte_min_level(iter, root, PG_LEVEL_4K, start, end) {
+		if (can_yield &&
+		    tdp_mmu_iter_cond_resched(kvm, &iter, flush, false)) {
+			flush = false;
+			continue;
+		}
+
+		if (!is_shadow_present_pte(iter.old_spte) ||
+		    !is_last_spte(iter.old_spte, iter.level))
+			continue;
+
+		tdp_mmu_iter_set_spte(kvm, &iter, 0);
+
+		if (!root->role.invalid)
+			flush = true;
+	}
+
+	rcu_read_unlock();
+	return flush;
+}
+"""
+MARK_AFTER_ZAP = ("\t\ttdp_mmu_iter_set_spte(kvm, &iter, 0);\n",
+                  "\t\ttdp_mmu_iter_set_spte(kvm, &iter, 0);\n\n"
+                  "\t\tif (is_accessed_spte(iter.old_spte))\n"
+                  "\t\t\tkvm_set_pfn_accessed(spte_to_pfn(iter.old_spte));\n")
+
+
+def make_tdp_tree(tmp_path):
+    tree = tmp_path / "linux"
+    (tree / "arch/x86/kvm/mmu").mkdir(parents=True)
+    git(tree, "init", "-q")
+    (tree / TDP_MMU_C).write_text(ZAP_LEAFS)
+    git(tree, "add", ".")
+    git(tree, "commit", "-qm", "base")
+    return tree
+
+
+def make_tdp_patch(tree, tmp_path, old, new):
+    path = tree / TDP_MMU_C
+    path.write_text(path.read_text().replace(old, new, 1))
+    diff = git(tree, "diff")
+    git(tree, "checkout", "-q", ".")
+    patch = tmp_path / "zap.patch"
+    patch.write_text(diff)
+    return patch
+
+
+def test_a_loop_function_translates_whole_and_agrees_with_the_hand_written_models(tmp_path):
+    """The RFC 3/4 change to tdp_mmu_zap_leafs, made on a tree of our own C: the
+    pre-image equals the model of the states before 3/4, and the translated
+    post-image equals the hand-written after-3/4 model statement for statement."""
+    from kernel_models import registry
+    from kernel_models.registry import VersionSet
+
+    tree = make_tdp_tree(tmp_path)
+    patch = make_tdp_patch(tree, tmp_path, *MARK_AFTER_ZAP)
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
+    assert resolution.before.name == "after 2/4"     # base, 1/4 and 2/4 all hold it
+    assert "(also" not in resolution.reason and "whole-function translation" in resolution.reason
+    pair = resolution.pairs[0]
+    assert pair.before.model_id == "tdp_mmu.tdp_mmu_zap_leafs"
+    hand = registry.lookup(TDP_MMU_C, "tdp_mmu_zap_leafs",
+                           VersionSet.series_state("after 3/4").blob(TDP_MMU_C))
+    assert hand.model_id == "tdp_mmu.tdp_mmu_zap_leafs_marks_accessed"
+    assert derive.same_body(pair.after.function, hand)
+    assert not derive.same_body(pair.after.function, pair.before)
+
+
+def test_a_loop_macro_of_another_kernel_era_is_named(tmp_path):
+    tree = make_tdp_tree(tmp_path)
+    later = ZAP_LEAFS.replace("for_each_tdp_pte_min_level(iter, root,",
+                              "for_each_tdp_pte_min_level(iter, kvm, root,")
+    (tree / TDP_MMU_C).write_text(later)
+    git(tree, "commit", "-qam", "later macro")
+    patch = make_tdp_patch(tree, tmp_path, *MARK_AFTER_ZAP)
+    resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
+    assert "loop macro 'for_each_tdp_pte_min_level' with 6 arguments" in resolution.reason
