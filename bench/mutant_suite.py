@@ -3,9 +3,10 @@ mutant's counterexample comes.
 
 Each ``mNN-*.patch`` is an RFC patch with one thing broken and must be
 caught; each ``eNN-*.patch`` is an RFC patch written differently with the
-same behaviour and must pass.  ``tests/mutants/models.py`` registers the
-mutated bodies under the patches' made-up post-image blobs and names, per
-mutant, the check and channel expected to catch it.
+same behaviour and must pass.  Most are plain patch files whose after-model
+the resolver derives from the hunks; ``tests/mutants/models.py`` registers
+hand-written bodies for the few derive cannot do and names, per mutant, the
+check and channel expected to catch it.
 
 A mutant is *killed* when its check has a FAIL or WARN finding; it is
 *caught as expected* when one of those findings comes from the named check
@@ -41,6 +42,8 @@ def real_patch_for(path: str) -> str | None:
         head = handle.read().split("\n", 12)[:12]
     patches = os.path.join(S.ROOT, "patches")
     for name in sorted(os.listdir(patches)):
+        if not os.path.isfile(os.path.join(patches, name)):
+            continue          # e.g. patches/later/: later revisions, not the RFC series
         with open(os.path.join(patches, name)) as handle:
             if handle.read().split("\n", 12)[:12] == head:
                 return os.path.join(patches, name)
@@ -64,7 +67,10 @@ def check_one(path: str, repeats: int, budget_s: float | None) -> dict:
     findings = [f for p in patches for f in p.get("findings") or []]
     errors = [p["error"]["message"] for p in patches if p.get("error")]
     probe = probes[-1]
+    reasons = [(p.get("versions") or {}).get("reason") or "" for p in patches]
     return {"verdict": results.get("verdict"), **timing.as_dict(),
+            "route": "derived" if any("after-model derived" in r for r in reasons) else
+                     "hand-written or real",
             "findings": [{"check": f.get("check"), "channel": f.get("channel"),
                           "severity": f.get("severity"), "summary": f.get("summary")}
                          for f in findings],
@@ -165,7 +171,8 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
         how = (f"first counterexample after {first['examples']} {first['level']}-level "
                f"examples ({seconds(first['seconds'])})") if first else ""
         found = ", ".join(sorted({f"{f['check']}/{f['channel']}" for f in item["findings"]}))
-        note = "; ".join(x for x in (f"findings: {found}" if found else "no findings", how,
+        note = "; ".join(x for x in (f"after-model {item['route']}",
+                                     f"findings: {found}" if found else "no findings", how,
                                      "; ".join(item["errors"])) if x)
         rows.append(row(SECTION, name.removesuffix(".patch"),
                         f"{item['verdict']} in {seconds(item['median_s'])}", note=note))

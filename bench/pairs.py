@@ -23,7 +23,7 @@ MODE = "ept_ad"
 U64 = (1 << 64) - 1     # the C arguments are u64: any Python int is taken modulo 2**64
 MMU_C = "arch/x86/kvm/mmu/mmu.c"
 
-# name -> series state, or a mutant: the patch-name prefix in tests/mutants/models.py
+# name -> series state, or a mutant: the patch-name prefix of a patch in tests/mutants/
 VERSIONS: dict[str, str] = {
     "base": "base",
     "after 3/4": "after 3/4",
@@ -31,12 +31,13 @@ VERSIONS: dict[str, str] = {
     "mutant m02": "m02",     # 4/4 without the write-protection flush
     "mutant m10": "m10",     # 4/4 with the W test of the new SPTE inverted
 }
-MUTANT_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "tests", "mutants", "models.py")
+MUTANTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "tests", "mutants")
+MUTANT_MODELS = os.path.join(MUTANTS_DIR, "models.py")
 
 
 def load_mutant_models():
-    """Import tests/mutants/models.py by path (it registers the mutant blobs)."""
+    """Import tests/mutants/models.py by path (it registers the hand-written mutant blobs)."""
     name = "kconform_mutant_models"
     if name in sys.modules:
         return sys.modules[name]
@@ -51,30 +52,36 @@ def load_mutant_models():
     return module
 
 
+def mutant_patch(name: str) -> str:
+    """The patch file in tests/mutants whose name starts with ``name-``."""
+    found = sorted(f for f in os.listdir(MUTANTS_DIR)
+                   if f.startswith(name + "-") and f.endswith(".patch"))
+    if not found:
+        raise KeyError(f"no mutant {name} in {MUTANTS_DIR}")
+    return os.path.join(MUTANTS_DIR, found[0])
+
+
 def version_set(version: str):
     """The registry VersionSet that ``version`` names.
 
-    A mutant is looked up in ``tests/mutants/models.py``'s ``REGISTRATIONS``
-    by its patch-name prefix: the tree state its bodies replace (the latest
-    series state holding every parent blob), with the mutant blobs swapped in.
+    A mutant is its patch's after-state as the resolver finds it: derived from
+    the hunks (m02 and m10 are plain patch files) or, for the few patches
+    derive cannot do, the hand-written blob tests/mutants/models.py registers.
+    Derived blobs stay registered for the life of the process, as the
+    wrappers' VMs are built once.
     """
+    from harness import ingest, resolve, scope
     from kernel_models import registry
 
     name = VERSIONS[version]
     if name in registry.SERIES_STATES:
         return registry.VersionSet.series_state(name)
-    models = load_mutant_models()
-    rows = [rows for patch, rows in models.REGISTRATIONS.items() if patch.startswith(name + "-")]
-    if not rows:
-        raise KeyError(f"no mutant {name} in tests/mutants/models.py")
-    states = [state for state, blobs in registry.SERIES_STATES.items()
-              if all(blobs.get(file) == parent for file, _, parent, _ in rows[0])]
-    if not states:
-        raise KeyError(f"mutant {name}: its parent blobs match no series state")
-    versions = registry.VersionSet.series_state(states[-1])
-    for file, blob, _, _ in rows[0]:
-        versions = versions.with_blob(file, blob, name=version)
-    return versions
+    load_mutant_models()
+    (patch,) = ingest.read_file(mutant_patch(name))
+    resolution = resolve.resolve(scope.scope_patch(patch))
+    if not resolution.complete:
+        raise KeyError(f"mutant {name}: {resolution.reason}")
+    return registry.VersionSet.of(version, dict(resolution.after.blobs))
 
 
 @lru_cache(maxsize=None)
