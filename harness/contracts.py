@@ -85,6 +85,9 @@ class Contract:
                 general = rule
         if general is not None:
             return general
+        if self.source == INFERRED:
+            return Rule(channel, (ANY,), EQUAL, f"no written contract, and no changed line "
+                                                f"names a {channel} helper")
         return Rule(channel, (ANY,), EQUAL, "the message says nothing about this channel here")
 
     def relation(self, channel: str, operation: str | None) -> str:

@@ -42,6 +42,9 @@ from harness.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_dif
 PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
 MBOX_SEPARATOR = re.compile(r"^From \S+.*$")
 HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")
+# A mail header field: RFC 5322 needs no blank after the colon
+# ("ARC-Seal:i=1; ..." as list servers write it).
+MAIL_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:")
 WEB_SUBJECT = re.compile(r"^\s*\[[^\]]*PATCH[^\]]*\]\s*\S", re.IGNORECASE)
 BASE_COMMIT = re.compile(r"^base-commit: *([0-9a-f]{7,40})\s*$", re.MULTILINE)
 REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw)\s*:", re.IGNORECASE)
@@ -138,7 +141,7 @@ def detect_form(data: bytes) -> str | None:
     first = next((line for line in lines if line.strip()), "")
     if lines and MBOX_SEPARATOR.match(lines[0]):
         return "mbox"
-    if HEADER_LINE.match(lines[0]) and looks_like_headers(lines):
+    if MAIL_HEADER.match(lines[0]) and looks_like_headers(lines):
         return "mail"
     if WEB_SUBJECT.match(first):
         return "web"
@@ -154,7 +157,7 @@ def looks_like_headers(lines: list[str]) -> bool:
             break
         if line[0] in " \t":
             continue
-        if not HEADER_LINE.match(line):
+        if not MAIL_HEADER.match(line):
             return False
         names.add(line.split(":", 1)[0].lower())
     return bool(names & {"subject", "from", "message-id"})

@@ -76,6 +76,16 @@ def _touched_blobs(hunks) -> dict[str, tuple[str | None, str | None]]:
     return blobs
 
 
+# After-states this process derived (name -> VersionSet): the next patch of a
+# series may name a derived post-image as its pre-image.
+DERIVED_STATES: dict[str, VersionSet] = {}
+
+
+def _stands_for(blob: str) -> str:
+    """The index id a state's blob stands for (a derived blob: its post-image id)."""
+    return blob.split("-")[1] if blob.startswith(("derived-", "tree-")) else blob
+
+
 def find_before_state(pre_images: dict[str, str | None], previous: str | None = None,
                       ) -> tuple[str | None, str]:
     """The series state whose blobs match every pre-image; reason text."""
@@ -83,6 +93,11 @@ def find_before_state(pre_images: dict[str, str | None], previous: str | None = 
     if missing:
         return None, (f"no index line for {', '.join(missing)}: the diff does not say which "
                       f"version it applies to")
+    left = DERIVED_STATES.get(previous) if previous else None
+    if left is not None and all(_blob_matches(_stands_for(left.blob(f)), b)
+                                for f, b in pre_images.items()):
+        return previous, (f"pre-image blobs are the post-images the previous patch of the series "
+                          f"left (derived state '{previous}')")
     candidates = [name for name, blobs in registry.SERIES_STATES.items()
                   if all(_blob_matches(blobs.get(f), b) for f, b in pre_images.items())]
     if not candidates:
@@ -114,25 +129,39 @@ def find_state_by_content(hunks) -> tuple[str | None, str]:
     if not groups:
         return None, "no behaviour hunk in a modelled function to match by content"
     fitting = []
+    # the closest state: most functions fitting, then fewest unknown names; the latest on ties
+    closest: tuple[tuple[int, int], str, list[str]] | None = None
     for name in registry.SERIES_STATES:
         state = VersionSet.series_state(name)
-        try:
-            for (file, function), function_hunks in groups.items():
-                if not _old_side_is_the_models(file, function, function_hunks, state):
-                    raise derive.Miss("the hunk's code names something the model does not")
+        misses = []
+        for (file, function), function_hunks in groups.items():
+            unknown = _unknown_words(file, function, function_hunks, state)
+            if unknown:
+                misses.append(f"{function}: its hunk names {', '.join(unknown[:4])}, which the "
+                              f"model does not")
+                continue
+            try:
                 derive.derive_function(file, function, function_hunks, state)
-        except derive.Miss:
-            continue
-        fitting.append(name)
+            except derive.Miss as exc:
+                misses.append(f"{function}: {exc}")
+        if not misses:
+            fitting.append(name)
+        score = (len(groups) - len(misses), -sum("which the model does not" in m for m in misses))
+        if closest is None or score >= closest[0]:
+            closest = (score, name, misses)
     functions = ", ".join(sorted(f for _, f in groups))
     if not fitting:
-        return None, f"the hunks' removed and context lines fit no modelled version of {functions}"
+        (fits, _), name, misses = closest
+        return None, (f"the hunks' removed and context lines fit no modelled version of "
+                      f"{functions} (closest: state '{name}', where {fits} of {len(groups)} "
+                      f"fit; {'; '.join(misses)})")
     chosen = fitting[-1]
     models = ", ".join(sorted({registry.lookup(f, fn, VersionSet.series_state(chosen).blob(f))
                                .model_id for f, fn in groups}))
     also = f" (also fit: {', '.join(fitting[:-1])}; using the latest)" if len(fitting) > 1 else ""
     return chosen, (f"pre-image resolved by content: the hunks' removed and context lines fit "
-                    f"{models} in state '{chosen}'{also}")
+                    f"{models} in state '{chosen}'{also}; the functions the patch does not "
+                    f"touch are that state's models, not necessarily its own tree's")
 
 
 C_WORDS = frozenset("""if else return true false NULL bool int long unsigned signed char void
@@ -140,10 +169,11 @@ u8 u16 u32 u64 s64 gfn_t kvm_pfn_t static inline const struct sizeof likely unli
 goto""".split())
 
 
-def _old_side_is_the_models(file: str, function: str, hunks, state: VersionSet) -> bool:
-    """Every identifier in the hunks' context and removed code also appears in the
-    model of ``function`` in ``state`` (or is a C keyword).  Resolving by content
-    must not rest on a window that skipped lines the model knows nothing of."""
+def _unknown_words(file: str, function: str, hunks, state: VersionSet) -> list[str]:
+    """Identifiers of the hunks' context and removed code that the model of
+    ``function`` in ``state`` does not hold (C keywords aside); empty when all
+    are known.  Resolving by content must not rest on a window that skipped
+    lines the model knows nothing of."""
     import ast
     import re
 
@@ -151,7 +181,7 @@ def _old_side_is_the_models(file: str, function: str, hunks, state: VersionSet) 
 
     version = registry.lookup(file, function, state.blob(file))
     if version is None:
-        return False
+        return [function]
     tree = derive.expanded_model(version.function)
     known = set(C_WORDS) | {function, function.removeprefix("FNAME(").rstrip(")")}
     for node in ast.walk(tree):
@@ -161,13 +191,37 @@ def _old_side_is_the_models(file: str, function: str, hunks, state: VersionSet) 
             known.add(node.attr)
         elif isinstance(node, ast.arg):
             known.add(node.arg)
+    unknown: list[str] = []
     for hunk in hunks:
-        for code in derive.side_code(derive.hunk_lines(hunk), "-").values():
+        lines = derive.hunk_lines(hunk)
+        low, high = _function_extent(lines)
+        for index, code in derive.side_code(lines, "-").items():
+            if not low <= index <= high:
+                continue
             labels = set(re.findall(r"\bgoto\s+([A-Za-z_]\w*)", code))
-            if any(word not in known and word not in labels
-                   for word in re.findall(r"[A-Za-z_]\w*", code)):
-                return False
-    return True
+            for word in re.findall(r"[A-Za-z_]\w*", code):
+                if word not in known and word not in labels and word not in unknown:
+                    unknown.append(word)
+    return unknown
+
+
+def _function_extent(lines) -> tuple[int, int]:
+    """Indexes of the hunk lines that belong to the function its changed lines are in.
+
+    A hunk's context can run past the function's closing ``}`` into the next
+    definition (or start in the previous one); a ``}`` at column 0 marks the
+    edge.  In a copy whose indentation was lost every line is at column 0 and
+    nothing is cut.
+    """
+    changed = [i for i, line in enumerate(lines) if line.mine]
+    indented = any(line.text[:1] in (" ", "\t") for line in lines)
+    if not changed or not indented:
+        return 0, len(lines) - 1
+    low = next((i + 1 for i in range(changed[0] - 1, -1, -1)
+                if lines[i].kind != "+" and lines[i].text.startswith("}")), 0)
+    high = next((i for i in range(changed[-1] + 1, len(lines))
+                 if lines[i].kind != "+" and lines[i].text.startswith("}")), len(lines) - 1)
+    return low, high
 
 
 def _blob_matches(known: str | None, named: str) -> bool:
@@ -219,7 +273,7 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
     before = after = None
     misses: dict[int, str] = {}
     if before_name is not None:
-        before = VersionSet.series_state(before_name)
+        before = DERIVED_STATES.get(before_name) or VersionSet.series_state(before_name)
         after_blobs = dict(before.blobs)
         unknown_after = []
         for file, (_, dst) in touched.items():
@@ -236,6 +290,7 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
             misses = dict(derived.misses)
             if derived.after is not None:
                 after = derived.after
+                DERIVED_STATES[after.name] = after
                 names = ", ".join(f"{f.rsplit('/', 1)[-1]}::{fn}" for f, fn in derived.derived)
                 reason += (f"; post-image {', '.join(unknown_after)} is not modelled: after-model "
                            f"derived from the hunks ({names or 'no function changes'})")
@@ -300,13 +355,14 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
     if by_id and all(_full_blob(f, dst) for f, (_, dst) in touched.items()):
         return _finish(hunks, touched, name, reason + verified, False)
     try:
-        before, after, _, notes = T.tree_pair(found, groups, VersionSet.series_state(name),
+        before, after, _, notes = T.tree_pair(found, groups, DERIVED_STATES.get(name) or VersionSet.series_state(name),
                                               touched, T.digest_of(hunks))
     except derive.Miss as exc:
         if nearest:
             return _finish(hunks, touched, None, f"{reason}; {exc}", False)
         return _finish(hunks, touched, name, f"{reason}{verified}; whole functions not "
                                              f"translated ({exc})", not by_id)
+    DERIVED_STATES[after.name] = after
     reason += verified + f"; {TREE_HOW}" + "".join(f"; {n}" for n in notes)
     tree_keys = set(groups)
     coverage = tuple(_cover(h, before, after, None,

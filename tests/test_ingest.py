@@ -317,7 +317,10 @@ def test_directory_skips_files_that_are_not_patches(tmp_path):
     assert [p.label for p in ingest.read_paths([str(tmp_path)])] == ["rfc-4-of-4.patch"]
 
 
-@pytest.mark.parametrize("name", sorted(os.listdir(PATCHES)))
+BUNDLED = sorted(str(p.relative_to(PATCHES)) for p in PATCHES.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_files_sniff_as_patches(name):
     assert ingest.sniff(str(PATCHES / name))
 
@@ -338,7 +341,7 @@ def test_cover_letter_without_a_diff_is_accepted():
 
 # --- robustness: bad input raises PatchError and nothing else --------------------------
 
-SOURCES = [PATCHES / name for name in sorted(os.listdir(PATCHES))] + [
+SOURCES = [PATCHES / name for name in BUNDLED] + [
     INPUTS / "quoted-printable-1-of-4.eml", INPUTS / "base64-4-of-4.eml",
     INPUTS / "rewrapped-2-of-4.patch", INPUTS / "attached-4-of-4.eml"]
 
