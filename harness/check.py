@@ -621,10 +621,26 @@ def _versions_json(versions: VersionSet) -> dict:
 def _versions_from(data: dict) -> VersionSet:
     for file, blob in data["blobs"].items():
         if blob not in registry.known_blobs(file):
+            hint = ("this model was derived from a patch: give the patch files that were "
+                    "checked, in order, after the token (and --kernel-tree PATH if the check "
+                    "used one)" if blob.startswith(DERIVED_PREFIXES) else
+                    "register the mutant models first (import tests.mutants.models)")
             raise KconformError(f"replay token names {file}@{blob}, which is not registered",
-                                hint="register the mutant or derived models first "
-                                     "(e.g. import tests.mutants.models)")
+                                hint=hint)
     return VersionSet.of(data["name"], data["blobs"])
+
+
+DERIVED_PREFIXES = ("derived-", "tree-")
+
+
+def replay_needs_inputs(token: str) -> bool:
+    """Does the token name a model derived from a patch (not in the registry's tables)?"""
+    try:
+        data = decode_replay(token)
+    except KconformError:
+        return False
+    return any(str(blob).startswith(DERIVED_PREFIXES)
+               for side in ("before", "after") for blob in data[side]["blobs"].values())
 
 
 def encode_replay(data: dict) -> str:

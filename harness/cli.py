@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quiet", action="store_true", help="print only the verdict lines")
     replay = sub.add_parser("replay", help="re-run one counterexample from its replay token")
     replay.add_argument("token")
+    replay.add_argument("patches", nargs="*", metavar="PATCH",
+                        help="for a counterexample of a derived model: the patch files that "
+                             "were checked, in order (their models are derived again)")
+    replay.add_argument("--kernel-tree", default=None, metavar="PATH",
+                        help="the kernel tree the check used, if any")
     sub.add_parser("checks", help="list the checks by name")
     return parser
 
@@ -124,7 +129,9 @@ def run_check(args) -> int:
     if args.report_dir:
         write_atomic(os.path.join(args.report_dir, "run.json"), dumps(run))
         machine.write_all(results, run, args.report_dir)
-    print_summary(results, run, quiet=args.quiet)
+    print_summary(results, run, quiet=args.quiet,
+                  inputs=list(args.paths) + (["--kernel-tree", args.kernel_tree]
+                                             if args.kernel_tree else []))
     return results["exit_code"]
 
 
@@ -140,7 +147,8 @@ def error_line(error: dict) -> str:
     return ": ".join(where + [" ".join(str(error["message"]).split())])
 
 
-def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
+def print_summary(results: dict, run: dict, *, quiet: bool = False,
+                  inputs: list[str] | None = None) -> None:
     counts: dict[str, int] = {}
     for patch in results["patches"]:
         if patch.get("is_cover"):
@@ -165,7 +173,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
             print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
                   f"{finding['summary']}")
             if finding.get("replay"):
-                print(f"           replay: kconform replay {shlex.quote(finding['replay'])}")
+                print(f"           replay: {replay_line(finding['replay'], inputs or [])}")
     net = results.get("net")
     if net:
         print(f"{net['verdict']:<5} series net change {net['name']}")
@@ -181,6 +189,16 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
           f"seed {results['seed']}, {run['elapsed_s']:.1f}s)")
 
 
+def replay_line(token: str, inputs: list[str]) -> str:
+    """The replay command; a derived model's needs the inputs to derive it again."""
+    from harness import check
+
+    command = f"kconform replay {shlex.quote(token)}"
+    if not check.replay_needs_inputs(token):
+        return command
+    return " ".join([command, *map(shlex.quote, inputs)])
+
+
 def main(argv: list[str] | None = None) -> int:
     _stop_requested.clear()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -190,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return run_check(args)
         if args.command == "replay":
-            from harness import check
+            from harness import check, pipeline
 
+            if args.patches:
+                pipeline.resolve_paths(args.patches, args.kernel_tree)
             print(check.replay(args.token))
             return ExitCode.PASS
         if args.command == "checks":

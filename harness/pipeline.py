@@ -288,6 +288,35 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
             "findings": findings, "coverage": [to_jsonable(c) for c in outcome.coverage]}
 
 
+def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]:
+    """Ingest, scope and resolve ``paths`` as ``check_paths`` does, without checking.
+
+    Resolving registers every after-model derived from the patches (their blob
+    names depend only on the hunks), which ``kconform replay`` needs for a
+    counterexample of a derived model.  Returns the after-state names.
+    """
+    from harness import scope
+    from harness.resolve import resolve
+
+    tree = None
+    if kernel_tree:
+        from harness.kernel_tree import KernelTree
+
+        tree = KernelTree(kernel_tree)
+    patches, errors = read_inputs(paths)
+    if errors:
+        path, exc = errors[0]
+        raise exc
+    previous, states = None, []
+    for patch in patches:
+        if patch.is_cover:
+            continue
+        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree)
+        previous = resolution.after.name if resolution.after is not None else previous
+        states.append(previous)
+    return states
+
+
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
     options = options or RunOptions()

@@ -110,3 +110,28 @@ def test_the_rfc_2_repost_misses_naming_each_function():
     assert entry["verdict"] == "MISS"
     assert "closest: state" in entry["versions"]["reason"]
     assert not any(h["covered"] for h in entry["hunks"] if h["kind"] == "behaviour")
+
+
+def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    first = str(later("2024-10-10-01-of-18"))
+    out = tmp_path / "r.json"
+    shown = subprocess.run([sys.executable, "-m", "harness", "check", first, "--json", str(out)],
+                           capture_output=True, text=True, check=False)
+    replay_lines = [line for line in shown.stdout.splitlines() if "replay: kconform replay" in line]
+    assert replay_lines and all(line.endswith(first) for line in replay_lines)
+    entry = json.loads(out.read_text())["patches"][0]
+    token = next(f["replay"] for f in entry["findings"]
+                 if f["channel"] == "flush" and f["function"] == "spte_write_protect")
+    alone = subprocess.run([sys.executable, "-m", "harness", "replay", token],
+                           capture_output=True, text=True)
+    assert alone.returncode == 2
+    assert "give the patch files that were checked" in alone.stderr
+    assert "Traceback" not in alone.stderr
+    again = subprocess.run([sys.executable, "-m", "harness", "replay", token, first],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "difference flush" in again.stdout
