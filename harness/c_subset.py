@@ -10,7 +10,8 @@ The subset, and how each form is written in a model (``kernel_models/vm.py``):
 - expressions: identifiers, integer constants, ``true``/``false``/``NULL``,
   ``!`` ``~`` unary ``-``, ``&&`` ``||``, comparisons, ``+ - * % << >> & | ^``,
   ``?:``, ``a.b`` and ``a->b`` (attributes), ``a[i]``, ``&name`` of an object
-  the model uses as one (``&iter`` -> ``iter``), ``likely``/``unlikely``;
+  the model uses as one (``&iter`` -> ``iter``), ``likely``/``unlikely``/``READ_ONCE``; ``*p`` of a
+  local the model reads as ``p.get()`` (an SPTE pointer);
 - calls: a modelled kernel function ``f(args)`` -> ``kvm.f(args)`` (a first
   argument ``kvm`` or ``x->kvm`` becomes the receiver, as models write
   ``kvm.f(...)`` / ``vcpu.kvm.f(...)``); a plain function of the model's
@@ -61,7 +62,7 @@ PRELUDE = ("typedef unsigned long long u64; typedef unsigned int u32; typedef un
 WARN_MACROS = frozenset({"WARN_ON_ONCE", "WARN_ON", "KVM_MMU_WARN_ON", "KVM_BUG_ON",
                          "KVM_BUG_ON_DATA_CORRUPTION"})
 # Branch hints that do not change the value of their argument.
-PASS_THROUGH = frozenset({"likely", "unlikely"})
+PASS_THROUGH = frozenset({"likely", "unlikely", "READ_ONCE"})
 
 BINARY = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "%": ast.Mod, "<<": ast.LShift,
           ">>": ast.RShift, "&": ast.BitAnd, "|": ast.BitOr, "^": ast.BitXor}
@@ -121,6 +122,7 @@ class Names:
     gotos: dict[str, str] = field(default_factory=dict)   # label -> the model's statement
     loops: dict[str, tuple] = field(default_factory=dict)  # C macro -> line_maps.LOOP_MACROS row
     no_effect: frozenset[str] = frozenset()                 # calls a model leaves out
+    pointers: set[str] = field(default_factory=set)         # locals read as ``p.get()``
 
 
 def loops_as_while(lines: list[str], macros) -> list[str]:
@@ -385,6 +387,11 @@ class Translator:
             raise Unsupported("address-of", line_of(node),
                               f"&{c_text(operand)} is not an object the model passes by "
                               "reference (an output pointer to a scalar is not modelled)")
+        if node.op == "*" and isinstance(node.expr, c_ast.ID) \
+                and node.expr.name in self.names.pointers:
+            # an SPTE pointer: the model reads it with .get() (kernel_models.mmu_internal.SptePointer)
+            return ast.Call(func=_kvm_attribute(_load(node.expr.name), "get"), args=[],
+                            keywords=[])
         construct = {"*": "pointer dereference", "sizeof": "sizeof"}.get(
             node.op, f"'{node.op}' inside an expression")
         raise Unsupported(construct, line_of(node), c_text(node))

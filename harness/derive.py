@@ -334,6 +334,10 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
     local = params | _assigned([tree])
     objects = {n.value.id for n in ast.walk(tree)
                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)} & local
+    pointers = {n.func.value.id for n in ast.walk(tree)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                and n.func.attr == "get" and not n.args and isinstance(n.func.value, ast.Name)
+                } & local
     callees: dict[str, Callee] = {}
     for key, value in namespace.items():
         if inspect.isfunction(value) and not key.startswith("_"):
@@ -351,7 +355,7 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
                  gotos=dict(GOTO_STATEMENTS.get((file, c_name), {})),
                  loops={macro: row for macro, row in LOOP_MACROS.items()
                         if inspect.isfunction(namespace.get(row[2]))},
-                 no_effect=NO_EFFECT_CALLS)
+                 no_effect=NO_EFFECT_CALLS, pointers=pointers)
 
 
 # ---------------------------------------------------------------------------
@@ -359,7 +363,20 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
 # ---------------------------------------------------------------------------
 
 class _Normalise(ast.NodeTransformer):
-    """What two statements must share to be "the same": no messages, flat and/or."""
+    """What two statements must share to be "the same": no messages, flat and/or.
+
+    ``p is not None`` and ``p`` are the same test: C tests a pointer by its
+    truth (``page && ...``), models write ``page is not None``; no model uses
+    a falsy object for a pointer.
+    """
+
+    def visit_Compare(self, node: ast.Compare):
+        self.generic_visit(node)
+        if (len(node.ops) == 1 and isinstance(node.ops[0], ast.IsNot)
+                and isinstance(node.comparators[0], ast.Constant)
+                and node.comparators[0].value is None):
+            return node.left
+        return node
 
     def visit_Call(self, node: ast.Call):
         self.generic_visit(node)

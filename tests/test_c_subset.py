@@ -149,3 +149,13 @@ def test_loops_outside_the_forms_are_refused(c, construct):
     with pytest.raises(Unsupported) as caught:
         looping(*c)
     assert caught.value.construct == construct
+
+
+def test_an_spte_pointer_is_read_with_get_and_read_once_is_the_value():
+    table = names()
+    table.pointers = {"pt"}
+    block = parse_fragment(["old_spte = READ_ONCE(*pt);", "flush = is_dirty_spte(*pt);"])
+    assert "\n".join(ast.unparse(s) for s in translate_block(block, table)) == (
+        "old_spte = pt.get()\nflush = kvm.is_dirty_spte(pt.get())")
+    with pytest.raises(Unsupported, match="pointer dereference"):
+        translate_block(parse_fragment(["flush = *iter;"]), table)

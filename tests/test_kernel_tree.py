@@ -413,3 +413,51 @@ def test_a_loop_macro_of_another_kernel_era_is_named(tmp_path):
     patch = make_tdp_patch(tree, tmp_path, *MARK_AFTER_ZAP)
     resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
     assert "loop macro 'for_each_tdp_pte_min_level' with 6 arguments" in resolution.reason
+
+
+CLEAR_TRACK_BITS = """\
+static u64 mmu_spte_clear_track_bits(struct kvm *kvm, u64 *sptep)
+{
+	kvm_pfn_t pfn;
+	u64 old_spte = *sptep;
+	int level = sptep_to_sp(sptep)->role.level;
+	struct page *page;
+
+	if (!is_shadow_present_pte(old_spte) ||
+	    !spte_has_volatile_bits(old_spte))
+		__update_clear_spte_fast(sptep, 0ull);
+	else
+		old_spte = __update_clear_spte_slow(sptep, 0ull);
+
+	if (!is_shadow_present_pte(old_spte))
+		return old_spte;
+
+	kvm_update_page_stats(kvm, level, -1);
+
+	pfn = spte_to_pfn(old_spte);
+	page = kvm_pfn_to_refcounted_page(pfn);
+	WARN_ON_ONCE(page && !page_count(page));
+
+	if (is_accessed_spte(old_spte))
+		kvm_set_pfn_accessed(pfn);
+
+	if (is_dirty_spte(old_spte))
+		kvm_set_pfn_dirty(pfn);
+
+	return old_spte;
+}
+"""
+
+
+def test_pointer_reads_and_pointer_tests_translate_to_the_models_forms():
+    """``*sptep`` is the model's ``sptep.get()``, ``page && ...`` its ``page is not None``."""
+    from kernel_models import registry
+    from kernel_models.registry import VersionSet
+
+    base, after_2 = VersionSet.series_state("base"), VersionSet.series_state("after 2/4")
+    source = find_function(CLEAR_TRACK_BITS, "mmu_spte_clear_track_bits")
+    fn = derive.translate_function(MMU_C, source, base, "test")
+    assert derive.same_body(fn, registry.lookup(MMU_C, "mmu_spte_clear_track_bits",
+                                                base.blob(MMU_C)))
+    assert not derive.same_body(fn, registry.lookup(MMU_C, "mmu_spte_clear_track_bits",
+                                                    after_2.blob(MMU_C)))

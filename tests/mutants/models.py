@@ -63,9 +63,9 @@ def mmu_spte_clear_track_bits_no_marks(kvm, sptep):
     misses on two of 2/4's mmu.c hunks (so no mmu.c after-model at all):
     "the hunk deletes spte_wrprot_for_clear_dirty: deriving edits function
     bodies, it does not remove or add functions", and in __rmap_clear_dirty's
-    for_each_rmap_spte loop "unsupported construct pointer dereference at
-    line 1290 of mmu.c (patch line 160): *sptep".  The deletion alone keeps
-    it hand-written even once the loop body derives.
+    for_each_rmap_spte loop "unsupported construct cast at line 1270 of mmu.c
+    (patch line ...): (unsigned long *) sptep".  The deletion alone keeps it
+    hand-written even once the loop body derives.
     """
     old_spte = sptep.get()
     level = kvm.sptep_to_sp(sptep).role.level
@@ -88,8 +88,8 @@ def mmu_spte_clear_track_bits_early_return(kvm, sptep):
 
     Hand-written for the same two misses as m11 (e04 is RFC 2/4 too): "the
     hunk deletes spte_wrprot_for_clear_dirty", and in __rmap_clear_dirty's
-    for_each_rmap_spte loop "unsupported construct pointer dereference at
-    line 1290 of mmu.c (patch line 164): *sptep".
+    for_each_rmap_spte loop "unsupported construct cast at line 1270 of mmu.c
+    (patch line ...): (unsigned long *) sptep".
     """
     old_spte = sptep.get()
     level = kvm.sptep_to_sp(sptep).role.level
@@ -112,8 +112,8 @@ def mmu_spte_clear_track_bits_early_return(kvm, sptep):
 
 # m05 needs no new body: it is RFC 2/4 with the aging hunk and make_spte's dirty mark left
 # out, i.e. 1/4's mmu_spte_age and 1/4's make_spte.  It is registered, not derived, for the
-# same two mmu.c misses as m11 ("deletes spte_wrprot_for_clear_dirty"; "pointer dereference
-# at line 1290 of mmu.c (patch line 146): *sptep").  Its spte.c half alone would derive, but
+# same two mmu.c misses as m11 ("deletes spte_wrprot_for_clear_dirty"; "cast at line 1270
+# of mmu.c (patch line ...): (unsigned long *) sptep").  Its spte.c half alone would derive, but
 # derive builds an after-model only when every modelled file's hunks derive (it does not
 # take a registered mmu.c post-image as known), so both files stay registered.
 
@@ -137,11 +137,11 @@ REGISTRATIONS = {
 UNDERIVABLE = {
     "m04-make-spte-takes-reference.patch": ("call to unmodelled function 'kvm_get_pfn'",),
     "m05-dirty-mark-moved-to-aging.patch": ("hunk 2: the hunk deletes spte_wrprot_for_clear_dirty",
-                                            "hunk 3:", "line 1290 of mmu.c"),
+                                            "hunk 3:", "cast at line 1270 of mmu.c"),
     "m11-clear-track-bits-drops-accessed.patch": (
-        "hunk 3: the hunk deletes spte_wrprot_for_clear_dirty", "hunk 4:", "line 1290 of mmu.c"),
+        "hunk 3: the hunk deletes spte_wrprot_for_clear_dirty", "hunk 4:", "cast at line 1270 of mmu.c"),
     "e04-clear-track-bits-early-return.patch": (
-        "hunk 3: the hunk deletes spte_wrprot_for_clear_dirty", "hunk 4:", "line 1290 of mmu.c"),
+        "hunk 3: the hunk deletes spte_wrprot_for_clear_dirty", "hunk 4:", "cast at line 1270 of mmu.c"),
 }
 
 # patch file -> the C functions whose after-model the resolver derives from the patch alone
