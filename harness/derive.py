@@ -637,7 +637,7 @@ def _named_blob(blob: str) -> str:
 
 def known_post_image(file: str, target: str | None) -> str | None:
     """The modelled blob a post-image id names, if any (index lines abbreviate ids)."""
-    for blob in registry.BLOB_CHAINS.get(file, ()):
+    for blob in registry.known_blobs(file):     # the chain, and blobs registered at run time
         if _blob_prefix_matches(blob, target):
             return blob
     return None

@@ -111,18 +111,16 @@ def mmu_spte_clear_track_bits_early_return(kvm, sptep):
 
 
 # m05 needs no new body: it is RFC 2/4 with the aging hunk and make_spte's dirty mark left
-# out, i.e. 1/4's mmu_spte_age and 1/4's make_spte.  It is registered, not derived, for the
-# same two mmu.c misses as m11 ("deletes spte_wrprot_for_clear_dirty"; "cast at line 1270
-# of mmu.c (patch line ...): (unsigned long *) sptep").  Its spte.c half alone would derive, but
-# derive builds an after-model only when every modelled file's hunks derive (it does not
-# take a registered mmu.c post-image as known), so both files stay registered.
+# out, i.e. 1/4's mmu_spte_age and 1/4's make_spte.  Its mmu.c half is registered, not
+# derived, for the same two mmu.c misses as m11 ("deletes spte_wrprot_for_clear_dirty";
+# "cast at line 1270 of mmu.c (patch line ...): (unsigned long *) sptep"); its spte.c half
+# is derived from the hunk (a registered post-image counts as known to derive).
 
 # patch file -> (file, blob, parent, {C name: body}) rows: the patches derive cannot do
 REGISTRATIONS = {
     "m04-make-spte-takes-reference.patch": [
         (SPTE_C, "bad004aaaaaa", AFTER_2[SPTE_C], {"make_spte": make_spte_takes_reference})],
     "m05-dirty-mark-moved-to-aging.patch": [
-        (SPTE_C, "bad005aaaaaa", AFTER_2[SPTE_C], {"make_spte": spte.make_spte_skip_unsync_iff_leaf}),
         (MMU_C, "bad005aaaaaa", AFTER_2[MMU_C], {"mmu_spte_age": mmu.mmu_spte_age})],
     "m11-clear-track-bits-drops-accessed.patch": [
         (MMU_C, "bad011aaaaaa", AFTER_2[MMU_C],
@@ -131,6 +129,9 @@ REGISTRATIONS = {
         (MMU_C, "bad024aaaaaa", AFTER_2[MMU_C],
          {"mmu_spte_clear_track_bits": mmu_spte_clear_track_bits_early_return})],
 }
+
+# patch file -> the functions derived beside its registered blobs (as the reason names them)
+PARTLY_DERIVED = {"m05-dirty-mark-moved-to-aging.patch": "spte.c::make_spte"}
 
 # patch file -> words of every miss the harness prints for it when its blob is not registered
 # (the __rmap_clear_dirty miss by its place, as its wording follows what the subset reads)
