@@ -365,17 +365,20 @@ def names_for(tree: ast.FunctionDef, namespace: dict, versions: VersionSet, c_na
 class _Normalise(ast.NodeTransformer):
     """What two statements must share to be "the same": no messages, flat and/or.
 
-    ``p is not None`` and ``p`` are the same test: C tests a pointer by its
-    truth (``page && ...``), models write ``page is not None``; no model uses
-    a falsy object for a pointer.
+    ``p is not None`` and ``p``, ``p is None`` and ``not p`` are the same
+    tests: C tests a pointer by its truth (``page && ...``, ``!sp->ptep``),
+    models write ``is not None`` / ``is None``; no model uses a falsy object
+    for a pointer.
     """
 
     def visit_Compare(self, node: ast.Compare):
         self.generic_visit(node)
-        if (len(node.ops) == 1 and isinstance(node.ops[0], ast.IsNot)
+        if (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot))
                 and isinstance(node.comparators[0], ast.Constant)
                 and node.comparators[0].value is None):
-            return node.left
+            if isinstance(node.ops[0], ast.IsNot):
+                return node.left
+            return ast.UnaryOp(op=ast.Not(), operand=node.left)
         return node
 
     def visit_Call(self, node: ast.Call):

@@ -352,16 +352,21 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
                    if nearest else f"; the tree's {functions} cannot be translated: {miss}")
     if name is None:
         return _finish(hunks, touched, None, reason, False)
+    state = DERIVED_STATES.get(name) or VersionSet.series_state(name)
     if by_id and all(_full_blob(f, dst) for f, (_, dst) in touched.items()):
-        return _finish(hunks, touched, name, reason + verified, False)
+        return _finish(hunks, touched, name,
+                       reason + verified + T.fidelity(found, groups, state), False)
     try:
-        before, after, _, notes = T.tree_pair(found, groups, DERIVED_STATES.get(name) or VersionSet.series_state(name),
-                                              touched, T.digest_of(hunks))
+        before, after, _, notes = T.tree_pair(found, groups, state, touched,
+                                              T.digest_of(hunks))
     except derive.Miss as exc:
         if nearest:
             return _finish(hunks, touched, None, f"{reason}; {exc}", False)
+        unproven = ("" if by_id else
+                    f", so the tree's {functions} is not known to equal the model: the change "
+                    f"is checked on the model its hunks fit, not on the tree's function")
         return _finish(hunks, touched, name, f"{reason}{verified}; whole functions not "
-                                             f"translated ({exc})", not by_id)
+                                             f"translated ({exc}){unproven}", not by_id)
     DERIVED_STATES[after.name] = after
     reason += verified + f"; {TREE_HOW}" + "".join(f"; {n}" for n in notes)
     tree_keys = set(groups)

@@ -160,5 +160,24 @@ def tree_pair(found, groups, state: VersionSet, touched, digest: str):
     return before, after, registered, notes
 
 
+def fidelity(found, groups, state: VersionSet) -> str:
+    """A note on whether the tree's pre-image functions equal the models that hold for
+    their blob (the hand-written models are used either way)."""
+    try:
+        pres = translations(found, state, groups, 0)
+    except derive.Miss as exc:
+        return f"; the tree's functions were not compared with the models ({exc})"
+    notes = []
+    for (file, c_name), fn in sorted(pres.items()):
+        version = registry.lookup(file, c_name, state.blob(file))
+        if derive.same_body(fn, version):
+            notes.append(f"the tree's {c_name} translates to exactly {version.model_id}")
+        else:
+            notes.append(f"the tree's {c_name} differs from {version.model_id} in "
+                         f"{derive.body_distance(fn, version)} translated lines (the model is "
+                         f"used)")
+    return "".join(f"; {n}" for n in notes)
+
+
 def digest_of(hunks) -> str:
     return hashlib.sha1("\n".join(h.text for h in hunks).encode()).hexdigest()[:10]

@@ -257,11 +257,6 @@ def tdp_root_for_each_leaf_pte(kvm, root, start: int, end: int):
 # walking the roots (tdp_mmu.c macros and tdp_mmu_next_root)
 # ---------------------------------------------------------------------------
 
-def slot_as_id(slot) -> int:
-    """``slot->as_id``; the modelled memslot has none, so address space 0."""
-    return getattr(slot, "as_id", 0)
-
-
 def kvm_tdp_mmu_get_root(root) -> bool:
     """tdp_mmu.h kvm_tdp_mmu_get_root: refcount_inc_not_zero.
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from kernel_models.kvm_main import PG_LEVEL_4K
 from kernel_models.registry import TDP_MMU_C, Version
 from kernel_models.tdp_mmu_iter import (__for_each_tdp_mmu_root_yield_safe, for_each_tdp_mmu_root,
-                                        slot_as_id, tdp_root_for_each_leaf_pte)
+                                        tdp_root_for_each_leaf_pte)
 
 BASE = "d078157e62aa"
 AFTER_2 = "5866a664f46e"
@@ -33,7 +33,7 @@ def kvm_tdp_mmu_unmap_gfn_range(kvm, range, flush: bool) -> bool:
 
     Confirmed: [R].
     """
-    for root in __for_each_tdp_mmu_root_yield_safe(kvm, slot_as_id(range.slot), False):
+    for root in __for_each_tdp_mmu_root_yield_safe(kvm, range.slot.as_id, False):
         flush = kvm.tdp_mmu_zap_leafs(root, range.start, range.end, range.may_block, flush)
     return flush
 
@@ -47,7 +47,7 @@ def kvm_tdp_mmu_handle_gfn(kvm, range, handler) -> bool:
     Confirmed: [R].
     """
     ret = False
-    for root in for_each_tdp_mmu_root(kvm, slot_as_id(range.slot)):
+    for root in for_each_tdp_mmu_root(kvm, range.slot.as_id):
         for iter in tdp_root_for_each_leaf_pte(kvm, root, range.start, range.end):
             ret |= handler(iter, range)
     return ret

@@ -29,7 +29,7 @@ from kernel_models.registry import TDP_MMU_C, Version
 from kernel_models.spte import PAGE_SHIFT, PT_WRITABLE_MASK
 from kernel_models.tdp_mmu_iter import (for_each_tdp_pte, for_each_tdp_pte_min_level,
                                         for_each_valid_tdp_mmu_root,
-                                        for_each_valid_tdp_mmu_root_yield_safe, slot_as_id,
+                                        for_each_valid_tdp_mmu_root_yield_safe,
                                         tdp_root_for_each_leaf_pte)
 
 BASE = "d078157e62aa"
@@ -84,7 +84,7 @@ def kvm_tdp_mmu_wrprot_slot(kvm, slot, min_level: int) -> bool:
     Confirmed: [R].
     """
     spte_set = False
-    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot.as_id):
         spte_set |= kvm.wrprot_gfn_range(root, slot.base_gfn, slot.base_gfn + slot.npages,
                                          min_level)
     return spte_set
@@ -120,7 +120,7 @@ def kvm_tdp_mmu_write_protect_gfn(kvm, slot, gfn: int, min_level: int) -> bool:
     Confirmed: [R].
     """
     spte_set = False
-    for root in for_each_valid_tdp_mmu_root(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root(kvm, slot.as_id):
         spte_set |= kvm.write_protect_gfn(root, gfn, min_level)
     return spte_set
 
@@ -165,7 +165,7 @@ def kvm_tdp_mmu_clear_dirty_slot(kvm, slot) -> bool:
     Confirmed: [R].
     """
     spte_set = False
-    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot.as_id):
         spte_set |= kvm.clear_dirty_gfn_range(root, slot.base_gfn, slot.base_gfn + slot.npages)
     return spte_set
 
@@ -231,7 +231,7 @@ def kvm_tdp_mmu_clear_dirty_pt_masked(kvm, slot, gfn: int, mask: int, wrprot: bo
 
     Confirmed: [R].
     """
-    for root in for_each_valid_tdp_mmu_root(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root(kvm, slot.as_id):
         kvm.clear_dirty_pt_masked(root, gfn, mask, wrprot)
 
 
@@ -297,7 +297,7 @@ def kvm_tdp_mmu_try_split_huge_pages(kvm, slot, start: int, end: int, target_lev
 
     Confirmed: [R].
     """
-    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot.as_id):
         r = kvm.tdp_mmu_split_huge_pages_root(root, start, end, target_level, shared)
         if r:
             kvm.kvm_tdp_mmu_put_root(root)
@@ -344,7 +344,7 @@ def kvm_tdp_mmu_zap_collapsible_sptes(kvm, slot) -> None:
 
     Confirmed: [R].
     """
-    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot_as_id(slot)):
+    for root in for_each_valid_tdp_mmu_root_yield_safe(kvm, slot.as_id):
         kvm.zap_collapsible_spte_range(root, slot)
 
 

@@ -39,6 +39,7 @@ class kvm_memory_slot:  # noqa: N801 - the kernel's name
     id: int
     base_gfn: int
     npages: int
+    as_id: int = 0          # address space (the models run address space 0 only)
     flags: int = 0          # KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
     dirty_bitmap: set = field(default_factory=set)
     rmap: dict = field(default_factory=dict)   # (level, gfn) -> list of sptep
