@@ -2,7 +2,8 @@
 
     kconform check PATH... [--json FILE] [--report-dir DIR] [--junit FILE]
                            [--profile gate|deep] [--seed N] [--checks NAME,...]
-    kconform replay TOKEN
+    kconform replay TOKEN [PATCH...] [--kernel-tree PATH]
+    kconform audit --kernel-tree PATH [--rev REV] [--state NAME]
     kconform checks
 
 Exit codes are ``harness.errors.ExitCode`` (documented in the README).  Bad
@@ -57,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     add_check_options(check.add_argument)
     check.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    audit = sub.add_parser("audit", help="compare the models with the C of a kernel tree, "
+                                         "function by function")
+    audit.add_argument("--kernel-tree", required=True, metavar="PATH")
+    audit.add_argument("--rev", default=None, metavar="REV",
+                       help="read the modelled files at REV (default: at the blobs the "
+                            "series' states name, where the tree holds them)")
+    audit.add_argument("--state", default="base", metavar="NAME",
+                       help="with --rev: the state whose models to compare (default base)")
+    audit.add_argument("--verbose", action="store_true", help="list equal functions too")
     replay = sub.add_parser("replay", help="re-run one counterexample from its replay token")
     replay.add_argument("token")
     replay.add_argument("patches", nargs="*", metavar="PATCH",
@@ -189,6 +199,19 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False,
           f"seed {results['seed']}, {run['elapsed_s']:.1f}s)")
 
 
+def run_audit(args) -> int:
+    """Exit 0 when every translated function equals its model, 1 when one differs."""
+    from harness import audit
+    from harness.kernel_tree import KernelTree
+    from kernel_models.registry import SERIES_STATES
+
+    if args.state not in SERIES_STATES:
+        raise UsageError(f"unknown state {args.state!r}", hint=f"known: {', '.join(SERIES_STATES)}")
+    rows = audit.audit_tree(KernelTree(args.kernel_tree), args.rev, args.state)
+    print(audit.summary(rows, verbose=args.verbose))
+    return ExitCode.FAIL if any(r.outcome == audit.DIFFERS for r in rows) else ExitCode.PASS
+
+
 def replay_line(token: str, inputs: list[str]) -> str:
     """The replay command; a derived model's needs the inputs to derive it again."""
     from harness import check
@@ -214,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 pipeline.resolve_paths(args.patches, args.kernel_tree)
             print(check.replay(args.token))
             return ExitCode.PASS
+        if args.command == "audit":
+            return run_audit(args)
         if args.command == "checks":
             from harness import checks
 

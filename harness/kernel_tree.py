@@ -67,6 +67,13 @@ class KernelTree:
         return self._texts[blob]
 
 
+    def text_at(self, rev: str, path: str) -> str | None:
+        """The file at ``rev`` (a commit, tag or branch), or None when absent there."""
+        if rev.startswith("-"):
+            raise UsageError(f"--rev {rev}: not a revision")
+        return self._git("cat-file", "blob", f"{rev}:{path}")
+
+
 # ---------------------------------------------------------------------------
 # Applying hunks to the pre-image
 # ---------------------------------------------------------------------------

@@ -461,3 +461,38 @@ def test_pointer_reads_and_pointer_tests_translate_to_the_models_forms():
                                                 base.blob(MMU_C)))
     assert not derive.same_body(fn, registry.lookup(MMU_C, "mmu_spte_clear_track_bits",
                                                     after_2.blob(MMU_C)))
+
+
+# -- kconform audit ----------------------------------------------------------------
+
+def run_audit(tree, *args):
+    return subprocess.run([sys.executable, "-m", "harness", "audit", "--kernel-tree", str(tree),
+                           *args], capture_output=True, text=True)
+
+
+def test_audit_says_a_function_equals_its_model(tmp_path):
+    tree = make_tree(tmp_path)
+    done = run_audit(tree, "--rev", "HEAD", "--state", "after 3/4", "--verbose")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"HEAD:{MMU_C} (models of 'after 3/4'): 1 equal, 0 differs" in done.stdout
+    assert "equal        mmu_spte_update (mmu.mmu_spte_update_without_accessed_mark)" \
+        in done.stdout
+
+
+def test_audit_shows_where_a_function_and_its_model_part(tmp_path):
+    tree = make_tree(tmp_path, UNKNOWN_VERSION)
+    done = run_audit(tree, "--rev", "HEAD", "--state", "after 3/4")
+    assert done.returncode == 1
+    assert "differs      mmu_spte_update" in done.stdout
+    assert "-    flush = True" not in done.stdout        # only the differing lines
+    assert "+if kvm.is_mmu_writable_spte(old_spte) and (not kvm.is_mmu_writable_spte(new_spte))" \
+        in done.stdout.replace("      +", "+")
+
+
+def test_audit_of_a_tree_without_the_series_blobs_says_so(tmp_path):
+    tree = make_tree(tmp_path)
+    done = run_audit(tree)
+    assert done.returncode == 0
+    assert "the tree holds none of the modelled blobs" in done.stdout
+    bad = run_audit(tree, "--rev", "HEAD", "--state", "after 9/4")
+    assert bad.returncode == 2 and "unknown state 'after 9/4'" in bad.stderr

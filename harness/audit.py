@@ -1,0 +1,122 @@
+"""Audit the models against a kernel tree: does each model translate-equal its C?
+
+``kconform audit --kernel-tree PATH`` reads every modelled file at the blobs
+the series' states name (those the tree holds), or with ``--rev REV`` at
+``REV:<file>`` against one state's models, translates each modelled function
+whole (``derive.translate_function``) and compares it with the hand-written
+model statement by statement (``derive.same_body``).  Each function is
+``equal``, ``differs`` (with the differing lines), ``untranslated`` (the
+construct outside the subset, named) or ``absent`` (no definition found).
+
+This is a reviewer's aid for "models read like the C they mirror": it cannot
+prove a model right (a translation uses the models' own callees), but a
+``differs`` line shows exactly where a model and the C part.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+from dataclasses import dataclass
+
+from harness import derive
+from harness.kernel_tree import KernelTree, find_function
+from kernel_models import registry
+from kernel_models.registry import SERIES_STATES, VersionSet
+
+EQUAL, DIFFERS, UNTRANSLATED, ABSENT = "equal", "differs", "untranslated", "absent"
+
+
+@dataclass(frozen=True)
+class FunctionAudit:
+    file: str
+    where: str              # the blob or rev:path read
+    state: str
+    function: str
+    model: str
+    outcome: str
+    detail: str = ""
+
+
+def _source(statements) -> list[str]:
+    plain = [derive._Normalise().visit(copy.deepcopy(s)) for s in statements]
+    return ast.unparse(ast.Module(body=plain, type_ignores=[])).splitlines()
+
+
+def audit_text(file: str, text: str, where: str, state: VersionSet) -> list[FunctionAudit]:
+    """Every function modelled for ``file`` in ``state``, against the C in ``text``."""
+    rows = []
+    for name in sorted(registry.functions_in_file(file)):
+        version = registry.lookup(file, name, state.blob(file))
+        if version is None:
+            continue
+
+        def row(outcome: str, detail: str = "") -> FunctionAudit:
+            return FunctionAudit(file, where, state.name, name, version.model_id, outcome,
+                                 detail)
+
+        source = find_function(text, name)
+        if source is None:
+            rows.append(row(ABSENT, "no definition of this name (a macro, or defined "
+                                    "in another file)"))
+            continue
+        try:
+            fn = derive.translate_function(file, source, state, f"audit of {where}")
+        except derive.Miss as exc:
+            rows.append(row(UNTRANSLATED, str(exc)))
+            continue
+        if derive.same_body(fn, version):
+            rows.append(row(EQUAL))
+            continue
+        diff = difflib.unified_diff(_source(derive.expanded_model(version.function).body),
+                                    _source(derive._parse_function(fn).body[1:]),
+                                    "model", f"C lines {source.lines}", lineterm="", n=0)
+        rows.append(row(DIFFERS, "\n".join(list(diff)[2:])))
+    return rows
+
+
+def audit_tree(tree: KernelTree, rev: str | None = None, state_name: str = "base",
+               ) -> list[FunctionAudit]:
+    """The audit of every modelled file: at the states' blobs, or at ``rev``."""
+    rows: list[FunctionAudit] = []
+    if rev is not None:
+        state = VersionSet.series_state(state_name)
+        for file in registry.BLOB_CHAINS:
+            text = tree.text_at(rev, file)
+            if text is not None:
+                rows += audit_text(file, text, f"{rev}:{file}", state)
+        return rows
+    seen = set()
+    for name, blobs in SERIES_STATES.items():
+        state = VersionSet.series_state(name)
+        for file, blob in blobs.items():
+            if (file, blob) in seen:
+                continue
+            seen.add((file, blob))
+            text = tree.text(blob)
+            if text is not None:
+                rows += audit_text(file, text, f"{file.rsplit('/', 1)[-1]}@{blob}", state)
+    return rows
+
+
+def summary(rows: list[FunctionAudit], verbose: bool = False) -> str:
+    lines = []
+    for where in dict.fromkeys(r.where for r in rows):
+        mine = [r for r in rows if r.where == where]
+        counts = {o: sum(r.outcome == o for r in mine) for o in (EQUAL, DIFFERS, UNTRANSLATED,
+                                                                   ABSENT)}
+        lines.append(f"{where} (models of '{mine[0].state}'): "
+                     + ", ".join(f"{n} {o}" for o, n in counts.items()))
+        for r in mine:
+            if r.outcome == EQUAL and not verbose:
+                continue
+            first = r.detail.split("\n", 1)[0] if r.outcome != DIFFERS else ""
+            first = first.removeprefix(f"{r.function}: ")
+            lines.append(f"  {r.outcome:<12} {r.function} ({r.model})"
+                         + (f": {first}" if first else ""))
+            if r.outcome == DIFFERS:
+                lines += [f"      {d}" for d in r.detail.split("\n")]
+    if not rows:
+        lines.append("the tree holds none of the modelled blobs")
+    return "\n".join(lines)
