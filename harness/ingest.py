@@ -543,6 +543,19 @@ def order_series(patches: list[Patch]) -> list[Patch]:
     return ordered
 
 
+def _ranges(numbers: list[int], total: int) -> list[str]:
+    """[1, 2, 3, 5] of 9 -> ["1/9-3/9", "5/9"]: a long run of absent parts stays one item."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return [f"{r[0]}/{total}" if len(r) == 1 else
+            f"{r[0]}/{total}, {r[1]}/{total}" if len(r) == 2 else
+            f"{r[0]}/{total}-{r[-1]}/{total}" for r in runs]
+
+
 def base_source(cover: Patch | None, patches: list[Patch]) -> Patch | None:
     """The mail whose ``base-commit:`` a series uses: the cover's, else the one
     patch's that carries it (git writes it into the first patch when there is
@@ -615,7 +628,7 @@ def finish_group(group: SeriesGroup) -> list[Patch]:
         missing = [n for n in range(1, total + 1) if n not in by_index]
         if missing:
             series_notes.append(
-                "series incomplete: " + ", ".join(f"{n}/{total}" for n in missing)
+                "series incomplete: " + ", ".join(_ranges(missing, total))
                 + " absent; the patches present are checked on their own")
     result = []
     for patch in ordered:

@@ -301,6 +301,8 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
         else:
             after_name = _state_name(after_blobs) or f"{before_name} + this patch"
             after = VersionSet.of(after_name, after_blobs)
+    if before is None:     # why there is no before-model, on every hunk it leaves uncovered
+        misses = {h.index: reason for h in hunks}
     coverage = tuple(_cover(h, before, after, misses.get(h.index)) for h in hunks)
     pairs = _pairs(hunks, coverage, before, after)
     return Resolution(before, after, pairs, coverage, reason)
@@ -404,7 +406,8 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
         return result(False, None, "the change lies outside any function the scope could "
                                    "identify" + (f" ({hunk.reason})" if hunk.reason else ""))
     if before is None:
-        return result(False, None, "no before-model: the pre-image version is unknown")
+        return result(False, None, "no before-model: the pre-image version is unknown"
+                                   + (f" ({derive_miss})" if derive_miss else ""))
     old = registry.lookup(hunk.file, hunk.function, before.blob(hunk.file))
     if old is None and not registry.versions_of(hunk.file, hunk.function):
         return result(False, None, f"{hunk.function} is not modelled")

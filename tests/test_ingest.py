@@ -466,3 +466,8 @@ def test_nul_bytes_are_refused(tmp_path):
         ingest.read_file(str(tmp_path / "x.patch"))
     lines = data.split(b"\n")
     assert b"\x00" in lines[caught.value.line - 1]
+
+
+def test_absent_parts_of_a_long_series_are_given_as_ranges():
+    assert ingest._ranges([1, 2, 3, 4, 5, 6, 7, 9, 10, 11], 84) == ["1/84-7/84", "9/84-11/84"]
+    assert ingest._ranges([2, 3, 5], 5) == ["2/5, 3/5", "5/5"]

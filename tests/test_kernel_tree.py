@@ -496,3 +496,22 @@ def test_audit_of_a_tree_without_the_series_blobs_says_so(tmp_path):
     assert "the tree holds none of the modelled blobs" in done.stdout
     bad = run_audit(tree, "--rev", "HEAD", "--state", "after 9/4")
     assert bad.returncode == 2 and "unknown state 'after 9/4'" in bad.stderr
+
+
+def test_the_pytest_plugin_takes_the_kernel_tree_too(tmp_path):
+    """A hunk that does not apply to the tree's blob is a failed item with the reason."""
+    from tests.test_cli import _plugin_args
+
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    patch.write_text(patch.read_text().replace(
+        " \tif (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))",
+        " \tif (is_dirty_spte(old_spte) && !is_young(new_spte))"))
+    base = [sys.executable, "-m", "pytest", *_plugin_args(), "-q", "-p", "no:cacheprovider",
+            "-W", "ignore", "--rootdir", str(tmp_path), str(patch)]
+    with_tree = subprocess.run(base + ["--kconform-kernel-tree", str(tree)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+    assert with_tree.returncode == 1, with_tree.stdout
+    assert "does not apply to mmu.c@" in with_tree.stdout
+    without = subprocess.run(base, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "does not apply" not in without.stdout
