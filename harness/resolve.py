@@ -111,7 +111,7 @@ def find_before_state(pre_images: dict[str, str | None], previous: str | None = 
                            f"using the earliest, '{candidates[0]}'")
 
 
-def find_state_by_content(hunks) -> tuple[str | None, str]:
+def find_state_by_content(hunks, per_function: dict | None = None) -> tuple[str | None, str]:
     """The state whose models the hunks' removed and context lines fit.
 
     For a patch whose index lines name blobs no model knows (a later revision
@@ -119,6 +119,8 @@ def find_state_by_content(hunks) -> tuple[str | None, str]:
     must apply, statement by statement, to the model of its function in that
     state (``derive.derive_function`` refuses a hunk whose removed or context
     code the model does not hold).  Several fitting states: the latest, said so.
+    When none fits, ``per_function`` (if given) is filled with why each changed
+    function does or does not fit the closest state.
     """
     from harness import derive
 
@@ -133,28 +135,40 @@ def find_state_by_content(hunks) -> tuple[str | None, str]:
     closest: tuple[tuple[int, int], str, list[str]] | None = None
     for name in registry.SERIES_STATES:
         state = VersionSet.series_state(name)
-        misses = []
+        why: dict[tuple[str, str], str] = {}
+        unknown_names = 0
         for (file, function), function_hunks in groups.items():
             unknown = _unknown_words(file, function, function_hunks, state)
+            unknown_names += len(unknown)
             if unknown:
-                misses.append(f"{function}: its hunk names {', '.join(unknown[:4])}, which the "
-                              f"model does not")
+                why[(file, function)] = (f"its hunk names {', '.join(unknown[:4])}, which the "
+                                         f"model does not")
                 continue
             try:
                 derive.derive_function(file, function, function_hunks, state)
             except derive.Miss as exc:
-                misses.append(f"{function}: {exc}")
-        if not misses:
+                why[(file, function)] = str(exc)
+        if not why:
             fitting.append(name)
-        score = (len(groups) - len(misses), -sum("which the model does not" in m for m in misses))
+        score = (len(groups) - len(why), -unknown_names)
         if closest is None or score >= closest[0]:
-            closest = (score, name, misses)
+            closest = (score, name, why)
     functions = ", ".join(sorted(f for _, f in groups))
     if not fitting:
-        (fits, _), name, misses = closest
+        (fits, _), name, why = closest
+        if per_function is not None:
+            for key in groups:
+                per_function[key] = (
+                    f"{key[1]} does not fit state '{name}', the closest: {why[key]}"
+                    if key in why else
+                    f"{key[1]} fits state '{name}', but the patch's other changed functions "
+                    f"do not ({', '.join(sorted(f for _, f in why))}): the patch's state is "
+                    f"not modelled")
         return None, (f"the hunks' removed and context lines fit no modelled version of "
                       f"{functions} (closest: state '{name}', where {fits} of {len(groups)} "
-                      f"fit; {'; '.join(misses)})")
+                      f"fit; {'; '.join(f'{k[1]}: {v}' for k, v in why.items())}); if an "
+                      f"earlier patch of its series changed these functions, check the "
+                      f"patches together, in order")
     chosen = fitting[-1]
     models = ", ".join(sorted({registry.lookup(f, fn, VersionSet.series_state(chosen).blob(f))
                                .model_id for f, fn in groups}))
@@ -183,7 +197,10 @@ def _unknown_words(file: str, function: str, hunks, state: VersionSet) -> list[s
     if version is None:
         return [function]
     tree = derive.expanded_model(version.function)
-    known = set(C_WORDS) | {function, function.removeprefix("FNAME(").rstrip(")")}
+    from kernel_models.line_maps import NO_EFFECT_CALLS
+
+    known = set(C_WORDS) | set(NO_EFFECT_CALLS) | {function,
+                                                   function.removeprefix("FNAME(").rstrip(")")}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             known.add(node.id)
@@ -198,6 +215,7 @@ def _unknown_words(file: str, function: str, hunks, state: VersionSet) -> list[s
         for index, code in derive.side_code(lines, "-").items():
             if not low <= index <= high:
                 continue
+            code = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', " ", code)  # no literals
             labels = set(re.findall(r"\bgoto\s+([A-Za-z_]\w*)", code))
             for word in re.findall(r"[A-Za-z_]\w*", code):
                 if word not in known and word not in labels and word not in unknown:
@@ -261,14 +279,17 @@ def _resolve_plain(hunks, touched, previous: str | None, note: str = "") -> Reso
     if touched:
         before_name, reason = find_before_state(pre_images, previous)
         if before_name is None:
-            before_name, content_reason = find_state_by_content(hunks)
+            per_function: dict = {}
+            before_name, content_reason = find_state_by_content(hunks, per_function)
             by_content = before_name is not None
             reason = f"{reason}; {content_reason}"
+            if before_name is None and per_function:
+                return _finish(hunks, touched, None, reason + note, False, per_function)
     return _finish(hunks, touched, before_name, reason + note, by_content)
 
 
 def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bool,
-            ) -> Resolution:
+            per_function: dict | None = None) -> Resolution:
     """The after side for a chosen before state: the post-image blobs' models, or derived."""
     before = after = None
     misses: dict[int, str] = {}
@@ -302,13 +323,21 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
             after_name = _state_name(after_blobs) or f"{before_name} + this patch"
             after = VersionSet.of(after_name, after_blobs)
     if before is None:     # why there is no before-model, on every hunk it leaves uncovered
-        misses = {h.index: reason for h in hunks}
-    coverage = tuple(_cover(h, before, after, misses.get(h.index)) for h in hunks)
+        misses = {h.index: (per_function or {}).get((h.file, h.function), reason)
+                  for h in hunks}
+    derived_how = (("the before-model of the state the hunks fit by content" if by_content
+                    else "the before-model resolved from the index blob")
+                   + "; the after-model derived from the hunk")
+    hows = {f: derived_how for f, b in (after.blobs if after is not None else ())
+            if b.startswith("derived-")}
+    coverage = tuple(_cover(h, before, after, misses.get(h.index), hows.get(h.file))
+                     for h in hunks)
     pairs = _pairs(hunks, coverage, before, after)
     return Resolution(before, after, pairs, coverage, reason)
 
 
-TREE_HOW = "before and after translated whole from the kernel tree's blobs"
+TREE_HOW = ("before translated whole from the pre-image blob in the kernel tree, after from "
+            "that text with the hunks applied")
 
 
 def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution:
@@ -406,8 +435,8 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
         return result(False, None, "the change lies outside any function the scope could "
                                    "identify" + (f" ({hunk.reason})" if hunk.reason else ""))
     if before is None:
-        return result(False, None, "no before-model: the pre-image version is unknown"
-                                   + (f" ({derive_miss})" if derive_miss else ""))
+        return result(False, None, f"no before-model: {derive_miss}" if derive_miss
+                      else "no before-model: the pre-image version is unknown")
     old = registry.lookup(hunk.file, hunk.function, before.blob(hunk.file))
     if old is None and not registry.versions_of(hunk.file, hunk.function):
         return result(False, None, f"{hunk.function} is not modelled")

@@ -135,3 +135,13 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "difference flush" in again.stdout
+
+
+def test_each_missed_function_says_whether_it_fits_and_literals_are_not_names():
+    (entry,) = entry_for([later("v12-07-of-84")])
+    reasons = {h["function"]: h["reason"] for h in entry["hunks"] if h["kind"] == "behaviour"}
+    assert "mmu_spte_update fits state 'after 1/4', but the patch's other changed functions " \
+           "do not" in reasons["mmu_spte_update"]
+    assert "make_spte does not fit state 'after 1/4', the closest" in reasons["make_spte"]
+    assert "llx" not in reasons["make_spte"]          # from a format string, not code
+    assert "check the patches together" in entry["versions"]["reason"]
