@@ -71,8 +71,10 @@ def audit_text(file: str, text: str, where: str, state: VersionSet) -> list[Func
             continue
         diff = difflib.unified_diff(_source(derive.expanded_model(version.function).body),
                                     _source(derive._parse_function(fn).body[1:]),
-                                    "model", f"C lines {source.lines}", lineterm="", n=0)
-        rows.append(row(DIFFERS, "\n".join(list(diff)[2:])))
+                                    lineterm="", n=0)
+        lines = [line for line in list(diff)[2:] if not line.startswith("@@")]
+        rows.append(row(DIFFERS, f"- model / + C (lines {source.lines}), as Python:\n"
+                                 + "\n".join(lines)))
     return rows
 
 
@@ -109,7 +111,7 @@ def summary(rows: list[FunctionAudit], verbose: bool = False) -> str:
         lines.append(f"{where} (models of '{mine[0].state}'): "
                      + ", ".join(f"{n} {o}" for o, n in counts.items()))
         for r in mine:
-            if r.outcome == EQUAL and not verbose:
+            if r.outcome in (EQUAL, ABSENT) and not verbose:
                 continue
             first = r.detail.split("\n", 1)[0] if r.outcome != DIFFERS else ""
             first = first.removeprefix(f"{r.function}: ")
@@ -118,5 +120,6 @@ def summary(rows: list[FunctionAudit], verbose: bool = False) -> str:
             if r.outcome == DIFFERS:
                 lines += [f"      {d}" for d in r.detail.split("\n")]
     if not rows:
-        lines.append("the tree holds none of the modelled blobs")
+        lines.append("the tree holds none of the modelled blobs (try --rev REV to compare a "
+                     "revision's files with one state's models)")
     return "\n".join(lines)

@@ -654,7 +654,8 @@ def decode_replay(token: str) -> dict:
         data = json.loads(zlib.decompress(base64.urlsafe_b64decode(padded.encode())))
     except Exception as exc:
         raise KconformError(f"not a kconform replay token: {token[:40]!r}",
-                            hint="copy the token from a 'Reproduce with:' line") from exc
+                            hint="copy the token from a finding's 'replay:' or "
+                                 "'Reproduce with:' line") from exc
     if not isinstance(data, dict) or data.get("kind") not in ("function", "operation"):
         raise KconformError("replay token has no kind", hint="copy the whole token")
     return data

@@ -207,7 +207,13 @@ def run_audit(args) -> int:
 
     if args.state not in SERIES_STATES:
         raise UsageError(f"unknown state {args.state!r}", hint=f"known: {', '.join(SERIES_STATES)}")
-    rows = audit.audit_tree(KernelTree(args.kernel_tree), args.rev, args.state)
+    if args.state != "base" and args.rev is None:
+        raise UsageError("--state needs --rev: without it each blob is compared with the "
+                         "state that names it")
+    tree = KernelTree(args.kernel_tree)
+    if args.rev is not None and not tree.has_revision(args.rev):
+        raise UsageError(f"--rev {args.rev}: no such revision in {args.kernel_tree}")
+    rows = audit.audit_tree(tree, args.rev, args.state)
     print(audit.summary(rows, verbose=args.verbose))
     return ExitCode.FAIL if any(r.outcome == audit.DIFFERS for r in rows) else ExitCode.PASS
 
@@ -233,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay":
             from harness import check, pipeline
 
+            for path in args.patches:
+                if not os.path.exists(path):
+                    raise UsageError(f"{path}: no such file or directory")
             if args.patches:
                 pipeline.resolve_paths(args.patches, args.kernel_tree)
             print(check.replay(args.token))

@@ -38,6 +38,10 @@ class KernelTree:
 
     def __init__(self, path: str):
         self.path = path
+        if not path:
+            raise UsageError("--kernel-tree needs a path")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"--kernel-tree {path}: not a directory")
         if not os.path.isdir(path):
             raise UsageError(f"--kernel-tree {path}: no such directory")
         if self._git("rev-parse", "--git-dir") is None:
@@ -66,6 +70,10 @@ class KernelTree:
                                  if kind is not None and kind.strip() == "blob" else None)
         return self._texts[blob]
 
+
+    def has_revision(self, rev: str) -> bool:
+        return not rev.startswith("-") and self._git("rev-parse", "--verify", "--quiet",
+                                                     f"{rev}^{{commit}}") is not None
 
     def text_at(self, rev: str, path: str) -> str | None:
         """The file at ``rev`` (a commit, tag or branch), or None when absent there."""

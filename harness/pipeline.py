@@ -299,7 +299,7 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
     from harness.resolve import resolve
 
     tree = None
-    if kernel_tree:
+    if kernel_tree is not None:
         from harness.kernel_tree import KernelTree
 
         tree = KernelTree(kernel_tree)
@@ -321,7 +321,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     """Run every stage on ``paths``; returns (results document, run record)."""
     options = options or RunOptions()
     tree = None
-    if options.kernel_tree:
+    if options.kernel_tree is not None:
         from harness.kernel_tree import KernelTree
 
         tree = KernelTree(options.kernel_tree)

@@ -515,3 +515,17 @@ def test_the_pytest_plugin_takes_the_kernel_tree_too(tmp_path):
     assert "does not apply to mmu.c@" in with_tree.stdout
     without = subprocess.run(base, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "does not apply" not in without.stdout
+
+
+def test_audit_and_replay_refuse_bad_arguments_with_exit_2(tmp_path):
+    tree = make_tree(tmp_path)
+    no_rev = run_audit(tree, "--rev", "nosuchrev")
+    assert no_rev.returncode == 2 and "--rev nosuchrev: no such revision" in no_rev.stderr
+    lone_state = run_audit(tree, "--state", "after 3/4")
+    assert lone_state.returncode == 2 and "--state needs --rev" in lone_state.stderr
+    a_file = run_audit(tree / MMU_C)
+    assert a_file.returncode == 2 and "not a directory" in a_file.stderr
+    replay = subprocess.run([sys.executable, "-m", "harness", "replay", "eNoDAAAAAAE",
+                             str(tmp_path / "absent.patch")], capture_output=True, text=True)
+    assert replay.returncode == 2 and "absent.patch: no such file" in replay.stderr
+    assert "Traceback" not in no_rev.stderr + lone_state.stderr + a_file.stderr + replay.stderr
