@@ -584,8 +584,10 @@ def find_group(patch: Patch, groups: list[SeriesGroup],
                           and not same_patch(p, patch) for p in group.patches)]
     if len(fitting) == 1:
         return fitting[0], None
-    if len(alike) == 1 and not fitting:
+    if len(alike) == 1 and not fitting and patch.series.total != 1:
         return alike[0], None  # a duplicate index: finish_group decides
+    # (two different single patches, [PATCH] or 1/1, are two series: a
+    # directory of unrelated patches, as patchwork or CI hands them over)
     if len(fitting) > 1:
         return None, (f"could belong to {len(fitting)} series of the same version and size "
                       "(no In-Reply-To to tell them apart); kept as a series of its own")

@@ -471,3 +471,18 @@ def test_nul_bytes_are_refused(tmp_path):
 def test_absent_parts_of_a_long_series_are_given_as_ranges():
     assert ingest._ranges([1, 2, 3, 4, 5, 6, 7, 9, 10, 11], 84) == ["1/84-7/84", "9/84-11/84"]
     assert ingest._ranges([2, 3, 5], 5) == ["2/5, 3/5", "5/5"]
+
+
+def test_two_different_single_patches_are_two_series(tmp_path):
+    """A directory of unrelated '[PATCH] ...' mails (patchwork, CI): not one series with a
+    clash at 1/1.  The twin: the same mail twice is still one patch."""
+    source = (PATCHES / "rfc-4-of-4.patch").read_text()
+    single = source.replace("[RFC PATCH 4/4]", "[PATCH]")
+    (tmp_path / "a.patch").write_text(single)
+    other = single.replace("Subject: [PATCH] KVM", "Subject: [PATCH] Other: KVM").replace(
+        "Message-Id: <", "Message-Id: <other-").replace("Message-ID: <", "Message-ID: <other-")
+    (tmp_path / "b.patch").write_text(other)
+    patches = ingest.read_paths([str(tmp_path)])
+    assert len(patches) == 2 and patches[0].subject != patches[1].subject
+    (tmp_path / "b.patch").write_text(single)
+    assert len(ingest.read_paths([str(tmp_path)])) == 1
