@@ -13,6 +13,7 @@ function or a change outside any function is a MISS with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from kernel_models import registry
@@ -56,6 +57,7 @@ class Resolution:
     pairs: tuple[FunctionPair, ...]
     hunks: tuple[HunkCoverage, ...]
     reason: str
+    notes: tuple[str, ...] = ()      # said on the patch's verdict line too (the CLI's "note:")
 
     @property
     def complete(self) -> bool:
@@ -351,8 +353,10 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
     except TreeMiss as exc:
         return _finish(hunks, touched, None, f"kernel tree: {exc}", False)
     if images is None:
-        return _resolve_plain(hunks, touched, previous,
-                              note=f"; the kernel tree was not used: {lack}")
+        resolution = _resolve_plain(hunks, touched, previous,
+                                    note=f"; the kernel tree was not used: {lack}")
+        return dataclasses.replace(resolution, notes=(
+            f"kernel tree not used: {lack}; the hunks alone were read",))
     verified = "; every hunk applies to its pre-image blob in the kernel tree"
     groups = T.changed_functions(hunks, images)
     try:

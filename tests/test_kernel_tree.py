@@ -265,6 +265,9 @@ def test_a_blob_the_tree_lacks_falls_back_to_the_hunks_and_says_so(tmp_path):
     resolution = resolve(hunks_of(patch), tree=KernelTree(str(other)))
     assert "the kernel tree was not used: the kernel tree does not hold mmu.c@" \
         in resolution.reason
+    assert resolution.notes and "kernel tree not used" in resolution.notes[0]
+    results, _ = check_paths([str(patch)], RunOptions(kernel_tree=str(other)))
+    assert any("kernel tree not used" in n for n in results["patches"][0]["notes"])
     assert resolution.before.name == "after 3/4"     # by content, from the hunk alone
 
 
