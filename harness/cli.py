@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 
@@ -139,9 +138,7 @@ def run_check(args) -> int:
     if args.report_dir:
         write_atomic(os.path.join(args.report_dir, "run.json"), dumps(run))
         machine.write_all(results, run, args.report_dir)
-    print_summary(results, run, quiet=args.quiet,
-                  inputs=list(args.paths) + (["--kernel-tree", args.kernel_tree]
-                                             if args.kernel_tree else []))
+    print_summary(results, run, quiet=args.quiet)
     return results["exit_code"]
 
 
@@ -157,8 +154,9 @@ def error_line(error: dict) -> str:
     return ": ".join(where + [" ".join(str(error["message"]).split())])
 
 
-def print_summary(results: dict, run: dict, *, quiet: bool = False,
-                  inputs: list[str] | None = None) -> None:
+def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
+    from harness import outputs as machine
+
     counts: dict[str, int] = {}
     for patch in results["patches"]:
         if patch.get("is_cover"):
@@ -183,7 +181,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False,
             print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
                   f"{finding['summary']}")
             if finding.get("replay"):
-                print(f"           replay: {replay_line(finding['replay'], inputs or [])}")
+                print(f"           replay: {machine.replay_command(finding)}")
     net = results.get("net")
     if net:
         print(f"{net['verdict']:<5} series net change {net['name']}")
@@ -192,7 +190,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False,
                 print(f"      {finding['severity']} {finding['check']} [{finding['channel']}] "
                       f"{finding['summary']}")
                 if finding.get("replay"):
-                    print(f"           replay: kconform replay {shlex.quote(finding['replay'])}")
+                    print(f"           replay: {machine.replay_command(finding)}")
     tally = ", ".join(f"{counts.get(v, 0)} {v.lower()}" for v in
                       ("PASS", "WARN", "MISS", "FAIL", "ERROR"))
     print(f"kconform: {results['verdict']} ({tally}; profile {results['profile']}, "
@@ -216,16 +214,6 @@ def run_audit(args) -> int:
     rows = audit.audit_tree(tree, args.rev, args.state)
     print(audit.summary(rows, verbose=args.verbose))
     return ExitCode.FAIL if any(r.outcome == audit.DIFFERS for r in rows) else ExitCode.PASS
-
-
-def replay_line(token: str, inputs: list[str]) -> str:
-    """The replay command; a derived model's needs the inputs to derive it again."""
-    from harness import check
-
-    command = f"kconform replay {shlex.quote(token)}"
-    if not check.replay_needs_inputs(token):
-        return command
-    return " ".join([command, *map(shlex.quote, inputs)])
 
 
 def main(argv: list[str] | None = None) -> int:

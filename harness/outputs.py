@@ -239,14 +239,20 @@ def check_verdict(item: dict, check: str) -> str:
 
 
 def replay_command(finding: dict) -> str | None:
-    """``kconform replay TOKEN``, the token shell-quoted (it is pasted into a shell)."""
+    """``kconform replay TOKEN [INPUT...]``, shell-quoted (it is pasted into a shell).
+
+    A finding on a derived model names the inputs that derive it again
+    (``replay_inputs``, set by the pipeline).
+    """
     token = finding.get("replay")
     if not token:
         return None
     token = str(token)
     if token.startswith("kconform replay "):
         token = token[len("kconform replay "):]
-    return f"kconform replay {shlex.quote(visible(token))}"
+    inputs = [str(i) for i in finding.get("replay_inputs") or []]
+    return " ".join(["kconform replay", shlex.quote(visible(token)),
+                     *(shlex.quote(visible(i)) for i in inputs)])
 
 
 def finding_title(finding: dict) -> str:

@@ -289,6 +289,17 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
             "findings": findings, "coverage": [to_jsonable(c) for c in outcome.coverage]}
 
 
+def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None) -> None:
+    """A finding on a derived model replays only with the inputs that derived it: say them."""
+    from harness import check
+
+    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else [])
+    for entry in entries:
+        for finding in entry.get("findings") or []:
+            if finding.get("replay") and check.replay_needs_inputs(finding["replay"]):
+                finding["replay_inputs"] = inputs
+
+
 def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]:
     """Ingest, scope and resolve ``paths`` as ``check_paths`` does, without checking.
 
@@ -349,6 +360,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         entries.append(error_entry(", ".join(paths), exc))
     net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
                      options) if not errors else None
+    _note_replay_inputs(entries, paths, options.kernel_tree)
     entry_contracts.clear()
     checks = options.checks or _all_check_names()
     results = document(entries, profile=options.profile, seed=options.seed, checks=checks,

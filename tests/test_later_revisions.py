@@ -124,8 +124,12 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
     replay_lines = [line for line in shown.stdout.splitlines() if "replay: kconform replay" in line]
     assert replay_lines and all(line.endswith(first) for line in replay_lines)
     entry = json.loads(out.read_text())["patches"][0]
-    token = next(f["replay"] for f in entry["findings"]
-                 if f["channel"] == "flush" and f["function"] == "spte_write_protect")
+    finding = next(f for f in entry["findings"]
+                   if f["channel"] == "flush" and f["function"] == "spte_write_protect")
+    token = finding["replay"]
+    assert finding["replay_inputs"] == [first]
+    from harness import outputs
+    assert outputs.replay_command(finding).endswith(f" {first}")   # what every report prints
     alone = subprocess.run([sys.executable, "-m", "harness", "replay", token],
                            capture_output=True, text=True)
     assert alone.returncode == 2
