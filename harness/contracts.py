@@ -261,6 +261,40 @@ def _channels_in(lines) -> set[str]:
     return found
 
 
+def _guarded_channels(hunk) -> set[str]:
+    """Channels named by the statement a changed condition line guards.
+
+    ``-  !is_writable_pte(new_spte))`` / ``+  !is_mmu_writable_spte(new_spte))``
+    above an unchanged ``flush = true;`` changes when the flush happens: the
+    flush channel is in the change even though no changed line names it.  A
+    changed line with code but no ``;`` (part of a condition) takes the
+    unchanged lines after it on its side, up to the first ``;``.
+    """
+    from harness.derive import Miss, hunk_lines
+
+    try:
+        lines = hunk_lines(hunk)
+    except Miss:
+        return set()
+    found: set[str] = set()
+    for i, line in enumerate(lines):
+        code = line.text.split("//", 1)[0].strip()
+        if line.kind == " " or not line.mine or ";" in code or code.strip("{}() ") == "" \
+                or code.startswith(("*", "/*", "#")):
+            continue
+        side = (" ", line.kind)
+        following = []          # unchanged lines only: changed ones count for themselves
+        for later in lines[i + 1:i + 8]:
+            if later.kind not in side:
+                continue
+            if later.kind == " ":
+                following.append(later.text)
+            if ";" in later.text:
+                break
+        found |= _channels_in(following)
+    return found
+
+
 def infer(subject: str, hunks) -> Contract:
     """A contract from the diff alone: channels whose helpers the changed lines name may change.
 
@@ -271,13 +305,20 @@ def infer(subject: str, hunks) -> Contract:
     removed: set[str] = set()
     added: set[str] = set()
     functions = set()
+    guarded: set[str] = set()
     for hunk in hunks:
         removed |= _channels_in(getattr(hunk, "removed", ()) or ())
         added |= _channels_in(getattr(hunk, "added", ()) or ())
+        if getattr(hunk, "text", None):
+            guarded |= _guarded_channels(hunk)
         if getattr(hunk, "function", None):
             functions.add(hunk.function)
     rules = []
     for channel in CHANNELS:
+        if channel in guarded:
+            rules.append(Rule(channel, (ANY,), FREE,
+                              f"inferred: a changed condition guards {channel} statements"))
+            continue
         if channel in removed and channel in added:
             relation = FREE
         elif channel in removed:

@@ -60,3 +60,30 @@ def test_accessed_is_tolerant_everything_else_must_hold():
     contract = C.written_contract(RFC_SUBJECTS[0])
     assert contract.severity("accessed") == "WARN"
     assert {contract.severity(c) for c in ("dirty", "flush", "spte", "refs", "warn")} == {"FAIL"}
+
+
+def _hunk(*rows: str):
+    """A hunk as scope gives it: header, lines, and the changed lines by side."""
+    text = "@@ -10,4 +10,4 @@ static bool f(u64 *sptep, u64 new_spte)\n" + "\n".join(rows)
+    return SimpleNamespace(text=text, index=0, line=0, function="f",
+                           removed=tuple(r[1:] for r in rows if r.startswith("-")),
+                           added=tuple(r[1:] for r in rows if r.startswith("+")))
+
+
+def test_a_changed_condition_lets_the_channel_it_guards_change():
+    hunk = _hunk(" \tbool flush = false;",
+                 "-\tif (is_mmu_writable_spte(old_spte) && !is_writable_pte(new_spte))",
+                 "+\tif (is_mmu_writable_spte(old_spte) && !is_mmu_writable_spte(new_spte))",
+                 " \t\tflush = true;")
+    rules = {r.channel: r for r in C.infer("x", [hunk]).rules}
+    assert rules["flush"].relation == C.FREE
+    assert "a changed condition guards flush statements" in rules["flush"].why
+
+
+def test_twin_a_changed_statement_guards_nothing():
+    """The same lines with the change on a full statement: flush is not named, so equal."""
+    hunk = _hunk(" \tif (is_mmu_writable_spte(old_spte) && !is_writable_pte(new_spte))",
+                 " \t\tflush = true;",
+                 "-\tspte = old_spte;",
+                 "+\tspte = new_spte;")
+    assert "flush" not in {r.channel for r in C.infer("x", [hunk]).rules}

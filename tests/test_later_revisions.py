@@ -83,16 +83,28 @@ def test_04_of_18_after_01_of_18_resolves_to_the_state_01_left():
 
 
 def test_01_of_18_changes_the_flush_its_subject_names():
-    """"Flush remote TLBs iff MMU-writable flag is cleared": the derived
-    after-model flushes less when write access is removed but MMU-writable
-    kept, and the harness shows it with counterexamples."""
+    """"Flush remote TLBs iff MMU-writable flag is cleared": only the condition
+    above an unchanged ``flush = true;`` changes.  The inferred contract lets
+    flush change (a changed condition guards it); held to "everything equal",
+    the same models show the flush difference with counterexamples."""
+    from harness import check, contracts, scope
+    from harness.resolve import resolve
+
     (entry,) = entry_for([later("2024-10-10-01-of-18")])
-    flush = [f for f in entry["findings"] if f["channel"] == "flush"]
-    assert {f["function"] for f in flush} >= {"mmu_spte_update", "spte_write_protect"}
-    assert all(f["counterexample"] for f in flush)
     assert entry["contract"]["source"] == "inferred"
-    rule = "no written contract, and no changed line names a flush helper"
-    assert all(rule in f["summary"] or "equal" in f["summary"] for f in flush)
+    rules = {r["channel"]: r for r in entry["contract"]["rules"]}
+    assert rules["flush"]["relation"] == "free"
+    assert "a changed condition guards flush statements" in rules["flush"]["why"]
+    assert not [f for f in entry["findings"] if f["channel"] == "flush"]
+    (patch,) = read_file(str(later("2024-10-10-01-of-18")))
+    resolution = resolve(scope.scope_patch(patch))
+    strict = contracts.Contract(name="all equal", source=contracts.INFERRED, intent="test")
+    outcome = check.check_transition("01/18", resolution.before, resolution.after, strict,
+                                     functions=("mmu_spte_update", "spte_write_protect"),
+                                     operations=False)
+    flush = [f for f in outcome.findings if f.channel == "flush"]
+    assert {f.function for f in flush} == {"mmu_spte_update", "spte_write_protect"}
+    assert all(f.counterexample for f in flush)
 
 
 @pytest.mark.parametrize("prefix", ["v12-08-of-84", "v13-09-of-85"])
@@ -124,8 +136,7 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
     replay_lines = [line for line in shown.stdout.splitlines() if "replay: kconform replay" in line]
     assert replay_lines and all(line.endswith(first) for line in replay_lines)
     entry = json.loads(out.read_text())["patches"][0]
-    finding = next(f for f in entry["findings"]
-                   if f["channel"] == "flush" and f["function"] == "spte_write_protect")
+    finding = next(f for f in entry["findings"] if f.get("replay"))
     token = finding["replay"]
     assert finding["replay_inputs"] == [first]
     from harness import outputs
@@ -138,7 +149,8 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
     again = subprocess.run([sys.executable, "-m", "harness", "replay", token, first],
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert "difference flush" in again.stdout
+    assert again.stdout.startswith("replay operation check:")
+    assert f"derived mmu.c@176fc37540df" in again.stdout
 
 
 def test_each_missed_function_says_whether_it_fits_and_literals_are_not_names():
