@@ -589,7 +589,8 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
     summary = v.summary
     if v.inherited:
         severity = "WARN"
-        summary = f"{summary} (inherited: the version before this change fails it too)"
+        summary = (f"{summary} (inherited: the before state '{run.before.name}' fails it too, "
+                   f"so this change did not cause it)")
     token = encode_replay({"kind": "operation", "mode": record["mode"], "mmu": record["mmu"],
                            "steps": record["steps"], "before": _versions_json(run.before),
                            "after": _versions_json(run.after), "contract": run.contract.name})

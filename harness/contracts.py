@@ -295,6 +295,11 @@ def _guarded_channels(hunk) -> set[str]:
     return found
 
 
+def _shortened(subject: str, width: int = 72) -> str:
+    subject = " ".join(subject.split())
+    return subject if len(subject) <= width else subject[:width - 1].rstrip() + "…"
+
+
 def infer(subject: str, hunks) -> Contract:
     """A contract from the diff alone: channels whose helpers the changed lines name may change.
 
@@ -334,7 +339,7 @@ def infer(subject: str, hunks) -> Contract:
                           f"{'added' if channel in added else ''})"))
     named = ", ".join(sorted(functions)) or "no function"
     return Contract(
-        name=f"inferred: {normalise_subject(subject)[:60]}",
+        name=f"inferred: {_shortened(subject)}",
         source=INFERRED,
         subject=subject,
         intent=(f"No written contract; inferred from the diff of {named}: channels named in "

@@ -43,7 +43,8 @@ CELL_SHORT = {"same": "same", "intended": "as intended", "unchecked": "not check
               "outside": "outside intent", "violated": "violated", "error": "error"}
 VERDICT_TEXT = {
     "PASS": ("\u2713", "every hunk checked, every channel as intended"),
-    "WARN": ("!", "a tolerant channel changed outside the stated intent"),
+    "WARN": ("!", "a tolerant channel changed outside the stated intent, or a failure "
+                  "the before-state already had (inherited)"),
     "MISS": ("?", "part of the input was not checked"),
     "FAIL": ("\u2717", "a must-hold property is violated"),
     "ERROR": ("\u26a0", "the input could not be read"),
