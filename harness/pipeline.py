@@ -178,7 +178,11 @@ def check_patch_shape(patch, hunks) -> None:
                          f"{patch.series.total}", file=patch.path, mail=patch.message_id,
                          hint="fix the [PATCH n/m] prefix")
     last_end: dict[str, int] = {}
+    seen: set[int] = set()
     for hunk in hunks:
+        if hunk.index in seen:
+            continue        # the same diff hunk, scoped to a second function
+        seen.add(hunk.index)
         parts = hunk.file.split("/")
         if hunk.file.startswith("/") or ".." in parts:
             raise PatchError(f"the diff names the path {hunk.file!r}, which leaves the source "

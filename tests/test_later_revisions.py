@@ -161,3 +161,20 @@ def test_each_missed_function_says_whether_it_fits_and_literals_are_not_names():
     assert "make_spte does not fit state 'after 1/4', the closest" in reasons["make_spte"]
     assert "llx" not in reasons["make_spte"]          # from a format string, not code
     assert "check the patches together" in entry["versions"]["reason"]
+
+
+def test_a_damaged_copy_of_a_one_hunk_patch_over_two_functions_is_read(tmp_path):
+    """04/18's one hunk spans the comment above mmu_spte_update and its body, so scope
+    gives it twice (one per function).  Copied with its context lines' indentation
+    lost, it was refused as 'a hunk that overlaps the previous one'; now it reads as
+    the undamaged mail does."""
+    (patch,) = read_file(str(later("2024-10-10-04-of-18")))
+    stripped = "\n".join(line if line[:1] in "-+@di" or not line else line.lstrip()
+                         for line in patch.diff_text.split("\n"))
+    copy = tmp_path / "web-04-of-18.txt"
+    copy.write_text(f"Subject: {patch.raw_subject}\nFrom: {patch.author}\n"
+                    f"Message-ID: {patch.message_id}\n\n{patch.body}\n---\n{stripped}")
+    (damaged,) = entry_for([copy])
+    (intact,) = entry_for([later("2024-10-10-04-of-18")])
+    assert damaged["verdict"] == intact["verdict"] == "MISS"
+    assert damaged["repaired"] and not intact["repaired"]
