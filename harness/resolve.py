@@ -374,7 +374,8 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
         fitting = T.fingerprint_states(found, groups)
         if fitting:
             name = previous if previous in fitting else fitting[-1]
-            reason += (f"; the tree's pre-image {functions} equal the models in state "
+            verb = "equals the model" if len(groups) == 1 else "equal the models"
+            reason += (f"; the tree's pre-image {functions} {verb} in state "
                        f"'{name}' (whole-function translation)")
     if name is None:
         name, content_reason = find_state_by_content(hunks)

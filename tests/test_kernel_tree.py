@@ -197,7 +197,7 @@ def test_a_pre_image_equal_to_a_model_resolves_by_whole_function(tmp_path):
     patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
     resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
     assert resolution.before.name == "after 3/4"
-    assert "equal the models in state 'after 3/4' (whole-function translation)" \
+    assert "equals the model in state 'after 3/4' (whole-function translation)" \
         in resolution.reason
     assert resolution.complete
     assert resolution.hunks[0].reason == TREE_HOW
