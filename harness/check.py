@@ -671,6 +671,14 @@ def _contract_named(name: str) -> C.Contract:
                              "as equal)")
 
 
+def _replayed(v) -> str:
+    """A violation as replay prints it: an inherited one as the check judged it, WARN."""
+    if v.inherited:
+        return (f"WARN {v.check} [{v.channel}]: {v.summary} (inherited: the before side "
+                f"fails it too)")
+    return f"{v.severity} {v.check} [{v.channel}]: {v.summary}"
+
+
 def replay(token: str) -> str:
     """Re-run one counterexample; return the readable text of both logs and the difference."""
     data = decode_replay(token)
@@ -708,7 +716,7 @@ def replay(token: str) -> str:
             for check in K.CHECKS.values():
                 if "operation" in check.levels:
                     for v in check.function(step):
-                        lines.append(f"  {v.severity} {v.check} [{v.channel}]: {v.summary}")
+                        lines.append(f"  {_replayed(v)}")
             compare = compare and _state(vms[0]) == _state(vms[1])
     final = steps[-1]
     for side, extra in ((final.before, final.extra_before), (final.after, final.extra_after)):
@@ -719,7 +727,7 @@ def replay(token: str) -> str:
         for check in K.CHECKS.values():
             if "function" in check.levels:
                 for v in check.function(final):
-                    lines.append(f"{v.severity} {v.check} [{v.channel}]: {v.summary}")
+                    lines.append(_replayed(v))
                     lines += [f"  missing: {m}" for m in v.missing]
                     lines += [f"  extra:   {x}" for x in v.extra]
     diff = K.difference(list(final.before.events) + list(final.extra_before),

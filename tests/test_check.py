@@ -169,3 +169,18 @@ def test_prefetch_driver_catches_a_double_release_on_the_refs_channel():
     refs = [f for f in findings if f.channel == "refs"]
     assert refs and refs[0].counterexample["difference"]["refs"]["extra"]
     assert refs[0].replay
+
+
+def test_replay_of_an_inherited_finding_says_warn_and_inherited_a_new_one_fail():
+    """2/4's reference leak, seen from 3/4 (inherited) and from 2/4 itself (new)."""
+    def finding(before, after):
+        outcome = E.check_transition("t", VersionSet.series_state(before),
+                                     VersionSet.series_state(after),
+                                     C.Contract(name="t", source=C.INFERRED, intent="t"),
+                                     functions=(), checks=["refs_balanced"])
+        return next(f for f in outcome.findings if f.check == "refs_balanced")
+
+    inherited = E.replay(finding("after 2/4", "after 3/4").replay)
+    assert "WARN refs_balanced [refs]" in inherited and "(inherited" in inherited
+    new = E.replay(finding("after 1/4", "after 2/4").replay)
+    assert "FAIL refs_balanced [refs]" in new and "(inherited" not in new
