@@ -15,8 +15,6 @@ prove a model right (a translation uses the models' own callees), but a
 
 from __future__ import annotations
 
-import ast
-import copy
 import difflib
 from dataclasses import dataclass
 
@@ -37,11 +35,6 @@ class FunctionAudit:
     model: str
     outcome: str
     detail: str = ""
-
-
-def _source(statements) -> list[str]:
-    plain = [derive._Normalise().visit(copy.deepcopy(s)) for s in statements]
-    return ast.unparse(ast.Module(body=plain, type_ignores=[])).splitlines()
 
 
 def audit_text(file: str, text: str, where: str, state: VersionSet) -> list[FunctionAudit]:
@@ -69,9 +62,7 @@ def audit_text(file: str, text: str, where: str, state: VersionSet) -> list[Func
         if derive.same_body(fn, version):
             rows.append(row(EQUAL))
             continue
-        diff = difflib.unified_diff(_source(derive.expanded_model(version.function).body),
-                                    _source(derive._parse_function(fn).body[1:]),
-                                    lineterm="", n=0)
+        diff = difflib.unified_diff(*derive.body_lines(fn, version), lineterm="", n=0)
         lines = [line for line in list(diff)[2:] if not line.startswith("@@")]
         rows.append(row(DIFFERS, f"- model / + C (lines {source.lines}), as Python:\n"
                                  + "\n".join(lines)))

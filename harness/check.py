@@ -624,14 +624,11 @@ def _versions_from(data: dict) -> VersionSet:
         if blob not in registry.known_blobs(file):
             hint = ("this model was derived from a patch: give the patch files that were "
                     "checked, in order, after the token (and --kernel-tree PATH if the check "
-                    "used one)" if blob.startswith(DERIVED_PREFIXES) else
+                    "used one)" if blob.startswith(registry.DERIVED_PREFIXES) else
                     "register the mutant models first (import tests.mutants.models)")
             raise KconformError(f"replay token names {file}@{blob}, which is not registered",
                                 hint=hint)
     return VersionSet.of(data["name"], data["blobs"])
-
-
-DERIVED_PREFIXES = ("derived-", "tree-")
 
 
 def replay_needs_inputs(token: str) -> bool:
@@ -640,7 +637,7 @@ def replay_needs_inputs(token: str) -> bool:
         data = decode_replay(token)
     except KconformError:
         return False
-    return any(str(blob).startswith(DERIVED_PREFIXES)
+    return any(str(blob).startswith(registry.DERIVED_PREFIXES)
                for side in ("before", "after") for blob in data[side]["blobs"].values())
 
 

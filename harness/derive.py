@@ -626,26 +626,6 @@ def derive_function(file: str, c_name: str, hunks, before: VersionSet):
         raise Miss(f"the edited model of {c_name} does not compile: {exc.msg}") from None
 
 
-def _blob_prefix_matches(known: str, named: str | None) -> bool:
-    if named is None:
-        return False
-    n = min(len(known), len(named))
-    return n >= 7 and known[:n] == named[:n]
-
-
-def _named_blob(blob: str) -> str:
-    """The index id a blob stands for: a derived blob stands for its post-image id."""
-    return blob.split("-")[1] if blob.startswith("derived-") else blob
-
-
-def known_post_image(file: str, target: str | None) -> str | None:
-    """The modelled blob a post-image id names, if any (index lines abbreviate ids)."""
-    for blob in registry.known_blobs(file):     # the chain, and blobs registered at run time
-        if _blob_prefix_matches(blob, target):
-            return blob
-    return None
-
-
 def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
                  pre_image_by_content: bool = False) -> DeriveResult:
     """An after version set for ``hunks`` applied to ``before``, derived from its models.
@@ -668,10 +648,11 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
     for file, file_hunks in by_file.items():
         parent = before.blob(file)
         source, target = file_hunks[0].source_blob, file_hunks[0].target_blob
-        if only_unknown and known_post_image(file, target) is not None:
-            known[file] = known_post_image(file, target)
+        if only_unknown and registry.find_blob(file, target) is not None:
+            known[file] = registry.find_blob(file, target)
             continue
-        if not pre_image_by_content and not _blob_prefix_matches(_named_blob(parent), source):
+        if not pre_image_by_content and not registry.blob_matches(registry.stands_for(parent),
+                                                                   source):
             misses += [(h.index, f"the hunk's pre-image {source} is not the before state's "
                                  f"blob {parent}") for h in file_hunks if h.kind == BEHAVIOUR]
             continue
@@ -758,21 +739,29 @@ def translate_function(file: str, source, versions: VersionSet, doc: str):
         raise Miss(f"the translation of {c_name} does not compile: {exc.msg}") from None
 
 
+def _bodies(fn, version) -> tuple[list[ast.stmt], list[ast.stmt]]:
+    """(model statements, translated statements): the docstring build_function adds left out."""
+    return expanded_model(version.function).body, _parse_function(fn).body[1:]
+
+
 def same_body(fn, version) -> bool:
     """Do a translated function and a model version hold the same statements?"""
-    return normalised(_parse_function(fn).body[1:]) == normalised(
-        expanded_model(version.function).body)
+    model, translated = _bodies(fn, version)
+    return normalised(translated) == normalised(model)
+
+
+def body_lines(fn, version) -> tuple[list[str], list[str]]:
+    """The model's and the translation's statements as normalised Python lines."""
+    def lines(statements):
+        plain = [_Normalise().visit(copy.deepcopy(s)) for s in statements]
+        return ast.unparse(ast.Module(body=plain, type_ignores=[])).splitlines()
+
+    return tuple(lines(body) for body in _bodies(fn, version))
 
 
 def body_distance(fn, version) -> int:
     """Lines of Python that differ between a translation and a model (for "nearest")."""
     import difflib
 
-    def source(statements):
-        plain = [_Normalise().visit(copy.deepcopy(s)) for s in statements]
-        return ast.unparse(ast.Module(body=plain, type_ignores=[]))
-
-    ours = source(_parse_function(fn).body[1:])
-    theirs = source(expanded_model(version.function).body)
-    diff = difflib.ndiff(ours.splitlines(), theirs.splitlines())
-    return sum(1 for line in diff if line[:1] in "+-")
+    model, translated = body_lines(fn, version)
+    return sum(1 for line in difflib.ndiff(translated, model) if line[:1] in "+-")

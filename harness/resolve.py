@@ -83,11 +83,6 @@ def _touched_blobs(hunks) -> dict[str, tuple[str | None, str | None]]:
 DERIVED_STATES: dict[str, VersionSet] = {}
 
 
-def _stands_for(blob: str) -> str:
-    """The index id a state's blob stands for (a derived blob: its post-image id)."""
-    return blob.split("-")[1] if blob.startswith(("derived-", "tree-")) else blob
-
-
 def find_before_state(pre_images: dict[str, str | None], previous: str | None = None,
                       ) -> tuple[str | None, str]:
     """The series state whose blobs match every pre-image; reason text."""
@@ -96,12 +91,12 @@ def find_before_state(pre_images: dict[str, str | None], previous: str | None = 
         return None, (f"no index line for {', '.join(missing)}: the diff does not say which "
                       f"version it applies to")
     left = DERIVED_STATES.get(previous) if previous else None
-    if left is not None and all(_blob_matches(_stands_for(left.blob(f)), b)
+    if left is not None and all(registry.blob_matches(registry.stands_for(left.blob(f)), b)
                                 for f, b in pre_images.items()):
         return previous, (f"pre-image blobs are the post-images the previous patch of the series "
                           f"left (derived state '{previous}')")
     candidates = [name for name, blobs in registry.SERIES_STATES.items()
-                  if all(_blob_matches(blobs.get(f), b) for f, b in pre_images.items())]
+                  if all(registry.blob_matches(blobs.get(f), b) for f, b in pre_images.items())]
     if not candidates:
         named = ", ".join(f"{f.rsplit('/', 1)[-1]}@{b}" for f, b in sorted(pre_images.items()))
         return None, f"pre-image blobs {named} match no modelled state of the tree"
@@ -244,23 +239,6 @@ def _function_extent(lines) -> tuple[int, int]:
     return low, high
 
 
-def _blob_matches(known: str | None, named: str) -> bool:
-    """Index lines abbreviate blob ids; compare on the shorter prefix (>= 7)."""
-    if known is None or named is None:
-        return False
-    n = min(len(known), len(named))
-    return n >= 7 and known[:n] == named[:n]
-
-
-def _full_blob(file: str, named: str | None) -> str | None:
-    if named is None:
-        return None
-    for blob in registry.known_blobs(file):
-        if _blob_matches(blob, named):
-            return blob
-    return None
-
-
 def resolve(hunks, *, previous: str | None = None, tree=None) -> Resolution:
     """Pick before/after version sets for a patch's scoped hunks.
 
@@ -275,7 +253,7 @@ def resolve(hunks, *, previous: str | None = None, tree=None) -> Resolution:
 
 
 def _resolve_plain(hunks, touched, previous: str | None, note: str = "") -> Resolution:
-    pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
+    pre_images = {f: registry.find_blob(f, src) or src for f, (src, _) in touched.items()}
     before_name, reason = (None, "the patch changes no modelled file")
     by_content = False
     if touched:
@@ -300,7 +278,7 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
         after_blobs = dict(before.blobs)
         unknown_after = []
         for file, (_, dst) in touched.items():
-            full = _full_blob(file, dst)
+            full = registry.find_blob(file, dst)
             if full is None:
                 unknown_after.append(f"{file.rsplit('/', 1)[-1]}@{dst}")
             else:
@@ -367,11 +345,12 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
     if not groups:
         return _resolve_plain(hunks, touched, previous, note=verified)
     functions = ", ".join(sorted(c for _, c in groups))
-    pre_images = {f: _full_blob(f, src) or src for f, (src, _) in touched.items()}
+    pre_images = {f: registry.find_blob(f, src) or src for f, (src, _) in touched.items()}
     name, reason = find_before_state(pre_images, previous)
     by_id, nearest = name is not None, False
+    by_state = T.pre_translations(found, groups) if name is None else {}
     if name is None:
-        fitting = T.fingerprint_states(found, groups)
+        fitting = T.fingerprint_states(by_state)
         if fitting:
             name = previous if previous in fitting else fitting[-1]
             verb = "equals the model" if len(groups) == 1 else "equal the models"
@@ -381,7 +360,7 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
         name, content_reason = find_state_by_content(hunks)
         reason += f"; {content_reason}"
     if name is None:
-        name, distance, miss = T.nearest_state(found, groups)
+        name, distance, miss = T.nearest_state(by_state)
         nearest = name is not None
         reason += (f"; no modelled state holds the tree's {functions}: the other functions "
                    f"come from the nearest state '{name}' ({distance} model lines differ)"
@@ -389,7 +368,7 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution
     if name is None:
         return _finish(hunks, touched, None, reason, False)
     state = DERIVED_STATES.get(name) or VersionSet.series_state(name)
-    if by_id and all(_full_blob(f, dst) for f, (_, dst) in touched.items()):
+    if by_id and all(registry.find_blob(f, dst) for f, (_, dst) in touched.items()):
         return _finish(hunks, touched, name,
                        reason + verified + T.fidelity(found, groups, state), False)
     try:

@@ -93,33 +93,36 @@ def translations(found, state: VersionSet, hunks_by_key, side: int):
     return result
 
 
-def fingerprint_states(found, groups) -> list[str]:
-    """States whose models equal every pre-image function read from the tree."""
-    fitting = []
+def pre_translations(found, groups) -> dict[str, dict | derive.Miss]:
+    """Per series state: the tree's pre-image functions translated there, or the Miss."""
+    by_state: dict[str, dict | derive.Miss] = {}
     for name in registry.SERIES_STATES:
-        state = VersionSet.series_state(name)
         try:
-            pres = translations(found, state, groups, 0)
-        except derive.Miss:
-            continue
-        if all(derive.same_body(fn, registry.lookup(f, c, state.blob(f)))
-               for (f, c), fn in pres.items()):
-            fitting.append(name)
-    return fitting
+            by_state[name] = translations(found, VersionSet.series_state(name), groups, 0)
+        except derive.Miss as exc:
+            by_state[name] = exc
+    return by_state
 
 
-def nearest_state(found, groups) -> tuple[str | None, int, str]:
+def _model_of(state_name: str, file: str, c_name: str):
+    return registry.lookup(file, c_name, VersionSet.series_state(state_name).blob(file))
+
+
+def fingerprint_states(by_state) -> list[str]:
+    """States whose models equal every pre-image function read from the tree."""
+    return [name for name, pres in by_state.items() if not isinstance(pres, derive.Miss)
+            and all(derive.same_body(fn, _model_of(name, f, c)) for (f, c), fn in pres.items())]
+
+
+def nearest_state(by_state) -> tuple[str | None, int, str]:
     """The state whose models differ least from the tree's pre-image functions."""
     best: tuple[int, int, str] | None = None
     last_miss = ""
-    for order, name in enumerate(registry.SERIES_STATES):
-        state = VersionSet.series_state(name)
-        try:
-            pres = translations(found, state, groups, 0)
-        except derive.Miss as exc:
-            last_miss = str(exc)
+    for order, (name, pres) in enumerate(by_state.items()):
+        if isinstance(pres, derive.Miss):
+            last_miss = str(pres)
             continue
-        distance = sum(derive.body_distance(fn, registry.lookup(f, c, state.blob(f)))
+        distance = sum(derive.body_distance(fn, _model_of(name, f, c))
                        for (f, c), fn in pres.items())
         if best is None or (distance, -order) < (best[0], -best[1]):
             best = (distance, order, name)

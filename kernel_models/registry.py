@@ -133,6 +133,32 @@ def known_blobs(file: str) -> tuple[str, ...]:
     return BLOB_CHAINS.get(file, ()) + tuple(_EXTRA_BLOBS.get(file, {}))
 
 
+# Blobs registered for models derived from a patch: "derived-<post-image id>-<digest>"
+# (derive, and a tree's post-image) and "tree-<pre-image id>-<digest>" (a tree's pre-image).
+DERIVED_PREFIXES = ("derived-", "tree-")
+
+
+def blob_matches(known: str | None, named: str | None) -> bool:
+    """Index lines abbreviate blob ids; compare on the shorter prefix (>= 7)."""
+    if known is None or named is None:
+        return False
+    n = min(len(known), len(named))
+    return n >= 7 and known[:n] == named[:n]
+
+
+def find_blob(file: str, named: str | None) -> str | None:
+    """The registered blob of ``file`` (chain or run time) an index id names, if any."""
+    for blob in known_blobs(file):
+        if blob_matches(blob, named):
+            return blob
+    return None
+
+
+def stands_for(blob: str) -> str:
+    """The index id a blob stands for: a derived blob, the id it was derived for."""
+    return blob.split("-")[1] if blob.startswith(DERIVED_PREFIXES) else blob
+
+
 def is_modelled_file(file: str) -> bool:
     return file in BLOB_CHAINS
 
