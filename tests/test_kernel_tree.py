@@ -83,19 +83,22 @@ def git(tree, *args) -> str:
     return done.stdout
 
 
-def make_tree(tmp_path, function: str = UPDATE_AFTER_3):
+def make_tree(tmp_path, function: str = UPDATE_AFTER_3, *, file: str = MMU_C,
+              text: str | None = None):
+    """A git tree holding ``file``: the mmu.c stand-in around ``function``, or ``text``."""
     tree = tmp_path / "linux"
     (tree / "arch/x86/kvm/mmu").mkdir(parents=True)
     git(tree, "init", "-q")
-    (tree / MMU_C).write_text(FILE_TEMPLATE.format(function=function))
+    (tree / file).write_text(FILE_TEMPLATE.format(function=function) if text is None else text)
     git(tree, "add", ".")
     git(tree, "commit", "-qm", "base")
     return tree
 
 
-def make_patch(tree, tmp_path, old: str, new: str, name: str = "change.patch"):
-    """A ``git diff`` of one replacement in mmu.c (the tree is left unchanged)."""
-    path = tree / MMU_C
+def make_patch(tree, tmp_path, old: str, new: str, name: str = "change.patch", *,
+               file: str = MMU_C):
+    """A ``git diff`` of one replacement in ``file`` (the tree is left unchanged)."""
+    path = tree / file
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -367,23 +370,11 @@ MARK_AFTER_ZAP = ("\t\ttdp_mmu_iter_set_spte(kvm, &iter, 0);\n",
 
 
 def make_tdp_tree(tmp_path):
-    tree = tmp_path / "linux"
-    (tree / "arch/x86/kvm/mmu").mkdir(parents=True)
-    git(tree, "init", "-q")
-    (tree / TDP_MMU_C).write_text(ZAP_LEAFS)
-    git(tree, "add", ".")
-    git(tree, "commit", "-qm", "base")
-    return tree
+    return make_tree(tmp_path, file=TDP_MMU_C, text=ZAP_LEAFS)
 
 
 def make_tdp_patch(tree, tmp_path, old, new):
-    path = tree / TDP_MMU_C
-    path.write_text(path.read_text().replace(old, new, 1))
-    diff = git(tree, "diff")
-    git(tree, "checkout", "-q", ".")
-    patch = tmp_path / "zap.patch"
-    patch.write_text(diff)
-    return patch
+    return make_patch(tree, tmp_path, old, new, "zap.patch", file=TDP_MMU_C)
 
 
 def test_a_loop_function_translates_whole_and_agrees_with_the_hand_written_models(tmp_path):
