@@ -13,7 +13,8 @@ SECTION = "check"
 
 def missing_engine() -> str | None:
     try:
-        from harness import check, pipeline, scope  # noqa: F401
+        from harness import pipeline, scope  # noqa: F401
+        from harness.check import engine as check
     except ImportError as exc:
         return f"the engine has not landed ({exc})"
     return None
@@ -54,8 +55,7 @@ def summary(results: dict) -> dict:
 
 def patch_files(settings: S.Settings) -> list[tuple[str, str]]:
     """(position such as "2/4", path) of each bundled patch, cover left out, in series order."""
-    from harness import ingest
-
+    from harness.ingest import patches as ingest
     patches = [p for p in ingest.read_paths([settings.patches_dir]) if not p.is_cover]
     return [(position(p), os.path.relpath(p.path, S.ROOT)) for p in patches]
 

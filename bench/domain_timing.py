@@ -61,7 +61,9 @@ def exhaustive_status(results: dict) -> list[dict]:
 def time_changed_functions(results: dict, settings: S.Settings) -> list[dict]:
     """Time the engine's function-level check of every changed function that has a
     driver, between the before and after states the gate run resolved for its patch."""
-    from harness import check, contracts, drivers
+    from harness.check import engine as check
+    from harness.check import contracts
+    from harness.check import drivers
     from kernel_models.registry import SERIES_STATES, VersionSet
 
     timings = []

@@ -51,15 +51,13 @@ def bits(*values: int) -> int:
 
 
 def no_change_contract():
-    from harness import contracts as C
-
+    from harness.check import contracts as C
     return C.Contract(name="bench: no behaviour change", source=C.INFERRED,
                       intent="every channel equal: any difference is a finding")
 
 
 def kconform_pair(before_name: str, after_name: str, repeats: int) -> dict:
-    from harness import check
-
+    from harness.check import engine as check
     before, after = pairs.version_set(before_name), pairs.version_set(after_name)
     contract = no_change_contract()
     probes = []

@@ -12,14 +12,12 @@ SECTION = "ingest"
 
 
 def read(paths: list[str]) -> list:
-    from harness import ingest
-
+    from harness.ingest import patches as ingest
     return [p for p in ingest.read_paths(paths) if not p.is_cover]
 
 
 def scope_all(patches: list) -> int:
-    from harness import scope
-
+    from harness.ingest import scope
     return sum(len(scope.scope_patch(p)) for p in patches)
 
 
@@ -27,7 +25,7 @@ def have_scope() -> str | None:
     try:
         from harness import scope  # noqa: F401
     except ImportError as exc:
-        return f"harness/scope.py has not landed ({exc})"
+        return f"harness/ingest/scope.py has not landed ({exc})"
     return None
 
 
@@ -53,7 +51,7 @@ def measure(settings: S.Settings, workdir: str) -> tuple[dict, list[dict]]:
     try:
         from harness import ingest  # noqa: F401
     except ImportError as exc:
-        rows.append(not_available(SECTION, "ingest + scope", f"harness/ingest.py: {exc}"))
+        rows.append(not_available(SECTION, "ingest + scope", f"harness/ingest/patches.py: {exc}"))
         return {"available": False}, rows
 
     bundled = time_input([settings.patches_dir], settings.repeats)

@@ -70,7 +70,9 @@ def version_set(version: str):
     Derived blobs stay registered for the life of the process, as the
     wrappers' VMs are built once.
     """
-    from harness import ingest, resolve, scope
+    from harness.ingest import patches as ingest
+    from harness.resolve import strategies as resolve
+    from harness.ingest import scope
     from kernel_models import registry
 
     name = VERSIONS[version]

@@ -32,7 +32,7 @@ class Probe:
 
     def __enter__(self) -> "Probe":
         try:
-            from harness import check
+            from harness.check import engine as check
         except ImportError as exc:
             self.reason = f"engine not importable: {exc}"
             return self

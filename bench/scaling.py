@@ -71,8 +71,7 @@ def with_step_count(steps: int):
 
     from hypothesis import settings as hypothesis_settings
 
-    from harness import profiles
-
+    from harness.check import profiles
     @contextlib.contextmanager
     def change():
         original = profiles.get("gate")
@@ -85,7 +84,8 @@ def with_step_count(steps: int):
 
 
 def sequence_points(settings: S.Settings) -> list[dict]:
-    from harness import check, contracts
+    from harness.check import engine as check
+    from harness.check import contracts
     from kernel_models.registry import VersionSet
 
     before, after = VersionSet.series_state("after 3/4"), VersionSet.series_state("after 4/4")
@@ -123,7 +123,7 @@ def measure(settings: S.Settings, workdir: str) -> tuple[dict, list[dict]]:
     try:
         from harness import ingest  # noqa: F401
     except ImportError as exc:
-        rows.append(not_available(SECTION, "time vs patches", f"harness/ingest.py: {exc}"))
+        rows.append(not_available(SECTION, "time vs patches", f"harness/ingest/patches.py: {exc}"))
         return {"available": False}, rows
     points = ingest_points(settings, workdir)
     data["ingest"] = points
@@ -132,7 +132,8 @@ def measure(settings: S.Settings, workdir: str) -> tuple[dict, list[dict]]:
                     ", ".join(f"{p['patches']}: {seconds(p['median_s'])}" for p in points),
                     note=growth(points, "patches")))
     try:
-        from harness import check, pipeline  # noqa: F401
+        from harness import pipeline  # noqa: F401
+        from harness.check import engine as check
     except ImportError as exc:
         rows.append(not_available(SECTION, "gate check vs patches", f"engine: {exc}"))
         rows.append(not_available(SECTION, "operation search vs sequence length", f"engine: {exc}"))

@@ -80,8 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_checks(text: str | None) -> list[str] | None:
     if not text:
         return None
-    from harness import checks
-
+    from harness.check import checks
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in checks.names()]
     if unknown:
@@ -109,7 +108,7 @@ def _honour_stop() -> None:
 
 def run_check(args) -> int:
     from harness import pipeline
-    from harness.results import dumps, write_atomic
+    from harness.report.results import dumps, write_atomic
 
     for path in args.paths:
         if not os.path.exists(path):
@@ -125,19 +124,18 @@ def run_check(args) -> int:
     if args.json:
         outputs[args.json] = dumps(results)
     if args.junit:
-        from harness import outputs as machine
-
+        from harness.report import outputs as machine
         outputs[args.junit] = machine.junit(results)
     if args.report_dir:
-        from harness import outputs as machine
-
+        from harness.report import outputs as machine
         outputs[os.path.join(args.report_dir, "results.json")] = dumps(results)
     _honour_stop()
     for path, text in outputs.items():
         write_atomic(path, text)
     if args.report_dir:
         write_atomic(os.path.join(args.report_dir, "run.json"), dumps(run))
-        machine.write_all(results, run, args.report_dir)
+        from harness.report import writer
+        writer.write_all(results, run, args.report_dir)
     print_summary(results, run, quiet=args.quiet)
     return results["exit_code"]
 
@@ -155,8 +153,7 @@ def error_line(error: dict) -> str:
 
 
 def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
-    from harness import outputs as machine
-
+    from harness.report import outputs as machine
     counts: dict[str, int] = {}
     for patch in results["patches"]:
         if patch.get("is_cover"):
@@ -199,8 +196,8 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
 
 def run_audit(args) -> int:
     """Exit 0 when every translated function equals its model, 1 when one differs."""
-    from harness import audit
-    from harness.kernel_tree import KernelTree
+    from harness.translate import audit
+    from harness.resolve.kernel_tree import KernelTree
     from kernel_models.registry import SERIES_STATES
 
     if args.state not in SERIES_STATES:
@@ -225,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return run_check(args)
         if args.command == "replay":
-            from harness import check, pipeline
-
+            from harness import pipeline
+            from harness.check import engine as check
             for path in args.patches:
                 if not os.path.exists(path):
                     raise UsageError(f"{path}: no such file or directory")
@@ -237,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "audit":
             return run_audit(args)
         if args.command == "checks":
-            from harness import checks
-
+            from harness.check import checks
             for name in checks.names():
                 print(f"{name:<28} {checks.CHECKS[name].description}")
             return ExitCode.PASS

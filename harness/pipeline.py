@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from harness.errors import KconformError, LimitError, PatchError
-from harness.results import Verdict, document, patch_verdict, to_jsonable
+from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
 DEFAULT_SEED = 0
@@ -52,8 +52,7 @@ class RunOptions:
 
 def expand_paths(paths: list[str]) -> list[str]:
     """Files as given; directories expanded to the patch-like files in them."""
-    from harness import ingest
-
+    from harness.ingest import patches as ingest
     files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
@@ -84,8 +83,7 @@ def check_size(path: str) -> None:
 
 def read_inputs(paths: list[str]):
     """Patches in series order, plus one ERROR record per unreadable file."""
-    from harness import ingest
-
+    from harness.ingest import patches as ingest
     oversized = []
     for path in expand_paths(paths):
         try:
@@ -233,8 +231,9 @@ def time_limit(seconds: int, patch):
 
 def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=None):
     """Scope, resolve and check one patch; returns (entry, after-state name)."""
-    from harness import check, scope
-    from harness.resolve import resolve
+    from harness.check import engine as check
+    from harness.ingest import scope
+    from harness.resolve.strategies import resolve
 
     try:
         hunks = scope.scope_patch(patch)
@@ -265,7 +264,8 @@ entry_contracts: dict[int, object] = {}
 
 def series_net(entries: list[dict], options: RunOptions) -> dict | None:
     """Base -> end of series, when the series walked the modelled states."""
-    from harness import check, contracts
+    from harness.check import engine as check
+    from harness.check import contracts
     from kernel_models.registry import SERIES_STATES, VersionSet
 
     states = [e["versions"] for e in entries if e.get("versions")]
@@ -295,8 +295,7 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
 
 def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None) -> None:
     """A finding on a derived model replays only with the inputs that derived it: say them."""
-    from harness import check
-
+    from harness.check import engine as check
     inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else [])
     for entry in entries:
         for finding in entry.get("findings") or []:
@@ -311,12 +310,12 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
     names depend only on the hunks), which ``kconform replay`` needs for a
     counterexample of a derived model.  Returns the after-state names.
     """
-    from harness import scope
-    from harness.resolve import resolve
+    from harness.ingest import scope
+    from harness.resolve.strategies import resolve
 
     tree = None
     if kernel_tree is not None:
-        from harness.kernel_tree import KernelTree
+        from harness.resolve.kernel_tree import KernelTree
 
         tree = KernelTree(kernel_tree)
     patches, errors = read_inputs(paths)
@@ -338,7 +337,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     options = options or RunOptions()
     tree = None
     if options.kernel_tree is not None:
-        from harness.kernel_tree import KernelTree
+        from harness.resolve.kernel_tree import KernelTree
 
         tree = KernelTree(options.kernel_tree)
     started = datetime.now(timezone.utc)
@@ -384,6 +383,5 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
 
 
 def _all_check_names() -> list[str]:
-    from harness import checks
-
+    from harness.check import checks
     return list(checks.names())

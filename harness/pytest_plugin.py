@@ -39,8 +39,7 @@ def pytest_configure(config):
 def pytest_collect_file(file_path, parent):
     if file_path.suffix.lower() not in PATCH_SUFFIXES:
         return None
-    from harness import ingest
-
+    from harness.ingest import patches as ingest
     if not ingest.sniff(str(file_path)):
         return None
     return PatchFile.from_parent(parent, path=file_path)
@@ -103,7 +102,7 @@ class PatchItem(pytest.Item):
         self.payload = payload
 
     def runtest(self):
-        from harness.text import format_finding
+        from harness.report.text import format_finding
 
         if self.kind == "error":
             from harness.cli import error_line

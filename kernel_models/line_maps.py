@@ -1,6 +1,6 @@
 """Facts about how models write C statements that have no direct Python form.
 
-Read by ``harness.derive`` when it translates a hunk into model statements.
+Read by ``harness.translate.derive`` when it translates a hunk into model statements.
 Only control flow lives here: a ``goto label;`` of a C function is written
 in its model as one Python statement (usually a call of a helper holding the
 code after the label, returned), given per (file, C function, label).

@@ -70,7 +70,7 @@ def test_the_big_mbox_holds_84_distinct_patches(tmp_path):
     subjects = [" ".join(m["Subject"].split()) for m in mails]
     assert subjects[0].startswith("[RFC PATCH 1/4]")
     assert subjects[-1].startswith("[RFC PATCH v21 4/4]")
-    from harness import ingest
+    from harness.ingest import patches as ingest
     assert len([p for p in ingest.read_paths([str(path)]) if not p.is_cover]) == 84
 
 

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import html_report
-
+from harness.report import html_report
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "results"
 SCREENSHOTS = ROOT / "reports"

@@ -4,7 +4,7 @@ import ast
 
 import pytest
 
-from harness.c_subset import Callee, Names, NotParsed, Unsupported, parse_fragment, \
+from harness.translate.c_subset import Callee, Names, NotParsed, Unsupported, parse_fragment, \
     translate_block
 
 PREDICATE = Callee(dispatched=True, takes_kvm=False, required=1, maximum=1)

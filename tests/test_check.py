@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness import check as E
-from harness import checks as K
-from harness import contracts as C
+from harness.check import engine as E
+from harness.check import checks as K
+from harness.check import contracts as C
 from harness.errors import KconformError
 from kernel_models.effects import FolioAccessed, FolioDirty
 from kernel_models.registry import VersionSet

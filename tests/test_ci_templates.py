@@ -212,8 +212,7 @@ def test_gitlab_keeps_reports_and_junit_even_when_the_check_fails():
     artifacts = job["artifacts"]
     assert artifacts["when"] == "always"
     assert "reports/" in artifacts["paths"]
-    from harness import outputs
-
+    from harness.report import outputs
     assert artifacts["reports"]["junit"] == "reports/" + "results.junit.xml"
     assert "results.junit.xml" in outputs.OUTPUT_FILES
 

@@ -44,8 +44,7 @@ def test_bad_replay_token_is_a_clear_error(capsys):
 
 
 def test_checks_lists_names(capsys):
-    from harness import checks
-
+    from harness.check import checks
     code, out, _ = run(capsys, "checks")
     assert code == ExitCode.PASS
     assert all(name in out for name in checks.names())
@@ -100,8 +99,7 @@ def test_interrupted_run_keeps_the_previous_report(tmp_path, signum):
 
 
 def test_model_exception_keeps_the_previous_report(capsys, tmp_path, monkeypatch):
-    from harness import check
-
+    from harness.check import engine as check
     def broken(*args, **kwargs):
         raise RuntimeError("model exploded")
 
@@ -135,7 +133,6 @@ def _plugin_args():
 def test_pytest_plugin_agrees_with_the_cli(name):
     """The plugin is an adapter: its outcome must be the CLI's, whatever that is."""
     from harness import pipeline
-
     results, _ = pipeline.check_paths([str(PATCHES / name)],
                                       pipeline.RunOptions(series_net=False))
     entry = results["patches"][0]

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import contracts as C
+from harness.check import contracts as C
 from kernel_models import operations, registry
 
 RFC_SUBJECTS = [

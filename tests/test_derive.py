@@ -9,10 +9,10 @@ test has a twin showing the comparison does fail when the models differ.
 
 import pytest
 
-from harness import derive
-from harness import drivers as D
-from harness.ingest import read_file
-from harness.scope import scope_patch
+from harness.translate import derive
+from harness.check import drivers as D
+from harness.ingest.patches import read_file
+from harness.ingest.scope import scope_patch
 from kernel_models import registry
 from kernel_models.effects import ACCESSED, FolioAccessed
 from kernel_models.registry import MMU_C, SPTE_C, TDP_MMU_C, VersionSet
@@ -202,8 +202,8 @@ def test_the_engine_flags_the_derived_mutant_and_passes_the_derived_real_patch()
     """Derived, then checked: under RFC 3/4's written contract the engine reports the
     mutant's lost zap accessed mark (a WARN: the accessed channel is tolerant) and nothing
     for the real 3/4 derived the same way."""
-    from harness import check
-    from harness import contracts as C
+    from harness.check import engine as check
+    from harness.check import contracts as C
     real_patch = read_file(RFC_3)[0]
     contract = C.contract_for(real_patch, scope_patch(real_patch))
     before = VersionSet.series_state("after 2/4")

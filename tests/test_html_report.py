@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from harness import html_report, outputs
-
+from harness.report import html_report
+from harness.report import outputs
 DATA = Path(__file__).resolve().parent / "data" / "results"
 SAMPLES = sorted(p.stem for p in DATA.glob("*.json"))
 RUN = {"started": "2026-11-26T14:00:00+00:00", "elapsed_s": 3.2, "host": "ci-runner-1",

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from harness import ingest
+from harness.ingest import patches as ingest
 from harness.errors import PatchError
-from harness.ingest import SeriesPosition, parse_subject
+from harness.ingest.patches import SeriesPosition, parse_subject
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCHES = ROOT / "patches"
@@ -374,7 +374,7 @@ def mutated_inputs(draw):
 @settings(max_examples=150, deadline=None)
 @given(mutated_inputs())
 def test_mutated_input_is_read_or_refused_with_patch_error(tmp_path_factory, data):
-    from harness import scope
+    from harness.ingest import scope
     path = tmp_path_factory.mktemp("fuzz") / "x.patch"
     path.write_bytes(data)
     try:

@@ -14,13 +14,15 @@ import sys
 
 import pytest
 
-from harness import derive, scope
+from harness.translate import derive
+from harness.ingest import scope
 from harness.errors import UsageError
-from harness.ingest import read_file
-from harness.kernel_tree import KernelTree, TreeMiss, apply_hunks, find_function, parameters
+from harness.ingest.patches import read_file
+from harness.resolve.kernel_tree import KernelTree, TreeMiss, apply_hunks
+from harness.translate.c_source import SourceMiss, find_function, parameters
 from harness.pipeline import RunOptions, check_paths
-from harness.resolve import TREE_HOW, resolve
-from harness.tree_resolve import _unique_hunks
+from harness.resolve.strategies import TREE_HOW, resolve
+from harness.resolve.tree_strategies import _unique_hunks
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -4,7 +4,7 @@
 archives: v12 (July 2024) 06-09/84, v13 (October 2024) 04/85 and 09/85, and
 01/18 and 04/18 of the October 2024 series that was merged for 6.13.  Their
 index lines name blobs no model holds, so they go through content resolution
-and derivation (``harness.resolve``, ``harness.derive``).  Nothing here pins a
+and derivation (``harness.resolve.strategies``, ``harness.translate.derive``).  Nothing here pins a
 verdict by hand: reposts are compared with the verdict the original RFC patch
 gets in the same run, and a MISS must name what is missing.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ingest import read_file
+from harness.ingest.patches import read_file
 from harness.pipeline import RunOptions, check_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,8 +87,10 @@ def test_01_of_18_changes_the_flush_its_subject_names():
     above an unchanged ``flush = true;`` changes.  The inferred contract lets
     flush change (a changed condition guards it); held to "everything equal",
     the same models show the flush difference with counterexamples."""
-    from harness import check, contracts, scope
-    from harness.resolve import resolve
+    from harness.check import engine as check
+    from harness.check import contracts
+    from harness.ingest import scope
+    from harness.resolve.strategies import resolve
 
     (entry,) = entry_for([later("2024-10-10-01-of-18")])
     assert entry["contract"]["source"] == "inferred"
@@ -139,7 +141,7 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
     finding = next(f for f in entry["findings"] if f.get("replay"))
     token = finding["replay"]
     assert finding["replay_inputs"] == [first]
-    from harness import outputs
+    from harness.report import outputs
     assert outputs.replay_command(finding).endswith(f" {first}")   # what every report prints
     alone = subprocess.run([sys.executable, "-m", "harness", "replay", token],
                            capture_output=True, text=True)

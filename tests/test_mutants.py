@@ -13,8 +13,10 @@ import os
 import pytest
 
 import tests.mutants.models as M
-from harness import check as E
-from harness import ingest, resolve, scope
+from harness.check import engine as E
+from harness.ingest import patches as ingest
+from harness.resolve import strategies as resolve
+from harness.ingest import scope
 from kernel_models import registry
 
 HERE = os.path.join(os.path.dirname(__file__), "mutants")

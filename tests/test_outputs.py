@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from harness import outputs
-
+from harness.report import outputs, writer
 DATA = Path(__file__).resolve().parent / "data" / "results"
 SAMPLES = sorted(p.stem for p in DATA.glob("*.json"))
 RUN = {"started": "2026-11-26T14:00:00+00:00", "elapsed_s": 3.2, "host": "ci-runner-1",
@@ -305,7 +304,7 @@ def test_a_token_cut_without_backslashes_breaks_the_command(tmp_path):
 # --- write_all -----------------------------------------------------------
 
 def test_write_all_writes_every_report(tmp_path):
-    paths = outputs.write_all(load("rfc-series"), RUN, str(tmp_path / "reports"),
+    paths = writer.write_all(load("rfc-series"), RUN, str(tmp_path / "reports"),
                               target_url="https://ci.example/r/1/index.html")
     assert sorted(os.path.basename(p) for p in paths) == sorted(outputs.OUTPUT_FILES)
     assert sorted(os.listdir(tmp_path / "reports")) == sorted(outputs.OUTPUT_FILES)
@@ -319,14 +318,14 @@ def test_write_all_writes_every_report(tmp_path):
 def test_write_all_of_hostile_text_writes_utf8(tmp_path):
     results = load("hostile")
     results["patches"][0]["subject"] += " lone surrogate \ud800"
-    outputs.write_all(results, RUN, str(tmp_path))
+    writer.write_all(results, RUN, str(tmp_path))
     for name in outputs.OUTPUT_FILES:
         (tmp_path / name).read_text(encoding="utf-8")
 
 
 def test_a_failed_render_replaces_no_report(tmp_path, monkeypatch):
     """Twin: if one output fails to render, every old report stays as it was."""
-    outputs.write_all(load("pass"), RUN, str(tmp_path))
+    writer.write_all(load("pass"), RUN, str(tmp_path))
     before = {name: (tmp_path / name).read_bytes() for name in outputs.OUTPUT_FILES}
 
     def broken(results, run):
@@ -334,7 +333,7 @@ def test_a_failed_render_replaces_no_report(tmp_path, monkeypatch):
 
     monkeypatch.setattr(outputs, "mail_summary", broken)
     with pytest.raises(RuntimeError, match="mail renderer bug"):
-        outputs.write_all(load("rfc-series"), RUN, str(tmp_path))
+        writer.write_all(load("rfc-series"), RUN, str(tmp_path))
     assert {name: (tmp_path / name).read_bytes() for name in outputs.OUTPUT_FILES} == before
     assert sorted(os.listdir(tmp_path)) == sorted(outputs.OUTPUT_FILES)
 
@@ -361,7 +360,7 @@ def docs_example_outputs() -> dict[str, str]:
     results["patches"] = [results["patches"][0], results["patches"][4]]
     results["checks"] = ["flush_required"]
     results["net"] = None
-    return outputs.render_all(results, RUN,
+    return writer.render_all(results, RUN,
                               target_url="https://ci.example/kconform/42/index.html")
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from harness import ingest, repair
+from harness.ingest import patches as ingest
+from harness.ingest import repair
 from harness.errors import PatchError
 
 ROOT = Path(__file__).resolve().parent.parent

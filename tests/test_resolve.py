@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ingest, scope
-from harness.resolve import find_before_state, resolve
+from harness.ingest import patches as ingest
+from harness.ingest import scope
+from harness.resolve.strategies import find_before_state, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCHES = ROOT / "patches"
@@ -124,7 +125,7 @@ def test_content_resolution_tells_states_apart(tmp_path):
     path = _rebased("rfc-2-of-4.patch", tmp_path, "index e4cc7f764980..bd2240b94ff6",
                     "index 1111111aaaaa..2222222bbbbb")
     hunks = [h for h in scoped(path.name, tmp_path) if h.function == "mmu_spte_update"]
-    from harness.resolve import find_state_by_content
+    from harness.resolve.strategies import find_state_by_content
 
     state, reason = find_state_by_content(hunks)
     assert state in ("base", "after 1/4") and "resolved by content" in reason

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import ingest, scope
-
+from harness.ingest import patches as ingest
+from harness.ingest import scope
 ROOT = Path(__file__).resolve().parent.parent
 PATCHES = ROOT / "patches"
 INPUTS = ROOT / "tests" / "data" / "inputs"

@@ -7,7 +7,7 @@ blob (``bad0NNaaaaaa``: hex, as git blob ids are; the scope stage reads only
 hex), which no model knows.
 
 Most patches are plain patch files: the resolver derives their after-model
-from the hunks (``harness/derive.py``), exactly as for any later revision
+from the hunks (``harness/translate/derive.py``), exactly as for any later revision
 nobody modelled.  ``DERIVED`` names them and the functions derive builds.
 
 The rest cannot be derived, and ``REGISTRATIONS`` registers a hand-written

@@ -18,8 +18,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from harness import derive
-from harness.kernel_tree import KernelTree, find_function
+from harness.translate import derive
+from harness.resolve.kernel_tree import KernelTree
+from harness.translate.c_source import find_function
 from kernel_models import registry
 from kernel_models.registry import SERIES_STATES, VersionSet
 

@@ -1,6 +1,6 @@
 """A small subset of C statements -> Python model statements (``ast`` nodes).
 
-Used by ``harness.derive`` to turn the lines of a hunk into statements of a
+Used by ``harness.translate.derive`` to turn the lines of a hunk into statements of a
 model function.  The C is read with a real parser (pycparser) on a fragment
 wrapped in a dummy function, after ``scope.code_and_comments`` has dropped
 comments; nothing here pattern-matches C text.

@@ -57,8 +57,7 @@ from kernel_models.effects import (ACCESSED, CHANNELS, DIRTY, FLUSH, REFS, Folio
                                    FolioDirty, FlushRequested, PageRefGet, PageRefPut, SpteWrite,
                                    TlbFlush)
 
-from harness import contracts as C
-
+from harness.check import contracts as C
 # ---------------------------------------------------------------------------
 # Values
 # ---------------------------------------------------------------------------

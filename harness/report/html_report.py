@@ -12,7 +12,7 @@ as visible ``U+202E`` marks, so the page shows what the patch really says.
 This module only shapes the document into a view (plain dicts) for the
 template ``templates/report.html.j2``; the facts it shares with the machine
 outputs (verdict per check, replay command, hidden characters) come from
-``harness.outputs``.
+``harness.report.outputs``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import unicodedata
 import jinja2
 from markupsafe import Markup, escape
 
-from harness import outputs
-from harness.outputs import CHANNELS, VERDICTS, checked_patches, check_schema
+from harness.report import outputs
+from harness.report.outputs import CHANNELS, VERDICTS, checked_patches, check_schema
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -243,7 +243,7 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
 def rules_for(rules: list[dict], channel: str, operation: str) -> list[dict]:
     """The contract rules that hold for ``channel`` on ``operation``.
 
-    As in ``harness.contracts``: a rule naming the operation beats a ``"*"``
+    As in ``harness.check.contracts``: a rule naming the operation beats a ``"*"``
     rule (or one naming none); no rule at all means the channel stays equal.
     """
     mine = [r for r in rules if r.get("channel") == channel]

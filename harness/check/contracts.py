@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness.ingest.hunks import UnreadableHunk, hunk_lines
 from kernel_models.effects import ACCESSED, CHANNELS, DIRTY, DIRTY_LOG, FLUSH, REFS, SPTE, STATS, WARN
 
 EQUAL = "equal"
@@ -270,11 +271,10 @@ def _guarded_channels(hunk) -> set[str]:
     changed line with code but no ``;`` (part of a condition) takes the
     unchanged lines after it on its side, up to the first ``;``.
     """
-    from harness.derive import Miss, hunk_lines
 
     try:
         lines = hunk_lines(hunk)
-    except Miss:
+    except UnreadableHunk:
         return set()
     found: set[str] = set()
     for i, line in enumerate(lines):

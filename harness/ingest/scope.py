@@ -31,8 +31,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness.ingest import Patch
-from harness.repair import INDENTATION_LOST
+from harness.ingest.patches import Patch
+from harness.ingest.repair import INDENTATION_LOST
 
 DEFINITION = re.compile(r"^(?:[A-Za-z_][\w \t\*]*?\b)?(FNAME\(\s*\w+\s*\)|\w+)\s*\(")
 NOT_DEFINITION_WORDS = {"if", "for", "while", "switch", "return", "else", "do", "sizeof",

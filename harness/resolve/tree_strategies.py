@@ -1,6 +1,6 @@
 """Resolve with a kernel tree at hand: whole pre-images instead of hunk context.
 
-``resolve_with_tree`` is used by ``harness.resolve.resolve`` when the user
+``resolve_with_tree`` is used by ``harness.resolve.strategies.resolve`` when the user
 gave ``--kernel-tree`` and the tree holds the pre-image blob of every
 modelled file the patch touches (otherwise the plain route runs, and says
 which blob the tree lacked).
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 
-from harness import derive
-from harness.kernel_tree import TreeMiss, apply_hunks, find_function
+from harness.translate import derive
+from harness.resolve.kernel_tree import TreeMiss, apply_hunks
+from harness.translate.c_source import find_function
 from kernel_models import registry
 from kernel_models.registry import VersionSet
 

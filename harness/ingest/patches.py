@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import unidiff
 
 from harness.errors import LimitError, PatchError
-from harness.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_diff,
+from harness.ingest.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_diff,
                             strip_crlf)
 
 PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from harness.ingest.hunks import hunk_lines, side_code
 from kernel_models import registry
 from kernel_models.registry import Version, VersionSet
 
@@ -119,8 +120,7 @@ def find_state_by_content(hunks, per_function: dict | None = None) -> tuple[str 
     When none fits, ``per_function`` (if given) is filled with why each changed
     function does or does not fit the closest state.
     """
-    from harness import derive
-
+    from harness.translate import derive
     groups: dict[tuple[str, str], list] = {}
     for hunk in hunks:
         if hunk.kind == BEHAVIOUR and registry.is_modelled_file(hunk.file) and hunk.function:
@@ -188,8 +188,7 @@ def _unknown_words(file: str, function: str, hunks, state: VersionSet) -> list[s
     import ast
     import re
 
-    from harness import derive
-
+    from harness.translate import derive
     version = registry.lookup(file, function, state.blob(file))
     if version is None:
         return [function]
@@ -207,9 +206,9 @@ def _unknown_words(file: str, function: str, hunks, state: VersionSet) -> list[s
             known.add(node.arg)
     unknown: list[str] = []
     for hunk in hunks:
-        lines = derive.hunk_lines(hunk)
+        lines = hunk_lines(hunk)
         low, high = _function_extent(lines)
-        for index, code in derive.side_code(lines, "-").items():
+        for index, code in side_code(lines, "-").items():
             if not low <= index <= high:
                 continue
             code = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', " ", code)  # no literals
@@ -242,8 +241,8 @@ def _function_extent(lines) -> tuple[int, int]:
 def resolve(hunks, *, previous: str | None = None, tree=None) -> Resolution:
     """Pick before/after version sets for a patch's scoped hunks.
 
-    With ``tree`` (a ``harness.kernel_tree.KernelTree``) the pre-images are
-    read whole from it (``harness.tree_resolve``); without, or when the tree
+    With ``tree`` (a ``harness.resolve.kernel_tree.KernelTree``) the pre-images are
+    read whole from it (``harness.resolve.tree_strategies``); without, or when the tree
     lacks a blob, the hunks and index lines alone decide.
     """
     touched = _touched_blobs(hunks)
@@ -284,8 +283,7 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
             else:
                 after_blobs[file] = full
         if unknown_after:
-            from harness import derive
-
+            from harness.translate import derive
             derived = derive.derive_after(hunks, before, only_unknown=True,
                                           pre_image_by_content=by_content)
             misses = dict(derived.misses)
@@ -321,10 +319,10 @@ TREE_HOW = ("before translated whole from the pre-image blob in the kernel tree,
 
 
 def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution:
-    """The route of ``harness.tree_resolve`` (its docstring says the order)."""
-    from harness import derive
-    from harness import tree_resolve as T
-    from harness.kernel_tree import TreeMiss
+    """The route of ``harness.resolve.tree_strategies`` (its docstring says the order)."""
+    from harness.translate import derive
+    from harness.resolve import tree_strategies as T
+    from harness.resolve.kernel_tree import TreeMiss
 
     try:
         images, lack = T.read_images(hunks, touched, tree)

@@ -5,14 +5,11 @@ Every output here is a pure function of the results document (schema
 the ``run`` record.  None of them touches engine objects, so a report can be
 rebuilt from a saved ``results.json`` alone.
 
-``write_all`` renders every output first and only then writes them, each
-through ``write_atomic``: a failure while rendering leaves the previous
-reports in place, and a reader never sees half a file.
-
 The facts several outputs share (the verdict of one check on one patch, the
 replay command, text with its invisible characters made visible) live here
-too; ``harness.html_report`` imports them so the page and the machines never
-disagree.  The formats are documented, with examples, in ``docs/outputs.md``.
+too; ``harness.report.html_report`` imports them so the page and the machines
+never disagree, and ``harness.report.writer`` renders and writes them all.
+The formats are documented, with examples, in ``docs/outputs.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ import xml.etree.ElementTree as ET
 
 from harness.errors import KconformError
 
-from harness.results import write_atomic
 
 SCHEMA = "kconform/1"
 JUNIT_FORMAT = "kconform-junit/1"
@@ -37,7 +33,7 @@ ORIGIN = "kconform"
 CONTEXT = "kconform"
 MAIL_WIDTH = 72
 
-# Worst last; the series verdict is the worst of its parts (harness.results).
+# Worst last; the series verdict is the worst of its parts (harness.report.results).
 VERDICTS = ("PASS", "WARN", "MISS", "FAIL", "ERROR")
 # The channels every report shows, in this order; others follow when present.
 CHANNELS = ("accessed", "dirty", "flush", "spte", "refs", "warn")
@@ -717,29 +713,3 @@ def _shell_lines(command: str) -> list[str]:
 
 def json_text(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def render_all(results: dict, run: dict, *, target_url: str | None = None) -> dict[str, str]:
-    """Every report file's text, by file name, before anything is written."""
-    from harness import html_report  # html_report imports this module's helpers
-
-    return {
-        "index.html": html_report.render(results, run),
-        "results.junit.xml": junit(results),
-        "kcidb.json": json_text(kcidb(results, run)),
-        "patchwork.json": json_text({"schema": PATCHWORK_SCHEMA,
-                                     "checks": patchwork_checks(results, target_url)}),
-        "summary.txt": mail_summary(results, run),
-    }
-
-
-def write_all(results: dict, run: dict, report_dir: str, *,
-              target_url: str | None = None) -> list[str]:
-    """Write every report into ``report_dir``, each atomically; return the paths."""
-    texts = render_all(results, run, target_url=target_url)
-    paths = []
-    for name in OUTPUT_FILES:
-        path = os.path.join(report_dir, name)
-        write_atomic(path, texts[name])
-        paths.append(path)
-    return paths

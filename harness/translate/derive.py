@@ -11,7 +11,7 @@ before version set, and for each changed function edits the before model:
    C order.
 2. The hunk's lines are cut into a window of complete C statements: the
    changed lines, grown by context lines until the pre-image part and the
-   post-image part both parse (``harness.c_subset``), start at a statement
+   post-image part both parse (``harness.translate.c_subset``), start at a statement
    boundary, and the translated pre-image statements occur exactly once, as
    a run of consecutive statements, in the model (compared as normalised
    Python: WARN message strings dropped, ``and``/``or`` chains flattened).
@@ -46,17 +46,16 @@ import importlib
 import inspect
 import re
 import textwrap
-from collections import Counter
 from dataclasses import dataclass, field
 
-from harness import c_subset
-from harness.c_subset import Callee, Names, NotParsed, Unsupported
-from harness.scope import code_and_comments
+from harness.translate import c_subset
+from harness.translate.c_subset import Callee, Names, NotParsed, Unsupported
+from harness.translate.c_source import SourceMiss, parameters
+from harness.ingest.hunks import HunkLine, UnreadableHunk, hunk_lines, side_code
 from kernel_models import registry
 from kernel_models.registry import VersionSet
 
 BEHAVIOUR = "behaviour"
-HEADER = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 EXTRA_MODEL_MODULES = ("kernel_models.mmu_fault", "kernel_models.mmu_rmap",
                        "kernel_models.mmu_slot", "kernel_models.tdp_mmu_iter",
                        "kernel_models.tdp_mmu_notifier", "kernel_models.tdp_mmu_slot",
@@ -80,51 +79,6 @@ class DeriveResult:
         """Forget the derived blobs (tests; a long-lived process checking many patches)."""
         for file, blob in self.registered:
             registry.unregister_blob(file, blob)
-
-
-# ---------------------------------------------------------------------------
-# The hunk as lines of two sides
-# ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HunkLine:
-    kind: str                 # " " context, "-" removed, "+" added
-    text: str
-    old: int | None           # line number in the pre-image
-    new: int | None           # line number in the post-image
-    patch: int                # line of the patch input (0 when unknown)
-    mine: bool                # a changed line of this hunk's function
-
-
-def hunk_lines(hunk) -> list[HunkLine]:
-    """The hunk's lines in order, numbered on both sides."""
-    rows = hunk.text.split("\n")
-    match = HEADER.match(rows[0]) if rows else None
-    if match is None:
-        raise Miss("the hunk has no readable header")
-    old, new = int(match.group(1)), int(match.group(2))
-    wanted = Counter(("-", t) for t in hunk.removed) + Counter(("+", t) for t in hunk.added)
-    lines = []
-    for offset, row in enumerate(rows[1:], start=1):
-        if row.startswith("\\"):
-            continue
-        kind, text = (row[0], row[1:]) if row and row[0] in " -+" else (" ", row)
-        mine = kind != " " and wanted[(kind, text)] > 0
-        if mine:
-            wanted[(kind, text)] -= 1
-        lines.append(HunkLine(kind, text, old if kind != "+" else None,
-                              new if kind != "-" else None,
-                              hunk.line + offset if hunk.line else 0, mine))
-        old += kind != "+"
-        new += kind != "-"
-    return lines
-
-
-def side_code(lines: list[HunkLine], side: str) -> dict[int, str]:
-    """Line index -> C code with comments removed, for one side ("-" old, "+" new)."""
-    indexes = [i for i, line in enumerate(lines) if line.kind in (" ", side)]
-    scanned = code_and_comments([lines[i].text for i in indexes])
-    return {i: " ".join(tokens) for i, (tokens, _) in zip(indexes, scanned)}
 
 
 # ---------------------------------------------------------------------------
@@ -449,7 +403,10 @@ def _where(line: HunkLine, file: str) -> str:
 
 def apply_hunk(tree: ast.FunctionDef, hunk, names: Names, model_id: str) -> None:
     """Edit ``tree`` in place by one hunk, or raise ``Miss``."""
-    lines = hunk_lines(hunk)
+    try:
+        lines = hunk_lines(hunk)
+    except UnreadableHunk as exc:
+        raise Miss(str(exc)) from None
     code = {"-": side_code(lines, "-"), "+": side_code(lines, "+")}
     changed = [i for i, line in enumerate(lines)
                if line.mine and code[line.kind].get(i, "").strip()]
@@ -598,7 +555,7 @@ def build_function(tree: ast.FunctionDef, namespace: dict, c_name: str, doc: str
                    flags=__future__.annotations.compiler_flag, dont_inherit=True)
     exec(code, scope)                     # noqa: S102 - our own translated AST
     fn = scope[tree.name]
-    fn.__module__ = "harness.derive"
+    fn.__module__ = "harness.translate.derive"
     fn.derived_ast = copy.deepcopy(tree)
     fn.derived_source = ast.unparse(tree)
     return fn
@@ -691,7 +648,7 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
 
 
 # ---------------------------------------------------------------------------
-# Whole functions (a kernel tree at hand: harness.kernel_tree)
+# Whole functions (a kernel tree at hand: harness.resolve.kernel_tree)
 # ---------------------------------------------------------------------------
 
 def translate_function(file: str, source, versions: VersionSet, doc: str):
@@ -702,7 +659,6 @@ def translate_function(file: str, source, versions: VersionSet, doc: str):
     constants are those of ``versions``.  Returns the compiled function; its
     ``derived_ast`` is the translated tree.
     """
-    from harness.kernel_tree import TreeMiss, parameters
 
     c_name = source.name
     version = registry.lookup(file, c_name, versions.blob(file))
@@ -711,7 +667,7 @@ def translate_function(file: str, source, versions: VersionSet, doc: str):
     model = expanded_model(version.function)
     try:
         c_params = parameters(source)
-    except TreeMiss as exc:
+    except SourceMiss as exc:
         raise Miss(str(exc)) from None
     model_params = [a.arg for a in model.args.args]
     wanted = model_params[1:] if model_params[:1] == ["kvm"] and c_params[:1] != ["kvm"] \

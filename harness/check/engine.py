@@ -1,16 +1,16 @@
 """The conformance engine: run the before and after version sets side by side.
 
-Two levels, both driven by Hypothesis profiles (``harness.profiles``):
+Two levels, both driven by Hypothesis profiles (``harness.check.profiles``):
 
 - function level: every changed function that has a driver
-  (``harness.drivers``) is called on a fresh VM of each side for every case
+  (``harness.check.drivers``) is called on a fresh VM of each side for every case
   of the abstract SPTE domain, in every encoding mode (exhaustive where the
   domain is small enough for the profile, sampled otherwise), and the two
   effect logs are compared channel by channel against the contract;
 - operation level: a ``RuleBasedStateMachine`` whose rules are the kernel
   operations (``operations.OPERATIONS``) drives two VMs, one per side, in
   lockstep; after every step each selected check runs (the contract
-  comparison and the invariants, ``harness.checks``).
+  comparison and the invariants, ``harness.check.checks``).
 
 A failing step raises ``StepFailed`` inside Hypothesis, which shrinks the
 operation sequence; the engine records the minimal failure as a
@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass, field
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from harness import checks as K
-from harness import contracts as C
-from harness import drivers as D
-from harness import profiles
+from harness.check import checks as K
+from harness.check import contracts as C
+from harness.check import drivers as D
+from harness.check import profiles
 from harness.errors import KconformError, ModelError
 from kernel_models import registry
 from kernel_models.registry import VersionSet
@@ -531,8 +531,8 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
 
 
 def _kept_sequences(run: Run, operations) -> list[Finding]:
-    """Run harness.replay.KEPT_SEQUENCES in every mode and MMU where they apply."""
-    from harness.replay import KEPT_SEQUENCES
+    """Run harness.check.sequences.KEPT_SEQUENCES in every mode and MMU where they apply."""
+    from harness.check.sequences import KEPT_SEQUENCES
     findings = []
     for _, steps in KEPT_SEQUENCES:
         for mode in operations.MODES:
