@@ -138,7 +138,7 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
             "scope": hunk.reason, "header": hunk.header, "line": hunk.line, "text": hunk.text,
         })
     findings = [to_jsonable(f) for f in outcome.findings] if outcome else []
-    findings.sort(key=lambda f: f["severity"] != "FAIL")   # worst first, order kept otherwise
+    findings.sort(key=worst_and_smallest_first)
     verdict = patch_verdict(error=error is not None,
                             hunks_covered=[h["covered"] for h in hunk_rows],
                             severities=[f["severity"] for f in findings])
@@ -159,6 +159,14 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
         "findings": findings,
         "error": error.as_dict() if error else None,
     }
+
+
+def worst_and_smallest_first(finding: dict) -> tuple:
+    """FAIL before WARN; then the counterexample with the fewest steps, then the
+    fewest events, so the first finding shown is the quickest to read."""
+    example = finding.get("counterexample") or {}
+    events = len(example.get("before") or ()) + len(example.get("after") or ())
+    return (finding["severity"] != "FAIL", len(example.get("steps") or ()), events)
 
 
 def cover_entry(patch) -> dict:
@@ -285,7 +293,11 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
     outcome = check.check_transition(f"{first} -> {last}", before, after, contract,
                                      profile=options.profile, seed=options.seed,
                                      checks=options.checks)
-    findings = [to_jsonable(f) for f in outcome.findings]
+    from harness.check import culprit
+
+    findings = sorted((to_jsonable(f) for f in outcome.findings), key=worst_and_smallest_first)
+    for finding in findings:
+        finding["culprit"] = culprit.net_culprit(finding, entries)
     verdict = patch_verdict(error=False, hunks_covered=[True],
                             severities=[f["severity"] for f in findings])
     return {"name": f"{first} -> {last}", "before": first, "after": last,

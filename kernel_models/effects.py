@@ -23,12 +23,20 @@ STATS = "stats"
 
 CHANNELS = (ACCESSED, DIRTY, FLUSH, SPTE, REFS, WARN, DIRTY_LOG, STATS)
 
+# Each channel in the words a report's plain line uses.
+CHANNEL_WORDS = {ACCESSED: "accessed marking", DIRTY: "dirty marking", FLUSH: "TLB flushing",
+                 SPTE: "SPTE contents", REFS: "page references", WARN: "WARN/BUG",
+                 DIRTY_LOG: "dirty logging", STATS: "page statistics"}
+
 
 @dataclass(frozen=True)
 class Event:
     """Base of all effect events.  ``by`` is filled in by ``EffectLog.emit``."""
 
     channel: ClassVar[str] = ""
+    # What the function that caused the event does, in plain words (a report's
+    # "<function> no longer <plain>"); may name the event's fields.
+    plain: ClassVar[str] = ""
     by: str = field(default="", compare=False, kw_only=True)
 
     def payload(self) -> dict:
@@ -52,6 +60,7 @@ class FolioAccessed(Event):
     """kvm_set_pfn_accessed / kvm_set_page_accessed reached mark_page_accessed."""
 
     channel: ClassVar[str] = ACCESSED
+    plain: ClassVar[str] = "marks the folio accessed"
     pfn: int = 0
 
 
@@ -60,6 +69,7 @@ class FolioDirty(Event):
     """kvm_set_pfn_dirty / kvm_set_page_dirty reached SetPageDirty."""
 
     channel: ClassVar[str] = DIRTY
+    plain: ClassVar[str] = "marks the folio dirty"
     pfn: int = 0
 
 
@@ -72,6 +82,7 @@ class TlbFlush(Event):
     """
 
     channel: ClassVar[str] = FLUSH
+    plain: ClassVar[str] = "flushes the TLB"
     scope: str = "all"
     gfn: int = 0
     pages: int = 0
@@ -86,6 +97,7 @@ class FlushRequested(Event):
     """
 
     channel: ClassVar[str] = FLUSH
+    plain: ClassVar[str] = "asks its caller to flush the TLB"
     reason: str = ""
 
 
@@ -97,6 +109,7 @@ class SpteWrite(Event):
     """
 
     channel: ClassVar[str] = SPTE
+    plain: ClassVar[str] = "writes the SPTE"
     where: str = ""
     old: int = 0
     new: int = 0
@@ -107,6 +120,7 @@ class PageRefGet(Event):
     """A page reference was taken (e.g. by __gfn_to_pfn_memslot)."""
 
     channel: ClassVar[str] = REFS
+    plain: ClassVar[str] = "takes a page reference"
     pfn: int = 0
 
 
@@ -115,6 +129,7 @@ class PageRefPut(Event):
     """A page reference was dropped (put_page); ``dirty`` for release_dirty."""
 
     channel: ClassVar[str] = REFS
+    plain: ClassVar[str] = "releases the page it took"
     pfn: int = 0
     dirty: bool = False
 
@@ -124,6 +139,7 @@ class Warn(Event):
     """WARN_ON_ONCE / WARN_ONCE / KVM_MMU_WARN_ON fired."""
 
     channel: ClassVar[str] = WARN
+    plain: ClassVar[str] = "hits a WARN"
     what: str = ""
 
 
@@ -132,6 +148,7 @@ class Bug(Event):
     """BUG() / KVM_BUG_ON_DATA_CORRUPTION fired."""
 
     channel: ClassVar[str] = WARN
+    plain: ClassVar[str] = "hits a BUG"
     what: str = ""
 
 
@@ -140,6 +157,7 @@ class MemslotDirty(Event):
     """mark_page_dirty_in_slot: the memslot dirty bitmap/ring got the gfn."""
 
     channel: ClassVar[str] = DIRTY_LOG
+    plain: ClassVar[str] = "marks the gfn in the dirty log"
     gfn: int = 0
 
 
@@ -148,6 +166,7 @@ class StatChange(Event):
     """kvm_update_page_stats and similar counters."""
 
     channel: ClassVar[str] = STATS
+    plain: ClassVar[str] = "updates the page statistics"
     stat: str = ""
     level: int = 0
     delta: int = 0

@@ -34,7 +34,8 @@ def test_relations_hold_and_their_twins_fail():
 
 def test_registry_refuses_a_duplicate_check():
     with pytest.raises(ValueError):
-        K.check("refs_balanced", failure="X", channels=(), levels=(), description="")(lambda s: [])
+        K.check("refs_balanced", failure="X", channels=(), levels=(), description="",
+                defect="")(lambda s: [])
 
 
 def test_checks_are_selected_by_name():

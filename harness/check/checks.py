@@ -73,6 +73,7 @@ class Violation:
     missing: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
     inherited: bool = False
+    defect: str = ""               # the defect in words, when not the check's own
 
     @property
     def key(self) -> tuple[str, str, bool]:
@@ -122,18 +123,19 @@ class Check:
     levels: tuple[str, ...]
     description: str
     function: Callable[[Step], list[Violation]]
+    defect: str = ""               # the failure in plain words; may name {channel}
 
 
 CHECKS: dict[str, Check] = {}
 
 
 def check(name: str, *, failure: str, channels: tuple[str, ...], levels: tuple[str, ...],
-          description: str):
+          description: str, defect: str):
     """Register a check under ``name``; refuses a duplicate name."""
     def register(function):
         if name in CHECKS:
             raise ValueError(f"check {name!r} is already registered")
-        CHECKS[name] = Check(name, failure, channels, levels, description, function)
+        CHECKS[name] = Check(name, failure, channels, levels, description, function, defect)
         return function
     return register
 
@@ -253,7 +255,8 @@ def difference(before: list, after: list) -> dict:
 
 @check("matches_contract", failure="UnstatedChange", channels=CHANNELS,
        levels=("function", "operation"),
-       description="each channel changes only as the patch's contract states")
+       description="each channel changes only as the patch's contract states",
+       defect="unstated change in {channel}")
 def matches_contract(step: Step) -> list[Violation]:
     if not step.compare:
         return []
@@ -469,7 +472,7 @@ def per_side(function):
         before_channels = {v.channel for v in before}
         return [Violation(v.check, v.channel, v.summary, side="after", severity=v.severity,
                           missing=v.missing, extra=v.extra,
-                          inherited=v.channel in before_channels)
+                          inherited=v.channel in before_channels, defect=v.defect)
                 for v in after]
     run.__name__ = function.__name__
     run.__doc__ = function.__doc__
@@ -495,7 +498,8 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
 
 
 @check("dirty_preserved", failure="DirtyLost", channels=(DIRTY,), levels=("operation",),
-       description="a folio mapped writable or dirty is marked dirty before the mapping goes")
+       description="a folio mapped writable or dirty is marked dirty before the mapping goes",
+       defect="dirty marking lost")
 @per_side
 def dirty_preserved(step: Step, side: Side) -> list[Violation]:
     return _lost_marks(step, side, check_name="dirty_preserved", channel=DIRTY,
@@ -504,7 +508,8 @@ def dirty_preserved(step: Step, side: Side) -> list[Violation]:
 
 @check("accessed_preserved", failure="AccessedLost", channels=(ACCESSED,),
        levels=("operation",),
-       description="a folio whose mapping was accessed is marked accessed while mapped")
+       description="a folio whose mapping was accessed is marked accessed while mapped",
+       defect="accessed marking lost")
 @per_side
 def accessed_preserved(step: Step, side: Side) -> list[Violation]:
     return _lost_marks(step, side, check_name="accessed_preserved", channel=ACCESSED,
@@ -513,7 +518,8 @@ def accessed_preserved(step: Step, side: Side) -> list[Violation]:
 
 
 @check("refs_balanced", failure="PageRefLeak", channels=(REFS,), levels=("operation",),
-       description="every page reference taken is released exactly once")
+       description="every page reference taken is released exactly once",
+       defect="page-reference leak")
 @per_side
 def refs_balanced(step: Step, side: Side) -> list[Violation]:
     """Counted per folio, as the kernel does (a reference on a tail page pins the folio):
@@ -531,7 +537,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
                 found.append(Violation("refs_balanced", REFS,
                                        f"{side.name}: pfn {event.pfn:#x} released with no "
                                        f"reference held (double release) in {step.operation}",
-                                       extra=(event.describe(),)))
+                                       extra=(event.describe(),), defect="double page release"))
             counts[folio] -= 1
     held = {folio: n for folio, n in counts.items() if n}
     if held:
@@ -549,7 +555,8 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
        levels=("operation",),
        description=("an operation that removes write access, or a dirty-logging operation "
                     "that clears D, flushes the TLB or tells its caller to (A-bit clearing "
-                    "and access tracking are aging: no flush by design)"))
+                    "and access tracking are aging: no flush by design)"),
+       defect="stale TLB entry")
 @per_side
 def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
     if step.operation in NO_VCPU_AFTER:

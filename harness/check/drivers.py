@@ -39,6 +39,7 @@ class Returned(Event):
     """What a function returned (or built through an output pointer)."""
 
     channel: ClassVar[str] = SPTE
+    plain: ClassVar[str] = "returns {what}"
     what: str = ""
     value: int = 0
 

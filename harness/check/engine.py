@@ -26,6 +26,7 @@ report consequences of the allowed change, not new ones.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import inspect
 import json
 import re
@@ -35,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from harness.check import cause as plain_words
 from harness.check import checks as K
 from harness.check import contracts as C
 from harness.check import drivers as D
@@ -59,6 +61,9 @@ class Finding:
     counterexample: dict | None
     replay: str | None
     example: str | None
+    cause: str = ""                       # the finding in plain words (harness.check.cause)
+    culprit_hunks: tuple[int, ...] = ()   # the patch's hunks it comes from (harness.check.culprit)
+    culprit: dict | None = None           # how they were found, or why they could not be
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,8 +146,12 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     functions = changed + tuple(f for f in affected_functions(
         (resolution.before, resolution.after), changed) if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
-    return check_transition(name, resolution.before, resolution.after, contract,
-                            profile=profile, seed=seed, checks=checks, functions=functions)
+    outcome = check_transition(name, resolution.before, resolution.after, contract,
+                               profile=profile, seed=seed, checks=checks, functions=functions)
+    from harness.check import culprit      # it replays through this module
+
+    return dataclasses.replace(outcome, findings=culprit.attach(
+        outcome.findings, hunks, resolution.before, resolution.after, contract))
 
 
 def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
@@ -328,9 +337,11 @@ def _function_finding(function, before, after, contract, case, step, violation) 
         "replay": token,
         "example": f"@example({args})",
     }
+    cause = plain_words.line(K.CHECKS[violation.check], violation, before_events, after_events,
+                             before_name=before.name)
     return Finding(violation.check, violation.channel, violation.severity, None, function,
                    f"{function}: {violation.summary}", counterexample, token,
-                   counterexample["example"])
+                   counterexample["example"], cause)
 
 
 def _py(value):
@@ -440,7 +451,10 @@ class Lockstep:
             record = {"mode": self.mode, "mmu": self.mmu, "steps": list(self.steps),
                       "before": [e.describe() for e in step.before.events],
                       "after": [e.describe() for e in step.after.events],
-                      "sptes": _step_sptes(step)}
+                      "sptes": _step_sptes(step),
+                      "cause": plain_words.line(check, violation, step.before.events,
+                                                step.after.events,
+                                                before_name=self.run.before.name)}
             raise StepFailed(violation, record)
 
 
@@ -608,7 +622,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         "example": example,
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
-                   example)
+                   example, record["cause"])
 
 
 # ---------------------------------------------------------------------------
