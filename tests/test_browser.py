@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import html_report
+from harness.report import html_report, outputs
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "results"
 SCREENSHOTS = ROOT / "reports"
@@ -195,14 +195,45 @@ class Page:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 
+    def open_all_details(self) -> None:
+        self.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+
+    def first_screen(self, selector: str) -> bool:
+        """The first element matching ``selector`` is visible without scrolling (1280x900)."""
+        return self.visible(selector) and self.evaluate(f"""(() => {{
+            const box = document.querySelector({json.dumps(selector)}).getBoundingClientRect();
+            return box.top >= 0 && box.bottom + window.scrollY <= 900;
+        }})()""")
+
+    def horizontal_overflow(self) -> list[str]:
+        """The page, or any box on it, wider than the 1280-pixel window (scrolls sideways)."""
+        return self.evaluate("""(() => {
+            const page = document.documentElement;
+            const wide = page.scrollWidth > page.clientWidth ? ['page ' + page.scrollWidth] : [];
+            return wide.concat(Array.from(document.querySelectorAll('body *'))
+                .filter(e => e.scrollWidth > e.clientWidth + 1 &&
+                             getComputedStyle(e).overflowX !== 'visible')
+                .map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth)); })()""")
+
+    def height(self) -> int:
+        return self.evaluate("Math.ceil(document.documentElement.scrollHeight)")
+
+    def first_screenshot(self, path: Path):
+        data = self.browser.send("Page.captureScreenshot", {"format": "png"},
+                                 session=self.session)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+
     def visible(self, selector: str) -> bool:
         """The first element matching ``selector`` has a box and is not hidden."""
         return self.evaluate(f"""(() => {{
             const el = document.querySelector({json.dumps(selector)});
             if (!el) return false;
             const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+            // checkVisibility: false inside a closed <details> too
             return box.width > 0 && box.height > 0 && style.visibility !== 'hidden'
-                && style.display !== 'none' && Number(style.opacity) > 0;
+                && style.display !== 'none' && Number(style.opacity) > 0
+                && (!el.checkVisibility || el.checkVisibility());
         }})()""")
 
 
@@ -221,13 +252,15 @@ def test_sample_report_shows_overview_finding_and_counterexample(browser, tmp_pa
     assert page.evaluate("document.querySelector('#verdict .word').innerText") == "FAIL"
     assert page.visible("#overview table.overview")
     assert page.evaluate("document.querySelectorAll('table.overview tbody tr').length") == 5
-    assert page.visible("#patch-4 .finding.s-FAIL")
+    assert page.visible("#patch-4 .cause.s-FAIL")
+    assert page.visible("#patch-4 .counterexample .steps")
+    # the details are collapsed by default, and there when opened
+    assert not page.visible("#patch-4 .counterexample table.bits")
+    page.open_all_details()
     assert page.visible("#patch-4 .counterexample table.bits")
     assert page.visible("#patch-4 .logs li.missing")
     assert "kconform replay" in page.evaluate(
         "document.querySelector('#patch-4 .replay').innerText")
-    page.screenshot(SCREENSHOTS / "screenshot.png")
-    assert (SCREENSHOTS / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sample_report_requests_nothing_outside_the_file(browser, tmp_path):
@@ -274,3 +307,65 @@ def test_hostile_report_runs_nothing_and_shows_the_text(browser, tmp_path):
     assert page.outside_requests() == []
     assert page.blocked_by_policy() == []
     page.screenshot(SCREENSHOTS / "screenshot-hostile.png")
+
+
+# --- the bundled series as the engine wrote it: why, first ------------------------------
+
+def lead_cause(sample: str) -> tuple[str, str, list[int]]:
+    """The failing patch's anchor, the cause the report must lead with and its culprit
+    hunks, read from the results document (what the engine found, not a list)."""
+    results = json.loads((DATA / f"{sample}.json").read_text())
+    for number, (_, patch) in enumerate(outputs.checked_patches(results), start=1):
+        if patch["verdict"] == "FAIL":
+            group = outputs.cause_groups(patch)[0]
+            return f"patch-{number}", group["cause"], group["lead"]["culprit_hunks"]
+    raise AssertionError(f"{sample}: no failing patch")
+
+
+def test_first_screen_names_the_cause_and_links_the_culprit_hunk(browser, tmp_path):
+    anchor, cause, culprits = lead_cause("engine-rfc-series")
+    assert culprits, "the engine found the culprit hunk of the failing patch"
+    page = browser.open(write_report(tmp_path, "engine-rfc-series"))
+    page.first_screenshot(SCREENSHOTS / "screenshot-first-screen.png")
+    page.screenshot(SCREENSHOTS / "screenshot.png")
+    assert page.first_screen("#why a.cause-text")
+    assert page.evaluate("document.querySelector('#why a.cause-text').innerText") == cause
+    link = page.evaluate("document.querySelector('#why .culprit-link').getAttribute('href')")
+    assert link == f"#{anchor}-hunk-{culprits[0]}"
+    assert page.first_screen("#why .culprit-link")
+    # the hunk is marked as the culprit, never as checked, and links back to its cause
+    hunk = f"#{anchor}-hunk-{culprits[0]}"
+    assert page.visible(f"{hunk} > summary .culprit-mark")
+    assert page.evaluate(f"document.querySelector('{hunk} > summary .covered-yes')") is None
+    back = page.evaluate(f"document.querySelector('{hunk} a.back-link').getAttribute('href')")
+    assert page.evaluate(f"document.querySelector('{back} .cause-line').innerText").endswith(
+        cause)
+    # the failing patch comes before the series' net effect
+    assert page.evaluate(f"document.querySelector('#{anchor}').compareDocumentPosition("
+                         f"document.querySelector('#net')) & Node.DOCUMENT_POSITION_FOLLOWING")
+
+
+def test_a_cause_pushed_below_the_first_screen_is_caught(browser, tmp_path):
+    """Twin: the same page with a tall block above the list of causes fails the check."""
+    def push_down(text):
+        return text.replace('<section id="why">',
+                            '<div style="height:1200px">tall</div><section id="why">', 1)
+
+    page = browser.open(write_report(tmp_path, "engine-rfc-series", push_down))
+    assert page.visible("#why a.cause-text") and not page.first_screen("#why a.cause-text")
+
+
+def test_no_horizontal_scroll_at_1280_pixels_even_with_every_detail_open(browser, tmp_path):
+    page = browser.open(write_report(tmp_path, "engine-rfc-series"))
+    assert page.horizontal_overflow() == []
+    page.open_all_details()
+    assert page.horizontal_overflow() == []
+
+
+def test_a_wide_block_is_caught(browser, tmp_path):
+    """Twin: an unbreakable 3000-pixel line makes the page scroll sideways."""
+    def widen(text):
+        return text.replace("<body>", '<body><div style="width:3000px">wide</div>', 1)
+
+    page = browser.open(write_report(tmp_path, "engine-rfc-series", widen))
+    assert page.horizontal_overflow() != []

@@ -232,10 +232,13 @@ def test_error_patch_shows_the_error_and_error_cells():
 
 
 def test_uncovered_hunks_open_and_say_not_checked():
+    """An unchecked hunk is shown open; checked hunks that no finding blames fold away."""
     view = html_report.report_view(load("rfc-series"), RUN)
-    hunks = view["patches"][2]["hunks"]
-    assert [(h["covered"], h["open"]) for h in hunks] == [(True, True), (False, True)]
-    assert [h["open"] for h in view["patches"][0]["hunks"]] == [False]
+    patch = view["patches"][2]
+    assert [(h["covered"], h["open"]) for h in patch["hunks"]] == [(False, True)]
+    assert [(h["covered"], h["open"]) for h in patch["quiet_hunks"]] == [(True, False)]
+    assert view["patches"][0]["hunks"] == []
+    assert [h["open"] for h in view["patches"][0]["quiet_hunks"]] == [False]
 
 
 def test_rendering_is_deterministic():
@@ -288,7 +291,8 @@ def test_unpaired_spte_rows_are_compared_with_the_first():
 
 
 def test_a_hunk_text_with_its_own_header_shows_it_once():
-    hunk = html_report.report_view(load("engine-rfc-1"), RUN)["patches"][0]["hunks"][0]
+    patch = html_report.report_view(load("engine-rfc-1"), RUN)["patches"][0]
+    hunk = (patch["hunks"] + patch["quiet_hunks"])[0]
     assert hunk["header"].startswith("@@ -206,12 +206,20 @@ bool make_spte(")
     assert not any(line["text"].startswith("@@") for line in hunk["lines"])
     page = html_report.render(load("engine-rfc-1"), RUN)

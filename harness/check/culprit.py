@@ -350,23 +350,19 @@ def _found(finding, reverter, contract, culprits, tried, unbuilt, together=False
         if not narrowed:
             notes.append(f"#{index}'s change blocks cannot be reverted one at a time, so all "
                          f"its changed lines are shown")
-    names = ", ".join(_name(reverter.hunk(i)) for i in culprits)
+    names = ", ".join(f"#{i}" for i in culprits)
     if together:
-        text = (f"hunks {names} together: reverting all of them removes the finding, "
-                f"reverting fewer does not")
+        text = (f"reverting hunks {names} together removes the finding, reverting fewer "
+                f"does not")
     elif len(culprits) == 1:
-        text = f"hunk {names}: reverting it alone removes the finding"
+        text = f"reverting hunk {names} alone removes the finding"
     else:
-        text = f"hunks {names}: reverting any one of them alone removes the finding"
+        text = f"reverting any one of hunks {names} alone removes the finding"
     if unbuilt:
         notes.append(", ".join(f"#{r.hunks[0]}" for r in unbuilt) + " could not be reverted "
                      f"alone ({unbuilt[0].reason})")
     text += "".join(f"; {note}" for note in notes)
     return Culprit(FOUND, tuple(culprits), tuple(lines), text, tuple(tried))
-
-
-def _name(hunk) -> str:
-    return f"#{hunk.index} ({hunk.file.rsplit('/', 1)[-1]} {hunk.function})"
 
 
 def _culprit_lines(finding, reverter, contract, index: int, tried: list,
@@ -437,7 +433,7 @@ def net_culprit(finding: dict, entries: list[dict]) -> dict:
                     and own.get("culprit_hunks"):
                 return {"status": FOUND, "patch": entry.get("path"),
                         "hunks": list(own["culprit_hunks"]),
-                        "text": f"the same finding of {entry.get('path')}: "
+                        "text": f"the same finding of {entry.get('path')}, where "
                                 f"{own['culprit']['text']}"}
     return {"status": NOT_COMPUTABLE, "text": "the series' net change has no hunks of its own, "
                                               "and no patch of the series has this finding "

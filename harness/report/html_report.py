@@ -100,6 +100,7 @@ def report_view(results: dict, run: dict) -> dict:
     channels = report_channels(results)
     patches = [patch_view(label, number, patch, results, channels)
                for number, (label, patch) in enumerate(checked_patches(results), start=1)]
+    note_origins(patches)
     net = results.get("net")
     counts = {v: sum(1 for p in patches if p["verdict"] == v) for v in VERDICTS}
     verdict = results.get("verdict", "ERROR")
@@ -119,6 +120,7 @@ def report_view(results: dict, run: dict) -> dict:
         "run": run_view(results, run),
         "look_first": [p for p in sorted(patches, key=lambda p: -VERDICTS.index(p["verdict"]))
                        if p["verdict"] != "PASS"],
+        "net_causes": net_causes(net, patches) if net else [],
     }
 
 
@@ -162,10 +164,19 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
                for channel in channels}
     findings = [finding_view(f) for f in patch.get("findings") or []]
     hunks = patch.get("hunks") or []
-    alarming = bool(findings) or any(not h.get("covered") for h in hunks)
     contract = patch.get("contract")
+    anchor = f"patch-{number}"
+    causes = [cause_view(group, n, anchor, hunks)
+              for n, group in enumerate(outputs.cause_groups(patch), start=1)]
+    blamed: dict = {}
+    for cause in causes:
+        if not cause["earlier"]:
+            for hunk in cause["culprit"]["hunks"]:
+                blamed.setdefault(hunk["index"], []).append(cause)
     return {
-        "anchor": f"patch-{number}",
+        "anchor": anchor,
+        "causes": causes,
+        "culprits": sorted(blamed),
         "label": label,
         "subject": patch.get("subject") or patch.get("raw_subject") or patch.get("path") or "",
         "raw_subject": patch.get("raw_subject"),
@@ -185,8 +196,11 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
                     for channel in channels],
         "operations": operations,
         "matrix": matrix_rows(operations, matrix, channels),
-        "hunks": [hunk_view(h, open_diff=alarming or not h.get("covered")) for h in hunks],
-        "covered": sum(1 for h in hunks if h.get("covered")),
+        "hunks": [h for h in hunk_views(hunks, anchor, blamed) if h["shown"]],
+        "quiet_hunks": [h for h in hunk_views(hunks, anchor, blamed) if not h["shown"]],
+        "hunk_count": len({h.get("index") for h in hunks}),
+        "covered": len({h.get("index") for h in hunks} - {h.get("index") for h in hunks
+                                                            if not h.get("covered")}),
         "coverage": patch.get("coverage") or [],
         "checks": [(check, outputs.check_verdict(patch, check))
                    for check in results.get("checks") or []],
@@ -271,22 +285,118 @@ def worst_cell(cells) -> str:
     return max(cells, key=CELL_ORDER.index, default="same")
 
 
+def hunk_views(hunks: list[dict], anchor: str, blamed: dict) -> list[dict]:
+    """One view per diff hunk (a hunk scoped to two functions is shown once).
+
+    A culprit hunk stays out of the fold of checked hunks, marked as the culprit
+    (never as "checked") with links back to the causes that name it; its diff is
+    closed, as its cause shows it.  An unchecked hunk is shown open.
+    """
+    views, seen = [], set()
+    for hunk in hunks:
+        if hunk.get("index") in seen and hunk.get("index") is not None:
+            views[-1]["function"] = (f"{views[-1]['function']}, {hunk.get('function')}"
+                                     if hunk.get("function") else views[-1]["function"])
+            continue
+        seen.add(hunk.get("index"))
+        causes = blamed.get(hunk.get("index"), [])
+        # a culprit's diff is shown in its cause already: here its row and back links
+        view = hunk_view(hunk, open_diff=not hunk.get("covered"))
+        view["shown"] = bool(causes) or not hunk.get("covered")
+        view["anchor"] = f"{anchor}-hunk-{hunk.get('index')}"
+        view["culprit_of"] = [(c["anchor"], c["cause"]) for c in causes]
+        marked = {(line.get("line"), line.get("text")) for c in causes
+                  for h in c["culprit"]["hunks"] if h["index"] == hunk.get("index")
+                  for line in h["lines"]}
+        for line in view["lines"]:
+            line["culprit"] = (line["number"], line["text"]) in marked
+        views.append(view)
+    return views
+
+
 def hunk_view(hunk: dict, *, open_diff: bool) -> dict:
     lines = []
     header = hunk.get("header")
-    for text in str(hunk.get("text") or "").splitlines():
+    number = hunk.get("line") or 0
+    for offset, text in enumerate(str(hunk.get("text") or "").splitlines()):
         if not lines and text.startswith("@@"):
             header = text  # the text carries its own header line: show it once
             continue
         kind = {"+": "add", "-": "del", "\\": "meta"}.get(text[:1], "ctx")
-        lines.append({"kind": kind, "text": text})
+        lines.append({"kind": kind, "text": text, "culprit": False,
+                      "number": number + offset if number else 0})
     return {
         "index": hunk.get("index"), "file": hunk.get("file"),
         "function": hunk.get("function"), "kind": hunk.get("kind"),
         "covered": bool(hunk.get("covered")), "model": hunk.get("model"),
         "reason": hunk.get("reason"), "header": header, "line": hunk.get("line"),
-        "lines": lines, "open": open_diff,
+        "lines": lines, "open": open_diff, "anchor": f"hunk-{hunk.get('index')}",
+        "culprit_of": [], "shown": open_diff,
     }
+
+
+def cause_view(group: dict, number: int, anchor: str, hunks: list[dict]) -> dict:
+    """One cause: its plain line, its culprit hunks (linked, with the changed lines
+    shown in place), the checks that saw it, and its smallest counterexample."""
+    culprit = group["culprit"]
+    by_index = {h.get("index"): h for h in hunks}
+    shown = []
+    for hunk in culprit["hunks"]:
+        view = hunk_view(by_index.get(hunk["index"]) or {}, open_diff=True)
+        marked = {(line.get("line"), line.get("text")) for line in hunk["lines"]}
+        for line in view["lines"]:
+            line["culprit"] = (line["number"], line["text"]) in marked
+        shown.append({**hunk, "anchor": f"{anchor}-hunk-{hunk['index']}",
+                      "label": outputs.culprit_label(hunk), "view": view,
+                      "first": hunk["lines"][0] if hunk["lines"] else None})
+    smallest = group["smallest"]
+    return {
+        "anchor": f"{anchor}-cause-{number}",
+        "keys": {finding_key(f) for f in group["findings"]},
+        "origin": None,
+        "cause": group["cause"], "severity": group["severity"], "earlier": group["earlier"],
+        "symbol": "\u2717" if group["severity"] == "FAIL" else "!",
+        "culprit": {**culprit, "hunks": shown, "line": outputs.culprit_line(culprit)},
+        "seen_by": [outputs.finding_title(f) for f in group["findings"]],
+        "example": finding_view(smallest),
+        "others": [finding_view(f) for f in group["findings"] if f is not smallest],
+    }
+
+
+def finding_key(finding: dict) -> tuple:
+    return tuple(finding.get(k) for k in ("check", "channel", "operation", "function"))
+
+
+def note_origins(patches: list[dict]) -> None:
+    """A cause this patch inherited names the earlier patch that carries it."""
+    for n, patch in enumerate(patches):
+        for cause in patch["causes"]:
+            if not cause["earlier"]:
+                continue
+            for earlier in reversed(patches[:n]):
+                own = next((c for c in earlier["causes"] if not c["earlier"]
+                            and c["keys"] & cause["keys"]), None)
+                if own is not None:
+                    cause["origin"] = {"label": earlier["label"], "anchor": own["anchor"],
+                                       "hunks": own["culprit"]["hunks"]}
+                    break
+
+
+def net_causes(net: dict, patches: list[dict]) -> list[dict]:
+    """The net effect's causes, each pointing at the patch that carries it."""
+    anchors = {p["path"]: p for p in patches if p.get("path")}
+    causes = []
+    for group in outputs.cause_groups(net):
+        culprit = group["culprit"]
+        patch = anchors.get(culprit.get("patch"))
+        causes.append({"cause": group["cause"], "severity": group["severity"],
+                       "symbol": "\u2717" if group["severity"] == "FAIL" else "!",
+                       "patch": patch["label"] if patch else None,
+                       "anchor": patch["anchor"] if patch else None,
+                       "hunks": [(f"{patch['anchor']}-hunk-{h['index']}", f"#{h['index']}")
+                                 for h in culprit.get("hunks") or []] if patch else [],
+                       "text": culprit.get("text")})
+    return causes
 
 
 def finding_view(finding: dict) -> dict:
@@ -296,6 +406,7 @@ def finding_view(finding: dict) -> dict:
         "check": finding.get("check"), "channel": finding.get("channel"),
         "severity": finding.get("severity"), "operation": finding.get("operation"),
         "function": finding.get("function"), "summary": finding.get("summary"),
+        "cause": outputs.cause_line(finding),
         "counterexample": counterexample_view(example) if example else None,
         "replay": outputs.replay_command(finding),
         "example": finding.get("example"),
@@ -330,8 +441,17 @@ def counterexample_view(example: dict) -> dict:
     difference = example.get("difference") or {}
     missing = {e for change in difference.values() for e in change.get("missing") or []}
     extra = {e for change in difference.values() for e in change.get("extra") or []}
+    before = [(event, event in missing) for event in example.get("before") or []]
+    after = [(event, event in extra) for event in example.get("after") or []]
     return {
         "steps": example.get("steps") or [],
+        "folded_steps": outputs.fold_repeats(example.get("steps") or []),
+        "folded_before": fold_marked(before),
+        "folded_after": fold_marked(after),
+        "folded_difference": [(channel, outputs.fold_repeats(change.get("missing") or []),
+                               outputs.fold_repeats(change.get("extra") or []))
+                              for channel, change in difference.items()],
+        "events": len(before) + len(after),
         "bit_names": [(name, name in changed) for name in bit_names],
         "sptes": [{"name": s.get("name"), "value": s.get("value"),
                    "bits": [(facts.get(name, absent), mark)
@@ -342,6 +462,19 @@ def counterexample_view(example: dict) -> dict:
         "difference": [(channel, change.get("missing") or [], change.get("extra") or [])
                        for channel, change in difference.items()],
     }
+
+
+def fold_marked(events: list[tuple[str, bool]]) -> list[dict]:
+    """``fold_repeats`` over (event, marked) pairs: a block folds only when its
+    marks repeat too, so a marked (differing) event is never hidden in a fold."""
+    shapes = [f"{'!' if mark else ' '}{event}" for event, mark in events]
+    folded = []
+    for block in outputs.fold_repeats(shapes):
+        def pairs(lines):
+            return [(line[1:], line[0] == "!") for line in lines]
+        folded.append({"lines": pairs(block["lines"]), "times": block["times"],
+                       "rest": pairs(block["rest"])})
+    return folded
 
 
 def spte_group(name: str) -> str:

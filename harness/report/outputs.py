@@ -258,6 +258,132 @@ def finding_title(finding: dict) -> str:
     return one_line(f"{finding.get('check', '?')}: {finding.get('channel', '?')}{where}{during}")
 
 
+# --- why: causes and culprits ------------------------------------------------
+
+NOT_THIS_PATCH = "not this patch"     # harness.check.culprit: the finding predates the patch
+CONTRACT_CHECK = "matches_contract"
+
+
+def from_earlier(finding: dict) -> bool:
+    """The finding was there before this patch (inherited): it does not blame it."""
+    return bool(finding.get("inherited")) or \
+        (finding.get("culprit") or {}).get("status") == NOT_THIS_PATCH
+
+
+def cause_groups(item: dict) -> list[dict]:
+    """The item's findings grouped by cause, the group to read first first.
+
+    Findings with the same channel and the same culprit hunks are one cause
+    seen by several checks (or operations); without culprit hunks, the same
+    cause line is.  A group's ``lead`` says the cause best (an invariant
+    before the contract comparison, which only says "unstated change"); its
+    ``smallest`` is the finding with the quickest counterexample to read
+    (findings come smallest first).  Order: failures this patch caused,
+    then warnings, then findings from before the patch.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for finding in item.get("findings") or []:
+        culprit = finding.get("culprit") or {}
+        hunks = tuple(finding.get("culprit_hunks") or culprit.get("hunks") or ())
+        key = (finding.get("channel"), culprit.get("patch"), hunks) if hunks else \
+            ("cause", finding.get("cause") or finding_title(finding))
+        groups.setdefault((from_earlier(finding),) + key, []).append(finding)
+    rows = []
+    for (earlier, *_), findings in groups.items():
+        failing = [f for f in findings if f.get("severity") == "FAIL"]
+        lead = next((f for f in failing if f.get("check") != CONTRACT_CHECK),
+                    failing[0] if failing else findings[0])
+        rows.append({"lead": lead, "smallest": findings[0], "findings": findings,
+                     "severity": "FAIL" if failing else lead.get("severity", "WARN"),
+                     "earlier": earlier, "cause": cause_line(lead),
+                     "culprit": culprit_summary(item, lead)})
+    rows.sort(key=lambda g: (g["earlier"], g["severity"] != "FAIL"))
+    return rows
+
+
+def cause_line(finding: dict) -> str:
+    """The finding in plain words (the engine's cause), else its check and channel."""
+    return one_line(finding.get("cause") or f"{finding_title(finding)}: "
+                                            f"{finding.get('summary', '')}")
+
+
+def culprit_summary(item: dict, finding: dict) -> dict:
+    """The culprit of ``finding`` as a reader needs it: the hunks (with file,
+    function and header from ``item``), the changed lines, and the engine's
+    words on how they were found or why they could not be."""
+    found = finding.get("culprit") or {}
+    hunks = {h.get("index"): h for h in item.get("hunks") or []}
+    shown = []
+    for index in found.get("hunks") or finding.get("culprit_hunks") or ():
+        hunk = hunks.get(index) or {}
+        shown.append({"index": index, "file": hunk.get("file"),
+                      "function": hunk.get("function"), "header": hunk.get("header"),
+                      "lines": [line for line in found.get("lines") or []
+                                if line.get("hunk") == index]})
+    return {"status": found.get("status"), "text": one_line(found.get("text") or ""),
+            "hunks": shown, "patch": found.get("patch")}
+
+
+def culprit_label(hunk: dict) -> str:
+    """``hunk #6 (paging_tmpl.h FNAME(prefetch_gpte))``."""
+    if not hunk.get("file"):
+        return f"hunk #{hunk.get('index')}"    # a net finding: the hunk is another item's
+    file = os.path.basename(str(hunk["file"]))
+    where = f"{file} {hunk['function']}" if hunk.get("function") else file
+    return one_line(f"hunk #{hunk.get('index')} ({where})")
+
+
+def culprit_line(culprit: dict) -> str:
+    """One line: the culprit hunk and its first changed line, or why there is none
+    (empty for a document written before culprits were searched)."""
+    if not culprit.get("status"):
+        return ""
+    if not culprit.get("hunks"):
+        if culprit.get("status") == NOT_THIS_PATCH:
+            return "not this patch: the state before it has this too"
+        return f"culprit not computed: {culprit.get('text') or 'no culprit search ran'}"
+    parts = []
+    for hunk in culprit["hunks"]:
+        text = culprit_label(hunk)
+        if hunk["lines"]:
+            first = hunk["lines"][0]
+            more = len(hunk["lines"]) - 1
+            text += (f", patch line {first.get('line')}: {one_line(first.get('text'))}"
+                     + (f" (+{more} more)" if more else ""))
+        parts.append(text)
+    if culprit.get("patch"):
+        parts[0] = f"{culprit['patch']}: {parts[0]}"
+    return "; ".join(parts)
+
+
+_NUMBER = re.compile(r"0x[0-9a-f]+|\b\d+\b")
+
+
+def fold_repeats(lines: list[str], longest: int = 8) -> list[dict]:
+    """Consecutive repeats folded: ``{"lines": block, "times": n, "rest": [...]}``.
+
+    A block of up to ``longest`` lines that recurs at once with only its
+    numbers changed (other SPTEs, folios, gfns) is shown once and counted;
+    ``rest`` keeps the repeats themselves, word for word.
+    """
+    shapes = [_NUMBER.sub("#", str(line)) for line in lines]
+    out, i = [], 0
+    while i < len(lines):
+        best = (1, 1)                                   # (block length, times)
+        for size in range(1, longest + 1):
+            times = 1
+            while shapes[i + times * size:i + (times + 1) * size] == shapes[i:i + size] \
+                    and i + (times + 1) * size <= len(lines):
+                times += 1
+            if times > 1 and size * times > best[0] * best[1]:
+                best = (size, times)
+        size, times = best
+        out.append({"lines": list(lines[i:i + size]), "times": times,
+                    "rest": list(lines[i + size:i + size * times])})
+        i += size * times
+    return out
+
+
 def counterexample_text(finding: dict) -> str:
     """A finding as plain text: summary, steps, SPTEs, both effect logs, replay."""
     lines = [finding_title(finding), one_line(finding.get("summary", ""))]
@@ -610,6 +736,7 @@ def mail_summary(results: dict, run: dict) -> str:
         head = f"  {label:>5} {patch.get('verdict', 'ERROR'):<5} "
         lines.append(head + shorten(one_line(patch.get("subject") or patch.get("path")),
                                     width - len(head)))
+        lines += _mail_causes(patch, " " * len(head))
     net = results.get("net")
     if net:
         head = f"  {'net':>5} {net.get('verdict', 'ERROR'):<5} "
@@ -651,7 +778,7 @@ def _mail_details(results: dict, limit: int = 10) -> list[str]:
             entries.append((0, [f"ERROR {label}: " + _error_text(item["error"]).strip()]))
         for finding in item.get("findings") or []:
             rank = 1 if finding.get("severity") == "FAIL" else 3
-            entries.append((rank, _mail_finding(label, finding)))
+            entries.append((rank, _mail_finding(label, finding, item)))
         for hunk in uncovered_hunks(item):
             entries.append((2, [one_line(f"MISS {label}: {hunk.get('file')} "
                                          f"{hunk.get('function') or '(no function)'} not "
@@ -674,10 +801,27 @@ def _mail_details(results: dict, limit: int = 10) -> list[str]:
     return lines
 
 
-def _mail_finding(label: str, finding: dict) -> list[str]:
+def _mail_causes(patch: dict, indent: str) -> list[str]:
+    """Under a failing patch's row: each cause it introduced, in words, and its culprit."""
+    lines = []
+    for group in cause_groups(patch):
+        if group["earlier"] or group["severity"] != "FAIL":
+            continue
+        lines += wrap(group["cause"], MAIL_WIDTH, indent=indent)
+        if culprit_line(group["culprit"]):
+            lines += wrap(f"culprit: {culprit_line(group['culprit'])}", MAIL_WIDTH,
+                          indent=indent + "  ")
+    return lines
+
+
+def _mail_finding(label: str, finding: dict, item: dict | None = None) -> list[str]:
     """A finding for the mail; only failures carry their (long) replay command."""
-    entry = [f"{finding.get('severity')} {label} {finding_title(finding)}",
-             one_line(finding.get("summary", ""))]
+    entry = [f"{finding.get('severity')} {label} {finding_title(finding)}"]
+    if finding.get("cause"):
+        entry.append(cause_line(finding))
+    entry.append(one_line(finding.get("summary", "")))
+    if finding.get("culprit"):
+        entry.append(f"culprit: {culprit_line(culprit_summary(item or {}, finding))}")
     command = replay_command(finding)
     if command and finding.get("severity") == "FAIL":
         entry += ["Reproduce with:", command]
