@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -27,7 +28,6 @@ from harness.errors import KconformError, LimitError, PatchError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
-DEFAULT_SEED = 0
 
 # Resource limits (documented in the README).  Past them the input is refused
 # with a LimitError (exit 2) instead of being half-checked.
@@ -40,7 +40,7 @@ MAX_SECONDS_PER_PATCH = 120             # wall clock, per patch, any profile
 @dataclass
 class RunOptions:
     profile: str = DEFAULT_PROFILE
-    seed: int = DEFAULT_SEED
+    seed: int | None = None           # None: the profile's (gate: 0; deep: drawn per run)
     checks: list[str] | None = None
     series_net: bool = True
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
@@ -334,7 +334,14 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
 
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
+    from harness.check import profiles
+
     options = options or RunOptions()
+    seed, drawn = profiles.run_seed(options.profile, options.seed)
+    options = dataclasses.replace(options, seed=seed)
+    if drawn and options.progress:
+        options.progress(f"deep profile: seed {seed} drawn for this run "
+                         f"(rerun the same search with --seed {seed})")
     tree = None
     if options.kernel_tree is not None:
         from harness.resolve.kernel_tree import KernelTree
@@ -366,7 +373,8 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     _note_replay_inputs(entries, paths, options.kernel_tree)
     entry_contracts.clear()
     checks = options.checks or _all_check_names()
-    results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
+    results = document(entries, profile=options.profile, seed=options.seed, seed_drawn=drawn,
+                       checks=checks,
                        net=net)
     run = {
         "started": started.isoformat(timespec="seconds"),

@@ -116,7 +116,7 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
-             net: dict | None) -> dict:
+             net: dict | None, seed_drawn: bool = False) -> dict:
     """The top-level results document."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
@@ -127,6 +127,7 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "tool": {"name": TOOL_NAME, "version": __version__},
         "profile": profile,
         "seed": seed,
+        "seed_drawn": seed_drawn,
         "checks": list(checks),
         "verdict": worst.name,
         "exit_code": int(exit_code_for(worst)),
