@@ -245,10 +245,18 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
                          hint="pass the patch mail itself, not a reply or cover letter")
         return error_entry(patch.path, exc), previous
     resolution = resolve(hunks, previous=previous, tree=tree)
+    doc_images = None
+    if tree is not None:
+        from harness.check import docs
+        from harness.resolve.kernel_tree import whole_images
+
+        doc_images = whole_images(tree, hunks, lambda file: file.lower().endswith(
+            docs.RST_SUFFIXES))
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
-                                        seed=options.seed, checks=options.checks)
+                                        seed=options.seed, checks=options.checks,
+                                        doc_images=doc_images)
     except LimitError as exc:
         return error_entry(patch.path, exc), previous
     after = resolution.after.name if resolution.after is not None else None

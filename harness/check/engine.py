@@ -36,6 +36,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from harness.check import checks as K
+from harness.check import docs
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
@@ -132,17 +133,50 @@ MAX_FINDINGS_PER_LEVEL = 12
 
 
 def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 0,
-                checks=None) -> CheckOutcome:
-    """Check one patch: its contract, the functions it changes, the operations over them."""
+                checks=None, doc_images: dict | None = None) -> CheckOutcome:
+    """Check one patch: its contract, the functions it changes, the operations over them,
+    and its documentation hunks (``doc_images``: whole files from a kernel tree)."""
     contract = C.contract_for(patch, hunks)
+    documentation = check_documentation(hunks, getattr(patch, "repairs", ()), doc_images,
+                                        checks)
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome((), (), contract)
+        return CheckOutcome(documentation.findings, documentation.coverage, contract)
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
     functions = changed + tuple(f for f in affected_functions(
         (resolution.before, resolution.after), changed) if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
-    return check_transition(name, resolution.before, resolution.after, contract,
-                            profile=profile, seed=seed, checks=checks, functions=functions)
+    outcome = check_transition(name, resolution.before, resolution.after, contract,
+                               profile=profile, seed=seed, checks=checks, functions=functions)
+    return CheckOutcome(outcome.findings + documentation.findings,
+                        outcome.coverage + documentation.coverage, contract)
+
+
+def check_documentation(hunks, repairs, images, checks) -> CheckOutcome:
+    """The ``rst_parses`` check over a patch's reStructuredText hunks (``harness.check.docs``)."""
+    if checks is not None and docs.CHECK not in checks:
+        return CheckOutcome((), (), None)
+    found, notes = docs.check_hunks(hunks, repairs, images)
+    findings = tuple(Finding(
+        check=docs.CHECK, channel=docs.DOCS, severity=f.severity, operation=None,
+        function=None, summary=f.summary(),
+        counterexample={
+            "steps": [f"parse {f.file} (hunk {f.hunk}) before and after the patch with docutils"],
+            "before": [],
+            "after": [_doc_event(f)],
+            "difference": {docs.DOCS: {"missing": [], "extra": [_doc_event(f)]}}},
+        replay=None, example=None) for f in found)
+    coverage = tuple(Coverage(check=docs.CHECK, function=None, mode="exhaustive", cases=1,
+                              total=1, text=f"hunk {index}: {note}")
+                     for index, note in sorted(notes.items()))
+    return CheckOutcome(findings, coverage, None)
+
+
+def _doc_event(finding) -> str:
+    level = {2: "WARNING", 3: "ERROR", 4: "SEVERE"}.get(finding.message.level, "INFO")
+    where = f"line {finding.message.line}" if finding.message.line else "somewhere"
+    text = finding.message.source_line.strip()
+    return f"{level} at {where} of the parsed text: {finding.message.text}" + \
+        (f" [{text}]" if text else "")
 
 
 def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
