@@ -262,12 +262,48 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
     after = resolution.after.name if resolution.after is not None else None
     entry = patch_entry(patch, hunks, resolution, outcome)
     entry_contracts[id(entry)] = outcome.contract
+    if resolution.before is not None and resolution.after is not None:
+        entry_states[id(entry)] = (resolution.before, resolution.after)
     return entry, after
 
 
 # The Contract objects behind the entries of the current run, for the series'
 # net contract (entries themselves hold only the contract's JSON form).
 entry_contracts: dict[int, object] = {}
+# The (before, after) version sets behind the entries, for the pre-existing findings.
+entry_states: dict[int, tuple] = {}
+
+
+def preexisting(entries: list[dict], options: RunOptions) -> list[dict]:
+    """Invariant violations of the state before the first patch checked, and what each
+    later patch does to them (keeps, fixes, changes).  Never a patch's own finding."""
+    from harness.check import engine as check
+
+    checked = [e for e in entries if id(e) in entry_states]
+    if not checked:
+        return []
+    first = entry_states[id(checked[0])][0]
+    found = check.check_preexisting(first, profile=options.profile, seed=options.seed,
+                                    checks=_selected_checks(options.checks))
+    sections = []
+    for finding in found:
+        item = to_jsonable(finding)
+        item["state"] = first.name
+        item["patches"] = [{"path": e["path"], "subject": e["subject"],
+                            "status": check.preexisting_status(finding, entry_states[id(e)][1],
+                                                               _selected_checks(options.checks))}
+                           for e in checked]
+        sections.append(item)
+        for entry in checked:       # the same bug, seen again as a patch's inherited finding
+            for own in entry["findings"]:
+                if own["check"] == finding.check and "(inherited:" in own["summary"]:
+                    own["preexisting"] = True
+    return sections
+
+
+def _selected_checks(names):
+    from harness.check import checks
+    return checks.select(names) if names else None
 
 
 def series_net(entries: list[dict], options: RunOptions) -> dict | None:
@@ -378,12 +414,13 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         entries.append(error_entry(", ".join(paths), exc))
     net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
                      options) if not errors else None
+    found_before = preexisting(entries, options) if not errors else []
     _note_replay_inputs(entries, paths, options.kernel_tree)
     entry_contracts.clear()
+    entry_states.clear()
     checks = options.checks or _all_check_names()
     results = document(entries, profile=options.profile, seed=options.seed, seed_drawn=drawn,
-                       checks=checks,
-                       net=net)
+                       checks=checks, net=net, preexisting=found_before)
     run = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - clock, 3),

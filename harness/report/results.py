@@ -116,7 +116,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
-             net: dict | None, seed_drawn: bool = False) -> dict:
+             net: dict | None, seed_drawn: bool = False,
+             preexisting: list[dict] | None = None) -> dict:
     """The top-level results document."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
@@ -133,4 +134,5 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "exit_code": int(exit_code_for(worst)),
         "patches": patches,
         "net": net,
+        "preexisting": list(preexisting or ()),
     }
