@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.report import outputs
+
 
 def format_finding(finding: dict) -> str:
     """A finding as a reviewer reads it in a terminal: no Python traceback."""
@@ -9,6 +11,11 @@ def format_finding(finding: dict) -> str:
              + (f", operation {finding['operation']}" if finding.get("operation") else "")
              + (f", function {finding['function']}" if finding.get("function") else ""),
              f"  {finding['summary']}"]
+    if finding.get("cause"):
+        lines.insert(1, f"  {finding['cause']}")
+    culprit = outputs.culprit_line(outputs.culprit_summary({}, finding))
+    if culprit:
+        lines.append(f"  culprit: {culprit}")
     example = finding.get("counterexample") or {}
     if example.get("steps"):
         lines.append("  Steps:")
