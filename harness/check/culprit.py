@@ -153,6 +153,14 @@ class Reverter:
             for hunk in group:
                 self.skipped.pop(hunk.index, None)
         self._built: dict[tuple, VersionSet | str] = {}
+        self.registered: list[tuple[str, str]] = []
+
+    def forget(self) -> None:
+        """Unregister the rebuilt blobs: no replay token names them, none outlives the search."""
+        for file, blob in self.registered:
+            registry.unregister_blob(file, blob)
+        self.registered.clear()
+        self._built.clear()
 
     @property
     def candidates(self) -> tuple[int, ...]:
@@ -196,6 +204,7 @@ class Reverter:
                                         self.after.blob(file))).encode()).hexdigest()[:10]
             blob = f"revert-{digest}"
             registry.register_blob(file, blob, self.after.blob(file), bodies)
+            self.registered.append((file, blob))
             blobs[file] = blob
         label = ", ".join(f"#{i}" for i in sorted(reverted))
         if partial:
@@ -407,10 +416,13 @@ def attach(findings, hunks, before: VersionSet, after: VersionSet, contract) -> 
     rebuilt after-model serves every finding)."""
     reverter = Reverter(hunks, before, after)
     attached = []
-    for finding in findings:
-        found = find(finding, hunks, before, after, contract, reverter)
-        attached.append(dataclasses.replace(finding, culprit_hunks=found.hunks,
-                                            culprit=_summary(found)))
+    try:
+        for finding in findings:
+            found = find(finding, hunks, before, after, contract, reverter)
+            attached.append(dataclasses.replace(finding, culprit_hunks=found.hunks,
+                                                culprit=_summary(found)))
+    finally:
+        reverter.forget()
     return tuple(attached)
 
 
