@@ -179,6 +179,8 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
                   f"{finding['summary']}")
             if finding.get("replay"):
                 print(f"           replay: {machine.replay_command(finding)}")
+    for row in results.get("ignored") or []:
+        print(f"kconform: ignored {row['path']}: {row['reason']}", file=sys.stderr)
     net = results.get("net")
     if net:
         print(f"{net['verdict']:<5} series net change {net['name']}")

@@ -50,21 +50,6 @@ class RunOptions:
     extra: dict = field(default_factory=dict)
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files as given; directories expanded to the patch-like files in them."""
-    from harness.ingest import patches as ingest
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            for name in sorted(os.listdir(path)):
-                full = os.path.join(path, name)
-                if os.path.isfile(full) and ingest.sniff(full):
-                    files.append(full)
-        else:
-            files.append(path)
-    return files
-
-
 def check_size(path: str) -> None:
     """Refuse oversized inputs and binary files before any parsing."""
     size = os.path.getsize(path)
@@ -82,36 +67,22 @@ def check_size(path: str) -> None:
 
 
 def read_inputs(paths: list[str]):
-    """Patches in series order, plus one ERROR record per unreadable file."""
+    """Patches in series order, one ERROR record per unreadable file, and what was ignored.
+
+    Each file is read on its own, so an empty or corrupt file among good ones
+    is an ERROR of its own and never hides, or is hidden by, the others.
+    """
     from harness.ingest import patches as ingest
-    oversized = []
-    for path in expand_paths(paths):
+    from harness.ingest.series import order_series
+    files, ignored = ingest.find_inputs(paths)
+    patches, errors = [], []
+    for path in files:
         try:
             check_size(path)
-        except PatchError as exc:
-            oversized.append((path, exc))
-    if oversized:
-        paths = [p for p in expand_paths(paths) if p not in {o[0] for o in oversized}]
-        patches, errors = read_inputs(paths) if paths else ([], [])
-        return patches, oversized + errors
-    try:
-        return ingest.read_paths(paths), []
-    except PatchError:
-        pass
-    patches, errors = [], []
-    for path in expand_paths(paths):
-        try:
             patches.extend(ingest.read_file(path))
         except PatchError as exc:
             errors.append((path, exc))
-    if patches:
-        try:
-            patches = ingest.read_paths([p for p in expand_paths(paths)
-                                         if p not in {e[0] for e in errors}])
-        except PatchError as exc:
-            errors.append((paths[0], exc))
-            patches = []
-    return patches, errors
+    return order_series(patches), errors, ignored
 
 
 def error_entry(path: str, exc: KconformError) -> dict:
@@ -318,12 +289,14 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
         from harness.resolve.kernel_tree import KernelTree
 
         tree = KernelTree(kernel_tree)
-    patches, errors = read_inputs(paths)
+    patches, errors, _ = read_inputs(paths)
     if errors:
         path, exc = errors[0]
         raise exc
-    previous, states = None, []
+    previous, states, group = None, [], None
     for patch in patches:
+        if patch.series_group != group:
+            previous, group = None, patch.series_group
         if patch.is_cover:
             continue
         resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree)
@@ -342,10 +315,12 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         tree = KernelTree(options.kernel_tree)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
-    patches, errors = read_inputs(paths)
+    patches, errors, ignored = read_inputs(paths)
     entries = [error_entry(path, exc) for path, exc in errors]
-    previous = None
+    previous, group = None, None
     for patch in patches:
+        if patch.series_group != group:     # another series starts from its own base
+            previous, group = None, patch.series_group
         if patch.is_cover:
             entries.append(cover_entry(patch))
             continue
@@ -366,8 +341,9 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     _note_replay_inputs(entries, paths, options.kernel_tree)
     entry_contracts.clear()
     checks = options.checks or _all_check_names()
+    ignored_rows = [{"path": i.path, "reason": i.reason} for i in ignored]
     results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
-                       net=net)
+                       net=net, ignored=ignored_rows)
     run = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - clock, 3),
@@ -376,6 +352,8 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "python": sys.version.split()[0],
         "command": options.command,
         "kernel_tree": options.kernel_tree,
+        "inputs": sorted({e["path"] for e in entries}),
+        "ignored": ignored_rows,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))
         + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }

@@ -16,7 +16,6 @@ import warnings
 
 import pytest
 
-PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
 _OPTIONS = pytest.StashKey[dict]()
 
 
@@ -37,10 +36,10 @@ def pytest_configure(config):
 
 
 def pytest_collect_file(file_path, parent):
-    if file_path.suffix.lower() not in PATCH_SUFFIXES:
-        return None
+    """Every file with a patch name is collected (an empty or corrupt one is an ERROR
+    item, never dropped); a ``.txt`` file only when it looks like a patch."""
     from harness.ingest import patches as ingest
-    if not ingest.sniff(str(file_path)):
+    if ingest.ignored_because(str(file_path)) is not None:
         return None
     return PatchFile.from_parent(parent, path=file_path)
 

@@ -116,8 +116,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
-             net: dict | None) -> dict:
-    """The top-level results document."""
+             net: dict | None, ignored: list[dict] = ()) -> dict:
+    """The top-level results document; ``ignored`` lists the directory entries not read."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
         verdicts.append(Verdict[net["verdict"]])
@@ -132,4 +132,5 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "exit_code": int(exit_code_for(worst)),
         "patches": patches,
         "net": net,
+        "ignored": list(ignored),
     }
