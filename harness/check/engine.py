@@ -64,6 +64,9 @@ class Finding:
     cause: str = ""                       # the finding in plain words (harness.check.cause)
     culprit_hunks: tuple[int, ...] = ()   # the patch's hunks it comes from (harness.check.culprit)
     culprit: dict | None = None           # how they were found, or why they could not be
+    # The before side fails the same invariant: not this change's finding (the pipeline
+    # says which earlier patch introduced it, or that it was there before the input).
+    inherited: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -662,7 +665,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         "example": example,
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
-                   example, record["cause"])
+                   example, record["cause"], inherited=v.inherited)
 
 
 # ---------------------------------------------------------------------------

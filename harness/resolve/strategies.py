@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from harness.ingest.hunks import hunk_lines, side_code
+from harness.ingest.scope import is_read_file
 from kernel_models import registry
 from kernel_models.registry import Version, VersionSet
 
@@ -409,7 +410,8 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
                                       "(check rst_parses)")
         return result(True, None, "documentation is not compiled: no behaviour to model")
     if not registry.is_modelled_file(hunk.file):
-        return result(False, None, f"{hunk.file} is not a modelled file")
+        return result(False, None, f"{hunk.file} is not a modelled file" if is_read_file(hunk.file)
+                      else f"{hunk.file} is not a modelled file (kconform reads the KVM x86 MMU)")
     if hunk.kind == COMMENT:
         return result(True, "c-tokens", "comment-only: the code tokens before and after are "
                                         "identical")
