@@ -171,6 +171,11 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
             continue
         for note in patch.get("notes") or []:
             print(f"      note: {note}")
+        for line in machine.claim_lines(patch, sentence_width=90):
+            print(f"      claim: {line}")
+        for fix in patch.get("fixes") or []:
+            if fix.get("replay"):
+                print(f"           replay: {machine.replay_command(fix)}")
         for hunk in patch["hunks"]:
             if not hunk["covered"]:
                 print(f"      MISS {hunk['file']}::{hunk['function'] or '?'}: {hunk['reason']}")

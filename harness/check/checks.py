@@ -288,9 +288,9 @@ def _unstated(step: Step, channel: str, rule) -> str:
         if contract.strict:
             said = next((c.sentence for c in contract.claims.claims
                          if c.kind == "no functional change"), "no functional change")
-            return (f"{channel} changed on {step.operation}, and the message does not say so: "
-                    f"it says \u201c{said}\u201d")
-        return f"{channel} changed on {step.operation}, and the message does not say so"
+            return (f"{channel} changed, and the message does not say so: it says "
+                    f"\u201c{said}\u201d (on {step.operation})")
+        return f"{channel} changed, and the message does not say so (on {step.operation})"
     return (f"{channel} changed on {step.operation} beyond what the message claims "
             f"('{rule.relation}': {rule.why})")
 

@@ -85,18 +85,21 @@ class Claim:
         return asdict(self)
 
     @property
+    def allows(self) -> str:
+        """What the claim lets the contract allow, in words."""
+        if self.kind == NO_CHANGE:
+            return "every channel must stay equal (accessed marking too)"
+        if self.kind == FIX:
+            return "says it fixes a bug: look for a check failing before and holding after"
+        where = ", ".join(self.places) if self.places else "where the diff is"
+        if self.excludes:
+            where += " except " + ", ".join(self.excludes)
+        return f"{self.channel} may change: {self.relation} ({where})"
+
+    @property
     def text(self) -> str:
         """One line for reports: what the claim allows, and the sentence behind it."""
-        if self.kind == NO_CHANGE:
-            allows = "every channel must stay equal (accessed marking too)"
-        elif self.kind == FIX:
-            allows = "says it fixes a bug: looked for a check failing before and holding after"
-        else:
-            where = ", ".join(self.places) if self.places else "where the diff is"
-            if self.excludes:
-                where += " except " + ", ".join(self.excludes)
-            allows = f"{self.channel} {self.relation} ({where})"
-        return f"{allows}: \u201c{self.sentence}\u201d [{self.convention}]"
+        return f"{self.allows}: \u201c{self.sentence}\u201d [{self.convention}]"
 
 
 @dataclass(frozen=True)
@@ -230,10 +233,13 @@ def _function_names() -> frozenset[str]:
 def places_named(text: str, functions: frozenset[str]) -> tuple[str, ...]:
     """Operations and modelled C functions ``text`` names, in table order."""
     found: list[str] = []
-    for word in _IDENTIFIER.findall(text):
-        if word in functions and word not in found:
-            found.append(word)
     rest = text
+    for match in _IDENTIFIER.finditer(text):
+        word = match.group(0)
+        if word in functions:
+            if word not in found:
+                found.append(word)
+            rest = rest.replace(word, " ")
     for pattern, names in PLACES:
         if pattern.search(rest):
             found += [n for n in names if n not in found]
@@ -446,9 +452,8 @@ def read_sentence(sentence: str, is_subject: bool, functions: frozenset[str]) ->
             continue
         for match in row.pattern.finditer(spoken):
             verb_row = "verb" in match.groupdict()
-            if verb_row and (match.start() >= main
-                             or any(a <= match.start() < b for a, b in used)):
-                continue     # a verb of a subordinate clause, or inside a phrase already read
+            if verb_row and not _main_verb(spoken, match.start(), main, used):
+                continue
             claim = _change_claim(row, match, spoken, sentence, claims, functions, opportunistic)
             if claim is None:
                 continue
@@ -457,6 +462,20 @@ def read_sentence(sentence: str, is_subject: bool, functions: frozenset[str]) ->
             if not _same_claim(claim, claims):
                 claims.append(claim)
     return claims
+
+
+# Where a verb of the patch's own clause may stand: first (after adverbs), or
+# after a coordinator or "to" ("Drop X and flush Y", "Rework KVM to mark ...").
+_VERB_SLOT = _re(r"(?:^|\band |\bor |\bthen |\bto |; )(?:(?:\w+ly|just|also|only|always|"
+                 r"never|explicitly)\s+)*$")
+
+
+def _main_verb(spoken: str, start: int, main: int, used) -> bool:
+    """Is the verb at ``start`` one the patch says it does (not a noun, not a reason)?"""
+    if start >= main or any(a <= start < b for a, b in used):
+        return False     # a subordinate clause, or inside a phrase already read
+    before = spoken[:start]
+    return bool(_VERB_SLOT.search(before)) and not _NOT_BEHAVIOUR.search(before)
 
 
 def _change_claim(row, match, spoken, sentence, claims, functions, opportunistic):
@@ -500,7 +519,7 @@ def _last_clause(text: str) -> str:
 # Where the places of a claim end: at a "not when ..." clause (its own claim) or
 # at the reasons and examples that follow ("..., as ...", "e.g.", "because").
 _END_OF_PLACES = _re(r"\b(?:not|instead of|rather than) (?:when|while|if|on|in|during|after|for)\b"
-                     r"|,\s*(?:e\.g|i\.e|as|which|whereas|but|so)\b|\b(?:e\.g|i\.e)\."
+                     r"|,\s*(?:e\.g|i\.e|as|which|whereas|but|so)\b|\b(?:e\.g|i\.e)\.|:\s"
                      r"|\b(?:because|since|so that|to avoid|to ensure)\b")
 
 

@@ -134,7 +134,7 @@ class Contract:
                "rules": [r.as_dict() for r in self.rules]}
         if self.claims is not None:
             out["message"] = self.claims.status
-            out["claims"] = [c.as_dict() | {"text": c.text} for c in self.claims.claims]
+            out["claims"] = [c.as_dict() | {"allows": c.allows} for c in self.claims.claims]
             out["unread"] = [u.as_dict() for u in self.claims.unread]
         if self.strict:
             out["strict"] = True

@@ -11,23 +11,26 @@ uses (an operation's helpers in ``kernel_models.operations`` included).
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
-import re
+import textwrap
 
 from harness.check import contracts as C
 from harness.check import drivers as D
 from kernel_models.registry import VersionSet
 
-_CALL = re.compile(r"\b(\w+)\(")
-
-
 @functools.lru_cache(maxsize=None)
 def called_words(function, follow_public: bool = False) -> frozenset[str]:
-    """Every ``name(`` in ``function``'s source and in the module helpers it calls.
+    """Every name ``function``'s code uses (called, or passed as a handler, also by
+    its name as a string argument), and the names used by the module helpers it
+    calls; paging_tmpl.h's models call each other as ``FNAME(kvm, "name")``, read
+    as the model ``FNAME(name)``.
 
-    Helpers are the module's ``_private`` functions (and, with
-    ``follow_public``, any function of the module: the operations' helpers).
+    Code only, read with ``ast``: docstrings and comments, which name C
+    functions freely, are not uses.  Helpers are the module's ``_private``
+    functions (with ``follow_public``, any function of the module: the
+    operations' helpers).
     """
     words: set[str] = set()
     todo, seen = [function], set()
@@ -37,17 +40,32 @@ def called_words(function, follow_public: bool = False) -> frozenset[str]:
             continue
         seen.add(current)
         try:
-            source = inspect.getsource(current)
-        except (OSError, TypeError):
+            tree = ast.parse(textwrap.dedent(inspect.getsource(current)))
+        except (OSError, TypeError, SyntaxError):
             continue
         module = inspect.getmodule(current)
-        for word in _CALL.findall(source):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                word = node.id
+            elif isinstance(node, ast.Attribute):
+                word = node.attr
+            else:
+                continue
             words.add(word)
             helper = getattr(module, word, None)
             if inspect.isfunction(helper) and helper is not current and \
                     (word.startswith("_") or follow_public) and \
                     inspect.getmodule(helper) is module:
                 todo.append(helper)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            texts = [a.value for a in node.args
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if isinstance(node.func, ast.Name) and node.func.id == "FNAME":
+                words.update(f"FNAME({text})" for text in texts)
+            else:
+                words.update(texts)          # a handler passed by name: "kvm_zap_rmap"
     return frozenset(words)
 
 
