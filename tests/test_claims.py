@@ -94,10 +94,17 @@ def test_an_opportunistic_sentence_adds_its_own_claim():
 
 
 def test_a_sentence_no_row_reads_is_listed_as_unread_and_claims_nothing():
-    intent = read('KVM: x86/mmu: Skip the "try unsync" path iff the old SPTE was a leaf SPTE')
+    intent = read("KVM: x86/mmu: Zap SPTEs through the common helper instead")
     assert intent.changes == ()
     (unread,) = intent.unread
     assert unread.channels == ("spte",) and "no convention" in unread.reason
+
+
+def test_a_claim_on_the_spte_channel_lets_it_change_freely():
+    """Skipping the unsync path decides whether the new SPTE is write-protected:
+    an SPTE is a value, so a claim on it is 'free', never a subset of writes."""
+    intent = read('KVM: x86/mmu: Skip the "try unsync" path iff the old SPTE was a leaf SPTE')
+    assert changes(intent) == {("spte", "free")}
 
 
 @pytest.mark.parametrize("body, fixes", [

@@ -157,7 +157,8 @@ def _re(text: str) -> re.Pattern:
 # the accessed and dirty channels.
 CHANNEL_NOUNS: tuple[tuple[str, re.Pattern], ...] = (
     (SPTE, _re(r"\b(?:accessed|dirty|a/d|writable|w|mmu-writable|host-writable|present)"
-               r"[- ](?:bits?|flags?)\b|\bwrite[- ]protect\w*|\bread-only\b|\bSPTE values?\b")),
+               r"[- ](?:bits?|flags?)\b|\bwrite[- ]protect\w*|\bwrite[- ]track\w*|\bread-only\b"
+               r"|\bSPTE values?\b|\b(?:try(?:ing)? to )?unsync\w*")),
     (DIRTY_LOG, _re(r"\bdirty[- ](?:log(?:s|ged|ging)?|bitmaps?|rings?)\b|\bmark_page_dirty\w*")),
     (DIRTY, _re(r"\bdirty\b|\bset_page_dirty\b|\bfolio_mark_dirty\b|\bkvm_set_pfn_dirty\b"
                 r"|\bkvm_release_pfn_dirty\b|\bkvm_set_page_dirty\b")),
@@ -189,7 +190,8 @@ ZAPS = ("unmap", "change_pte", "zap_gfn_range", "zap_all", "memslot_delete", "co
         "dirty_log_disable")
 INVALIDATIONS = ("unmap", "change_pte", "zap_gfn_range")
 CREATIONS = ("fault", "async_pf_ready", "shadow_prefetch", "make_spte", "mmu_set_spte")
-MODIFICATIONS = ("mmu_spte_update", "tdp_mmu_set_spte", "tdp_mmu_set_spte_atomic")
+MODIFICATIONS = ("mmu_spte_update", "mmu_spte_update_no_track", "tdp_mmu_set_spte",
+                 "tdp_mmu_set_spte_atomic", "tdp_mmu_clear_spte_bits")
 
 # Places a sentence names, most specific first; a matched span is not read again.
 PLACES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = (
@@ -489,7 +491,7 @@ def _change_claim(row, match, spoken, sentence, claims, functions, opportunistic
         named = places_named(where or "", functions)
         if not named:
             return None
-        return Claim(sentence, row.name, CHANGE, channel, row.relation, named,
+        return Claim(sentence, row.name, CHANGE, channel, _relation(row, channel), named,
                      opportunistic=opportunistic)
     if row.only:
         before = spoken[:match.start()]
@@ -497,7 +499,7 @@ def _change_claim(row, match, spoken, sentence, claims, functions, opportunistic
         if not found:
             return None
         channel = found[0][1]
-        return Claim(sentence, row.name, CHANGE, channel, row.relation, (),
+        return Claim(sentence, row.name, CHANGE, channel, _relation(row, channel), (),
                      places_named(where or "", functions), opportunistic)
     what = match.group("verb") + match.group("what")
     found = channels_named(what)
@@ -506,9 +508,16 @@ def _change_claim(row, match, spoken, sentence, claims, functions, opportunistic
     position, channel = found[0]
     if _NOT_BEHAVIOUR.search(what[:position]):
         return None          # "fix the comment about flushing": no behaviour claimed
-    return Claim(sentence, row.name, CHANGE, channel, row.relation,
+    return Claim(sentence, row.name, CHANGE, channel, _relation(row, channel),
                  places_named(_where(spoken[match.start():]), functions),
                  opportunistic=opportunistic)
+
+
+def _relation(row: Convention, channel: str) -> str:
+    """An SPTE is a value, not a mark: skipping, dropping or adding a step that
+    shapes it changes what is written, so any claim on the SPTE channel lets
+    it change (``free``) where it applies."""
+    return FREE if channel == SPTE else row.relation
 
 
 def _last_clause(text: str) -> str:

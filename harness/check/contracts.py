@@ -326,6 +326,11 @@ def read_intent(patch) -> Intent:
     return read_message(subject, getattr(patch, "body", "") or "")
 
 
+def _operation_names() -> frozenset[str]:
+    from kernel_models.operations import OPERATIONS
+    return frozenset(OPERATIONS)
+
+
 def _combined(one: str, other: str) -> str:
     """Two claims on the same channel and place: what both together allow."""
     if one == other:
@@ -344,7 +349,10 @@ def claim_rules(intent: Intent, where: Where) -> tuple[Rule, ...]:
     for claim in intent.changes:
         places = where.places(claim.places) if claim.places else where.diff
         if claim.excludes:
-            excluded = set(where.places(claim.excludes))
+            # "only when X": X's operations (and the functions X names) keep their
+            # behaviour; a changed function X shares with other paths does not.
+            excluded = set(claim.excludes) | {p for p in where.places(claim.excludes)
+                                              if p in _operation_names()}
             places = tuple(p for p in places if p not in excluded)
         for place in places:
             relation, sentences = table.get((claim.channel, place), (claim.relation, []))

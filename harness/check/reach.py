@@ -21,16 +21,16 @@ from harness.check import drivers as D
 from kernel_models.registry import VersionSet
 
 @functools.lru_cache(maxsize=None)
-def called_words(function, follow_public: bool = False) -> frozenset[str]:
+def called_words(function) -> frozenset[str]:
     """Every name ``function``'s code uses (called, or passed as a handler, also by
     its name as a string argument), and the names used by the module helpers it
     calls; paging_tmpl.h's models call each other as ``FNAME(kvm, "name")``, read
     as the model ``FNAME(name)``.
 
     Code only, read with ``ast``: docstrings and comments, which name C
-    functions freely, are not uses.  Helpers are the module's ``_private``
-    functions (with ``follow_public``, any function of the module: the
-    operations' helpers).
+    functions freely, are not uses.  A function of the same module named
+    directly (not through ``kvm.``) is a helper or a shared body
+    (``age_gfn_range_body``) and is read too; so are the operations' helpers.
     """
     words: set[str] = set()
     todo, seen = [function], set()
@@ -48,15 +48,15 @@ def called_words(function, follow_public: bool = False) -> frozenset[str]:
             if isinstance(node, ast.Name):
                 word = node.id
             elif isinstance(node, ast.Attribute):
-                word = node.attr
+                words.add(node.attr)     # kvm.name(...): a model, dispatched by version
+                continue
             else:
                 continue
             words.add(word)
             helper = getattr(module, word, None)
             if inspect.isfunction(helper) and helper is not current and \
-                    (word.startswith("_") or follow_public) and \
                     inspect.getmodule(helper) is module:
-                todo.append(helper)
+                todo.append(helper)      # a helper of the same module, or a shared body
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
@@ -118,7 +118,7 @@ def operations_reaching(version_sets, function: str) -> tuple[str, ...]:
         return ()
     found = []
     for name, operation in operations.OPERATIONS.items():
-        words = called_words(operation.function, follow_public=True)
+        words = called_words(operation.function)
         for versions in version_sets:
             rows = versions.functions()
             if function in words or any(reaches(w, {function}, rows)
