@@ -163,3 +163,10 @@ def test_every_claim_says_what_it_allows_and_quotes_its_sentence():
     assert claim.allows == "flush may change: subset (unmap, change_pte, zap_gfn_range)"
     assert "\u201cDon't flush when zapping leaf SPTEs\u201d" in claim.text
     assert claim.as_dict()["sentence"] == "Don't flush when zapping leaf SPTEs"
+
+
+def test_docs_describe_every_row_of_the_table():
+    from pathlib import Path
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "claims.md").read_text()
+    for row in M.CONVENTIONS:
+        assert f"| `{row.name}` |" in docs, row.name
