@@ -76,6 +76,9 @@ class Context:
     globals: frozenset[str]
     primitives: frozenset[str]
     statement_macros: frozenset[str] = frozenset()
+    host: dict = field(default_factory=dict)        # host model name -> takes kvm first
+    name_arguments: frozenset[str] = frozenset()
+    lvalue_first: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -767,7 +770,19 @@ class Emitter:
             if callee.takes_kvm and args:
                 args = args[1:]
             return f"_vm.{name}({', '.join(self.expr(a) for a in args)})"
-        text = ", ".join(self.argument(a) for a in args)
+        if name.startswith("trace_"):
+            return "None"           # tracepoints: no effect on the modelled state
+        if name in self.context.host:
+            if self.context.host[name] and args:
+                args = args[1:]
+            return f"_vm.{name}({', '.join(self.expr(a) for a in args)})"
+        if name in self.context.lvalue_first and args:
+            text = ", ".join([self.address(args[0])] + [self.argument(a) for a in args[1:]])
+        elif name in self.context.name_arguments:
+            text = ", ".join(repr(a.name) if isinstance(a, c_ast.ID) and a.name not in self.vars
+                             else self.argument(a) for a in args)
+        else:
+            text = ", ".join(self.argument(a) for a in args)
         if name in WARN_LIKE:
             where = f"{self.sig.name}: {name} at {self.where(node)}"
             return f"{name}(_vm, {text}, what={where!r})" if text else f"{name}(_vm, what={where!r})"

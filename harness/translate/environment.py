@@ -139,11 +139,32 @@ class Struct:
         return f"{self._type}({fields})"
 
 
-def _struct(ctype: str, _positional=(), **fields):
+def new_struct(layouts: dict, ctype: str, _positional=(), **fields):
+    """A fresh struct value laid out as the tree defines ``ctype`` (fields zeroed)."""
     maker = STRUCTS.get(ctype)
     if maker is not None:
         return maker(**fields)
-    return Struct(ctype, **fields)
+    values = {}
+    for name, kind, base, size in layouts.get(ctype, ()):
+        if kind == "array":
+            values[name] = [None if base == "pointer" else 0] * max(size, 1)
+        elif kind == "struct":
+            values[name] = new_struct(layouts, base)
+        elif kind == "pointer":
+            values[name] = None
+        elif kind == "bool":
+            values[name] = False
+        else:
+            values[name] = 0
+    for (name, *_), value in zip(layouts.get(ctype, ()), _positional):
+        values[name] = value
+    values.update(fields)
+    return Struct(ctype, **values)
+
+
+def _struct(ctype: str, _positional=(), **fields):
+    """Without the tree's layouts (a state binds ``new_struct`` to its own)."""
+    return new_struct({}, ctype, _positional, **fields)
 
 
 def _copy(value):
@@ -244,8 +265,11 @@ def _div(a, b):
 
 
 def _address(value):
+    """A pointer's address: table pfn and entry index (a page stands for its table)."""
     if isinstance(value, SptePointer):
         return (value.sp.pfn << 12) + value.index * 8
+    if isinstance(value, kvm_mmu_page):
+        return value.pfn << 12
     return value
 
 
@@ -414,53 +438,24 @@ def try_cmpxchg64(vm, pointer, old_ref, new):
     return False
 
 
-def _flush_all(vm, *args):
-    vm.emit(E.TlbFlush(scope="all"))
 
 
-def kvm_flush_remote_tlbs_range(vm, kvm, gfn, pages):
-    vm.emit(E.TlbFlush(scope="range", gfn=gfn, pages=pages))
 
 
-def kvm_flush_remote_tlbs_memslot(vm, kvm, memslot):
-    vm.emit(E.TlbFlush(scope="memslot", gfn=memslot.base_gfn, pages=memslot.npages))
 
 
-def _accessed(vm, pfn, *rest):
-    vm.emit(E.FolioAccessed(pfn=pfn))
 
 
-def _dirty(vm, pfn, *rest):
-    vm.emit(E.FolioDirty(pfn=pfn))
 
 
-def _release(vm, pfn, dirty=False):
-    if vm.page_refcount[pfn] <= 0:
-        vm.emit(E.Bug(what=f"put_page: folio {pfn:#x} has no reference left (double release)"))
-    else:
-        vm.page_refcount[pfn] -= 1
-    vm.emit(E.PageRefPut(pfn=pfn, dirty=dirty))
 
 
-def kvm_release_pfn_clean(vm, pfn):
-    _release(vm, pfn)
 
 
-def kvm_release_pfn_dirty(vm, pfn):
-    _dirty(vm, pfn)
-    _release(vm, pfn, True)
 
 
-def kvm_release_faultin_page(vm, kvm, page, unused, dirty):
-    if dirty:
-        _dirty(vm, page)
-    _release(vm, page, bool(dirty))
 
 
-def mark_page_dirty_in_slot(vm, kvm, memslot, gfn):
-    if memslot is not None and memslot.flags & 1:
-        memslot.dirty_bitmap.add(gfn)
-        vm.emit(E.MemslotDirty(gfn=gfn))
 
 
 def _min(vm, a, b):
@@ -536,34 +531,204 @@ PRIMITIVES: dict = {
     "RCU_INIT_POINTER": WRITE_ONCE, "rcu_read_lock_held": _true,
     "cond_resched": _nothing, "need_resched": _false, "rwlock_needbreak": _false,
     "cond_resched_rwlock_read": _false, "cond_resched_rwlock_write": _false,
-    "might_sleep": _nothing, "local_irq_disable": _nothing, "local_irq_enable": _nothing,
+    "might_sleep": _nothing, "pr_err": _nothing, "pr_info": _nothing, "pr_warn": _nothing,
+    "pr_debug": _nothing, "pr_err_ratelimited": _nothing, "printk": _nothing,
+    "pr_warn_once": _nothing, "pr_info_once": _nothing, "pr_err_once": _nothing,
+    "pr_warn_ratelimited": _nothing, "dump_stack": _nothing, "local_irq_disable": _nothing, "local_irq_enable": _nothing,
     "preempt_disable": _nothing, "preempt_enable": _nothing,
-    # host side: folio marks (old and new names), references, dirty log
-    "kvm_set_pfn_accessed": _accessed, "kvm_set_pfn_dirty": _dirty,
-    "kvm_set_page_accessed": _accessed, "kvm_set_page_dirty": _dirty,
-    "folio_mark_accessed": _accessed, "folio_mark_dirty": _dirty, "mark_page_accessed": _accessed,
-    "SetPageDirty": _dirty, "set_page_dirty": _dirty,
-    "kvm_release_pfn_clean": kvm_release_pfn_clean, "kvm_release_pfn_dirty": kvm_release_pfn_dirty,
-    "kvm_release_page_clean": kvm_release_pfn_clean,
-    "kvm_release_page_dirty": kvm_release_pfn_dirty,
-    "kvm_release_page_unused": kvm_release_pfn_clean,
-    "kvm_release_faultin_page": kvm_release_faultin_page, "put_page": kvm_release_pfn_clean,
-    "mark_page_dirty_in_slot": mark_page_dirty_in_slot,
-    # TLB flushes
-    "kvm_flush_remote_tlbs": _flush_all, "kvm_flush_remote_tlbs_range": kvm_flush_remote_tlbs_range,
-    "kvm_flush_remote_tlbs_memslot": kvm_flush_remote_tlbs_memslot,
-    "kvm_make_all_cpus_request": _flush_all,
+    "kvm_make_all_cpus_request": _nothing, "kvm_make_request": _nothing,
+    "kvm_vcpu_kick": _nothing,
     # arithmetic helpers
     "min": _min, "max": _max, "min_t": _min_t, "max_t": _max_t,
     # page-table memory
     "__va": __va, "__pa": __pa, "pfn_to_page": pfn_to_page, "page_private": page_private,
     "virt_to_page": virt_to_page, "phys_to_virt": __va, "virt_to_phys": __pa,
+    # bit operations
+    "ffs": lambda vm, x: (x & -x).bit_length(), "__ffs": lambda vm, x: (x & -x).bit_length() - 1,
+    "fls": lambda vm, x: x.bit_length(), "fls64": lambda vm, x: x.bit_length(),
+    "__fls": lambda vm, x: x.bit_length() - 1, "hweight64": lambda vm, x: bin(x).count("1"),
+    "clear_bit": lambda vm, bit, ref: ref.set(ref.get() & ~(1 << bit)),
+    "set_bit": lambda vm, bit, ref: ref.set(ref.get() | (1 << bit)),
+    "__clear_bit": lambda vm, bit, ref: ref.set(ref.get() & ~(1 << bit)),
+    "__set_bit": lambda vm, bit, ref: ref.set(ref.get() | (1 << bit)),
+    "test_bit": lambda vm, bit, ref: bool(_load(ref) >> bit & 1),
+    "test_and_clear_bit": lambda vm, bit, ref: _test_and(ref, bit, False),
+    "test_and_set_bit": lambda vm, bit, ref: _test_and(ref, bit, True),
+    # counters (a stat counter of the VM appends a StatChange)
+    "atomic64_add": lambda vm, n, ref: _count(vm, ref, n),
+    "atomic64_sub": lambda vm, n, ref: _count(vm, ref, -n),
+    "atomic64_inc": lambda vm, ref: _count(vm, ref, 1),
+    "atomic64_dec": lambda vm, ref: _count(vm, ref, -1),
+    "atomic_inc": lambda vm, ref: _count(vm, ref, 1),
+    "atomic_dec": lambda vm, ref: _count(vm, ref, -1),
+    "atomic64_read": lambda vm, ref: _load(ref), "atomic_read": lambda vm, ref: _load(ref),
+    "atomic64_set": lambda vm, ref, v: ref.set(v), "atomic_set": lambda vm, ref, v: ref.set(v),
+    # vendor hooks: static_call(name)(args...)
+    "static_call": lambda vm, name: VENDOR.get(name, _vendor_missing(name)),
+    "static_call_cond": lambda vm, name: VENDOR.get(name, _nothing_vendor),
+    "page_count": lambda vm, page: _page_count(vm, page),
+    "atomic64_fetch_and": lambda vm, mask, ref: _fetch(ref, lambda v: v & mask),
+    "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
+    "atomic64_xchg": lambda vm, ref, value: _fetch(ref, lambda v: value),
 }
+
+
+def _page_count(vm, page):
+    from kernel_models.mmu import page_count       # the models' own host fact
+    return page_count(vm, page)
+
+
+def _fetch(ref, change):
+    old = _load(ref)
+    ref.set(change(old))
+    return old
+
+
+def _test_and(ref, bit, value):
+    old = ref.get()
+    ref.set(old | (1 << bit) if value else old & ~(1 << bit))
+    return bool(old >> bit & 1)
+
+
+class StatCounters(list):
+    """``kvm->stat.<name>[]``: per-level counters whose changes are effects."""
+
+    def __init__(self, name, size=5):
+        super().__init__([0] * size)
+        self.name = name
+
+
+def _count(vm, ref, delta):
+    if isinstance(ref, Ref) and isinstance(ref.container, StatCounters):
+        vm.emit(E.StatChange(stat=ref.container.name, level=ref.key + 1, delta=delta))
+    ref.set(_load(ref) + delta)
+
+
+def _vendor_missing(name):
+    def missing(*args):
+        raise EnvironmentMiss(f"vendor hook {name}: not in the environment")
+    return missing
+
+
+def _nothing_vendor(*args):
+    return None
+
+
+# Vendor (VMX/SVM) hooks reached through static_call: the models run no vendor code.
+VENDOR: dict = {
+    "kvm_x86_get_mt_mask": lambda vcpu, gfn, is_mmio: 0,
+    "kvm_x86_flush_remote_tlbs": lambda kvm: -95,
+}
+
+# Primitives whose arguments name things rather than compute values.
+NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond"})
+# Primitives whose first argument is an lvalue (the C macro writes through it).
+LVALUE_FIRST = frozenset({"WRITE_ONCE", "rcu_assign_pointer", "RCU_INIT_POINTER"})
+
+
+# ---------------------------------------------------------------------------
+# Host models: functions of virt/kvm/kvm_main.c and mm (outside the tree), called
+# through the VM like translated functions, so their effects are the
+# hand-written models' own (kernel_models.kvm_main).
+# ---------------------------------------------------------------------------
+
+def folio_mark_accessed(kvm, folio):
+    kvm.emit(E.FolioAccessed(pfn=folio))
+
+
+def folio_mark_dirty(kvm, folio):
+    kvm.emit(E.FolioDirty(pfn=folio))
+
+
+def kvm_release_faultin_page(kvm, page, unused, dirty):
+    """v6.13+: the fault path's release (kvm_release_page_{unused,dirty,clean})."""
+    if page is None:
+        return
+    if unused:
+        kvm.put_page(page)
+    elif dirty:
+        kvm.kvm_release_page_dirty(page)
+    else:
+        kvm.kvm_release_page_clean(page)
+
+
+def _host_models() -> dict:
+    from kernel_models import kvm_main
+    found = {row.name: row.function for row in kvm_main.MODEL_TABLE}
+    found.update({"folio_mark_accessed": folio_mark_accessed, "folio_mark_dirty": folio_mark_dirty,
+                  "kvm_release_faultin_page": kvm_release_faultin_page,
+                  "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty})
+    return found
+
+
+# Host functions whose C first parameter is ``struct kvm *kvm`` (dropped, as for the tree's).
+HOST_TAKES_KVM = frozenset({"mark_page_dirty_in_slot", "kvm_flush_remote_tlbs",
+                            "kvm_flush_remote_tlbs_range", "kvm_flush_remote_tlbs_memslot",
+                            "kvm_update_page_stats"})
+
+
+def host_models() -> dict:
+    """C name -> model function (kvm, *args) for the host side."""
+    global _HOST
+    if _HOST is None:
+        _HOST = _host_models()
+    return _HOST
+
+
+_HOST = None
+
+
+# Kernel globals the translated C reads that the VM's SPTE mode does not set.
+GLOBAL_DEFAULTS = {"shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
+                   "max_tdp_level": 4, "nx_huge_pages": False, "enable_mmio_caching": False,
+                   "force_flush_and_sync_on_reuse": False, "eager_page_split": True}
+
+
+# Kernel fields the hand-written objects do not carry: they read as the zero value
+# (class attributes, so an object that sets the field keeps its own value).
+FIELD_DEFAULTS = {
+    "kvm_mmu_page_role": {"smm": 0, "quadrant": 0, "has_4_byte_gpte": False, "cr0_wp": True,
+                          "efer_nx": True, "smap_andnot_wp": False, "smep_andnot_wp": False,
+                          "passthrough": False, "word": 0, "is_private": False},
+    "kvm_mmu_page": {"role_word": 0, "unsync_children": 0, "write_flooding_count": 0,
+                     "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
+                     "possible_nx_huge_page_link": None, "clear_spte_count": 0,
+                     "shadowed_translation_list": None, "gfns": None, "external_spt": None},
+}
+
+
+def _install_field_defaults() -> None:
+    from kernel_models import mmu_internal
+    for class_name, fields in FIELD_DEFAULTS.items():
+        cls = getattr(mmu_internal, class_name)
+        for name, value in fields.items():
+            if not hasattr(cls, name):
+                setattr(cls, name, value)
+
+
+_install_field_defaults()
+
+
+def prepare_vm(vm) -> None:
+    """Give the hand-written VM the fields translated C reads by the kernel's names."""
+    for name, value in GLOBAL_DEFAULTS.items():
+        vm.__dict__.setdefault(name, value)
+    if "stat" not in vm.__dict__:
+        vm.__dict__["stat"] = Struct("kvm_vm_stat", pages=StatCounters("pages"))
+    if "arch" not in vm.__dict__:
+        vm.__dict__["arch"] = Struct("kvm_arch", tdp_mmu_roots=vm.tdp_mmu_roots,
+                                     active_mmu_pages=vm.active_mmu_pages)
 
 # Names the hand-written models treat as effect leaves (kernel_models.registry helper rows):
 # the events they append are attributed to their caller.
 HELPERS = frozenset({
-    "kvm_set_pfn_accessed", "kvm_set_pfn_dirty", "kvm_set_page_accessed", "kvm_set_page_dirty",
+    "kvm_set_pfn_accessed", "folio_mark_accessed", "folio_mark_dirty", "mark_page_accessed",
+    "SetPageDirty", "kvm_release_faultin_page", "put_page", "get_page", "page_folio",
+    "kvm_release_page_clean", "kvm_release_page_dirty", "kvm_release_pfn_clean",
+    "kvm_release_pfn_dirty", "kvm_pfn_to_refcounted_page", "is_error_noslot_pfn",
+    "mark_page_dirty_in_slot", "kvm_flush_remote_tlbs", "kvm_flush_remote_tlbs_range",
+    "kvm_flush_remote_tlbs_memslot", "kvm_update_page_stats", "WARN_ON_ONCE", "WARN_ONCE",
+    "KVM_MMU_WARN_ON", "KVM_BUG_ON_DATA_CORRUPTION", "BUG", "kvm_set_pfn_dirty", "kvm_set_page_accessed", "kvm_set_page_dirty",
     "__update_clear_spte_fast", "__update_clear_spte_slow", "__set_spte", "__get_spte_lockless",
     "kvm_tdp_mmu_write_spte", "__kvm_tdp_mmu_write_spte", "kvm_tdp_mmu_write_spte_atomic",
     "tdp_mmu_clear_spte_bits", "tdp_account_mmu_page", "tdp_unaccount_mmu_page",

@@ -22,7 +22,7 @@ REPORTED_FILES = (MMU + "mmu.c", MMU + "spte.c", MMU + "spte.h", MMU + "tdp_mmu.
                   MMU + "tdp_iter.c", MMU + "tdp_iter.h", MMU + "paging_tmpl.h",
                   MMU + "mmu_internal.h", MMU + "tdp_mmu.h", "arch/x86/kvm/mmu.h",
                   MMU + "page_track.c", MMU + "page_track.h")
-TRANSLATOR_REVISION = "1"       # bump when the generated code changes
+TRANSLATOR_REVISION = "5"       # bump when the generated code changes
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class TreeState:
     functions: dict[str, FunctionTranslation]
     files: dict[str, FileReport]
     seconds: float = 0.0
+    layouts: dict = field(default_factory=dict, repr=False)   # "struct x" -> fields
     _compiled: dict = field(default_factory=dict, repr=False)
 
     def model(self, name: str):
@@ -73,6 +74,9 @@ class TreeState:
         fn = None
         if translation is not None and translation.python is not None:
             scope = environment.namespace()
+            layouts = self.layouts
+            scope["_struct"] = lambda ctype, _positional=(), **fields: environment.new_struct(
+                layouts, ctype, _positional, **fields)
             exec(compile(translation.python, f"<translated {name}>", "exec"), scope)  # noqa: S102
             fn = scope[emit.py_name(name)]
             fn.__doc__ = f"{name}: translated from {translation.file}:{translation.line}"
@@ -92,7 +96,7 @@ class TranslatedVersionSet:
     overrides: tuple = ()          # (C name, function) pairs replacing translations
 
     def functions(self) -> dict:
-        found = {}
+        found = dict(environment.host_models())
         for name in self.state.functions:
             fn = self.state.model(name)
             if fn is not None:
@@ -102,6 +106,10 @@ class TranslatedVersionSet:
 
     def helpers(self) -> frozenset[str]:
         return environment.HELPERS
+
+    def prepare_vm(self, vm) -> None:
+        """Called by ``VM.__init__``: the kernel-named fields the translations read."""
+        environment.prepare_vm(vm)
 
     def signature(self, name: str):
         t = self.state.functions.get(name)
@@ -187,14 +195,15 @@ def translate_sources(sources: dict[str, str], *, name: str = "sources",
     for path, text in sources.items():
         blobs.setdefault(path, hash_object(text))
     key = state_key({p: blobs[p] for p in sources})
-    rows = _MEMORY.get(key)
-    if rows is None and cache:
-        rows = _disk_read(key)
-    if rows is None:
-        rows = translate_units([u for u in UNITS if u in sources], sources.get)
+    found = _MEMORY.get(key)
+    if found is None and cache:
+        found = _disk_read(key)
+    if found is None:
+        found = translate_units([u for u in UNITS if u in sources], sources.get)
         if cache:
-            _disk_write(key, rows)
-    _MEMORY[key] = rows
+            _disk_write(key, found)
+    _MEMORY[key] = found
+    rows, layouts = found
     functions: dict[str, FunctionTranslation] = {}
     per_file: dict[str, dict[str, FunctionTranslation]] = {}
     for translation in rows:
@@ -208,7 +217,7 @@ def translate_sources(sources: dict[str, str], *, name: str = "sources",
     files = {file: FileReport(file, blobs.get(file, ""), tuple(found.values()))
              for file, found in sorted(per_file.items())}
     return TreeState(name, {p: blobs[p] for p in sources}, functions, files,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, layouts)
 
 
 @dataclass
@@ -219,6 +228,7 @@ class _Unit:
     globals: frozenset
     statement_macros: frozenset
     miss: FunctionTranslation | None = None
+    layouts: dict = field(default_factory=dict)
 
 
 def _read_unit(unit: str, read) -> _Unit:
@@ -241,12 +251,18 @@ def _read_unit(unit: str, read) -> _Unit:
     constants.update(units.enum_constants(lines, parser))
     return _Unit(unit, parsed, constants,
                  frozenset(units.global_names(lines)) | GLOBALS_FROM_OUTSIDE,
-                 frozenset(n for n, m in pre.macros.items() if m.statement_expression))
+                 frozenset(n for n, m in pre.macros.items() if m.statement_expression),
+                 layouts=units.struct_layouts(lines, parser, constants))
 
 
-def translate_units(paths: list[str], read) -> list[FunctionTranslation]:
-    """Every function of the units, translated against the signatures of all of them."""
+def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], dict]:
+    """Every function of the units, translated against the signatures of all of them;
+    and the struct layouts the units define."""
     read_units = [_read_unit(path, read) for path in paths]
+    layouts = {}
+    for unit in read_units:
+        for ctype, fields in unit.layouts.items():
+            layouts.setdefault(ctype, fields)
     signatures = {}
     for unit in read_units:
         for definition, node, _ in unit.parsed:
@@ -256,12 +272,16 @@ def translate_units(paths: list[str], read) -> list[FunctionTranslation]:
     for unit in read_units:
         if unit.miss is not None:
             out.append(unit.miss)
+        host = {name: name in environment.HOST_TAKES_KVM for name in environment.host_models()
+                if name not in signatures and name not in environment.PRIMITIVES}
         context = emit.Context(signatures=signatures, constants=unit.constants,
                                globals=unit.globals, primitives=frozenset(environment.PRIMITIVES),
-                               statement_macros=unit.statement_macros)
+                               statement_macros=unit.statement_macros, host=host,
+                               name_arguments=environment.NAME_ARGUMENTS,
+                               lvalue_first=environment.LVALUE_FIRST)
         for definition, node, miss in unit.parsed:
             out.append(_translate_one(definition, node, miss, context))
-    return out
+    return out, layouts
 
 
 def _translate_one(definition, node, miss, context) -> FunctionTranslation:
@@ -312,13 +332,17 @@ def _disk_read(key: str):
     except (OSError, ValueError):
         return None
     try:
-        return [FunctionTranslation(**{**row, "params": tuple(row["params"]),
-                                       "unknown": tuple(row["unknown"])}) for row in rows]
+        functions = [FunctionTranslation(**{**row, "params": tuple(row["params"]),
+                                            "unknown": tuple(row["unknown"])})
+                     for row in rows["functions"]]
+        layouts = {k: tuple(tuple(f) for f in v) for k, v in rows["layouts"].items()}
+        return functions, layouts
     except (TypeError, KeyError):
         return None
 
 
-def _disk_write(key: str, rows: list[FunctionTranslation]) -> None:
+def _disk_write(key: str, found) -> None:
+    rows, layouts = found
     if os.environ.get("KCONFORM_NO_CACHE"):
         return
     directory = cache_dir()
@@ -326,7 +350,7 @@ def _disk_write(key: str, rows: list[FunctionTranslation]) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump([asdict(r) for r in rows], handle)
+            json.dump({"functions": [asdict(r) for r in rows], "layouts": layouts}, handle)
         os.replace(temporary, os.path.join(directory, key + ".json"))
     except OSError:
         pass    # a cache that cannot be written is only slower

@@ -371,3 +371,49 @@ def _constant_value(node, known: dict[str, int]) -> int | None:
         inner = _constant_value(node.args.exprs[0], known)
         return None if inner is None else 1 << inner
     return None
+
+
+def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int]) -> dict:
+    """``struct NAME`` -> ((field, kind, base type, array size), ...) for the unit's structs.
+
+    kind is "scalar", "bool", "pointer", "struct" or "array"; what a fresh
+    local of that type holds (``environment._struct`` builds it).
+    """
+    from harness.translate.emit import type_of
+    layouts: dict[str, tuple] = {}
+    for _, _, text, is_function in _scan_items(lines):
+        flat = " ".join(text.split())
+        if is_function or not re.match(r"(typedef )?(struct|union) \w+ \{", flat):
+            continue
+        try:
+            unit = parser.parser.parse(parser.prelude(set()) + clean(text), "<struct>")
+        except (c_parser.ParseError, AssertionError):
+            continue
+        for node in unit.ext:
+            target = node.type if isinstance(node, c_ast.Decl) else None
+            if isinstance(node, c_ast.Typedef):
+                target = node.type.type
+            if not isinstance(target, (c_ast.Struct, c_ast.Union)) or target.decls is None:
+                continue
+            fields = []
+            for decl in target.decls:
+                if decl.name is None:
+                    # an anonymous struct/union member: its fields are the parent's
+                    inner = decl.type
+                    if isinstance(inner, (c_ast.Struct, c_ast.Union)) and inner.decls:
+                        for sub in inner.decls:
+                            if sub.name:
+                                fields.append(_field(sub, constants, type_of))
+                    continue
+                fields.append(_field(decl, constants, type_of))
+            kind = "union" if isinstance(target, c_ast.Union) else "struct"
+            layouts[f"{kind} {target.name}"] = tuple(fields)
+    return layouts
+
+
+def _field(decl, constants, type_of):
+    kind, base = type_of(decl.type)
+    size = 0
+    if kind == "array" and decl.type.dim is not None:
+        size = _constant_value(decl.type.dim, constants) or 0
+    return (decl.name, kind, base, size)
