@@ -72,6 +72,16 @@ class Pointer(SptePointer):
     def __setitem__(self, index: int, value: int) -> None:
         Pointer(self.sp, self.index + index).set(value)
 
+    def __add__(self, offset: int) -> "Pointer":
+        return Pointer(self.sp, self.index + offset)
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        if isinstance(other, SptePointer):
+            return self.index - other.index
+        return Pointer(self.sp, self.index - other)
+
     __hash__ = SptePointer.__hash__
     __eq__ = SptePointer.__eq__
 
@@ -124,15 +134,12 @@ class Struct:
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        value = Struct(f"{self._type}.{name}")
+        value = Blank()
         self.__dict__[name] = value
         return value
 
     def __bool__(self):
         return True
-
-    def __int__(self):
-        return 0
 
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if k != "_type")
@@ -162,6 +169,23 @@ def new_struct(layouts: dict, ctype: str, _positional=(), **fields):
     return Struct(ctype, **values)
 
 
+class Blank(int):
+    """A field no layout names: reads as 0 (and as an empty struct or array of zeros)."""
+
+    def __new__(cls):
+        return super().__new__(cls, 0)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = Blank()
+        self.__dict__[name] = value
+        return value
+
+    def __getitem__(self, index):
+        return Blank()
+
+
 def _struct(ctype: str, _positional=(), **fields):
     """Without the tree's layouts (a state binds ``new_struct`` to its own)."""
     return new_struct({}, ctype, _positional, **fields)
@@ -186,7 +210,7 @@ def _spt(sp):
 
 
 def _load(pointer):
-    if hasattr(pointer, "get"):
+    if isinstance(pointer, (SptePointer, Ref)):
         return pointer.get()
     return pointer          # *struct_pointer: the object itself
 
@@ -231,7 +255,12 @@ def _ptr_diff(a, b):
 
 
 def _field_ref(obj, name):
-    return Ref(obj, name)
+    """``&obj->field``: a struct field's address is the struct itself (objects are
+    references); a scalar or pointer field's is a ``Ref`` to write through."""
+    value = getattr(obj, name)
+    if value is None or isinstance(value, (int, float, list, SptePointer, Ref)):
+        return Ref(obj, name)
+    return value
 
 
 def _box_ref(box):
@@ -410,8 +439,18 @@ def _bug(vm, condition=True, *rest, what=""):
     return bool(condition)
 
 
+def _bug_on(vm, condition=True, *rest, what=""):
+    if condition:
+        _bug_always(vm, what=what)
+
+
+class KernelStop(Exception):  # noqa: N818 - BUG() does not return
+    """BUG(): the kernel stops here; the caller of the translated code sees the log so far."""
+
+
 def _bug_always(vm, *rest, what=""):
     vm.emit(E.Bug(what=what))
+    raise KernelStop(what)
 
 
 def WRITE_ONCE(vm, target, value):  # noqa: N802
@@ -513,11 +552,13 @@ PRIMITIVES: dict = {
     "WRITE_ONCE": WRITE_ONCE, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
     "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
     "smp_wmb": _nothing, "smp_rmb": _nothing, "smp_mb": _nothing, "barrier": _nothing,
-    "smp_mb__after_atomic": _nothing, "smp_load_acquire": _pass,
+    "smp_mb__after_atomic": _nothing, "smp_load_acquire": lambda vm, p: _load(p),
+    "smp_store_release": lambda vm, p, v: _store(p, v),
     # WARN family
     "WARN_ON": _warn, "WARN_ON_ONCE": _warn, "WARN": _warn_message, "WARN_ONCE": _warn_message,
     "KVM_BUG_ON": _warn, "KVM_MMU_WARN_ON": _mmu_warn, "WARN_ON_SMP": _warn,
-    "KVM_BUG_ON_DATA_CORRUPTION": _bug, "BUG_ON": _bug, "BUG": _bug_always,
+    "KVM_BUG_ON_DATA_CORRUPTION": _bug, "BUG_ON": _bug_on, "BUG": _bug_always,
+    "mod_lruvec_page_state": _nothing, "kvm_account_pgtable_pages": _nothing,
     "BUILD_BUG_ON": _nothing, "BUILD_BUG_ON_INVALID": _nothing, "static_assert": _nothing,
     # locking and RCU (one thread holds every lock)
     "lockdep_assert_held": _nothing, "lockdep_assert_held_read": _nothing,
@@ -567,6 +608,7 @@ PRIMITIVES: dict = {
     "static_call": lambda vm, name: VENDOR.get(name, _vendor_missing(name)),
     "static_call_cond": lambda vm, name: VENDOR.get(name, _nothing_vendor),
     "page_count": lambda vm, page: _page_count(vm, page),
+    "hash_64": lambda vm, value, bits: hash_64(vm, value, bits),
     "atomic64_fetch_and": lambda vm, mask, ref: _fetch(ref, lambda v: v & mask),
     "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
     "atomic64_xchg": lambda vm, ref, value: _fetch(ref, lambda v: value),
@@ -614,11 +656,38 @@ def _nothing_vendor(*args):
     return None
 
 
+class VendorOps:
+    """``kvm_x86_ops``: its data fields are the VM's (``cpu_dirty_log_size``: PML)."""
+
+    def __init__(self, vm):
+        self.__dict__["_vm"] = vm
+
+    def __getattr__(self, name):
+        return self._vm.__dict__.get(name, 0)
+
+
 # Vendor (VMX/SVM) hooks reached through static_call: the models run no vendor code.
 VENDOR: dict = {
     "kvm_x86_get_mt_mask": lambda vcpu, gfn, is_mmio: 0,
     "kvm_x86_flush_remote_tlbs": lambda kvm: -95,
 }
+
+# Functions whose hand-written model returns what the C writes through its last
+# parameter (a ``u64 *`` output): called without it, the translation is adapted.
+OUTPUT_POINTERS = frozenset({"make_spte"})
+
+
+def output_pointer_adapter(fn, arity: int):
+    def adapted(vm, *args):
+        if len(args) == arity:
+            return fn(vm, *args)
+        box = [0]
+        returned = fn(vm, *args, Ref(box, 0))
+        return returned, box[0]
+    adapted.__name__ = fn.__name__
+    adapted.__doc__ = fn.__doc__
+    return adapted
+
 
 # Primitives whose arguments name things rather than compute values.
 NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond"})
@@ -690,6 +759,10 @@ FIELD_DEFAULTS = {
     "kvm_mmu_page_role": {"smm": 0, "quadrant": 0, "has_4_byte_gpte": False, "cr0_wp": True,
                           "efer_nx": True, "smap_andnot_wp": False, "smep_andnot_wp": False,
                           "passthrough": False, "word": 0, "is_private": False},
+    "kvm_mmu": {"shadow_zero_check": Struct("rsvd_bits_validate",
+                                            rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0),
+                "guest_rsvd_check": Struct("rsvd_bits_validate",
+                                           rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0)},
     "kvm_mmu_page": {"role_word": 0, "unsync_children": 0, "write_flooding_count": 0,
                      "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
                      "possible_nx_huge_page_link": None, "clear_spte_count": 0,
@@ -698,9 +771,9 @@ FIELD_DEFAULTS = {
 
 
 def _install_field_defaults() -> None:
-    from kernel_models import mmu_internal
+    from kernel_models import mmu_fault, mmu_internal
     for class_name, fields in FIELD_DEFAULTS.items():
-        cls = getattr(mmu_internal, class_name)
+        cls = getattr(mmu_internal, class_name, None) or getattr(mmu_fault, class_name)
         for name, value in fields.items():
             if not hasattr(cls, name):
                 setattr(cls, name, value)
@@ -709,15 +782,45 @@ def _install_field_defaults() -> None:
 _install_field_defaults()
 
 
-def prepare_vm(vm) -> None:
+GOLDEN_RATIO_64 = 0x61C8864680B583EB
+
+
+def hash_64(vm, value, bits):
+    """include/linux/hash.h hash_64 (the generic multiplicative hash)."""
+    return ((value * GOLDEN_RATIO_64) & M64) >> (64 - bits)
+
+
+class PageHash:
+    """``kvm->arch.mmu_page_hash[]``: the shadow pages of each bucket, from the VM's list."""
+
+    def __init__(self, vm, bits: int = 12):
+        self.vm, self.bits = vm, bits
+
+    def __getitem__(self, bucket):
+        return [sp for sp in self.vm.active_mmu_pages
+                if hash_64(self.vm, sp.gfn, self.bits) == bucket]
+
+    def __add__(self, bucket):          # &mmu_page_hash[bucket]: the bucket's list head
+        return self[bucket]
+
+
+def prepare_vm(vm, layouts: dict | None = None) -> None:
     """Give the hand-written VM the fields translated C reads by the kernel's names."""
+    layouts = layouts or {}
     for name, value in GLOBAL_DEFAULTS.items():
         vm.__dict__.setdefault(name, value)
+    vm.__dict__.setdefault("cpu_dirty_log_size", 0)
+    vm.__dict__.setdefault("kvm_x86_ops", VendorOps(vm))
     if "stat" not in vm.__dict__:
-        vm.__dict__["stat"] = Struct("kvm_vm_stat", pages=StatCounters("pages"))
+        vm.__dict__["stat"] = new_struct(layouts, "struct kvm_vm_stat",
+                                         pages=StatCounters("pages"))
     if "arch" not in vm.__dict__:
-        vm.__dict__["arch"] = Struct("kvm_arch", tdp_mmu_roots=vm.tdp_mmu_roots,
-                                     active_mmu_pages=vm.active_mmu_pages)
+        vm.__dict__["arch"] = new_struct(layouts, "struct kvm_arch",
+                                         tdp_mmu_roots=vm.tdp_mmu_roots,
+                                         active_mmu_pages=vm.active_mmu_pages,
+                                         mmu_page_hash=PageHash(vm))
+
+
 
 # Names the hand-written models treat as effect leaves (kernel_models.registry helper rows):
 # the events they append are attributed to their caller.

@@ -101,6 +101,10 @@ class TranslatedVersionSet:
             fn = self.state.model(name)
             if fn is not None:
                 found[name] = fn
+        for name, fn in list(found.items()):
+            translation = self.state.functions.get(name)
+            if translation is not None and name in environment.OUTPUT_POINTERS:
+                found[name] = environment.output_pointer_adapter(fn, len(translation.params))
         found.update(dict(self.overrides))
         return found
 
@@ -109,7 +113,7 @@ class TranslatedVersionSet:
 
     def prepare_vm(self, vm) -> None:
         """Called by ``VM.__init__``: the kernel-named fields the translations read."""
-        environment.prepare_vm(vm)
+        environment.prepare_vm(vm, self.state.layouts)
 
     def signature(self, name: str):
         t = self.state.functions.get(name)
@@ -180,9 +184,25 @@ def hash_object(text: str) -> str:
 _MEMORY: dict[str, list[FunctionTranslation]] = {}
 
 
+def translator_digest() -> str:
+    """A digest of the translator's own source: a change to it invalidates the cache."""
+    global _DIGEST
+    if _DIGEST is None:
+        here = os.path.dirname(__file__)
+        digest = hashlib.sha256(TRANSLATOR_REVISION.encode())
+        for name in ("preprocess.py", "units.py", "emit.py", "environment.py", "tree.py"):
+            with open(os.path.join(here, name), "rb") as handle:
+                digest.update(handle.read())
+        _DIGEST = digest.hexdigest()
+    return _DIGEST
+
+
+_DIGEST = None
+
+
 def state_key(blobs: dict[str, str]) -> str:
-    """The cache key of a tree state: the translator's revision and every blob read."""
-    return hashlib.sha256(json.dumps([TRANSLATOR_REVISION, sorted(blobs.items())])
+    """The cache key of a tree state: the translator's source and every blob read."""
+    return hashlib.sha256(json.dumps([translator_digest(), sorted(blobs.items())])
                           .encode()).hexdigest()
 
 
