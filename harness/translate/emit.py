@@ -638,7 +638,7 @@ class Emitter:
             return f"_vm.{name}"
         if name in self.context.primitives:
             return f"_prim(_vm, {name!r})"
-        return f"_unknown(_vm, {name!r})"
+        return f"_unknown_value(_vm, {name!r})"
 
     def unary(self, node: c_ast.UnaryOp, condition: bool) -> str:
         op = node.op

@@ -381,6 +381,10 @@ def _unknown(vm, name):
     return missing
 
 
+def _unknown_value(vm, name):
+    raise EnvironmentMiss(f"{name}: defined neither in the tree nor in the environment")
+
+
 def _foreach(vm, macro, args):
     generator = FOREACH.get(macro)
     if generator is None:
@@ -845,6 +849,7 @@ CONSTANTS: dict[str, int] = {
     "HZ": 1000, "EINVAL": 22, "ENOMEM": 12, "EFAULT": 14, "EAGAIN": 11, "EIO": 5, "ENOENT": 2,
     "ENOSPC": 28, "EEXIST": 17, "EBUSY": 16, "EPERM": 1, "ENOTSUPP": 524, "EOPNOTSUPP": 95,
     "E2BIG": 7, "EINTR": 4, "KVM_ADDRESS_SPACE_NUM": 2,
+    "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
 }
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from harness.translate import emit, environment, units
 from harness.translate.preprocess import Preprocessor, PreprocessError
@@ -263,7 +263,8 @@ def _read_unit(unit: str, read) -> _Unit:
     parsed = []
     for definition in units.definitions(lines):
         try:
-            parsed.append((definition, parser.parse(definition), None))
+            node = parser.parse(definition)
+            parsed.append((replace(definition, name=node.decl.name), node, None))
         except units.ParseMiss as exc:
             parsed.append((definition, None, f"{exc.construct} at "
                                              f"{exc.file.rsplit('/', 1)[-1]}:{exc.line}"))
@@ -329,7 +330,7 @@ GLOBALS_FROM_OUTSIDE = frozenset({"enable_mmio_caching", "tdp_enabled", "tdp_mmu
 
 import re as _re  # noqa: E402 - used only for the unknown-name scan
 
-_UNKNOWN = _re.compile(r"_unknown\(_vm, '([^']+)'\)")
+_UNKNOWN = _re.compile(r"_unknown(?:_value)?\(_vm, '([^']+)'\)")
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pycparser import c_ast, c_parser
 
-from harness.translate.preprocess import Line
+from harness.translate.preprocess import Line, tokens
 
 KERNEL_TYPEDEFS = (
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "__u8", "__u16", "__u32", "__u64",
@@ -79,8 +79,8 @@ def _scan_items(lines: list[Line]):
         if not text.strip() and item_start is None:
             continue
         pieces = []
-        for token in text.split(" "):
-            if not token:
+        for token in tokens(text):
+            if token == "\n":
                 continue
             if item_start is None:
                 item_start = index
@@ -222,8 +222,8 @@ def clean(text: str) -> str:
     pending_call = False
     for row in items:
         out = []
-        for token in row.split(" "):
-            if not token:
+        for token in tokens(row):
+            if token == "\n":
                 continue
             if skip_depth:
                 if token == "(":
