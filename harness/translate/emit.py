@@ -202,6 +202,8 @@ class Emitter:
                     prologue.append("kvm = _vm")
                     continue
                 params.append(py_name(param.name))
+                if type_of(param.type) == ("pointer", "struct kvm_rmap_head"):
+                    prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
                 if var.kind == "box":
                     prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
         self.out(0, f"def {py_name(self.sig.name)}({', '.join(params)}):")
@@ -723,7 +725,9 @@ class Emitter:
     def cast(self, node: c_ast.Cast) -> str:
         kind, base = type_of(node.to_type.type)
         inner = self.expr(node.expr)
-        if kind == "pointer" or base == "void":
+        if kind == "pointer":
+            return f"_as_pointer({inner})"
+        if base == "void":
             return inner
         if base in ("bool", "_Bool"):
             return f"bool({inner})"

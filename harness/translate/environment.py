@@ -254,10 +254,108 @@ def _ptr_diff(a, b):
     return a - b
 
 
+# ---------------------------------------------------------------------------
+# rmap heads: the models keep a list of SPTE pointers; the C keeps ``val``, a single
+# pointer or a tagged pointer to a chain of ``pte_list_desc`` (PTE_LIST_EXT each).
+# Reading is exact (the chain holds the list in order); a write of ``val`` sets the
+# list from what was written.
+# ---------------------------------------------------------------------------
+
+PTE_LIST_EXT = 14
+
+
+class Tagged:
+    """An ``unsigned long`` holding a pointer and a low tag bit."""
+
+    __slots__ = ("target", "tag")
+
+    def __init__(self, target, tag=0):
+        self.target, self.tag = target, tag
+
+    def __and__(self, mask):
+        if mask == 1:
+            return self.tag
+        return Tagged(self.target, self.tag & mask) if mask & 1 else self.target
+
+    def __or__(self, bits):
+        return Tagged(self.target, self.tag | (bits & 1))
+
+    def __bool__(self):
+        return True
+
+    def __eq__(self, other):
+        return isinstance(other, Tagged) and other.target == self.target and other.tag == self.tag
+
+    def __hash__(self):
+        return hash((id(self.target), self.tag))
+
+
+class RmapHead:
+    """``struct kvm_rmap_head`` over a model's list of SPTE pointers."""
+
+    def __init__(self, entries: list):
+        self.__dict__["entries"] = entries
+
+    @property
+    def val(self):
+        entries = self.entries
+        if not entries:
+            return 0
+        if len(entries) == 1:
+            return Tagged(entries[0], 0)
+        head = None
+        chunks = [entries[i:i + PTE_LIST_EXT] for i in range(0, len(entries), PTE_LIST_EXT)]
+        for chunk in reversed(chunks):
+            head = Struct("struct pte_list_desc", more=head, spte_count=len(chunk),
+                          tail_count=0, sptes=chunk + [None] * (PTE_LIST_EXT - len(chunk)))
+        head.tail_count = len(entries) - head.spte_count
+        return Tagged(head, 1)
+
+    @val.setter
+    def val(self, value):
+        entries = self.entries
+        entries.clear()
+        if isinstance(value, Tagged):
+            value = value.target if not value.tag else value
+        if isinstance(value, Tagged):           # a desc chain
+            desc = value.target
+            while desc:
+                entries.extend(desc.sptes[:desc.spte_count])
+                desc = desc.more
+        elif isinstance(value, Address):
+            entries.append(value.pointer)
+        elif value:
+            entries.append(value)
+
+    def __setattr__(self, name, value):
+        if name == "val":
+            RmapHead.val.fset(self, value)
+        else:
+            self.__dict__[name] = value
+
+
+def _rmap_head(value):
+    return RmapHead(value) if isinstance(value, list) else value
+
+
+def _as_pointer(value):
+    """``(T *)x``: an integer that holds a pointer gives the pointer back."""
+    if isinstance(value, Tagged):
+        return value.target
+    if isinstance(value, Address):
+        return value.pointer
+    return value
+
+
+RMAP_FIELDS = frozenset({"parent_ptes"})
+
+
 def _field_ref(obj, name):
     """``&obj->field``: a struct field's address is the struct itself (objects are
     references); a scalar or pointer field's is a ``Ref`` to write through."""
     value = getattr(obj, name)
+    if name in RMAP_FIELDS and isinstance(value, list):
+        return RmapHead(value)
     if value is None or isinstance(value, (int, float, list, SptePointer, Ref)):
         return Ref(obj, name)
     return value
@@ -302,8 +400,29 @@ def _address(value):
     return value
 
 
+class Address(int):
+    """``(unsigned long)pointer``: the address, still knowing the object it points to."""
+
+    def __new__(cls, pointer):
+        value = _address(pointer)
+        if not isinstance(value, int):
+            value = 0xFFFF800000000000 | (id(pointer) << 3) & 0x7FFFFFFFFFF8
+        self = super().__new__(cls, value)
+        self.pointer = pointer
+        return self
+
+    def __or__(self, bits):
+        return Tagged(self.pointer, 1) if bits == 1 else int(self) | bits
+
+
 def _u64(value):
-    return _address(value) & M64 if not isinstance(value, bool) else int(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (SptePointer, Struct, kvm_mmu_page)):
+        return Address(value)
+    if isinstance(value, Tagged):
+        return value
+    return _address(value) & M64
 
 
 def _u32(value):
@@ -612,6 +731,13 @@ PRIMITIVES: dict = {
     "static_call": lambda vm, name: VENDOR.get(name, _vendor_missing(name)),
     "static_call_cond": lambda vm, name: VENDOR.get(name, _nothing_vendor),
     "page_count": lambda vm, page: _page_count(vm, page),
+    # memory: RCU callbacks run at once (one thread, no readers left); freeing a table
+    # page drops it from the VM, as the models' tdp_mmu_free_sp does
+    "call_rcu": lambda vm, head, callback: callback(head),
+    "container_of": lambda vm, pointer, ctype, member: (
+        pointer.container if isinstance(pointer, Ref) else pointer),
+    "free_page": lambda vm, address: vm.mmu_pages.pop(_address(address) >> 12, None) and None,
+    "kmem_cache_free": _nothing, "kfree": _nothing,
     "hash_64": lambda vm, value, bits: hash_64(vm, value, bits),
     "atomic64_fetch_and": lambda vm, mask, ref: _fetch(ref, lambda v: v & mask),
     "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
@@ -694,7 +820,8 @@ def output_pointer_adapter(fn, arity: int):
 
 
 # Primitives whose arguments name things rather than compute values.
-NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond"})
+NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond", "container_of", "offsetof",
+                            "list_entry", "hlist_entry", "list_first_entry"})
 # Primitives whose first argument is an lvalue (the C macro writes through it).
 LVALUE_FIRST = frozenset({"WRITE_ONCE", "rcu_assign_pointer", "RCU_INIT_POINTER"})
 
@@ -752,7 +879,8 @@ _HOST = None
 
 
 # Kernel globals the translated C reads that the VM's SPTE mode does not set.
-GLOBAL_DEFAULTS = {"shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
+GLOBAL_DEFAULTS = {"mmu_page_header_cache": None, "pte_list_desc_cache": None,
+                   "shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
                    "max_tdp_level": 4, "nx_huge_pages": False, "enable_mmio_caching": False,
                    "force_flush_and_sync_on_reuse": False, "eager_page_split": True}
 
@@ -767,7 +895,7 @@ FIELD_DEFAULTS = {
                                             rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0),
                 "guest_rsvd_check": Struct("rsvd_bits_validate",
                                            rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0)},
-    "kvm_mmu_page": {"role_word": 0, "unsync_children": 0, "write_flooding_count": 0,
+    "kvm_mmu_page": {"role_word": 0, "rcu_head": 0, "unsync_children": 0, "write_flooding_count": 0,
                      "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
                      "possible_nx_huge_page_link": None, "clear_spte_count": 0,
                      "shadowed_translation_list": None, "gfns": None, "external_spt": None},
@@ -850,6 +978,7 @@ CONSTANTS: dict[str, int] = {
     "ENOSPC": 28, "EEXIST": 17, "EBUSY": 16, "EPERM": 1, "ENOTSUPP": 524, "EOPNOTSUPP": 95,
     "E2BIG": 7, "EINTR": 4, "KVM_ADDRESS_SPACE_NUM": 2,
     "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
+    "NR_SECONDARY_PAGETABLE": 0,
 }
 
 

@@ -251,7 +251,7 @@ class _Unit:
     layouts: dict = field(default_factory=dict)
 
 
-def _read_unit(unit: str, read) -> _Unit:
+def _read_unit(unit: str, read, parse_cache: dict) -> _Unit:
     pre = Preprocessor(read, keep=frozenset(environment.PRIMITIVES) | emit.WARN_LIKE)
     pre.define('KBUILD_MODNAME "kvm"', "<built-in>", 0)
     try:
@@ -262,12 +262,18 @@ def _read_unit(unit: str, read) -> _Unit:
     parser = units.Parser(units.typedef_names(lines))
     parsed = []
     for definition in units.definitions(lines):
-        try:
-            node = parser.parse(definition)
-            parsed.append((replace(definition, name=node.decl.name), node, None))
-        except units.ParseMiss as exc:
-            parsed.append((definition, None, f"{exc.construct} at "
-                                             f"{exc.file.rsplit('/', 1)[-1]}:{exc.line}"))
+        # a header's function reads the same in every unit that includes it: parse it once
+        key = (definition.file, definition.line, definition.text)
+        if key not in parse_cache:
+            try:
+                parse_cache[key] = (parser.parse(definition), None)
+            except units.ParseMiss as exc:
+                parse_cache[key] = (None, f"{exc.construct} at "
+                                          f"{exc.file.rsplit('/', 1)[-1]}:{exc.line}")
+        node, miss = parse_cache[key]
+        if node is not None:
+            definition = replace(definition, name=node.decl.name)
+        parsed.append((definition, node, miss))
     constants = dict(environment.CONSTANTS)
     constants.update(units.enum_constants(lines, parser))
     return _Unit(unit, parsed, constants,
@@ -279,7 +285,8 @@ def _read_unit(unit: str, read) -> _Unit:
 def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], dict]:
     """Every function of the units, translated against the signatures of all of them;
     and the struct layouts the units define."""
-    read_units = [_read_unit(path, read) for path in paths]
+    parse_cache: dict = {}
+    read_units = [_read_unit(path, read, parse_cache) for path in paths]
     layouts = {}
     for unit in read_units:
         for ctype, fields in unit.layouts.items():

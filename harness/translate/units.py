@@ -181,6 +181,20 @@ def rewrite_macros(rows: list[list[str]]) -> None:
     ``LIST_HEAD(x);`` becomes a declaration of ``x``.
     """
     flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row))]
+
+    def at(k):
+        return rows[flat[k][0]][flat[k][1]] if 0 <= k < len(flat) else ""
+
+    # a type as a macro argument (container_of(p, struct x, member)): its name as a string
+    for k in range(1, len(flat) - 2):
+        if at(k) in ("struct", "union") and at(k - 1) in ("(", ",") and IDENT.fullmatch(at(k + 1)) \
+                and at(k + 2) in (",", ")") and at(k - 2) != "sizeof" \
+                and not (at(k + 2) == ")" and at(k + 3) == "{"):
+            r, c = flat[k]
+            rows[r][c] = f'"{at(k)} {at(k + 1)}"'
+            r1, c1 = flat[k + 1]
+            rows[r1][c1] = ""
+    flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row)) if row[c]]
     for k, (r, c) in enumerate(flat):
         token = rows[r][c]
         if not IDENT.fullmatch(token) or k + 1 >= len(flat):
