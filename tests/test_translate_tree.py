@@ -382,3 +382,33 @@ def test_a_real_trees_spte_helpers_run_as_models(debian_tree):
     assert vm.is_shadow_present_pte(present & ~(1 << 11)) is False
     assert vm.spte_to_pfn((0x1234 << 12) | present) == 0x1234
 
+
+
+# -- pinned disagreements between the translated C and the models (v6.9) -------
+
+COUNTER = """
+static void unaccount(struct kvm *kvm, struct kvm_mmu_page *sp)
+{
+	atomic64_dec(&kvm->arch.tdp_mmu_pages);
+}
+"""
+
+
+def test_the_tdp_page_counter_has_no_level_in_the_c_nor_in_the_model(tmp_path):
+    """v6.9 audit: handle_changed_spte differed on a zapped table page, because the
+    model logged the page's level with kvm->arch.tdp_mmu_pages, a VM-wide counter
+    that has none in the C (tdp_unaccount_mmu_page).  The model was fixed."""
+    from kernel_models.effects import StatChange
+    from kernel_models.registry import VersionSet
+    state = translate(tmp_path, COUNTER)
+    vm = vm_for(state)
+    sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=2), 0, tdp_mmu_page=True)
+    vm.unaccount(sp)
+    model_vm = VM(VersionSet.series_state("base"), "ept_ad")
+    model_vm.tdp_unaccount_mmu_page(kvm_mmu_page(model_vm, kvm_mmu_page_role(level=2), 0))
+    assert vm.log.events == model_vm.log.events == [StatChange(stat="tdp_mmu_pages", level=0,
+                                                               delta=-1)]
+    mutant = translate(tmp_path / "m", COUNTER.replace("atomic64_dec", "atomic64_inc"))
+    vm = vm_for(mutant)
+    vm.unaccount(kvm_mmu_page(vm, kvm_mmu_page_role(level=2), 0, tdp_mmu_page=True))
+    assert vm.log.events != model_vm.log.events

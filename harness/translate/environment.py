@@ -770,9 +770,15 @@ class StatCounters(list):
         self.name = name
 
 
+# VM-wide counters (``kvm->arch.<name>``) whose changes are effects, as the models log them.
+COUNTERS = frozenset({"tdp_mmu_pages"})
+
+
 def _count(vm, ref, delta):
     if isinstance(ref, Ref) and isinstance(ref.container, StatCounters):
         vm.emit(E.StatChange(stat=ref.container.name, level=ref.key + 1, delta=delta))
+    elif isinstance(ref, Ref) and ref.key in COUNTERS and ref.container is vm.__dict__.get("arch"):
+        vm.emit(E.StatChange(stat=ref.key, level=0, delta=delta))
     ref.set(_load(ref) + delta)
 
 
@@ -936,12 +942,20 @@ class PageHash:
         return self[bucket]
 
 
+# Fields of struct kvm the models do not carry (locks are held, sequence counts start at 0).
+VM_FIELDS = ("mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
+             "mmu_invalidate_range_start", "mmu_invalidate_range_end", "nr_memslot_pages",
+             "slots_arch_lock", "mn_active_invalidate_count", "vcpus_lock", "created_vcpus")
+
+
 def prepare_vm(vm, layouts: dict | None = None) -> None:
     """Give the hand-written VM the fields translated C reads by the kernel's names."""
     layouts = layouts or {}
     for name, value in GLOBAL_DEFAULTS.items():
         vm.__dict__.setdefault(name, value)
     vm.__dict__.setdefault("cpu_dirty_log_size", 0)
+    for name in VM_FIELDS:
+        vm.__dict__.setdefault(name, 0)
     vm.__dict__.setdefault("kvm_x86_ops", VendorOps(vm))
     if "stat" not in vm.__dict__:
         vm.__dict__["stat"] = new_struct(layouts, "struct kvm_vm_stat",

@@ -105,6 +105,11 @@ class TranslatedVersionSet:
             translation = self.state.functions.get(name)
             if translation is not None and name in environment.OUTPUT_POINTERS:
                 found[name] = environment.output_pointer_adapter(fn, len(translation.params))
+        for name in list(found):
+            for prefix in ("ept_", "paging64_"):
+                if name.startswith(prefix):
+                    generic = f"FNAME({name[len(prefix):]})"
+                    found.setdefault(generic, _by_guest_mode(name[len(prefix):]))
         found.update(dict(self.overrides))
         return found
 
@@ -125,6 +130,15 @@ class TranslatedVersionSet:
 
     def __str__(self) -> str:
         return self.name
+
+
+def _by_guest_mode(name: str):
+    """``FNAME(name)`` as the models call it: the instantiation of the VM's guest PTE type."""
+    def dispatch(vm, *args):
+        prefix = {"ept": "ept_", "64": "paging64_", "32": "paging32_"}[getattr(vm, "pttype", "64")]
+        return getattr(vm, prefix + name)(*args)
+    dispatch.__name__ = f"FNAME({name})"
+    return dispatch
 
 
 # ---------------------------------------------------------------------------
