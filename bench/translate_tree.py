@@ -40,7 +40,7 @@ SHORT = {f: f.rsplit("/", 1)[-1] for f in coverage.TARGET_FILES}
 
 
 def tags(path: str) -> list[str]:
-    out = subprocess.run(["git", "-C", path, "tag", "--sort=creatordate"], capture_output=True,
+    out = subprocess.run(["git", "-C", path, "tag", "--sort=version:refname"], capture_output=True,
                          text=True, check=True).stdout.split()
     return out
 

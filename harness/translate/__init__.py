@@ -36,10 +36,13 @@ opaque), and each function is turned into Python (``emit``).  A function
 that cannot be is a ``FunctionTranslation`` with ``miss`` naming the
 construct, file and line; nothing is guessed.
 
-Translations are cached by the blob ids of the files a unit reads: in memory,
-and on disk under ``$XDG_CACHE_HOME/kconform/translate-<version>`` (or
-``~/.cache``), so a second run on the same tree state reads the Python back.
-Set ``KCONFORM_NO_CACHE=1`` to skip the disk cache.
+Translations are cached by the blob ids of every file read and a digest of the
+translator's own source: in memory, and on disk under
+``$XDG_CACHE_HOME/kconform/translate-<version>`` (or ``~/.cache``), so a second
+run on the same tree state reads the Python back.  Set ``KCONFORM_NO_CACHE=1``
+to skip the disk cache.  ``runtime`` holds the C semantics the generated code
+needs; ``coverage`` counts what translated per file; ``harness.check.fidelity``
+runs a translated state against the hand-written models.
 """
 
 _TREE_API = ("translate_tree", "translate_sources", "TreeState", "FunctionTranslation",

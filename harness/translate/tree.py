@@ -204,7 +204,8 @@ def translator_digest() -> str:
     if _DIGEST is None:
         here = os.path.dirname(__file__)
         digest = hashlib.sha256(TRANSLATOR_REVISION.encode())
-        for name in ("preprocess.py", "units.py", "emit.py", "environment.py", "tree.py"):
+        for name in ("preprocess.py", "units.py", "c_types.py", "emit.py", "runtime.py",
+                     "environment.py", "tree.py"):
             with open(os.path.join(here, name), "rb") as handle:
                 digest.update(handle.read())
         _DIGEST = digest.hexdigest()
