@@ -352,6 +352,42 @@ def test_a_construct_outside_the_translator_is_a_miss_naming_it_and_its_line(tmp
     assert report.misses == (("counter", miss),)
 
 
+GNU = """
+#define our_log(fmt, ...) our_printk(fmt, ##__VA_ARGS__)
+static int gnu_forms(int a, int b)
+{
+	int x, y;
+
+	our_log("no arguments");
+	x = y = min_t(u8, a, b);
+	return (a - b) ?: x + y;
+}
+"""
+
+
+def test_gnu_forms_elvis_type_arguments_chained_assignment_and_empty_va_args(tmp_path):
+    state = translate(tmp_path, GNU.replace("our_printk", "pr_info"))
+    fn = caller(state, "gnu_forms")
+    assert fn(5, 3) == 2          # a - b is true: it is the value
+    assert fn(4, 4) == 8          # a - b is 0: x + y, both min(4, 4)
+    mutant = translate(tmp_path / "m", GNU.replace("pr_info", "pr_info").replace(
+        "x = y = min_t(u8, a, b);", "x = y = max_t(u8, a, b);").replace("our_printk", "pr_info"))
+    assert caller(mutant, "gnu_forms")(4, 6) == -2 and caller(mutant, "gnu_forms")(6, 6) == 12
+
+
+def test_an_iterator_macro_from_outside_the_tree_yields_its_cursors(tmp_path):
+    body = ("static int sum_pages(struct kvm *kvm)\n{\n\tstruct kvm_mmu_page *sp;\n"
+            "\tint sum = 0;\n\n\tlist_for_each_entry(sp, &kvm->arch.active_mmu_pages, link)\n"
+            "\t\tsum += sp->role.level;\n\treturn sum;\n}\n")
+    state = translate(tmp_path, body)
+    vm = vm_for(state)
+    for level in (1, 2, 4):
+        vm.active_mmu_pages.append(kvm_mmu_page(vm, kvm_mmu_page_role(level=level), 0))
+    assert vm.sum_pages() == 7
+    vm.active_mmu_pages.pop()
+    assert vm.sum_pages() == 3
+
+
 # -- a real tree: Debian's linux-source-6.1 ---------------------------------------
 
 @pytest.fixture(scope="module")

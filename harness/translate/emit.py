@@ -65,6 +65,7 @@ class Context:
     host: dict = field(default_factory=dict)        # host model name -> takes kvm first
     name_arguments: frozenset[str] = frozenset()
     lvalue_first: frozenset[str] = frozenset()
+    foreach_cursors: dict = field(default_factory=dict)   # iterator macro -> cursor arguments
 
 
 @dataclass
@@ -322,13 +323,15 @@ class Emitter:
         environment's generator yields successive values of its cursor argument."""
         args = call.args.exprs
         macro = args[0].value.strip('"')
-        cursor = args[1]
+        positions = self.context.foreach_cursors.get(macro, (0,))
+        cursors = [args[1 + p] for p in positions if 1 + p < len(args)]
+        others = [a for i, a in enumerate(args[1:]) if i not in positions]
         rest = ", ".join(self.expr(a) if not isinstance(a, c_ast.ID) or a.name in self.vars
-                         else repr(a.name) for a in args[2:])
-        target = self.target(cursor)
+                         else repr(a.name) for a in others)
         self.out(depth, f"for _cursor in _foreach(_vm, {macro!r}, ({rest}{',' if rest else ''})):")
-        self.store(cursor, "_cursor", depth + 1, cursor) if target is None else \
-            self.out(depth + 1, f"{target} = _cursor")
+        for k, cursor in enumerate(cursors):
+            value = "_cursor" if len(cursors) == 1 else f"_cursor[{k}]"
+            self.store(cursor, value, depth + 1, cursor)
         self.loop_body(node.stmt, depth + 1)
 
     def switch(self, node, depth: int) -> None:
@@ -446,6 +449,11 @@ class Emitter:
         return text
 
     def assignment(self, node: c_ast.Assignment, depth: int) -> None:
+        if isinstance(node.rvalue, c_ast.Assignment) and node.op == "=":
+            # a = b = value: b first, then a from b
+            self.statement(node.rvalue, depth)
+            self.store(node.lvalue, self.expr(node.rvalue.lvalue), depth, node)
+            return
         if node.op == "=":
             value = self.expr(node.rvalue)
         else:
@@ -459,9 +467,6 @@ class Emitter:
             width = UNSIGNED.get(var.ctype)
             if width and RISKY.search(value):
                 value = f"_u{width}({value})"
-        if isinstance(node.rvalue, c_ast.Assignment) and node.op == "=":
-            self.statement(node.rvalue, depth)
-            value = self.expr(node.rvalue.lvalue)
         self.store(node.lvalue, value, depth, node)
 
     def target(self, node) -> str | None:
@@ -469,9 +474,8 @@ class Emitter:
         if isinstance(node, c_ast.ID):
             var = self.vars.get(node.name)
             if var is None:
-                if node.name in self.context.globals:
-                    return f"_vm.{node.name}"
-                raise self.miss(f"assignment to unknown name {node.name}", node)
+                # a kernel global (the tree's, or one defined outside it): a VM attribute
+                return f"_vm.{node.name}"
             return f"{py_name(node.name)}[0]" if var.kind == "box" else py_name(node.name)
         if isinstance(node, c_ast.StructRef):
             return f"{self.expr(node.name)}.{py_name(node.field.name)}"
@@ -520,6 +524,9 @@ class Emitter:
         if isinstance(node, c_ast.UnaryOp):
             return self.unary(node, condition)
         if isinstance(node, c_ast.TernaryOp):
+            if isinstance(node.iftrue, c_ast.ID) and node.iftrue.name == "__kconform_same":
+                same = self.temp("same")
+                return f"({same} if ({same} := {self.expr(node.cond)}) else {self.expr(node.iffalse)})"
             return (f"({self.expr(node.iftrue)} if {self.cond(node.cond)} "
                     f"else {self.expr(node.iffalse)})")
         if isinstance(node, c_ast.Cast):

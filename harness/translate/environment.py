@@ -558,6 +558,9 @@ CONSTANTS: dict[str, int] = {
 
 
 def _list_entries(vm, head, member=None, *rest):
+    """A list head is the model's Python list (``&kvm->arch.active_mmu_pages``...)."""
+    if isinstance(head, Ref):
+        head = head.get()
     items = head if isinstance(head, (list, tuple)) else getattr(head, "entries", [])
     yield from list(items)
 
@@ -569,11 +572,25 @@ def _set_bits(vm, bitmap, size):
             yield bit
 
 
+# Which arguments of an iterator macro are its cursors (default: the first).
+FOREACH_CURSORS = {"xa_for_each": (1, 2), "xa_for_each_range": (1, 2),
+                   "list_for_each_entry_safe": (0, 1), "hlist_for_each_entry_safe": (0, 1)}
+
+
+def _xarray_entries(vm, array, *bounds):
+    items = array.items() if isinstance(array, dict) else enumerate(getattr(array, "entries", []))
+    for index, entry in sorted(items, key=lambda pair: pair[0]):
+        if entry is not None:
+            yield index, entry
+
+
 FOREACH: dict = {
+    "xa_for_each": _xarray_entries, "xa_for_each_range": _xarray_entries,
     "list_for_each_entry": _list_entries, "list_for_each_entry_safe":
-        lambda vm, n, head, member: _list_entries(vm, head),
+        lambda vm, head, member: ((e, None) for e in _list_entries(vm, head)),
     "list_for_each_entry_rcu": _list_entries, "hlist_for_each_entry": _list_entries,
-    "hlist_for_each_entry_safe": lambda vm, n, head, member: _list_entries(vm, head),
+    "hlist_for_each_entry_safe":
+        lambda vm, head, member: ((e, None) for e in _list_entries(vm, head)),
     "list_for_each_entry_reverse": _list_entries,
     "for_each_set_bit": _set_bits,
 }

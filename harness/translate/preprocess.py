@@ -351,7 +351,10 @@ class Preprocessor:
                 if k < len(body):
                     right = values.get(body[k], [body[k]])
                     right = [r for r in right if r != "\n"]
-                    if out and right:
+                    if not right and out and out[-1] == "," and macro.variadic \
+                            and body[k] == params[-1]:
+                        out.pop()           # GNU ", ## __VA_ARGS__" with no arguments
+                    elif out and right:
                         out[-1] = out[-1] + right[0]
                         out += right[1:]
                     elif right:

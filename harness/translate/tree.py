@@ -321,7 +321,8 @@ def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], 
                                globals=unit.globals, primitives=frozenset(environment.PRIMITIVES),
                                statement_macros=unit.statement_macros, host=host,
                                name_arguments=environment.NAME_ARGUMENTS,
-                               lvalue_first=environment.LVALUE_FIRST)
+                               lvalue_first=environment.LVALUE_FIRST,
+                               foreach_cursors=environment.FOREACH_CURSORS)
         for definition, node, miss in unit.parsed:
             out.append(_translate_one(definition, node, miss, context))
     return out, layouts

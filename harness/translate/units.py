@@ -169,6 +169,7 @@ def typedef_names(lines: list[Line]) -> set[str]:
     return names
 
 
+TYPE_FIRST = frozenset({"min_t", "max_t", "clamp_t", "round_up_t"})
 DECLARING_MACROS = {"LIST_HEAD": "struct list_head", "HLIST_HEAD": "struct hlist_head"}
 
 
@@ -194,6 +195,22 @@ def rewrite_macros(rows: list[list[str]]) -> None:
             rows[r][c] = f'"{at(k)} {at(k + 1)}"'
             r1, c1 = flat[k + 1]
             rows[r1][c1] = ""
+    flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row)) if row[c]]
+    # a type as the first argument (min_t(u32, a, b)): its name as a string
+    for k in range(len(flat) - 2):
+        if at(k) in TYPE_FIRST and at(k + 1) == "(":
+            m = k + 2
+            while m < len(flat) and at(m) not in (",", ")", "("):
+                m += 1
+            if at(m) == "," and m > k + 2:
+                words = [at(j) for j in range(k + 2, m)]
+                for j in range(k + 2, m):
+                    rows[flat[j][0]][flat[j][1]] = ""
+                rows[flat[k + 2][0]][flat[k + 2][1]] = '"' + " ".join(words) + '"'
+    # GNU "a ?: b": the middle operand is the condition itself
+    for k in range(len(flat) - 1):
+        if at(k) == "?" and at(k + 1) == ":":
+            rows[flat[k][0]][flat[k][1]] = "? __kconform_same"
     flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row)) if row[c]]
     for k, (r, c) in enumerate(flat):
         token = rows[r][c]
@@ -261,6 +278,22 @@ def clean(text: str) -> str:
     return "\n".join(" ".join(t for t in row if t) for row in out_lines)
 
 
+GNU_FORMS = (("( {", "GNU statement expression"), ("typeof", "typeof"),
+             ("__builtin_", "compiler builtin"), ("asm", "inline assembly"),
+             ("__auto_type", "__auto_type"), ("? :", "GNU ?: without a middle operand"))
+
+
+def diagnose(text: str, first_line: int) -> tuple[str, int] | None:
+    """The first GNU form a C99 parser cannot read, and its line, if the text has one."""
+    for offset, row in enumerate(text.split("\n")):
+        flat = " ".join(tokens(row))
+        for needle, construct in GNU_FORMS:
+            if needle in flat.split() or (" " in needle and needle in flat) or (
+                    needle.endswith("_") and needle in flat):
+                return construct, first_line + offset
+    return None
+
+
 class Parser:
     """pycparser, reused, with the unit's typedef names declared opaque."""
 
@@ -288,6 +321,9 @@ class Parser:
                 if before and before.group(1) not in extra and before.group(1) not in self.typedefs:
                     extra.add(before.group(1))
                     continue
+                found = diagnose(body, definition.line)
+                if found is not None:
+                    raise ParseMiss(definition.file, found[1], found[0]) from None
                 raise ParseMiss(definition.file, line, f"C the parser cannot read ({message})") \
                     from None
             except AssertionError:
