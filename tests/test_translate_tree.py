@@ -448,3 +448,12 @@ def test_the_tdp_page_counter_has_no_level_in_the_c_nor_in_the_model(tmp_path):
     vm = vm_for(mutant)
     vm.unaccount(kvm_mmu_page(vm, kvm_mmu_page_role(level=2), 0, tdp_mmu_page=True))
     assert vm.log.events != model_vm.log.events
+
+
+def test_the_install_script_keeps_its_tree_outside_the_repository():
+    script = ROOT / ".ci" / "install-linux-source"
+    text = script.read_text()
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert text.startswith("#!/usr/bin/env bash\n") and "apt-get download" in text
+    assert "dpkg-deb -x" in text and "linux-source-6.1/arch/x86/kvm/*" in text
+    assert "/.cache}/kconform/linux-source-6.1" in text and "exit 3" in text
