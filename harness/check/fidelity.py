@@ -10,7 +10,9 @@ disagreement is a bug in one of them: the C decides which.
 Outcomes: ``equal`` (every case agrees), ``differs`` (the first case that
 does not, with both logs), ``not run`` (the translated side stopped: a name
 the environment lacks, or a calling convention the driver assumes of the
-hand-written model), ``untranslated`` (the function did not translate).
+hand-written model), ``untranslated`` (the function did not translate),
+``no driver`` (modelled and translated, but only operation-level runs call
+it; those are not compared here).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from harness.check import drivers
 
 EQUAL, DIFFERS, NOT_RUN, UNTRANSLATED = "equal", "differs", "not run", "untranslated"
+NO_DRIVER = "no driver"
 
 
 @dataclass(frozen=True)
@@ -86,4 +89,12 @@ def compare_state(state, model, only: tuple[str, ...] = ()) -> list[Fidelity]:
                                  translation.miss if translation else "not defined in the tree"))
             continue
         rows.append(compare_function(driver, translated, model))
+    if not only:
+        helpers = model.helpers()
+        for name in sorted(model.functions()):
+            if name in drivers.DRIVERS or name in helpers:
+                continue
+            translation = state.functions.get(name)
+            if translation is not None and translation.translated:
+                rows.append(Fidelity(name, translation.file, NO_DRIVER))
     return rows
