@@ -269,6 +269,8 @@ class _Unit:
 def _read_unit(unit: str, read, parse_cache: dict) -> _Unit:
     pre = Preprocessor(read, keep=frozenset(environment.PRIMITIVES) | emit.WARN_LIKE)
     pre.define('KBUILD_MODNAME "kvm"', "<built-in>", 0)
+    for level in ("EMERG", "ALERT", "CRIT", "ERR", "WARNING", "NOTICE", "INFO", "DEBUG", "CONT"):
+        pre.define(f'KERN_{level} ""', "<built-in>", 0)     # include/linux/kern_levels.h
     try:
         lines = pre.run(unit)
     except PreprocessError as exc:
