@@ -7,6 +7,10 @@ event by event (the event's payload; a WARN's message text is left out,
 since the translation names the C line and the model a phrase).  A
 disagreement is a bug in one of them: the C decides which.
 
+A driver with its own VM builder (``make_vm``: a shadow-MMU VM reached through
+the fault path) has its VM built by the models; only the call runs the
+translation.
+
 Outcomes: ``equal`` (every case agrees), ``differs`` (the first case that
 does not, with both logs), ``not run`` (the translated side stopped: a name
 the environment lacks, or a calling convention the driver assumes of the
@@ -34,9 +38,13 @@ class Fidelity:
     detail: str = ""
 
 
-def _log(driver, versions, mode: str, case: dict):
+def _log(driver, versions, mode: str, case: dict, setup=None):
+    """The effects of one driver case; with ``setup``, the VM is built by that version
+    set (the models) and only the call runs ``versions``."""
     from harness.translate.environment import KernelStop
-    vm = driver.new_vm(versions, mode)
+    vm = driver.new_vm(setup or versions, mode)
+    if setup is not None:
+        _switch(vm, versions)
     mark = vm.log.mark()
     try:
         returned = driver.call(vm, case)
@@ -45,6 +53,19 @@ def _log(driver, versions, mode: str, case: dict):
     events = vm.log.since(mark) + list(returned)
     return tuple((type(e).__name__, tuple((k, v) for k, v in e.payload().items() if k != "what"))
                  for e in events)
+
+
+def _switch(vm, versions) -> None:
+    """Run ``vm`` on another version set from now on (its state is kept)."""
+    for name in list(vm.__dict__):
+        if name in vm.functions and callable(vm.__dict__[name]):
+            del vm.__dict__[name]           # the VM's cached dispatch of the old bodies
+    vm.versions = versions
+    vm.functions = versions.functions()
+    vm.log.helpers = versions.helpers()
+    prepare = getattr(versions, "prepare_vm", None)
+    if prepare is not None:
+        prepare(vm)
 
 
 def _show(log) -> str:
@@ -60,7 +81,8 @@ def compare_function(driver, translated, model, modes=drivers.MODES) -> Fidelity
             cases += 1
             expected = _log(driver, model, mode, case)
             try:
-                got = _log(driver, translated, mode, case)
+                got = _log(driver, translated, mode, case,
+                           setup=model if driver.make_vm is not None else None)
             except Exception as exc:  # noqa: BLE001 - the translated side's stop is the finding
                 return Fidelity(driver.function, driver.file, NOT_RUN, cases,
                                 f"{driver.describe(case)} [{mode}]: {type(exc).__name__}: {exc}")

@@ -45,8 +45,8 @@ calling it raises ``EnvironmentMiss`` naming it.
 from __future__ import annotations
 
 from harness.translate import runtime
-from harness.translate.runtime import (M64, EnvironmentMiss, Pointer, Ref, SptePointer, Struct,
-                                       _address, _load, _store, new_struct)
+from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapHead,
+                                       SptePointer, Struct, _address, _load, _store, new_struct)
 from kernel_models import effects as E
 
 
@@ -299,6 +299,9 @@ PRIMITIVES: dict = {
         pointer.container if isinstance(pointer, Ref) else pointer),
     "free_page": lambda vm, address: vm.mmu_pages.pop(_address(address) >> 12, None) and None,
     "kmem_cache_free": _nothing, "kfree": _nothing,
+    "kvm_mmu_memory_cache_alloc": lambda vm, cache: Struct(
+        "struct pte_list_desc", more=None, spte_count=0, tail_count=0,
+        sptes=[None] * PTE_LIST_EXT),
     "hash_64": lambda vm, value, bits: hash_64(vm, value, bits),
     "atomic64_fetch_and": lambda vm, mask, ref: _fetch(ref, lambda v: v & mask),
     "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
@@ -419,17 +422,28 @@ def kvm_release_faultin_page(kvm, page, unused, dirty):
         kvm.kvm_release_page_clean(page)
 
 
+def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
+    """virt/kvm/kvm_main.c: the memslot holding ``gfn`` (the VM's list, address space 0)."""
+    return kvm.gfn_to_memslot(gfn)
+
+
+def gfn_to_memslot(kvm, gfn):
+    return kvm.gfn_to_memslot(gfn)
+
+
 def _host_models() -> dict:
     from kernel_models import kvm_main
     found = {row.name: row.function for row in kvm_main.MODEL_TABLE}
     found.update({"folio_mark_accessed": folio_mark_accessed, "folio_mark_dirty": folio_mark_dirty,
                   "kvm_release_faultin_page": kvm_release_faultin_page,
-                  "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty})
+                  "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty,
+                  "kvm_vcpu_gfn_to_memslot": kvm_vcpu_gfn_to_memslot,
+                  "gfn_to_memslot": gfn_to_memslot})
     return found
 
 
 # Host functions whose C first parameter is ``struct kvm *kvm`` (dropped, as for the tree's).
-HOST_TAKES_KVM = frozenset({"mark_page_dirty_in_slot", "kvm_flush_remote_tlbs",
+HOST_TAKES_KVM = frozenset({"mark_page_dirty_in_slot", "kvm_flush_remote_tlbs", "gfn_to_memslot",
                             "kvm_flush_remote_tlbs_range", "kvm_flush_remote_tlbs_memslot",
                             "kvm_update_page_stats"})
 
@@ -462,6 +476,10 @@ FIELD_DEFAULTS = {
                                             rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0),
                 "guest_rsvd_check": Struct("rsvd_bits_validate",
                                            rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0)},
+    "kvm_vcpu_arch": {"mmu_pte_list_desc_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_page_header_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_shadow_page_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_shadowed_info_cache": Struct("kvm_mmu_memory_cache")},
     "kvm_mmu_page": {"role_word": 0, "rcu_head": 0, "unsync_children": 0, "write_flooding_count": 0,
                      "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
                      "possible_nx_huge_page_link": None, "clear_spte_count": 0,
@@ -469,7 +487,46 @@ FIELD_DEFAULTS = {
 }
 
 
+class LevelRmaps:
+    """``slot->arch.rmap[level - 1]``: the rmap heads of one level, over the model's
+    ``slot.rmap[(level, first gfn)]`` lists (index: gfn_to_index)."""
+
+    def __init__(self, slot, level: int):
+        self.slot, self.level = slot, level
+
+    def __getitem__(self, index: int) -> RmapHead:
+        shift = (self.level - 1) * 9
+        gfn = (index + (self.slot.base_gfn >> shift)) << shift
+        return RmapHead(self.slot.rmap.setdefault((self.level, gfn), []))
+
+    __add__ = __getitem__
+
+
+def _slot_arch(slot):
+    """``slot->arch``: its rmaps as the model keeps them; lpage_info and write tracking
+    read as 0 (the models derive those from the shadow pages instead)."""
+    if "_arch" not in slot.__dict__:
+        slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
+                                        rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)])
+    return slot.__dict__["_arch"]
+
+
+def _mmu_roles(mmu):
+    """``mmu->cpu_role.base`` / ``mmu->root_role``: the model's ``ad_disabled``,
+    ``root_level`` and ``direct``, under the kernel's names."""
+    base = Struct("kvm_mmu_page_role", ad_disabled=mmu.ad_disabled, level=mmu.root_level,
+                  direct=mmu.direct)
+    return Struct("kvm_cpu_role", base=base)
+
+
 def _install_field_defaults() -> None:
+    from kernel_models.mmu_fault import kvm_mmu
+    from kernel_models.vm import kvm_memory_slot
+    if not hasattr(kvm_memory_slot, "arch"):
+        kvm_memory_slot.arch = property(_slot_arch)
+    if not hasattr(kvm_mmu, "cpu_role"):
+        kvm_mmu.cpu_role = property(_mmu_roles)
+        kvm_mmu.root_role = property(lambda mmu: _mmu_roles(mmu).base)
     from kernel_models import mmu_fault, mmu_internal
     for class_name, fields in FIELD_DEFAULTS.items():
         cls = getattr(mmu_internal, class_name, None) or getattr(mmu_fault, class_name)
@@ -554,6 +611,12 @@ CONSTANTS: dict[str, int] = {
     "E2BIG": 7, "EINTR": 4, "KVM_ADDRESS_SPACE_NUM": 2,
     "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
     "NR_SECONDARY_PAGETABLE": 0,
+    # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
+    "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,
+    "VMX_EPT_RWX_MASK": 7, "VMX_EPT_IPAT_BIT": 1 << 6, "VMX_EPT_MT_EPTE_SHIFT": 3,
+    "VMX_EPT_ACCESS_BIT": 1 << 8, "VMX_EPT_DIRTY_BIT": 1 << 9,
+    "VMX_EPT_USER_EXECUTABLE_MASK": 1 << 10, "VMX_EPT_SUPPRESS_VE_BIT": 1 << 63,
+    "VMX_EPT_MISCONFIG_WX_VALUE": 6,
 }
 
 
