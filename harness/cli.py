@@ -2,7 +2,7 @@
 
     kconform check PATH... [--json FILE] [--report-dir DIR] [--junit FILE]
                            [--profile gate|deep] [--seed N] [--checks NAME,...]
-    kconform replay TOKEN [PATCH...] [--kernel-tree PATH]
+    kconform replay TOKEN [PATCH...] [--kernel-tree PATH [--rev REV]]
     kconform audit --kernel-tree PATH [--rev REV] [--state NAME]
     kconform checks
 
@@ -33,8 +33,12 @@ def add_check_options(add, prefix: str = "") -> None:
     add(f"--{prefix}checks", default=None, metavar="NAME,...",
         help="run only these checks (see 'kconform checks')")
     add(f"--{prefix}kernel-tree", default=None, metavar="PATH",
-        help="a kernel git tree: read each pre-image blob with git cat-file, check every hunk "
-             "against it and translate whole changed functions")
+        help="a kernel tree (a git tree or a plain source directory): find each pre-image "
+             "there as git am -3 would, check every hunk against it and translate whole "
+             "changed functions")
+    add(f"--{prefix}rev", default=None, metavar="REV",
+        help="with --kernel-tree: the revision a patch is applied to when the tree lacks its "
+             "index blob (default HEAD)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "were checked, in order (their models are derived again)")
     replay.add_argument("--kernel-tree", default=None, metavar="PATH",
                         help="the kernel tree the check used, if any")
+    replay.add_argument("--rev", default=None, metavar="REV",
+                        help="the --rev the check used, if any")
     sub.add_parser("checks", help="list the checks by name")
     return parser
 
@@ -115,7 +121,7 @@ def run_check(args) -> int:
             raise UsageError(f"{path}: no such file or directory")
     options = pipeline.RunOptions(
         profile=args.profile, seed=args.seed, checks=parse_checks(args.checks),
-        kernel_tree=args.kernel_tree,
+        kernel_tree=args.kernel_tree, rev=args.rev,
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
     results, run = pipeline.check_paths(args.paths, options)
@@ -197,7 +203,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
 def run_audit(args) -> int:
     """Exit 0 when every translated function equals its model, 1 when one differs."""
     from harness.translate import audit
-    from harness.resolve.kernel_tree import KernelTree
+    from harness.resolve.kernel_tree import open_tree
     from kernel_models.registry import SERIES_STATES
 
     if args.state not in SERIES_STATES:
@@ -205,7 +211,7 @@ def run_audit(args) -> int:
     if args.state != "base" and args.rev is None:
         raise UsageError("--state needs --rev: without it each blob is compared with the "
                          "state that names it")
-    tree = KernelTree(args.kernel_tree)
+    tree = open_tree(args.kernel_tree)
     if args.rev is not None and not tree.has_revision(args.rev):
         raise UsageError(f"--rev {args.rev}: no such revision in {args.kernel_tree}")
     rows = audit.audit_tree(tree, args.rev, args.state)
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not os.path.exists(path):
                     raise UsageError(f"{path}: no such file or directory")
             if args.patches:
-                pipeline.resolve_paths(args.patches, args.kernel_tree)
+                pipeline.resolve_paths(args.patches, args.kernel_tree, args.rev)
             print(check.replay(args.token))
             return ExitCode.PASS
         if args.command == "audit":

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from harness.errors import KconformError, LimitError, PatchError
+from harness.errors import KconformError, LimitError, PatchError, UsageError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
@@ -46,7 +46,8 @@ class RunOptions:
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
     progress: object = None     # callable(str) for terminal progress, or None
     command: str = ""
-    kernel_tree: str | None = None    # a git tree to read pre-image blobs from
+    kernel_tree: str | None = None    # a kernel tree to find pre-images in (git or directory)
+    rev: str | None = None            # the tree's revision patches apply to (default HEAD)
     extra: dict = field(default_factory=dict)
 
 
@@ -229,8 +230,33 @@ def time_limit(seconds: int, patch):
         signal.signal(signal.SIGALRM, previous)
 
 
-def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=None):
-    """Scope, resolve and check one patch; returns (entry, after-state name)."""
+@dataclass(frozen=True)
+class Position:
+    """Where a series stands after a patch: the state it left and, with a kernel tree,
+    the texts it left (in memory; the tree is never written)."""
+
+    state: str | None = None
+    memory: object = None
+
+
+def open_kernel_tree(kernel_tree: str | None, rev: str | None):
+    """The tree ``--kernel-tree`` names (git or plain directory), with ``--rev`` checked."""
+    if kernel_tree is None:
+        if rev is not None:
+            raise UsageError("--rev needs --kernel-tree: it names a revision of that tree")
+        return None
+    from harness.resolve.kernel_tree import open_tree
+
+    tree = open_tree(kernel_tree)
+    if rev is not None and not tree.has_revision(rev):
+        raise UsageError(f"--rev {rev}: no such revision in {kernel_tree}"
+                         + (" (a plain directory has only its files: leave --rev out)"
+                            if tree.kind == "directory" else ""))
+    return tree
+
+
+def check_patch_entry(patch, options: RunOptions, previous: Position, tree=None):
+    """Scope, resolve and check one patch; returns (entry, the Position it leaves)."""
     from harness.check import engine as check
     from harness.ingest import scope
     from harness.resolve.strategies import resolve
@@ -244,7 +270,8 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
         exc = PatchError("the mail holds no diff hunks", file=patch.path, mail=patch.message_id,
                          hint="pass the patch mail itself, not a reply or cover letter")
         return error_entry(patch.path, exc), previous
-    resolution = resolve(hunks, previous=previous, tree=tree)
+    resolution = resolve(hunks, previous=previous.state, tree=tree, rev=options.rev or "HEAD",
+                         memory=previous.memory, label=patch.label)
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
@@ -254,7 +281,7 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
     after = resolution.after.name if resolution.after is not None else None
     entry = patch_entry(patch, hunks, resolution, outcome)
     entry_contracts[id(entry)] = outcome.contract
-    return entry, after
+    return entry, Position(after, resolution.memory or previous.memory)
 
 
 # The Contract objects behind the entries of the current run, for the series'
@@ -293,17 +320,20 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
             "findings": findings, "coverage": [to_jsonable(c) for c in outcome.coverage]}
 
 
-def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None) -> None:
+def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None,
+                        rev: str | None = None) -> None:
     """A finding on a derived model replays only with the inputs that derived it: say them."""
     from harness.check import engine as check
-    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else [])
+    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else []) + (
+        ["--rev", rev] if kernel_tree and rev else [])
     for entry in entries:
         for finding in entry.get("findings") or []:
             if finding.get("replay") and check.replay_needs_inputs(finding["replay"]):
                 finding["replay_inputs"] = inputs
 
 
-def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]:
+def resolve_paths(paths: list[str], kernel_tree: str | None = None, rev: str | None = None,
+                  ) -> list[str]:
     """Ingest, scope and resolve ``paths`` as ``check_paths`` does, without checking.
 
     Resolving registers every after-model derived from the patches (their blob
@@ -313,21 +343,19 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
     from harness.ingest import scope
     from harness.resolve.strategies import resolve
 
-    tree = None
-    if kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(kernel_tree)
+    tree = open_kernel_tree(kernel_tree, rev)
     patches, errors = read_inputs(paths)
     if errors:
         path, exc = errors[0]
         raise exc
-    previous, states = None, []
+    previous, memory, states = None, None, []
     for patch in patches:
         if patch.is_cover:
             continue
-        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree)
+        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree,
+                             rev=rev or "HEAD", memory=memory, label=patch.label)
         previous = resolution.after.name if resolution.after is not None else previous
+        memory = resolution.memory or memory
         states.append(previous)
     return states
 
@@ -335,16 +363,12 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
     options = options or RunOptions()
-    tree = None
-    if options.kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(options.kernel_tree)
+    tree = open_kernel_tree(options.kernel_tree, options.rev)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     patches, errors = read_inputs(paths)
     entries = [error_entry(path, exc) for path, exc in errors]
-    previous = None
+    previous = Position()
     for patch in patches:
         if patch.is_cover:
             entries.append(cover_entry(patch))
@@ -363,7 +387,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         entries.append(error_entry(", ".join(paths), exc))
     net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
                      options) if not errors else None
-    _note_replay_inputs(entries, paths, options.kernel_tree)
+    _note_replay_inputs(entries, paths, options.kernel_tree, options.rev)
     entry_contracts.clear()
     checks = options.checks or _all_check_names()
     results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
@@ -376,6 +400,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "python": sys.version.split()[0],
         "command": options.command,
         "kernel_tree": options.kernel_tree,
+        "rev": options.rev,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))
         + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }

@@ -33,6 +33,7 @@ def pytest_configure(config):
         "seed": config.getoption("kconform_seed"),
         "checks": config.getoption("kconform_checks"),
         "kernel_tree": config.getoption("kconform_kernel_tree"),
+        "rev": config.getoption("kconform_rev"),
     }
 
 
@@ -61,7 +62,7 @@ class PatchFile(pytest.File):
         stash = self.config.stash[_OPTIONS]
         options = pipeline.RunOptions(profile=stash["profile"], seed=stash["seed"],
                                       checks=parse_checks(stash["checks"]), series_net=False,
-                                      kernel_tree=stash["kernel_tree"],
+                                      kernel_tree=stash["kernel_tree"], rev=stash["rev"],
                                       cover_only_is_error=False,
                                       command=f"pytest {self.path}")
         results, _ = pipeline.check_paths([str(self.path)], options)

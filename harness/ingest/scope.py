@@ -226,6 +226,19 @@ def opens_body(lines: list[str], number: int) -> bool:
 # --- hunks -----------------------------------------------------------------------------
 
 
+# The files kconform reads: the KVM x86 MMU and its headers (the files of the assembled
+# release trees, ../shared/kernel-trees/MANIFEST.json).  A hunk in any other file of KVM is
+# not read (a MISS naming the file); a patch with no hunk in these is out of scope.
+MMU_DIRECTORY = "arch/x86/kvm/mmu/"
+MMU_HEADERS = ("arch/x86/kvm/mmu.h", "arch/x86/include/asm/kvm_host.h",
+               "include/linux/kvm_host.h", "Documentation/virt/kvm/locking.rst")
+
+
+def is_mmu_file(path: str) -> bool:
+    """Whether ``path`` is one of the files kconform reads."""
+    return path.startswith(MMU_DIRECTORY) or path in MMU_HEADERS
+
+
 def file_kind(path: str) -> str:
     lowered = path.lower()
     if lowered.endswith((".rst", ".txt", ".md")) or lowered.startswith("documentation/"):

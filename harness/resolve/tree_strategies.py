@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 
 from harness.translate import derive
-from harness.resolve.kernel_tree import TreeMiss, apply_hunks
+from harness.resolve.kernel_tree import TreeMiss
 from harness.translate.c_source import find_function
 from kernel_models import registry
 from kernel_models.registry import VersionSet
@@ -35,28 +35,6 @@ BEHAVIOUR = "behaviour"
 
 def _short(file: str, blob: str | None) -> str:
     return f"{file.rsplit('/', 1)[-1]}@{blob}"
-
-
-def _unique_hunks(hunks, file: str) -> list:
-    seen, result = set(), []
-    for hunk in hunks:
-        if hunk.file == file and hunk.index not in seen:
-            seen.add(hunk.index)
-            result.append(hunk)
-    return sorted(result, key=lambda h: h.source_start)
-
-
-def read_images(hunks, touched, tree):
-    """file -> (pre text, post text); or (None, reason) when the tree lacks a blob;
-    raises TreeMiss (with the hunk index) when a hunk does not apply."""
-    images = {}
-    for file, (source, _) in touched.items():
-        text = tree.text(source)
-        if text is None:
-            return None, f"the kernel tree does not hold {_short(file, source)}"
-        images[file] = (text, apply_hunks(text, _unique_hunks(hunks, file),
-                                          _short(file, source)))
-    return images, ""
 
 
 def changed_functions(hunks, images) -> dict[tuple[str, str], list]:
