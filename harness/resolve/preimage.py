@@ -89,6 +89,13 @@ class PreImage:
     def post_blob(self) -> str:
         return hash_object(self.post)
 
+    @property
+    def note(self) -> str:
+        """The line the terminal and HTML reports show."""
+        commit = f"commit {self.commit[:12]}, " if self.commit else ""
+        return (f"pre-image of {self.file} by route '{self.route}': {self.detail} "
+                f"({commit}blob {self.blob[:12]})")
+
     def as_dict(self) -> dict:
         return {"file": self.file, "route": self.route, "blob": self.blob,
                 "commit": self.commit, "detail": self.detail}
@@ -99,6 +106,10 @@ class PreImageMiss:
     file: str
     reason: str                # names the first hunk line that does not apply
     tried: tuple[tuple[str, str], ...]   # (route, why not), in order
+
+    @property
+    def note(self) -> str:
+        return f"no pre-image of {self.file}: {self.reason}"
 
     def as_dict(self) -> dict:
         return {"file": self.file, "route": None, "reason": self.reason,

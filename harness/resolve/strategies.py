@@ -345,10 +345,12 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
             f"not checked: the pre-image of {', '.join(missed)} was not found"))
             for h in hunks)
         return _not_read(Resolution(None, None, (), coverage, reason, preimages=preimages,
-                                    memory=memory), hunks)
+                                    memory=memory, notes=tuple(p.note for p in preimages)),
+                         hunks)
     after_memory = memory.with_files({f: p.post for f, p in found.items()}, label)
     resolution = _resolve_on_images(hunks, touched, previous, found)
-    return _not_read(dataclasses.replace(resolution, preimages=preimages,
+    notes = resolution.notes + tuple(p.note for p in preimages)
+    return _not_read(dataclasses.replace(resolution, preimages=preimages, notes=notes,
                                          memory=after_memory), hunks)
 
 
