@@ -97,3 +97,34 @@ def test_the_release_is_read_from_a_makefile():
     assert E.parse_release(text) == (6, 13, 2)
     assert E.release_name((6, 13, 2)) == "v6.13.2" and E.release_name((6, 9, 0)) == "v6.9"
     assert E.parse_release("all:\n\techo\n") is None
+
+
+class _AtRelease(VersionSet):
+    """The hand-written base state, claiming to stand for a later release."""
+
+    release = (6, 12, 0)
+
+
+def test_an_operation_the_release_lacks_is_skipped_and_listed(monkeypatch):
+    from harness.check import contracts as C
+    from harness.check import engine as Engine
+
+    identity = C.Contract("identity", C.WRITTEN, "no change at all")
+    ran = []
+    original = operations.OPERATIONS["change_pte"]
+    monkeypatch.setitem(operations.OPERATIONS, "change_pte", operations.Operation(
+        original.name, lambda kvm, **a: ran.append(a) or original.function(kvm, **a),
+        original.mmus, original.modes, original.arguments, original.description))
+    later = _AtRelease.of("base at v6.12", VersionSet.series_state("base").blobs and
+                          dict(VersionSet.series_state("base").blobs))
+    outcome = Engine.check_transition("later", later, later, identity,
+                                      checks=["matches_contract"], functions=())
+    (coverage,) = outcome.coverage
+    assert "skipped for this state: change_pte (kvm_set_spte_gfn is not in v6.12" \
+        in coverage.text
+    assert ran == []
+    base = VersionSet.series_state("base")
+    outcome = Engine.check_transition("base", base, base, identity,
+                                      checks=["matches_contract"], functions=())
+    assert "skipped" not in outcome.coverage[0].text
+    assert ran, "at the models' own release change_pte runs"

@@ -370,6 +370,7 @@ class Run:
     contract: C.Contract
     checks: tuple
     excluded: set = field(default_factory=set)
+    skipped: dict = field(default_factory=dict)   # operation -> why this state lacks it
     examples: int = 0
     steps_run: int = 0
     failure: StepFailed | None = None
@@ -403,7 +404,8 @@ class Lockstep:
         self.compare = True
 
     def applies(self, name: str) -> bool:
-        return self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode)
+        return (name not in self.run.skipped
+                and self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode))
 
     def do(self, name: str, args: dict) -> None:
         """Run one operation on both sides; raise StepFailed on a new violation."""
@@ -510,7 +512,7 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
-    run = Run(before, after, contract, selected)
+    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after))
     findings = _kept_sequences(run, operations)
     runs = 0
     searches = profiles.budget(profile).searches
@@ -526,8 +528,24 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
             f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
             f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
             f"MMUs {', '.join(operations.MMUS)}")
+    if run.skipped:
+        text += "; skipped for this state: " + "; ".join(
+            f"{name} ({why})" for name, why in sorted(run.skipped.items()))
     return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
                                run.examples, None, text)]
+
+
+def skipped_operations(before, after) -> dict[str, str]:
+    """Operations a side's release lacks (``kernel_models.entry_points``), with the reason."""
+    from kernel_models.entry_points import skipped
+    from kernel_models.model_source import release_of
+
+    found: dict[str, str] = {}
+    for state in (before, after):
+        release = release_of(state)
+        if release is not None:
+            found.update(skipped(release))
+    return found
 
 
 def _kept_sequences(run: Run, operations) -> list[Finding]:
@@ -537,7 +555,8 @@ def _kept_sequences(run: Run, operations) -> list[Finding]:
     for _, steps in KEPT_SEQUENCES:
         for mode in operations.MODES:
             for mmu in operations.MMUS:
-                if not all(operations.OPERATIONS[n].applies_to(mmu, mode) for n, _ in steps):
+                if not all(operations.OPERATIONS[n].applies_to(mmu, mode)
+                           and n not in run.skipped for n, _ in steps):
                     continue
                 failure = _run_steps(run, operations, mode, mmu, steps)
                 if failure is not None:

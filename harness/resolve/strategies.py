@@ -20,6 +20,7 @@ from harness.ingest.hunks import hunk_lines, side_code
 from harness.ingest.scope import is_mmu_file
 from harness.resolve.preimage import Memory, PreImage, PreImageMiss, find_preimages
 from kernel_models import registry
+from kernel_models.model_source import HAND_WRITTEN
 from kernel_models.registry import Version, VersionSet
 
 DOCUMENTATION = "documentation"
@@ -135,8 +136,8 @@ def find_state_by_content(hunks, per_function: dict | None = None) -> tuple[str 
     fitting = []
     # the closest state: most functions fitting, then fewest unknown names; the latest on ties
     closest: tuple[tuple[int, int], str, list[str]] | None = None
-    for name in registry.SERIES_STATES:
-        state = VersionSet.series_state(name)
+    for name in HAND_WRITTEN.states():
+        state = HAND_WRITTEN.state(name)
         why: dict[tuple[str, str], str] = {}
         unknown_names = 0
         for (file, function), function_hunks in groups.items():
@@ -542,7 +543,7 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
     if before is None:
         return result(False, None, f"no before-model: {derive_miss}" if derive_miss
                       else "no before-model: the pre-image version is unknown")
-    old = registry.lookup(hunk.file, hunk.function, before.blob(hunk.file))
+    old = before.version(hunk.file, hunk.function)
     if old is None and not registry.versions_of(hunk.file, hunk.function):
         return result(False, None, f"{hunk.function} is not modelled")
     if after is None:
@@ -550,7 +551,7 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
         return result(False, old.model_id if old else None,
                       "no after-model: the post-image blob is not modelled and the change "
                       f"could not be derived from the hunk{why}")
-    new = registry.lookup(hunk.file, hunk.function, after.blob(hunk.file))
+    new = after.version(hunk.file, hunk.function)
     if old is None and new is None:
         return result(False, None, f"{hunk.function} is modelled, but in neither "
                                    f"{before.blob(hunk.file)} nor {after.blob(hunk.file)}")
@@ -571,8 +572,6 @@ def _pairs(hunks, coverage, before, after) -> tuple[FunctionPair, ...]:
         key = (hunk.file, hunk.function)
         if key not in seen:
             seen[key] = FunctionPair(hunk.file, hunk.function,
-                                     registry.lookup(hunk.file, hunk.function,
-                                                     before.blob(hunk.file)),
-                                     registry.lookup(hunk.file, hunk.function,
-                                                     after.blob(hunk.file)))
+                                     before.version(hunk.file, hunk.function),
+                                     after.version(hunk.file, hunk.function))
     return tuple(seen.values())

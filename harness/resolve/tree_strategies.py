@@ -28,6 +28,7 @@ from harness.translate import derive
 from harness.resolve.kernel_tree import TreeMiss
 from harness.translate.c_source import find_function
 from kernel_models import registry
+from kernel_models.model_source import HAND_WRITTEN
 from kernel_models.registry import VersionSet
 
 BEHAVIOUR = "behaviour"
@@ -75,9 +76,9 @@ def translations(found, state: VersionSet, hunks_by_key, side: int):
 def pre_translations(found, groups) -> dict[str, dict | derive.Miss]:
     """Per series state: the tree's pre-image functions translated there, or the Miss."""
     by_state: dict[str, dict | derive.Miss] = {}
-    for name in registry.SERIES_STATES:
+    for name in HAND_WRITTEN.states():
         try:
-            by_state[name] = translations(found, VersionSet.series_state(name), groups, 0)
+            by_state[name] = translations(found, HAND_WRITTEN.state(name), groups, 0)
         except derive.Miss as exc:
             by_state[name] = exc
     return by_state
