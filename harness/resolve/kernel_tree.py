@@ -126,6 +126,40 @@ class GitTree:
         found = self._git("log", "--format=%H", f"-n{limit}", rev, "--", path)
         return found.split() if found else []
 
+    def files(self, rev: str, prefixes: tuple[str, ...]) -> dict[str, str]:
+        """path -> text of every file at ``rev`` whose path starts with one of ``prefixes``."""
+        listing = self._git("ls-tree", "-r", rev, "--", *sorted({p.rstrip("/") for p in prefixes}))
+        if not listing:
+            return {}
+        blobs = {}
+        for row in listing.splitlines():
+            meta, path = row.split("\t", 1)
+            _, kind, blob = meta.split()
+            if kind == "blob" and path.startswith(prefixes):
+                blobs[path] = blob
+        texts = self._batch(sorted(set(blobs.values())))
+        return {path: texts[blob] for path, blob in blobs.items() if blob in texts}
+
+    def _batch(self, blobs: list[str]) -> dict[str, str]:
+        """Blob id -> text, read with one ``git cat-file --batch``."""
+        if not blobs:
+            return {}
+        done = subprocess.run(["git", "-C", self.path, "cat-file", "--batch"],
+                              input=("\n".join(blobs) + "\n").encode(), capture_output=True,
+                              timeout=120, check=False)
+        data, texts, at = done.stdout, {}, 0
+        for blob in blobs:
+            end = data.index(b"\n", at)
+            header = data[at:end].split()
+            if len(header) < 3 or header[1] != b"blob":
+                at = end + 1
+                continue
+            size = int(header[2])
+            texts[blob] = data[end + 1:end + 1 + size].decode("utf-8", "surrogateescape")
+            self._texts.setdefault(blob, texts[blob])
+            at = end + 1 + size + 1
+        return texts
+
     def describe(self, commit: str) -> str:
         """A tag or one-line subject naming ``commit``."""
         tag = self._git("describe", "--tags", "--exact-match", commit)
@@ -193,6 +227,21 @@ class PlainDirectory:
 
     def history(self, rev: str, path: str, limit: int) -> None:
         return None            # no history to search
+
+    def files(self, rev: str, prefixes: tuple[str, ...]) -> dict[str, str]:
+        self.text_at(rev, "")          # refuses any other revision
+        found = {}
+        for prefix in prefixes:
+            top = os.path.join(self.path, prefix)
+            if os.path.isfile(top):
+                found[prefix] = self._read(prefix)
+            for root, _, names in os.walk(top):
+                for name in names:
+                    relative = os.path.relpath(os.path.join(root, name), self.path)
+                    text = self._read(relative)
+                    if text is not None:
+                        found[relative] = text
+        return found
 
     def describe(self, commit: str) -> str:
         return ""

@@ -349,10 +349,42 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
                                     memory=memory, notes=tuple(p.note for p in preimages)),
                          hunks)
     after_memory = memory.with_files({f: p.post for f, p in found.items()}, label)
-    resolution = _resolve_on_images(hunks, touched, previous, found)
+    resolution = _models_for(hunks, touched, previous, found, tree, rev, memory)
     notes = resolution.notes + tuple(p.note for p in preimages)
     return _not_read(dataclasses.replace(resolution, preimages=preimages, notes=notes,
                                          memory=after_memory), hunks)
+
+
+# Hand-written states chosen this way hold exactly the tree's functions (or the blobs the
+# index lines name): they are used before a translation of the tree.
+VERIFIED_ROUTES = ("index", "equal models")
+
+
+def _models_for(hunks, touched, previous, preimages, tree, rev, memory) -> Resolution:
+    """The models of a patch whose pre-images were found, from the first source that has
+    them: the hand-written states the tree's functions equal, else the tree's own state
+    translated whole, else the hand-written states the hunks fit by content or nearest."""
+    hand, route = _resolve_on_images(hunks, touched, previous, preimages)
+    if hand.complete and route in VERIFIED_ROUTES:
+        return hand
+    translated = _translated(hunks, tree, rev, memory, preimages)
+    if isinstance(translated, Resolution):
+        if hand.reason:
+            translated = dataclasses.replace(translated, reason=(
+                f"{translated.reason}; the hand-written models were not used ({hand.reason})"))
+        return translated
+    return dataclasses.replace(hand, reason=f"{hand.reason}; the tree's translated state was "
+                                            f"not used: {translated}")
+
+
+def _translated(hunks, tree, rev, memory, preimages) -> Resolution | str:
+    """The Resolution over the tree's translated state, or why there is none."""
+    try:
+        from harness.resolve import tree_source
+    except ImportError as exc:                  # pycparser missing: an install problem
+        return f"the translator cannot be loaded ({exc})"
+    before, after = tree_source.tree_pair(tree, rev, memory, preimages)
+    return tree_source.translated_resolution(hunks, before, after)
 
 
 OUT_OF_SCOPE = ("out of scope: the patch changes none of the files kconform reads (the KVM "
@@ -461,8 +493,10 @@ def choose_state(request: StateRequest) -> tuple[StateChoice | None, list[str]]:
     return None, tried
 
 
-def _resolve_on_images(hunks, touched, previous: str | None, preimages: dict) -> Resolution:
-    """The models for pre-images read from the tree (hand-written states, whole functions)."""
+def _resolve_on_images(hunks, touched, previous: str | None, preimages: dict,
+                       ) -> tuple[Resolution, str]:
+    """The hand-written models for pre-images read from the tree, and the route that chose
+    the state (a name of STATE_STRATEGIES' results, or "hunks" for the hunk-level route)."""
     from harness.resolve import tree_strategies as T
     from harness.resolve.kernel_tree import TreeMiss
     from harness.translate import derive
@@ -472,45 +506,46 @@ def _resolve_on_images(hunks, touched, previous: str | None, preimages: dict) ->
     routes = "; ".join(f"{p.detail} ({p.route})" for _, p in sorted(preimages.items()))
     verified = f"; every hunk applies to its pre-image in the kernel tree ({routes})"
     if not touched:
-        return _resolve_plain(hunks, touched, previous, note=verified)
+        return _resolve_plain(hunks, touched, previous, note=verified), "hunks"
     groups = T.changed_functions(hunks, images)
     try:
         found = T.sources(groups, images)
     except TreeMiss as exc:
         return _resolve_plain(hunks, touched, previous,
-                              note=f"{verified}; whole functions not used: {exc}")
+                              note=f"{verified}; whole functions not used: {exc}"), "hunks"
     if not groups:
-        return _resolve_plain(hunks, touched, previous, note=verified)
+        return _resolve_plain(hunks, touched, previous, note=verified), "hunks"
     request = StateRequest(hunks, groups, found, previous, {
         f: _pre_image_id(src, preimages[f]) for f, (src, _) in touched.items()})
     choice, tried = choose_state(request)
     functions = request.functions
     if choice is None:
-        return _finish(hunks, touched, None, "; ".join(tried), False)
+        return _finish(hunks, touched, None, "; ".join(tried), False), "none"
     name, reason = choice.state, "; ".join(tried + [choice.reason])
     by_id, nearest = choice.route == "index", choice.route == "nearest"
     state = DERIVED_STATES.get(name) or VersionSet.series_state(name)
     if by_id and all(registry.find_blob(f, dst) for f, (_, dst) in touched.items()):
         return _finish(hunks, touched, name,
-                       reason + verified + T.fidelity(found, groups, state), False)
+                       reason + verified + T.fidelity(found, groups, state), False), choice.route
     try:
         before, after, _, notes = T.tree_pair(found, groups, state, touched,
                                               T.digest_of(hunks))
     except derive.Miss as exc:
         if nearest:
-            return _finish(hunks, touched, None, f"{reason}; {exc}", False)
+            return _finish(hunks, touched, None, f"{reason}; {exc}", False), "none"
         unproven = ("" if by_id else
                     f", so the tree's {functions} is not known to equal the model: the change "
                     f"is checked on the model its hunks fit, not on the tree's function")
         return _finish(hunks, touched, name, f"{reason}{verified}; whole functions not "
-                                             f"translated ({exc}){unproven}", not by_id)
+                                             f"translated ({exc}){unproven}", not by_id), "content"
     DERIVED_STATES[after.name] = after
     reason += verified + f"; {TREE_HOW}" + "".join(f"; {n}" for n in notes)
     tree_keys = set(groups)
     coverage = tuple(_cover(h, before, after, None,
                             how=TREE_HOW if (h.file, h.function) in tree_keys else None)
                      for h in hunks)
-    return Resolution(before, after, _pairs(hunks, coverage, before, after), coverage, reason)
+    return (Resolution(before, after, _pairs(hunks, coverage, before, after), coverage, reason),
+            choice.route)
 
 
 def _state_name(blobs: dict[str, str]) -> str | None:
