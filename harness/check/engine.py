@@ -59,6 +59,9 @@ class Finding:
     counterexample: dict | None
     replay: str | None
     example: str | None
+    # The before side fails the same invariant: not this change's finding (the pipeline
+    # says which earlier patch introduced it, or that it was there before the input).
+    inherited: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -627,7 +630,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         "example": example,
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
-                   example)
+                   example, inherited=v.inherited)
 
 
 # ---------------------------------------------------------------------------

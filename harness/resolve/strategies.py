@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from harness.ingest.hunks import hunk_lines, side_code
-from harness.ingest.scope import is_mmu_file
+from harness.ingest.scope import is_read_file
 from harness.resolve.preimage import Memory, PreImage, PreImageMiss, find_preimages
 from kernel_models import registry
 from kernel_models.model_source import HAND_WRITTEN
@@ -332,7 +332,7 @@ TREE_HOW = ("before translated whole from the pre-image blob in the kernel tree,
 def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, memory: Memory,
                        label: str) -> Resolution:
     """Pre-images from the tree, then the models (``tree_strategies``' docstring: the order)."""
-    read = sorted({h.file for h in hunks if is_mmu_file(h.file)})
+    read = sorted({h.file for h in hunks if is_read_file(h.file)})
     if not read:
         return _not_read(_resolve_plain(hunks, {}, previous), hunks, OUT_OF_SCOPE)
     routes = find_preimages(hunks, read, tree, rev, memory)
@@ -395,13 +395,13 @@ def _not_read(resolution: Resolution, hunks, reason: str | None = None) -> Resol
     """A hunk of a file kconform does not read is a MISS naming the file."""
     coverage = []
     for hunk, cover in zip(hunks, resolution.hunks):
-        if not is_mmu_file(hunk.file) and hunk.kind != DOCUMENTATION:
+        if not is_read_file(hunk.file) and hunk.kind != DOCUMENTATION:
             cover = dataclasses.replace(cover, covered=False, model=None, reason=(
                 f"{hunk.file} is not read: kconform reads the KVM x86 MMU files "
                 f"(arch/x86/kvm/mmu/) and their headers"))
         coverage.append(cover)
     changed = dict(hunks=tuple(coverage), pairs=tuple(
-        p for p in resolution.pairs if is_mmu_file(p.file)))
+        p for p in resolution.pairs if is_read_file(p.file)))
     if reason is not None:
         changed["reason"] = reason
     return dataclasses.replace(resolution, **changed)
@@ -564,7 +564,8 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
     if hunk.kind == DOCUMENTATION:
         return result(True, None, "documentation is not compiled: no behaviour to model")
     if not registry.is_modelled_file(hunk.file):
-        return result(False, None, f"{hunk.file} is not a modelled file")
+        return result(False, None, f"{hunk.file} is not a modelled file" if is_read_file(hunk.file)
+                      else f"{hunk.file} is not a modelled file (kconform reads the KVM x86 MMU)")
     if hunk.kind == COMMENT:
         return result(True, "c-tokens", "comment-only: the code tokens before and after are "
                                         "identical")

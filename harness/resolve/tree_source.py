@@ -173,7 +173,7 @@ def runs(before: TranslatedState, after: TranslatedState, functions) -> str | No
 
 def cover(hunk, before: TranslatedState, after: TranslatedState):
     """How a translated tree state covers one hunk (``strategies.HunkCoverage``)."""
-    from harness.ingest.scope import is_mmu_file
+    from harness.ingest.scope import is_read_file
     from harness.resolve.strategies import BEHAVIOUR, COMMENT, DOCUMENTATION, WHITESPACE, \
         HunkCoverage
 
@@ -183,7 +183,7 @@ def cover(hunk, before: TranslatedState, after: TranslatedState):
 
     if hunk.kind == DOCUMENTATION:
         return result(True, None, "documentation is not compiled: no behaviour to model")
-    if not is_mmu_file(hunk.file):
+    if not is_read_file(hunk.file):
         return result(False, None, f"{hunk.file} is not read")
     if hunk.kind in (COMMENT, WHITESPACE):
         return result(True, "c-tokens", f"{hunk.kind}-only: the code tokens before and after "
