@@ -388,7 +388,7 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None, rev: str | N
     previous, memory, states, group = None, None, [], None
     for patch in patches:
         if patch.series_group != group:
-            previous, group = None, patch.series_group
+            previous, memory, group = None, None, patch.series_group
         if patch.is_cover:
             continue
         resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree,
@@ -410,7 +410,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     previous, group, series_entries = Position(), None, []
     for patch in patches:
         if patch.series_group != group:     # another series starts from its own base
-            previous, group, series_entries = None, patch.series_group, []
+            previous, group, series_entries = Position(), patch.series_group, []
         if patch.is_cover:
             entries.append(cover_entry(patch))
             continue
