@@ -157,6 +157,17 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     function whose body differs between the two version sets, plus the driven
     functions that reach one of them.
     """
+    from kernel_models.model_source import spte_layout_of
+    from kernel_models.spte_domain import following
+
+    # a translated state of another release has its own spte.h: its domain and bit names
+    with following(spte_layout_of(before)):
+        findings, coverage = _check_transition(before, after, contract, profile, seed, checks,
+                                               functions, operations)
+    return CheckOutcome(tuple(findings), tuple(coverage), contract)
+
+
+def _check_transition(before, after, contract, profile, seed, checks, functions, operations):
     selected = K.select(checks)
     if functions is None:
         functions = changed_functions(before, after)
@@ -178,7 +189,7 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
                                   checks=operation_checks)
         findings += f
         coverage += cov
-    return CheckOutcome(tuple(findings), tuple(coverage), contract)
+    return findings, coverage
 
 
 # ---------------------------------------------------------------------------
