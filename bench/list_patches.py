@@ -3,9 +3,11 @@
     python bench/list_patches.py --kernel-tree /tmp/ktree [--list tests/data/list]
                                  [--out bench/results/list-<date>.json]
 
-Each mail of the list directory's ``index.json`` is checked on its own with
+The mails of the list directory's ``index.json`` are checked with
 ``--kernel-tree TREE --rev REV``, REV being the newest tag of the tree not
-after the mail's date (``index.json``'s ``rev``).  Per patch the table shows
+after the (first) mail's date (``index.json``'s ``rev``): the parts of one
+series (the same Message-ID stem) together and in order, as a CI applies a
+series patch after patch; every other mail on its own.  Per patch the table shows
 the route each file's pre-image took (or the MISS reason), the verdict, the
 findings (check/channel), and the wall-clock time of the whole check.
 Nothing here is tuned to a patch: it runs the pipeline as the CLI does.
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,11 +28,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def check_one(path: str, tree: str, rev: str) -> dict:
+def series_stem(message_id: str) -> str:
+    """``<date.pid-N-author>`` without ``N``: the same for every part of one series."""
+    return re.sub(r"-\d+-([^-@]+@)", r"-\1", message_id)
+
+
+def check_one(paths: list[str], tree: str, rev: str) -> dict:
     from harness.pipeline import RunOptions, check_paths
 
     started = time.perf_counter()
-    results, _ = check_paths([path], RunOptions(kernel_tree=tree, rev=rev))
+    results, _ = check_paths(paths, RunOptions(kernel_tree=tree, rev=rev))
     seconds = time.perf_counter() - started
     entries = [e for e in results["patches"] if not e.get("is_cover")]
     rows = []
@@ -39,6 +47,7 @@ def check_one(path: str, tree: str, rev: str) -> dict:
                   for p in versions.get("preimages") or []]
         misses = sorted({h["reason"] for h in entry["hunks"] if not h["covered"]})
         rows.append({
+            "file": os.path.basename(entry["path"]), "message_id": entry.get("message_id"),
             "verdict": entry["verdict"], "routes": routes,
             "commits": sorted({(p.get("commit") or "")[:12] for p in versions.get("preimages") or []
                                if p.get("commit")}),
@@ -62,19 +71,25 @@ def main(argv=None) -> int:
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                          f"{platform.python_version()}",
               "kernel_tree": args.kernel_tree, "mails": []}
+    groups: dict[str, list[dict]] = {}
     for mail in index["mails"]:
-        row = {"file": mail["file"], "message_id": mail["message_id"], "rev": mail["rev"]}
-        row.update(check_one(os.path.join(args.list, mail["file"]), args.kernel_tree, mail["rev"]))
+        groups.setdefault(series_stem(mail["message_id"]), []).append(mail)
+    for mails in groups.values():
+        rev = mails[0]["rev"]
+        row = {"files": [m["file"] for m in mails], "rev": rev}
+        row.update(check_one([os.path.join(args.list, m["file"]) for m in mails],
+                             args.kernel_tree, rev))
         report["mails"].append(row)
         for patch in row["patches"]:
-            print(f"{mail['file'][:44]:<44} {mail['rev']:<8} {patch['verdict']:<5} "
-                  f"{row['seconds']:>6.1f}s {' '.join(patch['routes'])}", flush=True)
+            print(f"{patch['file'][:44]:<44} {rev:<8} {patch['verdict']:<5} "
+                  f"{row['seconds'] / len(mails):>6.1f}s {' '.join(patch['routes'])}",
+                  flush=True)
     verdicts = [p["verdict"] for m in report["mails"] for p in m["patches"]]
     judged = sum(v != "MISS" for v in verdicts)
     report["summary"] = {"patches": len(verdicts), "not_miss": judged,
                          "by_verdict": {v: verdicts.count(v) for v in sorted(set(verdicts))},
                          "seconds_per_patch": round(sum(m["seconds"] for m in report["mails"])
-                                                    / max(1, len(report["mails"])), 2)}
+                                                    / max(1, len(verdicts)), 2)}
     print(json.dumps(report["summary"]))
     out = args.out or os.path.join(ROOT, "bench", "results",
                                    f"list-{datetime.now(timezone.utc):%Y-%m-%d}.json")
