@@ -44,13 +44,15 @@ def test_a_translation_kconform_cannot_run_covers_nothing_and_says_why(tmp_path)
     tree, patch = unmodelled_patch(tmp_path)
     resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
     assert not isinstance(resolution.before, tree_source.TranslatedState)
-    assert "the tree's translated state was not used: the operation mix cannot build a VM" \
+    assert "the tree's translated state was not used: nothing runs the translated " \
+           "mmu_spte_update: the function driver of mmu_spte_update cannot run" \
         in resolution.reason
+    assert "and the operation mix cannot build a VM" in resolution.reason
 
 
 def test_a_runnable_translated_state_is_both_sides(tmp_path, monkeypatch):
     tree, patch = unmodelled_patch(tmp_path)
-    monkeypatch.setattr(tree_source, "runs", lambda before, after, functions: None)
+    monkeypatch.setattr(tree_source, "driver_runs", lambda state, function: None)
     resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
     before, after = resolution.before, resolution.after
     assert isinstance(before, tree_source.TranslatedState) and isinstance(after, ModelState)
@@ -65,3 +67,21 @@ def test_a_runnable_translated_state_is_both_sides(tmp_path, monkeypatch):
     assert before.rows()["unrelated_helper"].function is after.rows()["unrelated_helper"].function
     assert before.blob(MMU_C) != after.blob(MMU_C)
     assert "the hand-written models were not used" in resolution.reason
+    # the stand-in defines no mmu_alloc_direct_roots: no operation level, and it says so
+    assert before.operations_reason.startswith("the operation mix cannot build a VM")
+    assert "operation level not run" in resolution.reason
+
+
+def test_the_engine_says_the_operation_level_was_not_run(tmp_path, monkeypatch):
+    from harness.check import contracts as C
+    from harness.check import engine
+
+    tree, patch = unmodelled_patch(tmp_path)
+    monkeypatch.setattr(tree_source, "driver_runs", lambda state, function: None)
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
+    identity = C.Contract("identity", C.WRITTEN, "no change at all")
+    findings, (coverage,) = engine.check_operations(resolution.before, resolution.after,
+                                                    identity)
+    assert findings == []
+    assert coverage.cases == 0
+    assert coverage.text.startswith("operation level: not run on this state (the operation mix")

@@ -15,6 +15,7 @@ picks the entry points' argument lists (``kernel_models.entry_points``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from kernel_models.entry_points import parse_release
@@ -48,6 +49,7 @@ class TranslatedState:
     state: object = field(compare=False, repr=False)      # harness.translate TreeState
     release: tuple[int, int, int] | None = None
     spte_layout: object = field(default=None, compare=False, repr=False)
+    operations_reason: str | None = None      # why the operation mix cannot run here, if so
     _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def rows(self) -> dict[str, Version]:
@@ -144,14 +146,8 @@ TRANSLATED_HOW = ("before and after translated whole from the kernel tree's stat
                   "at --rev, the series so far, this patch's pre-image / post-image)")
 
 
-def runs(before: TranslatedState, after: TranslatedState, functions) -> str | None:
-    """None when kconform can run these states; else why not (the first failure).
-
-    A translation nothing can execute checks nothing, so it must not cover a
-    hunk: the operation mix must build its VM on both sides, and each changed
-    function's driver must run a case.
-    """
-    from harness.check import drivers
+def operations_run(before: TranslatedState, after: TranslatedState) -> str | None:
+    """None when the operation mix builds its VM on both states; else why not."""
     from kernel_models import operations
 
     for state in (before, after):
@@ -161,17 +157,41 @@ def runs(before: TranslatedState, after: TranslatedState, functions) -> str | No
             except Exception as exc:   # noqa: BLE001 - the reason is the result
                 return (f"the operation mix cannot build a VM ({mmu} MMU) on '{state.name}': "
                         f"{type(exc).__name__}: {exc}")
-        for function in functions:
-            driver = drivers.DRIVERS.get(function)
-            if driver is None or function not in state.functions():
-                continue
-            case = driver.cases("ept_ad")[0]
-            try:
-                driver.call(driver.new_vm(state, "ept_ad"), case)
-            except Exception as exc:   # noqa: BLE001
-                return (f"the function driver of {function} cannot run on '{state.name}': "
-                        f"{type(exc).__name__}: {exc}")
     return None
+
+
+def driver_runs(state: TranslatedState, function: str) -> str | None:
+    """None when ``function``'s driver runs a case of every mode on ``state``; else why not."""
+    from harness.check import drivers
+
+    driver = drivers.DRIVERS.get(function)
+    if driver is None:
+        return f"{function} has no function driver"
+    if function not in state.functions():
+        return None                   # absent on this side: its callers are driven
+    for mode in drivers.MODES:
+        cases = driver.cases(mode)
+        if not cases:
+            continue
+        try:
+            driver.call(driver.new_vm(state, mode), cases[0])
+        except Exception as exc:   # noqa: BLE001
+            return (f"the function driver of {function} cannot run on '{state.name}' "
+                    f"({mode}): {type(exc).__name__}: {exc}")
+    return None
+
+
+def runs(before: TranslatedState, after: TranslatedState, function: str,
+         operations: str | None) -> str | None:
+    """None when something kconform has runs ``function``'s change; else why nothing does.
+
+    A translation nothing executes checks nothing, so it must not cover a hunk:
+    the function's driver must run on both sides, or the operation mix must.
+    """
+    why = driver_runs(before, function) or driver_runs(after, function)
+    if why is None or operations is None:
+        return None
+    return f"{why}, and {operations}"
 
 
 def cover(hunk, before: TranslatedState, after: TranslatedState):
@@ -223,8 +243,19 @@ def translated_resolution(hunks, before: TranslatedState, after: TranslatedState
         seen.add(key)
         pairs.append(FunctionPair(hunk.file, hunk.function, before.version(*key),
                                   after.version(*key)))
-    why = runs(before, after, [p.function for p in pairs])
-    if why is not None:
-        return why
+    operations = operations_run(before, after)
+    unrun = {p.function: runs(before, after, p.function, operations) for p in pairs}
+    unrun = {f: why for f, why in unrun.items() if why is not None}
+    if pairs and len(unrun) == len(pairs):
+        return "; ".join(f"nothing runs the translated {f}: {why}" for f, why in unrun.items())
+    if operations is not None:
+        before = dataclasses.replace(before, operations_reason=operations)
+        after = dataclasses.replace(after, operations_reason=operations)
+    coverage = tuple(dataclasses.replace(c, covered=False, reason=(
+        f"translated, but nothing runs it: {unrun[c.function]}"))
+        if c.covered and c.function in unrun and c.kind == BEHAVIOUR else c for c in coverage)
+    pairs = [p for p in pairs if p.function not in unrun]
     reason = f"the tree's state translated whole: '{before.name}' -> '{after.name}'"
+    if operations is not None:
+        reason += f"; operation level not run ({operations})"
     return Resolution(before, after, tuple(pairs), coverage, reason)
