@@ -373,8 +373,10 @@ def _models_for(hunks, touched, previous, preimages, tree, rev, memory) -> Resol
             translated = dataclasses.replace(translated, reason=(
                 f"{translated.reason}; the hand-written models were not used ({hand.reason})"))
         return translated
-    return dataclasses.replace(hand, reason=f"{hand.reason}; the tree's translated state was "
-                                            f"not used: {translated}")
+    note = f"the tree's translated state was not used: {translated}"
+    coverage = tuple(c if c.covered else dataclasses.replace(c, reason=f"{c.reason}; {note}")
+                     for c in hand.hunks)
+    return dataclasses.replace(hand, hunks=coverage, reason=f"{hand.reason}; {note}")
 
 
 def _translated(hunks, tree, rev, memory, preimages) -> Resolution | str:
