@@ -82,3 +82,16 @@ def release_of(state) -> tuple[int, int, int] | None:
 def spte_layout_of(state):
     """The SPTE bits a state's spte.h defines (None: the hand-written ones)."""
     return getattr(state, "spte_layout", None)
+
+
+# States built at run time (translated tree states), by name: a replay token names its
+# states, and ``kconform replay`` rebuilds them from the same inputs before looking them up.
+_RUNTIME: dict[str, ModelState] = {}
+
+
+def register_state(state: ModelState) -> None:
+    _RUNTIME[state.name] = state
+
+
+def state_named(name: str) -> ModelState | None:
+    return _RUNTIME.get(name)

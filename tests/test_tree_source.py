@@ -85,3 +85,24 @@ def test_the_engine_says_the_operation_level_was_not_run(tmp_path, monkeypatch):
     assert findings == []
     assert coverage.cases == 0
     assert coverage.text.startswith("operation level: not run on this state (the operation mix")
+
+
+def test_a_finding_on_translated_states_replays_from_the_same_inputs(tmp_path, monkeypatch):
+    from harness.check import engine
+    from harness.errors import KconformError
+    from kernel_models import model_source
+
+    tree, patch = unmodelled_patch(tmp_path)
+    monkeypatch.setattr(tree_source, "driver_runs", lambda state, function: None)
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
+    assert resolution.after.name.startswith("tree HEAD + mmu.c@")
+    token = engine.encode_replay({"kind": "function", "function": "mmu_spte_update",
+                                  "case": {}, "contract": "identity",
+                                  "before": engine._versions_json(resolution.before),
+                                  "after": engine._versions_json(resolution.after)})
+    assert engine.replay_needs_inputs(token)
+    data = engine.decode_replay(token)
+    assert engine._versions_from(data["after"]) is resolution.after
+    monkeypatch.setattr(model_source, "_RUNTIME", {})
+    with pytest.raises(KconformError, match="which this run has not built"):
+        engine._versions_from(data["after"])

@@ -751,10 +751,22 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
 # ---------------------------------------------------------------------------
 
 def _versions_json(versions: VersionSet) -> dict:
+    if getattr(versions, "translated", False):     # rebuilt from the inputs, found by name
+        return {"name": versions.name, "translated": True, "blobs": {}}
     return {"name": versions.name, "blobs": dict(versions.blobs)}
 
 
 def _versions_from(data: dict) -> VersionSet:
+    if data.get("translated"):
+        from kernel_models.model_source import state_named
+
+        state = state_named(data["name"])
+        if state is None:
+            raise KconformError(f"replay token names the translated tree state "
+                                f"'{data['name']}', which this run has not built",
+                                hint="give the patch files that were checked, in order, after "
+                                     "the token, with the --kernel-tree and --rev of the check")
+        return state
     for file, blob in data["blobs"].items():
         if blob not in registry.known_blobs(file):
             hint = ("this model was derived from a patch: give the patch files that were "
@@ -772,8 +784,9 @@ def replay_needs_inputs(token: str) -> bool:
         data = decode_replay(token)
     except KconformError:
         return False
-    return any(str(blob).startswith(registry.DERIVED_PREFIXES)
-               for side in ("before", "after") for blob in data[side]["blobs"].values())
+    return any(data[side].get("translated") for side in ("before", "after")) or any(
+        str(blob).startswith(registry.DERIVED_PREFIXES)
+        for side in ("before", "after") for blob in data[side]["blobs"].values())
 
 
 def encode_replay(data: dict) -> str:

@@ -50,6 +50,7 @@ class TranslatedState:
     release: tuple[int, int, int] | None = None
     spte_layout: object = field(default=None, compare=False, repr=False)
     operations_reason: str | None = None      # why the operation mix cannot run here, if so
+    translated = True                          # replay tokens name it, not its blobs
     _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def rows(self) -> dict[str, Version]:
@@ -126,16 +127,26 @@ def translate_state(texts: dict[str, str], name: str, makefile: str | None) -> T
 
 def tree_pair(tree, rev: str, memory, preimages: dict) -> tuple[TranslatedState,
                                                                TranslatedState]:
-    """(before, after): the tree state a patch applies to, and the one it leaves."""
+    """(before, after): the tree state a patch applies to, and the one it leaves.
+
+    Each is named by the tree's revision and the blobs of the files that differ
+    from it, so two states of one run never share a name (replay finds them so).
+    """
+    from harness.resolve.kernel_tree import hash_object
+
     base = sources_at(tree, rev)
     makefile = tree.text_at(rev, "Makefile")
-    label = tree.label(rev)
-    files = ", ".join(sorted(f.rsplit("/", 1)[-1] for f in preimages))
-    before = translate_state(state_texts(base, memory, {f: p.text for f, p in preimages.items()}),
-                             f"tree {label} (translated)", makefile)
-    after = translate_state(state_texts(base, memory, {f: p.post for f, p in preimages.items()}),
-                            f"tree {label} + this patch's {files} (translated)", makefile)
-    return before, after
+    label = f"tree {tree.label(rev)}"
+    before_texts = state_texts(base, memory, {f: p.text for f, p in preimages.items()})
+    after_texts = state_texts(base, memory, {f: p.post for f, p in preimages.items()})
+
+    def name(texts):
+        changed = [f"{f.rsplit('/', 1)[-1]}@{hash_object(t)[:12]}"
+                   for f, t in sorted(texts.items()) if base.get(f) != t]
+        return f"{label} + {', '.join(changed)}" if changed else label
+
+    return (translate_state(before_texts, name(before_texts), makefile),
+            translate_state(after_texts, name(after_texts), makefile))
 
 
 # ---------------------------------------------------------------------------
@@ -255,6 +266,10 @@ def translated_resolution(hunks, before: TranslatedState, after: TranslatedState
         f"translated, but nothing runs it: {unrun[c.function]}"))
         if c.covered and c.function in unrun and c.kind == BEHAVIOUR else c for c in coverage)
     pairs = [p for p in pairs if p.function not in unrun]
+    from kernel_models.model_source import register_state
+
+    register_state(before)
+    register_state(after)
     reason = f"the tree's state translated whole: '{before.name}' -> '{after.name}'"
     if operations is not None:
         reason += f"; operation level not run ({operations})"
