@@ -25,20 +25,17 @@ from kernel_models.registry import Version
 TRANSLATED_PREFIXES = ("arch/x86/kvm/", "include/linux/kvm_host.h",
                        "arch/x86/include/asm/kvm_host.h")
 
-_COMPILED: dict[tuple[str, str], object] = {}     # (C name, Python text) -> function
+# (C name, Python text, struct layouts) -> the function: a body translated the same way in two
+# states is one model, so the engine sees only what a patch changed.
+_SHARED: dict[tuple, object] = {}
+ENVIRONMENT = "harness/translate/environment.py"
 
 
-def _compiled(name: str, python: str, where: str):
-    key = (name, python)
-    if key not in _COMPILED:
-        from harness.translate import emit, environment
+def _layouts_key(layouts: dict) -> str:
+    import hashlib
 
-        scope = environment.namespace()
-        exec(compile(python, f"<translated {name}>", "exec"), scope)  # noqa: S102 - our output
-        function = scope[emit.py_name(name)]
-        function.__doc__ = f"{name}: translated from {where}"
-        _COMPILED[key] = function
-    return _COMPILED[key]
+    return hashlib.sha1(repr(sorted((k, repr(v)) for k, v in layouts.items())).encode()
+                        ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -53,16 +50,25 @@ class TranslatedState:
     translated = True                          # replay tokens name it, not its blobs
     _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def _version_set(self):
+        if "versions" not in self._cache:
+            self._cache["versions"] = self.state.version_set(self.name)
+        return self._cache["versions"]
+
     def rows(self) -> dict[str, Version]:
+        """C name -> Version, from the translator's version set (host models, FNAME()
+        dispatch and output-pointer adapters included), one object per distinct body."""
         if "rows" not in self._cache:
+            layouts = _layouts_key(getattr(self.state, "layouts", {}) or {})
             rows = {}
-            for name, translation in self.state.functions.items():
-                if translation.python is None:
-                    continue
-                where = f"{translation.file}:{translation.line}"
-                rows[name] = Version(translation.file, name,
-                                     _compiled(name, translation.python, where),
-                                     (self.blob(translation.file),))
+            for name, function in self._version_set().functions().items():
+                translation = self.state.functions.get(name)
+                if translation is not None and translation.python is not None:
+                    key, file = (name, translation.python, layouts), translation.file
+                else:
+                    key, file = (name, "environment"), ENVIRONMENT
+                rows[name] = Version(file, name, _SHARED.setdefault(key, function),
+                                     (self.blob(file),))
             self._cache["rows"] = rows
         return self._cache["rows"]
 
@@ -70,9 +76,11 @@ class TranslatedState:
         return {name: row.function for name, row in self.rows().items()}
 
     def helpers(self) -> frozenset[str]:
-        from harness.translate import environment
+        return self._version_set().helpers()
 
-        return environment.HELPERS
+    def prepare_vm(self, vm) -> None:
+        """``kernel_models.vm.VM`` calls it: the kernel-named fields translations read."""
+        self._version_set().prepare_vm(vm)
 
     def blob(self, file: str) -> str:
         return self.state.blobs.get(file, "absent")
