@@ -7,6 +7,15 @@ match every pre-image the patch names; the *after* set is the same state with
 each touched file moved to its post-image blob.  A behaviour hunk is covered
 only when its function is modelled in both (or deleted/added on purpose).
 
+With a kernel tree (``resolve(..., tree=...)``) resolution is an ordered list
+too: first each read file's pre-image (``preimage.ROUTES``: series memory,
+index blob, ``--rev``, history), then the models (``_models_for``): a
+hand-written state that holds exactly the tree's functions
+(``STATE_STRATEGIES`` index / equal models), else the tree's own state
+translated whole (``tree_source``) if kconform can run it, else the
+hand-written state the hunks fit by content, else the nearest.  Each step
+that fails says why, and the reasons are kept in the result.
+
 Nothing here guesses: a missing index line, an unknown blob, an unmodelled
 function or a change outside any function is a MISS with the reason.
 """

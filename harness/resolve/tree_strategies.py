@@ -1,20 +1,18 @@
-"""Resolve with a kernel tree at hand: whole pre-images instead of hunk context.
+"""Resolve with a kernel tree at hand: whole functions of the pre-images the routes found.
 
-``resolve_with_tree`` is used by ``harness.resolve.strategies.resolve`` when the user
-gave ``--kernel-tree`` and the tree holds the pre-image blob of every
-modelled file the patch touches (otherwise the plain route runs, and says
-which blob the tree lacked).
+``harness.resolve.strategies`` calls these once ``harness.resolve.preimage``
+has found every read file's pre-image (and so its post-image):
 
-1. Every hunk of each touched file must apply to its pre-image blob (each
-   context and removed line checked against the blob); a hunk that does not
-   is a MISS naming the line.  Applying them gives the post-image.
-2. Each changed function is read whole from both images and translated
+1. Each changed function is read whole from both images and translated
    (``derive.translate_function``).
-3. The state the other functions come from: the one whose blobs the index
-   lines name; else the one whose models equal the tree's pre-image
-   functions (whole-function fingerprint); else the one the hunks fit by
-   content; else the nearest (fewest differing model lines), said so.
-4. When every changed function translates on both sides, the pair is the
+2. The hand-written state the other functions come from is the first of
+   ``strategies.STATE_STRATEGIES``: the one whose blobs the index lines name
+   (when the pre-image is that blob); else the one whose models equal the
+   tree's pre-image functions (whole-function fingerprint); then, after the
+   tree's own state translated whole (``tree_source``) when kconform can run
+   it, the one the hunks fit by content; else the nearest (fewest differing
+   model lines), said so.
+3. When every changed function translates on both sides, the pair is the
    two translations (the pre-image's translation replaced by the model
    itself when they are equal); when not, the hunk-level route of the plain
    resolver runs on the chosen state, and the reason says why.
