@@ -106,3 +106,33 @@ def test_a_finding_on_translated_states_replays_from_the_same_inputs(tmp_path, m
     monkeypatch.setattr(model_source, "_RUNTIME", {})
     with pytest.raises(KconformError, match="which this run has not built"):
         engine._versions_from(data["after"])
+
+
+def test_a_bug_in_translated_code_ends_the_run_with_its_event(monkeypatch):
+    """KernelStop (BUG() in translated C) is an effect compared like any other, not a crash."""
+    from harness.check import contracts as C
+    from harness.check import drivers
+    from harness.check import engine
+    from harness.translate.environment import KernelStop, _bug_always
+    from kernel_models.registry import VersionSet
+
+    base = VersionSet.series_state("base")
+    real = base.functions()["mmu_spte_update"]
+
+    def stopping(kvm, sptep, new_spte):
+        _bug_always(kvm, what="stand-in BUG")
+
+    class Stops(VersionSet):
+        def functions(self):
+            return {**super().functions(), "mmu_spte_update": stopping}
+
+    stops = Stops.of("base with a BUG", dict(base.blobs))
+    identity = C.Contract("identity", C.WRITTEN, "no change at all")
+    case = drivers.DRIVERS["mmu_spte_update"].cases("ept_ad")[0]
+    step, _, after_vm = engine._function_step("mmu_spte_update", base, stops, identity, case)
+    assert any(type(e).__name__ == "Bug" for e in step.after.events)
+    assert real is not stopping
+    monkeypatch.setattr(engine, "_kernel_stops", lambda: ())
+    with pytest.raises(Exception):
+        engine._function_step("mmu_spte_update", base, stops, identity, case)
+    assert issubclass(KernelStop, Exception)
