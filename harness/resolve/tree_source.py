@@ -82,6 +82,10 @@ class TranslatedState:
         """``kernel_models.vm.VM`` calls it: the kernel-named fields translations read."""
         self._version_set().prepare_vm(vm)
 
+    def signature(self, name: str):
+        """The C parameters of ``name`` (drivers adapt their calls to them)."""
+        return self._version_set().signature(name)
+
     def blob(self, file: str) -> str:
         return self.state.blobs.get(file, "absent")
 
