@@ -488,7 +488,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     checks = options.checks or _all_check_names()
     ignored_rows = [{"path": i.path, "reason": i.reason} for i in ignored]
     results = document(entries, profile=options.profile, seed=options.seed, seed_drawn=drawn,
-                       checks=checks, net=net, ignored=ignored_rows, preexisting=found_before)
+                       checks=checks, net=net, preexisting=found_before, ignored=ignored_rows)
     run = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - clock, 3),

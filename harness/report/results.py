@@ -126,8 +126,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
-             net: dict | None, ignored: list[dict] = (), seed_drawn: bool = False,
-             preexisting: list[dict] | None = None) -> dict:
+             net: dict | None, seed_drawn: bool = False,
+             preexisting: list[dict] | None = None, ignored: list[dict] = ()) -> dict:
     """The top-level results document; ``ignored`` lists the directory entries not read."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
@@ -144,6 +144,6 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "exit_code": int(exit_code_for(worst)),
         "patches": patches,
         "net": net,
-        "ignored": list(ignored),
         "preexisting": list(preexisting or ()),
+        "ignored": list(ignored),
     }
