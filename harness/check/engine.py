@@ -59,6 +59,9 @@ class Finding:
     counterexample: dict | None
     replay: str | None
     example: str | None
+    # The before side fails the same invariant: not this change's finding (the pipeline
+    # says which earlier patch introduced it, or that it was there before the input).
+    inherited: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -223,6 +226,17 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     function whose body differs between the two version sets, plus the driven
     functions that reach one of them.
     """
+    from kernel_models.model_source import spte_layout_of
+    from kernel_models.spte_domain import following
+
+    # a translated state of another release has its own spte.h: its domain and bit names
+    with following(spte_layout_of(before)):
+        findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
+                                                         checks, functions, operations)
+    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+
+
+def _check_transition(before, after, contract, profile, seed, checks, functions, operations):
     selected = K.select(checks)
     if functions is None:
         functions = changed_functions(before, after)
@@ -245,12 +259,22 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
                                   checks=operation_checks, observed=observed)
         findings += f
         coverage += cov
-    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    return findings, coverage, observed
 
 
 # ---------------------------------------------------------------------------
 # Function level
 # ---------------------------------------------------------------------------
+
+def _kernel_stops() -> tuple[type, ...]:
+    """What a translated function raises where the kernel stops (BUG()); it has already
+    appended its Bug event, so the run ends there and the logs are compared as they are."""
+    try:
+        from harness.translate.environment import KernelStop
+    except ImportError:
+        return ()
+    return (KernelStop,)
+
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
                    ) -> tuple[K.Step, object, object]:
@@ -268,6 +292,8 @@ def _function_step(function: str, before: VersionSet, after: VersionSet, contrac
             extras.append(tuple(driver.call(vm, case)))
         except KconformError:
             raise
+        except _kernel_stops():    # BUG() in translated C: the log so far holds its Bug event
+            extras.append(())
         except Exception as exc:   # a model that cannot run this input is our bug
             raise ModelError(f"model of {function} in '{versions.name}' failed on "
                              f"{driver.describe(case)} ({mode}): {exc!r}") from exc
@@ -390,6 +416,7 @@ class Run:
     contract: C.Contract
     checks: tuple
     excluded: set = field(default_factory=set)
+    skipped: dict = field(default_factory=dict)   # operation -> why this state lacks it
     examples: int = 0
     steps_run: int = 0
     failure: StepFailed | None = None
@@ -425,7 +452,8 @@ class Lockstep:
         self.compare = True
 
     def applies(self, name: str) -> bool:
-        return self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode)
+        return (name not in self.run.skipped
+                and self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode))
 
     def do(self, name: str, args: dict) -> None:
         """Run one operation on both sides; raise StepFailed on a new violation."""
@@ -533,10 +561,15 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     as_finding = as_finding or _operation_finding
     operations = _operations_module()
     selected = tuple(c for c in (checks or K.select(None)) if "operation" in c.levels)
+    cannot = getattr(before, "operations_reason", None) or getattr(after, "operations_reason",
+                                                                   None)
+    if cannot:      # a translated state whose VM the operation mix cannot build yet
+        return [], [Coverage("operations", None, "sampled", 0, None,
+                             f"operation level: not run on this state ({cannot})")]
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
-    run = Run(before, after, contract, selected)
+    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after))
     findings, runs = _searches(run, operations, profile, seed, as_finding)
     if observed is not None:
         observed |= run.observed
@@ -545,6 +578,9 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
             f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
             f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
             f"MMUs {', '.join(operations.MMUS)}")
+    if run.skipped:
+        text += "; skipped for this state: " + "; ".join(
+            f"{name} ({why})" for name, why in sorted(run.skipped.items()))
     return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
                                run.examples, None, text)]
 
@@ -585,6 +621,19 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
                     f.counterexample, f.replay, f.example) for f in found]
 
 
+def skipped_operations(before, after) -> dict[str, str]:
+    """Operations a side's release lacks (``kernel_models.entry_points``), with the reason."""
+    from kernel_models.entry_points import skipped
+    from kernel_models.model_source import release_of
+
+    found: dict[str, str] = {}
+    for state in (before, after):
+        release = release_of(state)
+        if release is not None:
+            found.update(skipped(release))
+    return found
+
+
 def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
     """Run harness.check.sequences.KEPT_SEQUENCES in every mode and MMU where they apply."""
     from harness.check.sequences import KEPT_SEQUENCES
@@ -592,7 +641,8 @@ def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
     for _, steps in KEPT_SEQUENCES:
         for mode in operations.MODES:
             for mmu in operations.MMUS:
-                if not all(operations.OPERATIONS[n].applies_to(mmu, mode) for n, _ in steps):
+                if not all(operations.OPERATIONS[n].applies_to(mmu, mode)
+                           and n not in run.skipped for n, _ in steps):
                     continue
                 failure = _run_steps(run, operations, mode, mmu, steps)
                 if failure is not None:
@@ -663,7 +713,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         "example": example,
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
-                   example)
+                   example, inherited=v.inherited)
 
 
 # ---------------------------------------------------------------------------
@@ -732,10 +782,22 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
 # ---------------------------------------------------------------------------
 
 def _versions_json(versions: VersionSet) -> dict:
+    if getattr(versions, "translated", False):     # rebuilt from the inputs, found by name
+        return {"name": versions.name, "translated": True, "blobs": {}}
     return {"name": versions.name, "blobs": dict(versions.blobs)}
 
 
 def _versions_from(data: dict) -> VersionSet:
+    if data.get("translated"):
+        from kernel_models.model_source import state_named
+
+        state = state_named(data["name"])
+        if state is None:
+            raise KconformError(f"replay token names the translated tree state "
+                                f"'{data['name']}', which this run has not built",
+                                hint="give the patch files that were checked, in order, after "
+                                     "the token, with the --kernel-tree and --rev of the check")
+        return state
     for file, blob in data["blobs"].items():
         if blob not in registry.known_blobs(file):
             hint = ("this model was derived from a patch: give the patch files that were "
@@ -753,8 +815,9 @@ def replay_needs_inputs(token: str) -> bool:
         data = decode_replay(token)
     except KconformError:
         return False
-    return any(str(blob).startswith(registry.DERIVED_PREFIXES)
-               for side in ("before", "after") for blob in data[side]["blobs"].values())
+    return any(data[side].get("translated") for side in ("before", "after")) or any(
+        str(blob).startswith(registry.DERIVED_PREFIXES)
+        for side in ("before", "after") for blob in data[side]["blobs"].values())
 
 
 def encode_replay(data: dict) -> str:
