@@ -29,7 +29,9 @@ def add_check_options(add, prefix: str = "") -> None:
     """Options shared by the CLI and the pytest plugin (``--kconform-*`` there)."""
     add(f"--{prefix}profile", choices=PROFILES, default="gate",
         help="gate: fixed seed, deterministic (CI); deep: randomised, more examples")
-    add(f"--{prefix}seed", type=int, default=0, help="seed for the gate profile (default 0)")
+    add(f"--{prefix}seed", type=int, default=None,
+        help="seed of the search (default: 0 for gate; deep draws a fresh one per run and "
+             "prints it)")
     add(f"--{prefix}checks", default=None, metavar="NAME,...",
         help="run only these checks (see 'kconform checks')")
     add(f"--{prefix}kernel-tree", default=None, metavar="PATH",
@@ -300,8 +302,9 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False, stream=None)
         if not quiet:
             findings(net)
     tally = ", ".join(f"{counts.get(v, 0)} {v.lower()}" for v in machine.VERDICTS)
+    drawn = f" (drawn; rerun with --seed {results['seed']})" if results.get("seed_drawn") else ""
     say(f"kconform: {results['verdict']} ({tally}; profile {results['profile']}, "
-        f"seed {results['seed']}, {run['elapsed_s']:.1f}s)")
+        f"seed {results['seed']}{drawn}, {run['elapsed_s']:.1f}s)")
 
 
 def run_audit(args) -> int:
@@ -318,14 +321,45 @@ def run_audit(args) -> int:
     tree = open_tree(args.kernel_tree)
     if args.rev is not None and not tree.has_revision(args.rev):
         raise UsageError(f"--rev {args.rev}: no such revision in {args.kernel_tree}")
+    differs = False
+    if args.rev is not None:
+        differs = print_tree_audit(tree, args.rev, args.state)
     rows = audit.audit_tree(tree, args.rev, args.state)
-    code = ExitCode.FAIL if any(r.outcome == audit.DIFFERS for r in rows) else ExitCode.PASS
+    if args.rev is not None:
+        print("statement comparison (C subset) with the models of "
+              f"'{args.state}':")
+    differs = differs or any(r.outcome == audit.DIFFERS for r in rows)
+    code = ExitCode.FAIL if differs else ExitCode.PASS
     try:
         print(audit.summary(rows, verbose=args.verbose))
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
     return code
+
+
+def print_tree_audit(tree, rev: str, state_name: str) -> bool:
+    """The whole-file translation of ``rev`` and its behaviour against the models; True
+    when a translated function behaves differently from its model."""
+    from harness.check import fidelity
+    from harness.translate import coverage, translate_tree
+    from kernel_models.registry import VersionSet
+
+    from harness.translate.tree import TreeError
+    try:
+        state = translate_tree(tree, rev)
+    except TreeError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"translation of {rev}:")
+    print(coverage.summary(coverage.coverage(state), state.seconds))
+    rows = fidelity.compare_state(state, VersionSet.series_state(state_name))
+    print(f"behaviour against the models of '{state_name}' (exhaustive domain, every mode):")
+    for row in rows:
+        cases = f" ({row.cases} cases)" if row.cases else ""
+        print(f"  {row.outcome:<12} {row.function}{cases}")
+        for line in row.detail.split("\n") if row.detail and row.outcome != fidelity.EQUAL else ():
+            print(f"      {line}")
+    return any(r.outcome == fidelity.DIFFERS for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:

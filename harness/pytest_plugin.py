@@ -28,6 +28,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     """Options are checked here, once: a bad one is pytest's usage error, no traceback."""
+    from harness.check import profiles
     from harness.cli import parse_checks
     from harness.errors import KconformError
 
@@ -38,13 +39,25 @@ def pytest_configure(config):
     tree = config.getoption("kconform_kernel_tree")
     if tree is not None and not os.path.isdir(tree):
         raise pytest.UsageError(f"--kconform-kernel-tree {tree}: no such directory")
+    profile = config.getoption("kconform_profile")
+    seed, drawn = profiles.run_seed(profile, config.getoption("kconform_seed"))
     config.stash[_OPTIONS] = {
-        "profile": config.getoption("kconform_profile"),
-        "seed": config.getoption("kconform_seed"),
+        "profile": profile,
+        "seed": seed,
+        "seed_drawn": drawn,
         "checks": checks,
         "kernel_tree": tree,
         "rev": config.getoption("kconform_rev"),
     }
+
+
+def pytest_report_header(config):
+    """The deep profile's drawn seed, so any finding of the session replays from it."""
+    stash = config.stash[_OPTIONS]
+    if stash["seed_drawn"]:
+        return (f"kconform: deep profile, seed {stash['seed']} drawn for this session "
+                f"(rerun the same search with --kconform-seed {stash['seed']})")
+    return None
 
 
 def pytest_collect_file(file_path, parent):

@@ -113,10 +113,13 @@ def state_texts(base: dict[str, str], memory, images: dict[str, str]) -> dict[st
 
 
 def translate_state(texts: dict[str, str], name: str, makefile: str | None) -> TranslatedState:
+    from harness.resolve.spte_layout import read_layout
     from harness.translate import translate_sources
 
     state = translate_sources(texts, name=name, cache=True)
-    return TranslatedState(name, state, parse_release(makefile) if makefile else None)
+    layout = read_layout(texts)
+    return TranslatedState(name, state, parse_release(makefile) if makefile else None,
+                           layout if not isinstance(layout, str) else None)
 
 
 def tree_pair(tree, rev: str, memory, preimages: dict) -> tuple[TranslatedState,

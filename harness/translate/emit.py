@@ -76,6 +76,9 @@ class Context:
     globals: frozenset[str]
     primitives: frozenset[str]
     statement_macros: frozenset[str] = frozenset()
+    host: dict = field(default_factory=dict)        # host model name -> takes kvm first
+    name_arguments: frozenset[str] = frozenset()
+    lvalue_first: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -199,6 +202,8 @@ class Emitter:
                     prologue.append("kvm = _vm")
                     continue
                 params.append(py_name(param.name))
+                if type_of(param.type) == ("pointer", "struct kvm_rmap_head"):
+                    prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
                 if var.kind == "box":
                     prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
         self.out(0, f"def {py_name(self.sig.name)}({', '.join(params)}):")
@@ -635,7 +640,7 @@ class Emitter:
             return f"_vm.{name}"
         if name in self.context.primitives:
             return f"_prim(_vm, {name!r})"
-        return f"_unknown(_vm, {name!r})"
+        return f"_unknown_value(_vm, {name!r})"
 
     def unary(self, node: c_ast.UnaryOp, condition: bool) -> str:
         op = node.op
@@ -720,7 +725,9 @@ class Emitter:
     def cast(self, node: c_ast.Cast) -> str:
         kind, base = type_of(node.to_type.type)
         inner = self.expr(node.expr)
-        if kind == "pointer" or base == "void":
+        if kind == "pointer":
+            return f"_as_pointer({inner})"
+        if base == "void":
             return inner
         if base in ("bool", "_Bool"):
             return f"bool({inner})"
@@ -767,7 +774,19 @@ class Emitter:
             if callee.takes_kvm and args:
                 args = args[1:]
             return f"_vm.{name}({', '.join(self.expr(a) for a in args)})"
-        text = ", ".join(self.argument(a) for a in args)
+        if name.startswith("trace_"):
+            return "None"           # tracepoints: no effect on the modelled state
+        if name in self.context.host:
+            if self.context.host[name] and args:
+                args = args[1:]
+            return f"_vm.{name}({', '.join(self.expr(a) for a in args)})"
+        if name in self.context.lvalue_first and args:
+            text = ", ".join([self.address(args[0])] + [self.argument(a) for a in args[1:]])
+        elif name in self.context.name_arguments:
+            text = ", ".join(repr(a.name) if isinstance(a, c_ast.ID) and a.name not in self.vars
+                             else self.argument(a) for a in args)
+        else:
+            text = ", ".join(self.argument(a) for a in args)
         if name in WARN_LIKE:
             where = f"{self.sig.name}: {name} at {self.where(node)}"
             return f"{name}(_vm, {text}, what={where!r})" if text else f"{name}(_vm, what={where!r})"

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from harness.translate import emit, environment, units
 from harness.translate.preprocess import Preprocessor, PreprocessError
@@ -22,7 +22,7 @@ REPORTED_FILES = (MMU + "mmu.c", MMU + "spte.c", MMU + "spte.h", MMU + "tdp_mmu.
                   MMU + "tdp_iter.c", MMU + "tdp_iter.h", MMU + "paging_tmpl.h",
                   MMU + "mmu_internal.h", MMU + "tdp_mmu.h", "arch/x86/kvm/mmu.h",
                   MMU + "page_track.c", MMU + "page_track.h")
-TRANSLATOR_REVISION = "1"       # bump when the generated code changes
+TRANSLATOR_REVISION = "5"       # bump when the generated code changes
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class TreeState:
     functions: dict[str, FunctionTranslation]
     files: dict[str, FileReport]
     seconds: float = 0.0
+    layouts: dict = field(default_factory=dict, repr=False)   # "struct x" -> fields
     _compiled: dict = field(default_factory=dict, repr=False)
 
     def model(self, name: str):
@@ -73,6 +74,9 @@ class TreeState:
         fn = None
         if translation is not None and translation.python is not None:
             scope = environment.namespace()
+            layouts = self.layouts
+            scope["_struct"] = lambda ctype, _positional=(), **fields: environment.new_struct(
+                layouts, ctype, _positional, **fields)
             exec(compile(translation.python, f"<translated {name}>", "exec"), scope)  # noqa: S102
             fn = scope[emit.py_name(name)]
             fn.__doc__ = f"{name}: translated from {translation.file}:{translation.line}"
@@ -92,16 +96,29 @@ class TranslatedVersionSet:
     overrides: tuple = ()          # (C name, function) pairs replacing translations
 
     def functions(self) -> dict:
-        found = {}
+        found = dict(environment.host_models())
         for name in self.state.functions:
             fn = self.state.model(name)
             if fn is not None:
                 found[name] = fn
+        for name, fn in list(found.items()):
+            translation = self.state.functions.get(name)
+            if translation is not None and name in environment.OUTPUT_POINTERS:
+                found[name] = environment.output_pointer_adapter(fn, len(translation.params))
+        for name in list(found):
+            for prefix in ("ept_", "paging64_"):
+                if name.startswith(prefix):
+                    generic = f"FNAME({name[len(prefix):]})"
+                    found.setdefault(generic, _by_guest_mode(name[len(prefix):]))
         found.update(dict(self.overrides))
         return found
 
     def helpers(self) -> frozenset[str]:
         return environment.HELPERS
+
+    def prepare_vm(self, vm) -> None:
+        """Called by ``VM.__init__``: the kernel-named fields the translations read."""
+        environment.prepare_vm(vm, self.state.layouts)
 
     def signature(self, name: str):
         t = self.state.functions.get(name)
@@ -113,6 +130,15 @@ class TranslatedVersionSet:
 
     def __str__(self) -> str:
         return self.name
+
+
+def _by_guest_mode(name: str):
+    """``FNAME(name)`` as the models call it: the instantiation of the VM's guest PTE type."""
+    def dispatch(vm, *args):
+        prefix = {"ept": "ept_", "64": "paging64_", "32": "paging32_"}[getattr(vm, "pttype", "64")]
+        return getattr(vm, prefix + name)(*args)
+    dispatch.__name__ = f"FNAME({name})"
+    return dispatch
 
 
 # ---------------------------------------------------------------------------
@@ -172,9 +198,25 @@ def hash_object(text: str) -> str:
 _MEMORY: dict[str, list[FunctionTranslation]] = {}
 
 
+def translator_digest() -> str:
+    """A digest of the translator's own source: a change to it invalidates the cache."""
+    global _DIGEST
+    if _DIGEST is None:
+        here = os.path.dirname(__file__)
+        digest = hashlib.sha256(TRANSLATOR_REVISION.encode())
+        for name in ("preprocess.py", "units.py", "emit.py", "environment.py", "tree.py"):
+            with open(os.path.join(here, name), "rb") as handle:
+                digest.update(handle.read())
+        _DIGEST = digest.hexdigest()
+    return _DIGEST
+
+
+_DIGEST = None
+
+
 def state_key(blobs: dict[str, str]) -> str:
-    """The cache key of a tree state: the translator's revision and every blob read."""
-    return hashlib.sha256(json.dumps([TRANSLATOR_REVISION, sorted(blobs.items())])
+    """The cache key of a tree state: the translator's source and every blob read."""
+    return hashlib.sha256(json.dumps([translator_digest(), sorted(blobs.items())])
                           .encode()).hexdigest()
 
 
@@ -187,14 +229,15 @@ def translate_sources(sources: dict[str, str], *, name: str = "sources",
     for path, text in sources.items():
         blobs.setdefault(path, hash_object(text))
     key = state_key({p: blobs[p] for p in sources})
-    rows = _MEMORY.get(key)
-    if rows is None and cache:
-        rows = _disk_read(key)
-    if rows is None:
-        rows = translate_units([u for u in UNITS if u in sources], sources.get)
+    found = _MEMORY.get(key)
+    if found is None and cache:
+        found = _disk_read(key)
+    if found is None:
+        found = translate_units([u for u in UNITS if u in sources], sources.get)
         if cache:
-            _disk_write(key, rows)
-    _MEMORY[key] = rows
+            _disk_write(key, found)
+    _MEMORY[key] = found
+    rows, layouts = found
     functions: dict[str, FunctionTranslation] = {}
     per_file: dict[str, dict[str, FunctionTranslation]] = {}
     for translation in rows:
@@ -208,7 +251,7 @@ def translate_sources(sources: dict[str, str], *, name: str = "sources",
     files = {file: FileReport(file, blobs.get(file, ""), tuple(found.values()))
              for file, found in sorted(per_file.items())}
     return TreeState(name, {p: blobs[p] for p in sources}, functions, files,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, layouts)
 
 
 @dataclass
@@ -219,9 +262,10 @@ class _Unit:
     globals: frozenset
     statement_macros: frozenset
     miss: FunctionTranslation | None = None
+    layouts: dict = field(default_factory=dict)
 
 
-def _read_unit(unit: str, read) -> _Unit:
+def _read_unit(unit: str, read, parse_cache: dict) -> _Unit:
     pre = Preprocessor(read, keep=frozenset(environment.PRIMITIVES) | emit.WARN_LIKE)
     pre.define('KBUILD_MODNAME "kvm"', "<built-in>", 0)
     try:
@@ -232,21 +276,35 @@ def _read_unit(unit: str, read) -> _Unit:
     parser = units.Parser(units.typedef_names(lines))
     parsed = []
     for definition in units.definitions(lines):
-        try:
-            parsed.append((definition, parser.parse(definition), None))
-        except units.ParseMiss as exc:
-            parsed.append((definition, None, f"{exc.construct} at "
-                                             f"{exc.file.rsplit('/', 1)[-1]}:{exc.line}"))
+        # a header's function reads the same in every unit that includes it: parse it once
+        key = (definition.file, definition.line, definition.text)
+        if key not in parse_cache:
+            try:
+                parse_cache[key] = (parser.parse(definition), None)
+            except units.ParseMiss as exc:
+                parse_cache[key] = (None, f"{exc.construct} at "
+                                          f"{exc.file.rsplit('/', 1)[-1]}:{exc.line}")
+        node, miss = parse_cache[key]
+        if node is not None:
+            definition = replace(definition, name=node.decl.name)
+        parsed.append((definition, node, miss))
     constants = dict(environment.CONSTANTS)
     constants.update(units.enum_constants(lines, parser))
     return _Unit(unit, parsed, constants,
                  frozenset(units.global_names(lines)) | GLOBALS_FROM_OUTSIDE,
-                 frozenset(n for n, m in pre.macros.items() if m.statement_expression))
+                 frozenset(n for n, m in pre.macros.items() if m.statement_expression),
+                 layouts=units.struct_layouts(lines, parser, constants))
 
 
-def translate_units(paths: list[str], read) -> list[FunctionTranslation]:
-    """Every function of the units, translated against the signatures of all of them."""
-    read_units = [_read_unit(path, read) for path in paths]
+def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], dict]:
+    """Every function of the units, translated against the signatures of all of them;
+    and the struct layouts the units define."""
+    parse_cache: dict = {}
+    read_units = [_read_unit(path, read, parse_cache) for path in paths]
+    layouts = {}
+    for unit in read_units:
+        for ctype, fields in unit.layouts.items():
+            layouts.setdefault(ctype, fields)
     signatures = {}
     for unit in read_units:
         for definition, node, _ in unit.parsed:
@@ -256,12 +314,16 @@ def translate_units(paths: list[str], read) -> list[FunctionTranslation]:
     for unit in read_units:
         if unit.miss is not None:
             out.append(unit.miss)
+        host = {name: name in environment.HOST_TAKES_KVM for name in environment.host_models()
+                if name not in signatures and name not in environment.PRIMITIVES}
         context = emit.Context(signatures=signatures, constants=unit.constants,
                                globals=unit.globals, primitives=frozenset(environment.PRIMITIVES),
-                               statement_macros=unit.statement_macros)
+                               statement_macros=unit.statement_macros, host=host,
+                               name_arguments=environment.NAME_ARGUMENTS,
+                               lvalue_first=environment.LVALUE_FIRST)
         for definition, node, miss in unit.parsed:
             out.append(_translate_one(definition, node, miss, context))
-    return out
+    return out, layouts
 
 
 def _translate_one(definition, node, miss, context) -> FunctionTranslation:
@@ -289,7 +351,7 @@ GLOBALS_FROM_OUTSIDE = frozenset({"enable_mmio_caching", "tdp_enabled", "tdp_mmu
 
 import re as _re  # noqa: E402 - used only for the unknown-name scan
 
-_UNKNOWN = _re.compile(r"_unknown\(_vm, '([^']+)'\)")
+_UNKNOWN = _re.compile(r"_unknown(?:_value)?\(_vm, '([^']+)'\)")
 
 
 # ---------------------------------------------------------------------------
@@ -312,13 +374,17 @@ def _disk_read(key: str):
     except (OSError, ValueError):
         return None
     try:
-        return [FunctionTranslation(**{**row, "params": tuple(row["params"]),
-                                       "unknown": tuple(row["unknown"])}) for row in rows]
+        functions = [FunctionTranslation(**{**row, "params": tuple(row["params"]),
+                                            "unknown": tuple(row["unknown"])})
+                     for row in rows["functions"]]
+        layouts = {k: tuple(tuple(f) for f in v) for k, v in rows["layouts"].items()}
+        return functions, layouts
     except (TypeError, KeyError):
         return None
 
 
-def _disk_write(key: str, rows: list[FunctionTranslation]) -> None:
+def _disk_write(key: str, found) -> None:
+    rows, layouts = found
     if os.environ.get("KCONFORM_NO_CACHE"):
         return
     directory = cache_dir()
@@ -326,7 +392,7 @@ def _disk_write(key: str, rows: list[FunctionTranslation]) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump([asdict(r) for r in rows], handle)
+            json.dump({"functions": [asdict(r) for r in rows], "layouts": layouts}, handle)
         os.replace(temporary, os.path.join(directory, key + ".json"))
     except OSError:
         pass    # a cache that cannot be written is only slower

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pycparser import c_ast, c_parser
 
-from harness.translate.preprocess import Line
+from harness.translate.preprocess import Line, tokens
 
 KERNEL_TYPEDEFS = (
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "__u8", "__u16", "__u32", "__u64",
@@ -79,8 +79,8 @@ def _scan_items(lines: list[Line]):
         if not text.strip() and item_start is None:
             continue
         pieces = []
-        for token in text.split(" "):
-            if not token:
+        for token in tokens(text):
+            if token == "\n":
                 continue
             if item_start is None:
                 item_start = index
@@ -181,6 +181,20 @@ def rewrite_macros(rows: list[list[str]]) -> None:
     ``LIST_HEAD(x);`` becomes a declaration of ``x``.
     """
     flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row))]
+
+    def at(k):
+        return rows[flat[k][0]][flat[k][1]] if 0 <= k < len(flat) else ""
+
+    # a type as a macro argument (container_of(p, struct x, member)): its name as a string
+    for k in range(1, len(flat) - 2):
+        if at(k) in ("struct", "union") and at(k - 1) in ("(", ",") and IDENT.fullmatch(at(k + 1)) \
+                and at(k + 2) in (",", ")") and at(k - 2) != "sizeof" \
+                and not (at(k + 2) == ")" and at(k + 3) == "{"):
+            r, c = flat[k]
+            rows[r][c] = f'"{at(k)} {at(k + 1)}"'
+            r1, c1 = flat[k + 1]
+            rows[r1][c1] = ""
+    flat = [(r, c) for r, row in enumerate(rows) for c in range(len(row)) if row[c]]
     for k, (r, c) in enumerate(flat):
         token = rows[r][c]
         if not IDENT.fullmatch(token) or k + 1 >= len(flat):
@@ -222,8 +236,8 @@ def clean(text: str) -> str:
     pending_call = False
     for row in items:
         out = []
-        for token in row.split(" "):
-            if not token:
+        for token in tokens(row):
+            if token == "\n":
                 continue
             if skip_depth:
                 if token == "(":
@@ -371,3 +385,49 @@ def _constant_value(node, known: dict[str, int]) -> int | None:
         inner = _constant_value(node.args.exprs[0], known)
         return None if inner is None else 1 << inner
     return None
+
+
+def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int]) -> dict:
+    """``struct NAME`` -> ((field, kind, base type, array size), ...) for the unit's structs.
+
+    kind is "scalar", "bool", "pointer", "struct" or "array"; what a fresh
+    local of that type holds (``environment._struct`` builds it).
+    """
+    from harness.translate.emit import type_of
+    layouts: dict[str, tuple] = {}
+    for _, _, text, is_function in _scan_items(lines):
+        flat = " ".join(text.split())
+        if is_function or not re.match(r"(typedef )?(struct|union) \w+ \{", flat):
+            continue
+        try:
+            unit = parser.parser.parse(parser.prelude(set()) + clean(text), "<struct>")
+        except (c_parser.ParseError, AssertionError):
+            continue
+        for node in unit.ext:
+            target = node.type if isinstance(node, c_ast.Decl) else None
+            if isinstance(node, c_ast.Typedef):
+                target = node.type.type
+            if not isinstance(target, (c_ast.Struct, c_ast.Union)) or target.decls is None:
+                continue
+            fields = []
+            for decl in target.decls:
+                if decl.name is None:
+                    # an anonymous struct/union member: its fields are the parent's
+                    inner = decl.type
+                    if isinstance(inner, (c_ast.Struct, c_ast.Union)) and inner.decls:
+                        for sub in inner.decls:
+                            if sub.name:
+                                fields.append(_field(sub, constants, type_of))
+                    continue
+                fields.append(_field(decl, constants, type_of))
+            kind = "union" if isinstance(target, c_ast.Union) else "struct"
+            layouts[f"{kind} {target.name}"] = tuple(fields)
+    return layouts
+
+
+def _field(decl, constants, type_of):
+    kind, base = type_of(decl.type)
+    size = 0
+    if kind == "array" and decl.type.dim is not None:
+        size = _constant_value(decl.type.dim, constants) or 0
+    return (decl.name, kind, base, size)
