@@ -115,6 +115,22 @@ def miss_reasons(item: dict) -> list[str]:
     return list(dict.fromkeys(reasons))
 
 
+# Classes of MISS reason, by the generic phrases kconform's reasons use (first match wins).
+REASON_CLASSES = (
+    ("does not apply to", "no pre-image: the hunks do not apply at the revision"),
+    ("not checked: the pre-image of", "waits on another file's missing pre-image"),
+    ("match no modelled state", "pre-image found, but no modelled state equals its functions"),
+    ("does not fit state", "no modelled state fits the hunks"),
+    ("is not read", "a file kconform does not read"),
+    ("is not a modelled file", "a file no model covers"),
+    ("outside any function", "a change outside any function"),
+)
+
+
+def reason_class(reason: str) -> str:
+    return next((name for phrase, name in REASON_CLASSES if phrase in reason), "other")
+
+
 def row_for(mail: dict, done, wall: float, cpu: float, json_out: Path,
             argv: list[str]) -> dict:
     row = {"file": mail["file"], "subject": mail["subject"], "rev": mail["rev"],
@@ -213,12 +229,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| {p['pair']} | `{p['buggy']}` | {p['buggy_verdict']} "
                      f"| {', '.join(p['buggy_finding_channels']) or 'none'} | `{p['fix']}` "
                      f"| {p['fix_verdict']} | {'yes' if p['fix_confirmed'] else 'no'} |")
-    misses = Counter()
-    for r in rows:
-        for reason in r["miss_reasons"]:
-            misses[reason.split(": ", 1)[1][:60] if ": " in reason else reason[:60]] += 1
-    lines += ["", "## MISS reasons, most frequent first (first 60 characters)", ""]
-    lines += [f"- {n} x {cell(reason, 70)}" for reason, n in misses.most_common(15)] or ["- none"]
+    classes = Counter(name for r in rows
+                      for name in {reason_class(reason) for reason in r["miss_reasons"]})
+    lines += ["", "## MISS reasons by kind (patches with at least one hunk of the kind)", ""]
+    lines += [f"- {n}: {name}" for name, n in classes.most_common()] or ["- none"]
     return "\n".join(lines) + "\n"
 
 

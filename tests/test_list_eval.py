@@ -50,3 +50,12 @@ def test_a_pair_counts_only_fail_or_warn_channels_of_the_buggy_patch():
     rows["a.eml"]["findings"] = [f for f in rows["a.eml"]["findings"] if f["severity"] == "NOTE"]
     [pair] = list_eval.pair_rows(index, rows)
     assert (pair["buggy_finding_channels"], pair["fix_confirmed"]) == ([], False)
+
+
+def test_reasons_are_classed_by_kconforms_generic_phrases():
+    assert list_eval.reason_class("x.c:f: no before-model: no pre-image: hunk 0 (@@ -1 +1 @@) "
+                                  "does not apply to x.c at v6.9: line 1 reads ''") == \
+        "no pre-image: the hunks do not apply at the revision"
+    assert list_eval.reason_class("arch/x86/kvm/x86.c is not read: kconform reads the MMU") == \
+        "a file kconform does not read"
+    assert list_eval.reason_class("something new") == "other"
