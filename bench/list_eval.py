@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -81,10 +82,20 @@ def run_one(argv: list[str]) -> tuple[subprocess.CompletedProcess | None, float,
 # --- reading the results JSON ------------------------------------------------------------
 
 
+# kconform's MISS reasons quote the tree's line and the hunk's line ("line 4747 reads '...'
+# where the hunk has '...'"); the committed results keep the line numbers, not kernel text.
+QUOTED_LINES = re.compile(r"reads '.*?' where the hunk has '.*?'(?=, and |, so |\)|;|$)")
+
+
+def redact(text: str | None) -> str | None:
+    """A reason without the kernel source lines it quotes."""
+    return QUOTED_LINES.sub("reads '\u2026' where the hunk has '\u2026'", text) if text else text
+
+
 def routes(item: dict) -> list[dict]:
     """Each pre-image: file, route taken (None: not found) and the reason."""
     versions = item.get("versions") or {}
-    return [{"file": p.get("file"), "route": p.get("route"), "reason": p.get("reason")}
+    return [{"file": p.get("file"), "route": p.get("route"), "reason": redact(p.get("reason"))}
             for p in versions.get("preimages") or []]
 
 
@@ -109,7 +120,7 @@ def miss_reasons(item: dict) -> list[str]:
     for hunk in item.get("hunks") or []:
         if not hunk.get("covered") and hunk.get("reason"):
             where = f"{hunk.get('file')}:{hunk.get('function') or '-'}"
-            reasons.append(f"{where}: {hunk['reason']}")
+            reasons.append(f"{where}: {redact(hunk['reason'])}")
     if item.get("error"):
         reasons.append(f"error: {item['error']}")
     return list(dict.fromkeys(reasons))
@@ -151,7 +162,7 @@ def row_for(mail: dict, done, wall: float, cpu: float, json_out: Path,
     return row | {"verdict": item.get("verdict") or result.get("verdict"),
                   "routes": routes(item), "findings": findings(item),
                   "fixes_confirmed": fixes_confirmed(item), "miss_reasons": miss_reasons(item),
-                  "notes": item.get("notes") or []}
+                  "notes": [redact(note) for note in item.get("notes") or []]}
 
 
 def pair_rows(index: dict, rows: dict[str, dict]) -> list[dict]:

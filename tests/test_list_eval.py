@@ -59,3 +59,14 @@ def test_reasons_are_classed_by_kconforms_generic_phrases():
     assert list_eval.reason_class("arch/x86/kvm/x86.c is not read: kconform reads the MMU") == \
         "a file kconform does not read"
     assert list_eval.reason_class("something new") == "other"
+
+
+def test_quoted_kernel_lines_are_left_out_of_reasons():
+    reason = ("hunk 0 (@@ -4747,7 +4747,9 @@) does not apply to mmu.c at v6.9: line 4747 reads "
+              "'return true;' where the hunk has '* the page can't be unsync'd,', and no other "
+              "place in the file holds all its old lines")
+    assert list_eval.redact(reason) == (
+        "hunk 0 (@@ -4747,7 +4747,9 @@) does not apply to mmu.c at v6.9: line 4747 reads "
+        "'\u2026' where the hunk has '\u2026', and no other place in the file holds all its old "
+        "lines")
+    assert list_eval.redact("no quoted line here") == "no quoted line here"
