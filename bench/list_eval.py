@@ -247,12 +247,21 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def next_tag(tags: dict[str, str], rev: str) -> str:
+    """The tag after ``rev`` in date order (``rev`` itself when it is the last)."""
+    ordered = sorted(tags, key=tags.get)
+    return ordered[min(ordered.index(rev) + 1, len(ordered) - 1)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernel-tree", help="a kernel tree (git) for --kernel-tree")
     parser.add_argument("--label", help="name of this run (default: tree or baseline)")
     parser.add_argument("--profile", default="gate", choices=("gate", "deep"))
     parser.add_argument("--only", help="comma-separated file prefixes (e.g. 001,019)")
+    parser.add_argument("--next-tag", action="store_true",
+                        help="diagnostic: use the first tag AFTER each mail's date, not its "
+                             "rev (a patch written against -next is in the next release)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
 
@@ -267,15 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for number, mail in enumerate(mails, 1):
             json_out = Path(tmp) / f"{number}.json"
+            rev = next_tag(index["tags"], mail["rev"]) if args.next_tag else mail["rev"]
             argv = command(LIST / mail["file"], json_out, args.kernel_tree,
-                           mail["rev"] if has_rev else None, args.profile)
+                           rev if has_rev else None, args.profile)
             done, wall, cpu = run_one(argv)
-            rows[mail["file"]] = row_for(mail, done, wall, cpu, json_out, argv)
+            rows[mail["file"]] = row_for(mail | {"rev": rev}, done, wall, cpu, json_out, argv)
             row = rows[mail["file"]]
             print(f"{mail['file']:<52} {row['verdict']:<9} {wall:6.1f}s", flush=True)
     report = {"schema": SCHEMA, "machine": machine.describe(), "commit": commit(),
               "settings": {"label": label, "kernel_tree": args.kernel_tree,
                            "profile": args.profile, "cli_has_rev": has_rev,
+                           "next_tag": args.next_tag,
                            "rev_used": bool(args.kernel_tree and has_rev),
                            "per_patch_timeout_s": PER_PATCH_TIMEOUT_S},
               "rows": list(rows.values()), "pairs": pair_rows(index, rows)}

@@ -70,3 +70,10 @@ def test_quoted_kernel_lines_are_left_out_of_reasons():
         "'\u2026' where the hunk has '\u2026', and no other place in the file holds all its old "
         "lines")
     assert list_eval.redact("no quoted line here") == "no quoted line here"
+
+
+def test_next_tag_is_the_following_release_and_the_last_stays():
+    tags = {"v6.6": "2023-10-30", "v6.1.15": "2022-12-11", "v6.9": "2024-05-12"}
+    assert list_eval.next_tag(tags, "v6.1.15") == "v6.6"
+    assert list_eval.next_tag(tags, "v6.6") == "v6.9"
+    assert list_eval.next_tag(tags, "v6.9") == "v6.9"
