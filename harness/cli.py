@@ -269,7 +269,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False, stream=None)
             word = "inherited" if machine.is_inherited(finding) else finding["severity"]
             say(f"      {word} {finding['check']} [{finding['channel']}] "
                 f"{finding['summary']}{mark}")
-            if finding.get("replay") and not machine.is_inherited(finding):
+            if finding.get("replay"):
                 say(f"           replay: {machine.replay_command(finding)}")
 
     counts: dict[str, int] = {}

@@ -88,7 +88,8 @@ def read_inputs(paths: list[str]):
 
 def error_entry(path: str, exc: KconformError, sha256: str | None = None) -> dict:
     return {
-        "path": path, "sha256": sha256, "subject": None, "raw_subject": None, "message_id": exc.mail,
+        "path": path, "sha256": sha256, "subject": None, "raw_subject": None,
+        "message_id": exc.mail,
         "in_reply_to": None, "author": None, "date": None, "series": None,
         "base_commit": None, "is_cover": False, "damage": [], "repaired": False,
         "repairs": [], "notes": [], "verdict": Verdict.ERROR.name, "contract": None,

@@ -528,7 +528,8 @@ def kcidb(results: dict, run: dict) -> dict:
     psh = patchset_hash(results)
     name = psh if psh is not None else hashlib.sha256("\n".join(
         str(p.get("path")) for _, p in checked_patches(results)).encode()).hexdigest()
-    key = f"{name[:16] or 'nopatches'}-{_path_part(results.get('profile', ''))}-{results.get('seed', 0)}"
+    profile = _path_part(results.get("profile", ""))
+    key = f"{name[:16] or 'nopatches'}-{profile}-{results.get('seed', 0)}"
     checkout_id = f"{ORIGIN}:{key}"
     build_id = f"{ORIGIN}:{key}.build"
     rows = checked_patches(results)
@@ -667,41 +668,6 @@ def patchwork_checks(results: dict, target_url: str | None, *,
             "target_url": f"{target_url}#patch-{number}" if target_url else None,
         })
     return _scrub(checks)
-
-
-# --- Markdown (a CI job summary) -----------------------------------------
-
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~&])")
-
-
-def markdown_text(text) -> str:
-    """Visible text on one line, with Markdown and HTML syntax escaped (subjects are data)."""
-    return MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(1), one_line(text))
-
-
-def markdown_summary(results: dict, run: dict) -> str:
-    """The verdict table a CI job summary shows ($GITHUB_STEP_SUMMARY): one row per patch."""
-    check_schema(results)
-    lines = [f"### kconform: {results.get('verdict', 'ERROR')} "
-             f"(exit code {results.get('exit_code', '?')})", "",
-             markdown_text(series_title(results)), "",
-             "| patch | verdict | why |", "| --- | --- | --- |"]
-    rows = [(label, patch, patch.get("subject") or patch.get("path"))
-            for label, patch in checked_patches(results)]
-    if results.get("net"):
-        rows.append(("net", results["net"], results["net"].get("name")))
-    for label, item, subject in rows:
-        lines.append(f"| {markdown_text(label)} {markdown_text(subject)} | "
-                     f"**{item.get('verdict', 'ERROR')}** | {markdown_text(shorten(reasons(item), 200))} |")
-    ignored = results.get("ignored") or []
-    if ignored:
-        lines += ["", f"Ignored ({len(ignored)}): " + ", ".join(
-            markdown_text(os.path.basename(str(row.get("path")))) for row in ignored)]
-    lines += ["", markdown_text(f"Profile {results.get('profile', '?')}, seed "
-                                f"{results.get('seed', '?')}, "
-                                f"{float(run.get('elapsed_s') or 0):.1f} s; the full report "
-                                f"is index.html in the job's artifacts.")]
-    return "\n".join(lines) + "\n"
 
 
 # --- mail ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from harness.report import html_report, outputs
+from harness.report import html_report, job_summary, outputs
 from harness.report.results import write_atomic
 
 
@@ -23,7 +23,7 @@ def render_all(results: dict, run: dict, *, target_url: str | None = None,
         "patchwork.json": outputs.json_text({"schema": outputs.PATCHWORK_SCHEMA,
                                              "checks": checks}),
         "summary.txt": outputs.mail_summary(results, run),
-        "summary.md": outputs.markdown_summary(results, run),
+        "summary.md": job_summary.markdown_summary(results, run),
     }
 
 
