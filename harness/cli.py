@@ -2,7 +2,7 @@
 
     kconform check PATH... [--json FILE] [--report-dir DIR] [--junit FILE]
                            [--profile gate|deep] [--seed N] [--checks NAME,...]
-    kconform replay TOKEN [PATCH...] [--kernel-tree PATH]
+    kconform replay TOKEN [PATCH...] [--kernel-tree PATH [--rev REV]]
     kconform audit --kernel-tree PATH [--rev REV] [--state NAME]
     kconform checks
 
@@ -35,8 +35,12 @@ def add_check_options(add, prefix: str = "") -> None:
     add(f"--{prefix}checks", default=None, metavar="NAME,...",
         help="run only these checks (see 'kconform checks')")
     add(f"--{prefix}kernel-tree", default=None, metavar="PATH",
-        help="a kernel git tree: read each pre-image blob with git cat-file, check every hunk "
-             "against it and translate whole changed functions")
+        help="a kernel tree (a git tree or a plain source directory): find each pre-image "
+             "there as git am -3 would, check every hunk against it and translate whole "
+             "changed functions")
+    add(f"--{prefix}rev", default=None, metavar="REV",
+        help="with --kernel-tree: the revision a patch is applied to when the tree lacks its "
+             "index blob (default HEAD)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "were checked, in order (their models are derived again)")
     replay.add_argument("--kernel-tree", default=None, metavar="PATH",
                         help="the kernel tree the check used, if any")
+    replay.add_argument("--rev", default=None, metavar="REV",
+                        help="the --rev the check used, if any")
     sub.add_parser("checks", help="list the checks by name",
                    epilog="exit codes:\n  0  always", formatter_class=formatter)
     return parser
@@ -197,7 +203,7 @@ def run_check(args) -> int:
     to_stdout = args.json == "-"
     options = pipeline.RunOptions(
         profile=args.profile, seed=args.seed, checks=checks,
-        kernel_tree=args.kernel_tree,
+        kernel_tree=args.kernel_tree, rev=args.rev,
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
     results, run = pipeline.check_paths(args.paths, options)
@@ -285,6 +291,11 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False, stream=None)
             continue
         for note in patch.get("notes") or []:
             say(f"      note: {note}")
+        for line in machine.claim_lines(patch, sentence_width=90):
+            say(f"      claim: {line}")
+        for fix in patch.get("fixes") or []:
+            if fix.get("replay"):
+                say(f"           replay: {machine.replay_command(fix)}")
         for hunk in machine.uncovered_hunks(patch):
             say(f"      MISS {hunk['file']}::{hunk['function'] or '?'}: {hunk['reason']}")
         findings(patch)
@@ -304,7 +315,7 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False, stream=None)
 def run_audit(args) -> int:
     """Exit 0 when every translated function equals its model, 1 when one differs."""
     from harness.translate import audit
-    from harness.resolve.kernel_tree import KernelTree
+    from harness.resolve.kernel_tree import open_tree
     from kernel_models.registry import SERIES_STATES
 
     if args.state not in SERIES_STATES:
@@ -312,17 +323,53 @@ def run_audit(args) -> int:
     if args.state != "base" and args.rev is None:
         raise UsageError("--state needs --rev: without it each blob is compared with the "
                          "state that names it")
-    tree = KernelTree(args.kernel_tree)
+    tree = open_tree(args.kernel_tree)
     if args.rev is not None and not tree.has_revision(args.rev):
         raise UsageError(f"--rev {args.rev}: no such revision in {args.kernel_tree}")
+    differs = False
+    if args.rev is not None:
+        differs = print_tree_audit(tree, args.rev, args.state)
     rows = audit.audit_tree(tree, args.rev, args.state)
-    code = ExitCode.FAIL if any(r.outcome == audit.DIFFERS for r in rows) else ExitCode.PASS
+    if args.rev is not None:
+        print("statement comparison (C subset) with the models of "
+              f"'{args.state}':")
+    differs = differs or any(r.outcome == audit.DIFFERS for r in rows)
+    code = ExitCode.FAIL if differs else ExitCode.PASS
     try:
         print(audit.summary(rows, verbose=args.verbose))
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
     return code
+
+
+def print_tree_audit(tree, rev: str, state_name: str) -> bool:
+    """The whole-file translation of ``rev`` and its behaviour against the models; True
+    when a translated function behaves differently from its model."""
+    from harness.check import fidelity
+    from harness.translate import coverage, translate_tree
+    from kernel_models.registry import VersionSet
+
+    from harness.translate.tree import TreeError
+    try:
+        state = translate_tree(tree, rev)
+    except TreeError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"translation of {rev}:")
+    print(coverage.summary(coverage.coverage(state), state.seconds))
+    rows = fidelity.compare_state(state, VersionSet.series_state(state_name))
+    print(f"behaviour against the models of '{state_name}' (exhaustive domain, every mode):")
+    undriven = [r.function for r in rows if r.outcome == fidelity.NO_DRIVER]
+    rows = [r for r in rows if r.outcome != fidelity.NO_DRIVER]
+    for row in rows:
+        cases = f" ({row.cases} cases)" if row.cases else ""
+        print(f"  {row.outcome:<12} {row.function}{cases}")
+        for line in row.detail.split("\n") if row.detail and row.outcome != fidelity.EQUAL else ():
+            print(f"      {line}")
+    if undriven:
+        print(f"  {len(undriven)} more modelled functions translate but have no driver "
+              f"(compared only by the statement comparison below): {', '.join(undriven)}")
+    return any(r.outcome == fidelity.DIFFERS for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not os.path.exists(path):
                     raise UsageError(f"{path}: no such file or directory")
             if args.patches:
-                pipeline.resolve_paths(args.patches, args.kernel_tree)
+                pipeline.resolve_paths(args.patches, args.kernel_tree, args.rev)
             print(check.replay(args.token))
             return ExitCode.PASS
         if args.command == "audit":

@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from harness.errors import KconformError, LimitError, PatchError
+from harness.errors import KconformError, LimitError, PatchError, UsageError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
@@ -46,7 +46,8 @@ class RunOptions:
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
     progress: object = None     # callable(str) for terminal progress, or None
     command: str = ""
-    kernel_tree: str | None = None    # a git tree to read pre-image blobs from
+    kernel_tree: str | None = None    # a kernel tree to find pre-images in (git or directory)
+    rev: str | None = None            # the tree's revision patches apply to (default HEAD)
     extra: dict = field(default_factory=dict)
 
 
@@ -92,7 +93,7 @@ def error_entry(path: str, exc: KconformError, sha256: str | None = None) -> dic
         "in_reply_to": None, "author": None, "date": None, "series": None,
         "base_commit": None, "is_cover": False, "damage": [], "repaired": False,
         "repairs": [], "notes": [], "verdict": Verdict.ERROR.name, "contract": None,
-        "versions": None, "hunks": [], "coverage": [], "findings": [],
+        "versions": None, "hunks": [], "coverage": [], "findings": [], "fixes": [],
         "error": exc.as_dict(),
     }
 
@@ -131,13 +132,15 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
         "base_commit": patch.base_commit, "is_cover": patch.is_cover,
         "damage": list(patch.damage), "repaired": patch.repaired,
         "repairs": to_jsonable(patch.repairs),
-        "notes": list(patch.notes) + list(resolution.notes if resolution else ()),
+        "notes": list(patch.notes) + list(resolution.notes if resolution else ())
+        + intent_notes(outcome, resolution),
         "verdict": verdict.name,
         "contract": outcome.contract.as_dict() if outcome and outcome.contract else None,
         "versions": resolution.as_dict() if resolution else None,
         "hunks": hunk_rows,
         "coverage": [to_jsonable(c) for c in outcome.coverage] if outcome else [],
         "findings": findings,
+        "fixes": [to_jsonable(f) for f in outcome.fixes] if outcome else [],
         "error": error.as_dict() if error else None,
     }
 
@@ -148,6 +151,21 @@ def worst_and_smallest_first(finding: dict) -> tuple:
     example = finding.get("counterexample") or {}
     events = len(example.get("before") or ()) + len(example.get("after") or ())
     return (finding["severity"] != "FAIL", len(example.get("steps") or ()), events)
+
+
+def intent_notes(outcome, resolution) -> list[str]:
+    """What the commit message made of the check, when it is not in a finding."""
+    intent = outcome.contract.claims if outcome and outcome.contract else None
+    if intent is None:
+        return []
+    notes = [intent.note] if intent.note else []
+    checked = resolution is not None and resolution.before is not None \
+        and resolution.after is not None
+    if intent.fixes and checked and not outcome.fixes:
+        notes.append(f"the message says it fixes a bug (\u201c{intent.fixes[0].sentence}\u201d), "
+                     f"but no check failed before and held after in this run: the models do "
+                     f"not confirm the fix (a note, not a failure)")
+    return notes
 
 
 def cover_entry(patch) -> dict:
@@ -218,8 +236,33 @@ def time_limit(seconds: int, patch):
         signal.signal(signal.SIGALRM, previous)
 
 
-def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=None):
-    """Scope, resolve and check one patch; returns (entry, after-state name)."""
+@dataclass(frozen=True)
+class Position:
+    """Where a series stands after a patch: the state it left and, with a kernel tree,
+    the texts it left (in memory; the tree is never written)."""
+
+    state: str | None = None
+    memory: object = None
+
+
+def open_kernel_tree(kernel_tree: str | None, rev: str | None):
+    """The tree ``--kernel-tree`` names (git or plain directory), with ``--rev`` checked."""
+    if kernel_tree is None:
+        if rev is not None:
+            raise UsageError("--rev needs --kernel-tree: it names a revision of that tree")
+        return None
+    from harness.resolve.kernel_tree import open_tree
+
+    tree = open_tree(kernel_tree)
+    if rev is not None and not tree.has_revision(rev):
+        raise UsageError(f"--rev {rev}: no such revision in {kernel_tree}"
+                         + (" (a plain directory has only its files: leave --rev out)"
+                            if tree.kind == "directory" else ""))
+    return tree
+
+
+def check_patch_entry(patch, options: RunOptions, previous: Position, tree=None):
+    """Scope, resolve and check one patch; returns (entry, the Position it leaves)."""
     from harness.check import engine as check
     from harness.ingest import scope
     from harness.ingest.scope import is_read_file
@@ -238,14 +281,14 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
         # Not kconform's patch (SKIP): nothing to resolve or run; a series goes on
         # from the state the previous patch left.
         return patch_entry(patch, hunks, None, None), previous
-    resolution = resolve(hunks, previous=previous, tree=tree)
+    resolution = resolve(hunks, previous=previous.state, tree=tree, rev=options.rev or "HEAD",
+                         memory=previous.memory, label=patch.label)
     doc_images = None
-    if tree is not None:
+    if tree is not None:      # whole documentation files, from the pre-images the routes found
         from harness.check import docs
-        from harness.resolve.kernel_tree import whole_images
 
-        doc_images = whole_images(tree, hunks, lambda file: file.lower().endswith(
-            docs.RST_SUFFIXES))
+        doc_images = {p.file: (p.text, p.post) for p in resolution.preimages
+                      if getattr(p, "route", None) and p.file.lower().endswith(docs.RST_SUFFIXES)}
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
@@ -258,7 +301,7 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
     entry_contracts[id(entry)] = outcome.contract
     if resolution.before is not None and resolution.after is not None:
         entry_states[id(entry)] = (resolution.before, resolution.after)
-    return entry, after
+    return entry, Position(after, resolution.memory or previous.memory)
 
 
 # The Contract objects behind the entries of the current run, for the series'
@@ -386,17 +429,20 @@ def assign_blame(entry: dict, earlier: list[dict]) -> None:
             "inherited_by", []).append(blame_label(entry))
 
 
-def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None) -> None:
+def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None,
+                        rev: str | None = None) -> None:
     """A finding on a derived model replays only with the inputs that derived it: say them."""
     from harness.check import engine as check
-    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else [])
+    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else []) + (
+        ["--rev", rev] if kernel_tree and rev else [])
     for entry in entries:
         for finding in entry.get("findings") or []:
             if finding.get("replay") and check.replay_needs_inputs(finding["replay"]):
                 finding["replay_inputs"] = inputs
 
 
-def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]:
+def resolve_paths(paths: list[str], kernel_tree: str | None = None, rev: str | None = None,
+                  ) -> list[str]:
     """Ingest, scope and resolve ``paths`` as ``check_paths`` does, without checking.
 
     Resolving registers every after-model derived from the patches (their blob
@@ -406,23 +452,21 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
     from harness.ingest import scope
     from harness.resolve.strategies import resolve
 
-    tree = None
-    if kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(kernel_tree)
+    tree = open_kernel_tree(kernel_tree, rev)
     patches, errors, _ = read_inputs(paths)
     if errors:
         path, exc = errors[0]
         raise exc
-    previous, states, group = None, [], None
+    previous, memory, states, group = None, None, [], None
     for patch in patches:
         if patch.series_group != group:
-            previous, group = None, patch.series_group
+            previous, memory, group = None, None, patch.series_group
         if patch.is_cover:
             continue
-        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree)
+        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree,
+                             rev=rev or "HEAD", memory=memory, label=patch.label)
         previous = resolution.after.name if resolution.after is not None else previous
+        memory = resolution.memory or memory
         states.append(previous)
     return states
 
@@ -437,19 +481,15 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     if drawn and options.progress:
         options.progress(f"deep profile: seed {seed} drawn for this run "
                          f"(rerun the same search with --seed {seed})")
-    tree = None
-    if options.kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(options.kernel_tree)
+    tree = open_kernel_tree(options.kernel_tree, options.rev)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     patches, errors, ignored = read_inputs(paths)
     entries = [error_entry(path, exc) for path, exc in errors]
-    previous, group, series_entries = None, None, []
+    previous, group, series_entries = Position(), None, []
     for patch in patches:
         if patch.series_group != group:     # another series starts from its own base
-            previous, group, series_entries = None, patch.series_group, []
+            previous, group, series_entries = Position(), patch.series_group, []
         if patch.is_cover:
             entries.append(cover_entry(patch))
             continue
@@ -471,7 +511,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
                       and e["verdict"] not in ("ERROR", "SKIP")],
                      options) if not errors else None
     found_before = preexisting(entries, options) if not errors else []
-    _note_replay_inputs(entries, paths, options.kernel_tree)
+    _note_replay_inputs(entries, paths, options.kernel_tree, options.rev)
     entry_contracts.clear()
     entry_states.clear()
     checks = options.checks or _all_check_names()
@@ -486,6 +526,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "python": sys.version.split()[0],
         "command": options.command,
         "kernel_tree": options.kernel_tree,
+        "rev": options.rev,
         "inputs": sorted({e["path"] for e in entries}),
         "ignored": ignored_rows,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))

@@ -47,6 +47,7 @@ def pytest_configure(config):
         "seed_drawn": drawn,
         "checks": checks,
         "kernel_tree": tree,
+        "rev": config.getoption("kconform_rev"),
     }
 
 
@@ -83,7 +84,7 @@ class PatchFile(pytest.File):
         stash = self.config.stash[_OPTIONS]
         options = pipeline.RunOptions(profile=stash["profile"], seed=stash["seed"],
                                       checks=stash["checks"], series_net=False,
-                                      kernel_tree=stash["kernel_tree"],
+                                      kernel_tree=stash["kernel_tree"], rev=stash["rev"],
                                       cover_only_is_error=False,
                                       command=f"pytest {self.path}")
         results, _ = pipeline.check_paths([str(self.path)], options)

@@ -192,6 +192,12 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
         "why": outputs.reasons(patch),
         "intent": contract.get("intent") if contract else None,
         "contract": contract,
+        "contract_source": CONTRACT_SOURCES.get((contract or {}).get("source"),
+                                                "inferred from the diff (an older kconform)"),
+        "claims": claims_view(contract),
+        "message_status": (contract or {}).get("message"),
+        "unread": (contract or {}).get("unread") or [],
+        "fixes": [finding_view(f) for f in patch.get("fixes") or []],
         "versions": patch.get("versions"),
         "summary": [(channel, summary[channel], CELL_TEXT[summary[channel]][0],
                      CELL_SHORT[summary[channel]], CELL_TEXT[summary[channel]][1])
@@ -402,6 +408,26 @@ def net_causes(net: dict, patches: list[dict]) -> list[dict]:
                                  for h in culprit.get("hunks") or []] if patch else [],
                        "text": culprit.get("text")})
     return causes
+
+
+CONTRACT_SOURCES = {
+    "written": "written from the commit message",
+    "message": ("read from the commit message (no written contract): every channel stays "
+                "equal except what the message claims"),
+}
+
+
+def claims_view(contract: dict | None) -> list[dict] | None:
+    """The claims a contract was read from, one row each (None: a document without them)."""
+    if not contract or "claims" not in contract:
+        return None
+    rows = []
+    for claim in contract["claims"]:
+        rows.append({"what": claim.get("allows") or claim.get("kind"),
+                     "sentence": claim.get("sentence"),
+                     "convention": claim.get("convention"),
+                     "opportunistic": bool(claim.get("opportunistic"))})
+    return rows
 
 
 def preexisting_view(finding: dict) -> dict:

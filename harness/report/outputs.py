@@ -819,6 +819,10 @@ def mail_summary(results: dict, run: dict) -> str:
     if net:
         head = f"  {'net':>5} {net.get('verdict', 'ERROR'):<5} "
         lines.append(head + shorten(one_line(net.get("name") or "base..end"), width - len(head)))
+    claims = mail_claims(results)
+    if claims:
+        lines.append("")
+        lines += claims
     details = _mail_details(results)
     if details:
         lines.append("")
@@ -846,6 +850,51 @@ def mail_summary(results: dict, run: dict) -> str:
     lines += wrap(facts, width)
     lines += wrap("The full report is index.html next to this summary.", width)
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def claim_lines(item: dict, sentence_width: int = 60) -> list[str]:
+    """What the message of one patch claims, one line per claim, with its sentence.
+
+    Shared by the mail summary and the terminal: the contract's source, each
+    claim ("flush may change: subset (...) <- \u201csentence\u201d"), the sentences not
+    used, each fix confirmed."""
+    contract = item.get("contract") or {}
+    if "claims" not in contract:
+        return []
+    lines = []
+    if contract.get("source") == "written":
+        lines.append("written contract; the message's claims are checked to be observed")
+    elif contract.get("message") and contract.get("message") != "read":
+        lines.append(f"message {contract['message']}: no claims read, every channel must "
+                     f"stay equal")
+    elif not contract.get("claims"):
+        lines.append("no claim read from the message: every channel must stay equal")
+    for claim in contract.get("claims") or []:
+        sentence = shorten(one_line(claim.get("sentence") or ""), sentence_width)
+        lines.append(f"{one_line(claim.get('allows') or claim.get('kind'))} "
+                     f"<- \u201c{sentence}\u201d")
+    unread = contract.get("unread") or []
+    if unread:
+        lines.append(f"{_count(len(unread), 'sentence')} naming a channel not used "
+                     f"(first: \u201c{shorten(one_line(unread[0].get('sentence')), 50)}\u201d)")
+    for fix in item.get("fixes") or []:
+        lines.append(one_line(fix.get("summary")))
+    return lines
+
+
+def mail_claims(results: dict) -> list[str]:
+    """The claims section of the mail summary (what each message was read to claim)."""
+    lines = []
+    for label, patch in checked_patches(results):
+        mine = claim_lines(patch)
+        if not mine:
+            continue
+        if not lines:
+            lines.append("Claims read from the commit messages:")
+        lines += wrap(f"{label}: {mine[0]}", MAIL_WIDTH, indent="  ", hanging="      ")
+        for text in mine[1:]:
+            lines += wrap(f"- {text}", MAIL_WIDTH, indent="    ", hanging="      ")
+    return lines
 
 
 def _count(number: int, noun: str) -> str:
