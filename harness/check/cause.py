@@ -34,15 +34,15 @@ def plain(event) -> str:
     return words.format(**event.payload())
 
 
-def _actor(event) -> str:
-    return event.by or "the operation"
+def _actor(event, default: str = "the operation") -> str:
+    return event.by or default
 
 
-def changes(channel: str, before: list, after: list) -> list[str]:
+def changes(channel: str, before: list, after: list, actor: str = "the operation") -> list[str]:
     """"<function> no longer / now <verb>" parts for the events of ``channel``
     that differ between the two logs, most frequent first."""
     def kinds(events):
-        return Counter((type(e).__name__, _actor(e), plain(e)) for e in events
+        return Counter((type(e).__name__, _actor(e, actor), plain(e)) for e in events
                        if e.channel == channel)
 
     b, a = kinds(before), kinds(after)
@@ -64,15 +64,16 @@ def changes(channel: str, before: list, after: list) -> list[str]:
         parts.append((count, f"{actor} now {verb}"))
     if not parts:
         # same events by count, different payloads: say which functions changed them
-        differ = _payload_changes(channel, before, after)
+        differ = _payload_changes(channel, before, after, actor)
         parts = [(1, f"{actor} {verb} differently") for actor, verb in differ]
     parts.sort(key=lambda part: -part[0])
     return [text for _, text in parts]
 
 
-def _payload_changes(channel: str, before: list, after: list) -> list[tuple[str, str]]:
-    b = Counter((e, _actor(e)) for e in before if e.channel == channel)
-    a = Counter((e, _actor(e)) for e in after if e.channel == channel)
+def _payload_changes(channel: str, before: list, after: list, actor: str,
+                     ) -> list[tuple[str, str]]:
+    b = Counter((e, _actor(e, actor)) for e in before if e.channel == channel)
+    a = Counter((e, _actor(e, actor)) for e in after if e.channel == channel)
     seen: list[tuple[str, str]] = []
     for event, actor in list((b - a)) + list((a - b)):
         key = (actor, plain(event))
@@ -81,9 +82,12 @@ def _payload_changes(channel: str, before: list, after: list) -> list[tuple[str,
     return seen
 
 
-def line(check, violation, before: list, after: list, *, before_name: str = "") -> str:
-    """The plain line for ``violation`` of ``check``, given both sides' events."""
-    parts = changes(violation.channel, before, after)
+def line(check, violation, before: list, after: list, *, before_name: str = "",
+         actor: str = "the operation") -> str:
+    """The plain line for ``violation`` of ``check``, given both sides' events;
+    ``actor`` names who caused an event no modelled function did (a function
+    check's return value: the function called)."""
+    parts = changes(violation.channel, before, after, actor)
     if parts:
         said = "; ".join(parts[:MAX_PARTS])
         if len(parts) > MAX_PARTS:

@@ -388,7 +388,7 @@ def _function_finding(function, before, after, contract, case, step, violation) 
         "example": f"@example({args})",
     }
     cause = plain_words.line(K.CHECKS[violation.check], violation, before_events, after_events,
-                             before_name=before.name)
+                             before_name=before.name, actor=function)
     return Finding(violation.check, violation.channel, violation.severity, None, function,
                    f"{function}: {violation.summary}", counterexample, token,
                    counterexample["example"], cause)
