@@ -120,7 +120,7 @@ def error_entry(path: str, exc: KconformError) -> dict:
         "in_reply_to": None, "author": None, "date": None, "series": None,
         "base_commit": None, "is_cover": False, "damage": [], "repaired": False,
         "repairs": [], "notes": [], "verdict": Verdict.ERROR.name, "contract": None,
-        "versions": None, "hunks": [], "coverage": [], "findings": [],
+        "versions": None, "hunks": [], "coverage": [], "findings": [], "fixes": [],
         "error": exc.as_dict(),
     }
 
@@ -150,15 +150,32 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
         "base_commit": patch.base_commit, "is_cover": patch.is_cover,
         "damage": list(patch.damage), "repaired": patch.repaired,
         "repairs": to_jsonable(patch.repairs),
-        "notes": list(patch.notes) + list(resolution.notes if resolution else ()),
+        "notes": list(patch.notes) + list(resolution.notes if resolution else ())
+        + intent_notes(outcome, resolution),
         "verdict": verdict.name,
         "contract": outcome.contract.as_dict() if outcome and outcome.contract else None,
         "versions": resolution.as_dict() if resolution else None,
         "hunks": hunk_rows,
         "coverage": [to_jsonable(c) for c in outcome.coverage] if outcome else [],
         "findings": findings,
+        "fixes": [to_jsonable(f) for f in outcome.fixes] if outcome else [],
         "error": error.as_dict() if error else None,
     }
+
+
+def intent_notes(outcome, resolution) -> list[str]:
+    """What the commit message made of the check, when it is not in a finding."""
+    intent = outcome.contract.claims if outcome and outcome.contract else None
+    if intent is None:
+        return []
+    notes = [intent.note] if intent.note else []
+    checked = resolution is not None and resolution.before is not None \
+        and resolution.after is not None
+    if intent.fixes and checked and not outcome.fixes:
+        notes.append(f"the message says it fixes a bug (\u201c{intent.fixes[0].sentence}\u201d), "
+                     f"but no check failed before and held after in this run: the models do "
+                     f"not confirm the fix (a note, not a failure)")
+    return notes
 
 
 def cover_entry(patch) -> dict:

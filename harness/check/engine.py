@@ -26,9 +26,7 @@ report consequences of the allowed change, not new ones.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
-import re
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +37,7 @@ from harness.check import checks as K
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
+from harness.check.reach import affected_functions, changed_functions, where_for
 from harness.errors import KconformError, ModelError
 from kernel_models import registry
 from kernel_models.registry import VersionSet
@@ -108,11 +107,14 @@ class CheckOutcome:
     findings: tuple[Finding, ...]
     coverage: tuple[Coverage, ...]
     contract: C.Contract
+    observed: frozenset = frozenset()     # channels on which before and after ever differed
+    fixes: tuple[Finding, ...] = ()       # checks the before-state fails and the after holds
 
     def as_dict(self) -> dict:
         return {"findings": [f.as_dict() for f in self.findings],
                 "coverage": [c.as_dict() for c in self.coverage],
-                "contract": self.contract.as_dict()}
+                "contract": self.contract.as_dict(),
+                "fixes": [f.as_dict() for f in self.fixes]}
 
 
 class StepFailed(AssertionError):
@@ -133,16 +135,49 @@ MAX_FINDINGS_PER_LEVEL = 12
 
 def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 0,
                 checks=None) -> CheckOutcome:
-    """Check one patch: its contract, the functions it changes, the operations over them."""
-    contract = C.contract_for(patch, hunks)
+    """Check one patch: its contract, the functions it changes, the operations over them.
+
+    Then what the message claims: a claimed change that never showed is a WARN
+    (``claims_not_observed``), and a message that says it fixes a bug gets a
+    search for a check the before-state fails and the after-state holds
+    (``find_fixes``; none found is a note, never a failure).
+    """
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome((), (), contract)
+        return CheckOutcome((), (), C.contract_for(patch, hunks))
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
-    functions = changed + tuple(f for f in affected_functions(
-        (resolution.before, resolution.after), changed) if f not in changed)
+    version_sets = (resolution.before, resolution.after)
+    contract = C.contract_for(patch, hunks, where_for(version_sets, changed))
+    functions = changed + tuple(f for f in affected_functions(version_sets, changed)
+                                if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
-    return check_transition(name, resolution.before, resolution.after, contract,
-                            profile=profile, seed=seed, checks=checks, functions=functions)
+    outcome = check_transition(name, resolution.before, resolution.after, contract,
+                               profile=profile, seed=seed, checks=checks, functions=functions)
+    selected = K.select(checks)
+    unobserved = claims_not_observed(contract, outcome.observed) \
+        if any(c.name == "matches_contract" for c in selected) else []
+    fixes = find_fixes(resolution.before, resolution.after, contract, profile=profile,
+                       seed=seed, checks=selected) if contract.claims and \
+        contract.claims.fixes else ()
+    return CheckOutcome(outcome.findings + tuple(unobserved), outcome.coverage, contract,
+                        outcome.observed, tuple(fixes))
+
+
+def claims_not_observed(contract: C.Contract, observed) -> list[Finding]:
+    """A WARN per channel the message claims a change on, where before and after never differed."""
+    findings = []
+    claims = contract.claims.changes if contract.claims else ()
+    for channel in dict.fromkeys(c.channel for c in claims):
+        if channel in observed:
+            continue
+        claim = next(c for c in claims if c.channel == channel)
+        findings.append(Finding(
+            "matches_contract", channel, "WARN", None, None,
+            f"claimed change not observed: the message claims {channel} may change "
+            f"({claim.relation}) \u2014 \u201c{claim.sentence}\u201d \u2014 but the before and "
+            f"after effects on {channel} are identical over the whole domain and every "
+            f"operation sequence run (a wrong message, a change on a path kconform does not "
+            f"model, or a patch that does not do what it says)", None, None, None))
+    return findings
 
 
 def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
@@ -161,83 +196,27 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
                            if f not in functions)
     findings: list[Finding] = []
     coverage: list[Coverage] = []
+    observed: set[str] = set()
     function_checks = [c for c in selected if "function" in c.levels]
     for function in functions or ():
         if not function_checks:
             break
         f, cov = check_function(function, before, after, contract, profile=profile,
-                                checks=function_checks)
+                                checks=function_checks, observed=observed)
         findings += f
         coverage.append(cov)
     operation_checks = [c for c in selected if "operation" in c.levels]
     if operations and operation_checks:
         f, cov = check_operations(before, after, contract, profile=profile, seed=seed,
-                                  checks=operation_checks)
+                                  checks=operation_checks, observed=observed)
         findings += f
         coverage += cov
-    return CheckOutcome(tuple(findings), tuple(coverage), contract)
+    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
 
 
 # ---------------------------------------------------------------------------
 # Function level
 # ---------------------------------------------------------------------------
-
-_CALL = re.compile(r"\b(\w+)\(")
-
-
-def _calls(function, names: set[str], seen: set) -> set[str]:
-    """Model names a model function calls, looking through module-level helpers it uses."""
-    if function in seen:
-        return set()
-    seen.add(function)
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return set()
-    module = inspect.getmodule(function)
-    found = set()
-    for word in _CALL.findall(source):
-        if word in names:
-            found.add(word)
-        helper = getattr(module, word, None)
-        if inspect.isfunction(helper) and helper is not function and word.startswith("_"):
-            found |= _calls(helper, names, seen)
-    return found
-
-
-def changed_functions(before: VersionSet, after: VersionSet) -> tuple[str, ...]:
-    """C functions whose modelled body differs between two version sets (or exists in one)."""
-    rows_before, rows_after = before.rows(), after.rows()
-    names = sorted(set(rows_before) | set(rows_after))
-    return tuple(n for n in names
-                 if (rows_before.get(n) and rows_before[n].function)
-                 is not (rows_after.get(n) and rows_after[n].function))
-
-
-def affected_functions(version_sets, changed) -> tuple[str, ...]:
-    """Functions with a driver that reach a changed function (directly or through callees)."""
-    affected = []
-    for function in D.DRIVERS:
-        for versions in version_sets:
-            rows = versions.functions()
-            if _reaches(function, set(changed), rows):
-                affected.append(function)
-                break
-    return tuple(affected)
-
-
-def _reaches(start: str, targets: set[str], rows: dict) -> bool:
-    names = set(rows)
-    todo, done = [start], set()
-    while todo:
-        name = todo.pop()
-        if name in targets:
-            return True
-        if name in done or name not in rows:
-            continue
-        done.add(name)
-        todo.extend(_calls(rows[name], names, set()))
-    return False
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
                    ) -> tuple[K.Step, object, object]:
@@ -265,8 +244,11 @@ def _function_step(function: str, before: VersionSet, after: VersionSet, contrac
 
 
 def check_function(function: str, before: VersionSet, after: VersionSet, contract, *,
-                   profile: str = "gate", checks=None) -> tuple[list[Finding], Coverage]:
-    """Run ``function``'s driver over every case, first failure per (check, channel) kept."""
+                   profile: str = "gate", checks=None, observed: set | None = None
+                   ) -> tuple[list[Finding], Coverage]:
+    """Run ``function``'s driver over every case, first failure per (check, channel) kept.
+
+    ``observed`` collects the channels on which a case's two logs differ."""
     selected = [c for c in (checks or K.select(None)) if "function" in c.levels]
     driver = D.DRIVERS.get(function)
     present = [function in versions.functions() for versions in (before, after)]
@@ -289,8 +271,12 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
     first: dict[tuple, Finding] = {}
     for case in chosen:
         step, vm_before, vm_after = _function_step(function, before, after, contract, case)
+        if observed is not None:
+            observed |= K.changed_channels(step)
         for check in selected:
             for violation in check.function(step):
+                if violation.fixed:
+                    continue
                 key = violation.key
                 if key in first:
                     continue
@@ -314,7 +300,7 @@ def _function_finding(function, before, after, contract, case, step, violation) 
     sptes = [_spte_entry(name, mode, case[name]) for name in driver.spte_fields if name in case]
     token = encode_replay({"kind": "function", "function": function, "case": case,
                            "before": _versions_json(before), "after": _versions_json(after),
-                           "contract": contract.name})
+                           **_contract_json(contract)})
     args = ", ".join(f"{k}={_py(v)}" for k, v in case.items())
     counterexample = {
         "steps": [driver.describe(case) + f"  [mode {mode}]"],
@@ -373,6 +359,8 @@ class Run:
     examples: int = 0
     steps_run: int = 0
     failure: StepFailed | None = None
+    observed: set = field(default_factory=set)   # channels on which the two logs differed
+    seek_fixes: bool = False     # stop on what the before side fails and the after holds
 
 
 def _state(vm) -> tuple:
@@ -427,6 +415,8 @@ class Lockstep:
                       K.Side("after", self.vms[1], marks[1], self.memory[1]),
                       run.contract, compare=self.compare)
         self.last = step
+        if self.compare:
+            run.observed |= K.changed_channels(step)
         if self.compare and _state(self.vms[0]) != _state(self.vms[1]):
             self.compare = False
         for check in self.inline:
@@ -435,7 +425,7 @@ class Lockstep:
     def verify(self, check, step: K.Step) -> None:
         """Run one check on ``step``; raise StepFailed on a violation not yet reported."""
         for violation in check.function(step):
-            if violation.key in self.run.excluded:
+            if violation.key in self.run.excluded or violation.fixed != self.run.seek_fixes:
                 continue
             record = {"mode": self.mode, "mmu": self.mmu, "steps": list(self.steps),
                       "before": [e.describe() for e in step.before.events],
@@ -504,13 +494,28 @@ def _step_sptes(step: K.Step) -> list[dict]:
 
 
 def check_operations(before: VersionSet, after: VersionSet, contract, *, profile="gate",
-                     seed: int = 0, checks=None) -> tuple[list[Finding], list[Coverage]]:
+                     seed: int = 0, checks=None, observed: set | None = None
+                     ) -> tuple[list[Finding], list[Coverage]]:
     operations = _operations_module()
     selected = tuple(c for c in (checks or K.select(None)) if "operation" in c.levels)
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
     run = Run(before, after, contract, selected)
+    findings, runs = _searches(run, operations, profile, seed)
+    if observed is not None:
+        observed |= run.observed
+    config = profiles.get(profile)
+    text = (f"operations: sampled: {run.examples:,} operation sequences "
+            f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
+            f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
+            f"MMUs {', '.join(operations.MMUS)}")
+    return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
+                               run.examples, None, text)]
+
+
+def _searches(run: Run, operations, profile: str, seed: int) -> tuple[list[Finding], int]:
+    """The kept sequences, then one search per distinct failure (each excluded once found)."""
     findings = _kept_sequences(run, operations)
     runs = 0
     searches = profiles.budget(profile).searches
@@ -521,13 +526,27 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
             break
         findings.append(_operation_finding(run, failure))
         run.excluded.add(failure.violation.key)
-    config = profiles.get(profile)
-    text = (f"operations: sampled: {run.examples:,} operation sequences "
-            f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
-            f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
-            f"MMUs {', '.join(operations.MMUS)}")
-    return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
-                               run.examples, None, text)]
+    return findings, runs
+
+
+def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate",
+               seed: int = 0, checks=None) -> list[Finding]:
+    """Invariant violations the before-state shows and the after-state does not.
+
+    The same searches as ``check_operations``, over the invariants only, each
+    stopping on a step whose before side fails an invariant that its after
+    side holds.  Each is a note ("fix confirmed"), never a failure.
+    """
+    operations = _operations_module()
+    invariants = tuple(c for c in (checks or K.select(None))
+                       if "operation" in c.levels and c.name != "matches_contract")
+    if operations is None or not invariants:
+        return []
+    run = Run(before, after, contract, invariants, seek_fixes=True)
+    found, _ = _searches(run, operations, profile, seed)
+    return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
+                    f"fix confirmed: {f.check} held after, failed before: {f.summary}",
+                    f.counterexample, f.replay, f.example) for f in found]
 
 
 def _kept_sequences(run: Run, operations) -> list[Finding]:
@@ -593,7 +612,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
                    f"so this change did not cause it)")
     token = encode_replay({"kind": "operation", "mode": record["mode"], "mmu": record["mmu"],
                            "steps": record["steps"], "before": _versions_json(run.before),
-                           "after": _versions_json(run.after), "contract": run.contract.name})
+                           "after": _versions_json(run.after), **_contract_json(run.contract)})
     example = (f"@example(mode={record['mode']!r}, mmu={record['mmu']!r}, "
                f"steps={json.dumps(record['steps'])})")
     counterexample = {
@@ -659,13 +678,27 @@ def decode_replay(token: str) -> dict:
     return data
 
 
-def _contract_named(name: str) -> C.Contract:
+def _contract_json(contract: C.Contract) -> dict:
+    """A contract as a replay token holds it: a written one by name, a message's by its rules."""
+    if contract.source == C.WRITTEN and not contract.name.startswith("series: "):
+        return {"contract": contract.name}
+    return {"contract": contract.name, "strict": contract.strict,
+            "rules": [[r.channel, list(r.operations), r.relation] for r in contract.rules]}
+
+
+def _contract_named(data: dict) -> C.Contract:
+    name = data.get("contract", "")
     for contract in C.WRITTEN_CONTRACTS.values():
         if contract.name == name:
             return contract
-    return C.Contract(name=name, source=C.INFERRED,
-                      intent="(contract not recoverable from the token: every channel compared "
-                             "as equal)")
+    if "rules" not in data:
+        return C.Contract(name=name, source=C.MESSAGE,
+                          intent="(contract not recoverable from the token: every channel "
+                                 "compared as equal)")
+    rules = tuple(C.Rule(channel, tuple(operations), relation, "from the replay token")
+                  for channel, operations, relation in data["rules"])
+    return C.Contract(name=name, source=C.MESSAGE, intent="(the rules the token holds)",
+                      rules=rules, strict=bool(data.get("strict")))
 
 
 def _replayed(v) -> str:
@@ -673,6 +706,8 @@ def _replayed(v) -> str:
     if v.inherited:
         return (f"WARN {v.check} [{v.channel}]: {v.summary} (inherited: the before side "
                 f"fails it too)")
+    if v.fixed:
+        return (f"NOTE {v.check} [{v.channel}]: {v.summary} (fixed: the after side holds it)")
     return f"{v.severity} {v.check} [{v.channel}]: {v.summary}"
 
 
@@ -681,7 +716,7 @@ def replay(token: str) -> str:
     data = decode_replay(token)
     before = _versions_from(data["before"])
     after = _versions_from(data["after"])
-    contract = _contract_named(data.get("contract", ""))
+    contract = _contract_named(data)
     lines = [f"replay {data['kind']} check: '{before.name}' vs '{after.name}', "
              f"contract {contract.name}"]
     if data["kind"] == "function":
