@@ -293,8 +293,10 @@ def _unstated(step: Step, channel: str, rule) -> str:
                 f"'{rule.relation}' ({rule.why})")
     if rule.relation == C.EQUAL:
         if contract.strict:
-            said = next((c.sentence for c in contract.claims.claims
-                         if c.kind == "no functional change"), "no functional change")
+            # a contract rebuilt from a replay token has no claims to quote
+            read = contract.claims.claims if contract.claims is not None else ()
+            said = next((c.sentence for c in read if c.kind == "no functional change"),
+                        "no functional change")
             return (f"{channel} changed on {step.operation}, and the message does not say so: "
                     f"it says \u201c{said}\u201d")
         return f"{channel} changed on {step.operation}, and the message does not say so"
