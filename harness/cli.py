@@ -29,7 +29,9 @@ def add_check_options(add, prefix: str = "") -> None:
     """Options shared by the CLI and the pytest plugin (``--kconform-*`` there)."""
     add(f"--{prefix}profile", choices=PROFILES, default="gate",
         help="gate: fixed seed, deterministic (CI); deep: randomised, more examples")
-    add(f"--{prefix}seed", type=int, default=0, help="seed for the gate profile (default 0)")
+    add(f"--{prefix}seed", type=int, default=None,
+        help="seed of the search (default: 0 for gate; deep draws a fresh one per run and "
+             "prints it)")
     add(f"--{prefix}checks", default=None, metavar="NAME,...",
         help="run only these checks (see 'kconform checks')")
     add(f"--{prefix}kernel-tree", default=None, metavar="PATH",
@@ -190,8 +192,9 @@ def print_summary(results: dict, run: dict, *, quiet: bool = False) -> None:
                     print(f"           replay: {machine.replay_command(finding)}")
     tally = ", ".join(f"{counts.get(v, 0)} {v.lower()}" for v in
                       ("PASS", "WARN", "MISS", "FAIL", "ERROR"))
+    drawn = f" (drawn; rerun with --seed {results['seed']})" if results.get("seed_drawn") else ""
     print(f"kconform: {results['verdict']} ({tally}; profile {results['profile']}, "
-          f"seed {results['seed']}, {run['elapsed_s']:.1f}s)")
+          f"seed {results['seed']}{drawn}, {run['elapsed_s']:.1f}s)")
 
 
 def run_audit(args) -> int:

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -27,7 +28,6 @@ from harness.errors import KconformError, LimitError, PatchError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
-DEFAULT_SEED = 0
 
 # Resource limits (documented in the README).  Past them the input is refused
 # with a LimitError (exit 2) instead of being half-checked.
@@ -40,7 +40,7 @@ MAX_SECONDS_PER_PATCH = 120             # wall clock, per patch, any profile
 @dataclass
 class RunOptions:
     profile: str = DEFAULT_PROFILE
-    seed: int = DEFAULT_SEED
+    seed: int | None = None           # None: the profile's (gate: 0; deep: drawn per run)
     checks: list[str] | None = None
     series_net: bool = True
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
@@ -262,21 +262,65 @@ def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=Non
                          hint="pass the patch mail itself, not a reply or cover letter")
         return error_entry(patch.path, exc), previous
     resolution = resolve(hunks, previous=previous, tree=tree)
+    doc_images = None
+    if tree is not None:
+        from harness.check import docs
+        from harness.resolve.kernel_tree import whole_images
+
+        doc_images = whole_images(tree, hunks, lambda file: file.lower().endswith(
+            docs.RST_SUFFIXES))
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
-                                        seed=options.seed, checks=options.checks)
+                                        seed=options.seed, checks=options.checks,
+                                        doc_images=doc_images)
     except LimitError as exc:
         return error_entry(patch.path, exc), previous
     after = resolution.after.name if resolution.after is not None else None
     entry = patch_entry(patch, hunks, resolution, outcome)
     entry_contracts[id(entry)] = outcome.contract
+    if resolution.before is not None and resolution.after is not None:
+        entry_states[id(entry)] = (resolution.before, resolution.after)
     return entry, after
 
 
 # The Contract objects behind the entries of the current run, for the series'
 # net contract (entries themselves hold only the contract's JSON form).
 entry_contracts: dict[int, object] = {}
+# The (before, after) version sets behind the entries, for the pre-existing findings.
+entry_states: dict[int, tuple] = {}
+
+
+def preexisting(entries: list[dict], options: RunOptions) -> list[dict]:
+    """Invariant violations of the state before the first patch checked, and what each
+    later patch does to them (keeps, fixes, changes).  Never a patch's own finding."""
+    from harness.check import engine as check
+
+    checked = [e for e in entries if id(e) in entry_states]
+    if not checked:
+        return []
+    first = entry_states[id(checked[0])][0]
+    found = check.check_preexisting(first, profile=options.profile, seed=options.seed,
+                                    checks=_selected_checks(options.checks))
+    sections = []
+    for finding in found:
+        item = to_jsonable(finding)
+        item["state"] = first.name
+        item["patches"] = [{"path": e["path"], "subject": e["subject"],
+                            "status": check.preexisting_status(finding, entry_states[id(e)][1],
+                                                               _selected_checks(options.checks))}
+                           for e in checked]
+        sections.append(item)
+        for entry in checked:       # the same bug, seen again as a patch's inherited finding
+            for own in entry["findings"]:
+                if own["check"] == finding.check and "(inherited:" in own["summary"]:
+                    own["preexisting"] = True
+    return sections
+
+
+def _selected_checks(names):
+    from harness.check import checks
+    return checks.select(names) if names else None
 
 
 def series_net(entries: list[dict], options: RunOptions) -> dict | None:
@@ -351,7 +395,14 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
 
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
+    from harness.check import profiles
+
     options = options or RunOptions()
+    seed, drawn = profiles.run_seed(options.profile, options.seed)
+    options = dataclasses.replace(options, seed=seed)
+    if drawn and options.progress:
+        options.progress(f"deep profile: seed {seed} drawn for this run "
+                         f"(rerun the same search with --seed {seed})")
     tree = None
     if options.kernel_tree is not None:
         from harness.resolve.kernel_tree import KernelTree
@@ -380,11 +431,13 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         entries.append(error_entry(", ".join(paths), exc))
     net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
                      options) if not errors else None
+    found_before = preexisting(entries, options) if not errors else []
     _note_replay_inputs(entries, paths, options.kernel_tree)
     entry_contracts.clear()
+    entry_states.clear()
     checks = options.checks or _all_check_names()
-    results = document(entries, profile=options.profile, seed=options.seed, checks=checks,
-                       net=net)
+    results = document(entries, profile=options.profile, seed=options.seed, seed_drawn=drawn,
+                       checks=checks, net=net, preexisting=found_before)
     run = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - clock, 3),

@@ -28,12 +28,26 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    from harness.check import profiles
+
+    profile = config.getoption("kconform_profile")
+    seed, drawn = profiles.run_seed(profile, config.getoption("kconform_seed"))
     config.stash[_OPTIONS] = {
-        "profile": config.getoption("kconform_profile"),
-        "seed": config.getoption("kconform_seed"),
+        "profile": profile,
+        "seed": seed,
+        "seed_drawn": drawn,
         "checks": config.getoption("kconform_checks"),
         "kernel_tree": config.getoption("kconform_kernel_tree"),
     }
+
+
+def pytest_report_header(config):
+    """The deep profile's drawn seed, so any finding of the session replays from it."""
+    stash = config.stash[_OPTIONS]
+    if stash["seed_drawn"]:
+        return (f"kconform: deep profile, seed {stash['seed']} drawn for this session "
+                f"(rerun the same search with --kconform-seed {stash['seed']})")
+    return None
 
 
 def pytest_collect_file(file_path, parent):

@@ -28,12 +28,13 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from harness.check import checks as K
+from harness.check import docs
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
@@ -134,16 +135,20 @@ MAX_FINDINGS_PER_LEVEL = 12
 
 
 def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 0,
-                checks=None) -> CheckOutcome:
-    """Check one patch: its contract, the functions it changes, the operations over them.
+                checks=None, doc_images: dict | None = None) -> CheckOutcome:
+    """Check one patch: its contract, the functions it changes, the operations over them,
+    and its documentation hunks (``doc_images``: whole files from a kernel tree).
 
     Then what the message claims: a claimed change that never showed is a WARN
     (``claims_not_observed``), and a message that says it fixes a bug gets a
     search for a check the before-state fails and the after-state holds
     (``find_fixes``; none found is a note, never a failure).
     """
+    documentation = check_documentation(hunks, getattr(patch, "repairs", ()), doc_images,
+                                        checks)
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome((), (), C.contract_for(patch, hunks))
+        return CheckOutcome(documentation.findings, documentation.coverage,
+                            C.contract_for(patch, hunks))
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
     version_sets = (resolution.before, resolution.after)
     contract = C.contract_for(patch, hunks, where_for(version_sets, changed))
@@ -158,7 +163,8 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     fixes = find_fixes(resolution.before, resolution.after, contract, profile=profile,
                        seed=seed, checks=selected) if contract.claims and \
         contract.claims.fixes else ()
-    return CheckOutcome(outcome.findings + tuple(unobserved), outcome.coverage, contract,
+    return CheckOutcome(outcome.findings + tuple(unobserved) + documentation.findings,
+                        outcome.coverage + documentation.coverage, contract,
                         outcome.observed, tuple(fixes))
 
 
@@ -178,6 +184,34 @@ def claims_not_observed(contract: C.Contract, observed) -> list[Finding]:
             f"operation sequence run (a wrong message, a change on a path kconform does not "
             f"model, or a patch that does not do what it says)", None, None, None))
     return findings
+
+
+def check_documentation(hunks, repairs, images, checks) -> CheckOutcome:
+    """The ``rst_parses`` check over a patch's reStructuredText hunks (``harness.check.docs``)."""
+    if checks is not None and docs.CHECK not in checks:
+        return CheckOutcome((), (), None)
+    found, notes = docs.check_hunks(hunks, repairs, images)
+    findings = tuple(Finding(
+        check=docs.CHECK, channel=docs.DOCS, severity=f.severity, operation=None,
+        function=None, summary=f.summary(),
+        counterexample={
+            "steps": [f"parse {f.file} (hunk {f.hunk}) before and after the patch with docutils"],
+            "before": [],
+            "after": [_doc_event(f)],
+            "difference": {docs.DOCS: {"missing": [], "extra": [_doc_event(f)]}}},
+        replay=None, example=None) for f in found)
+    coverage = tuple(Coverage(check=docs.CHECK, function=None, mode="exhaustive", cases=1,
+                              total=1, text=f"hunk {index}: {note}")
+                     for index, note in sorted(notes.items()))
+    return CheckOutcome(findings, coverage, None)
+
+
+def _doc_event(finding) -> str:
+    level = {2: "WARNING", 3: "ERROR", 4: "SEVERE"}.get(finding.message.level, "INFO")
+    where = f"line {finding.message.line}" if finding.message.line else "somewhere"
+    text = finding.message.source_line.strip()
+    return f"{level} at {where} of the parsed text: {finding.message.text}" + \
+        (f" [{text}]" if text else "")
 
 
 def check_transition(name: str, before: VersionSet, after: VersionSet, contract: C.Contract, *,
@@ -494,15 +528,16 @@ def _step_sptes(step: K.Step) -> list[dict]:
 
 
 def check_operations(before: VersionSet, after: VersionSet, contract, *, profile="gate",
-                     seed: int = 0, checks=None, observed: set | None = None
-                     ) -> tuple[list[Finding], list[Coverage]]:
+                     seed: int = 0, checks=None, observed: set | None = None,
+                     as_finding=None) -> tuple[list[Finding], list[Coverage]]:
+    as_finding = as_finding or _operation_finding
     operations = _operations_module()
     selected = tuple(c for c in (checks or K.select(None)) if "operation" in c.levels)
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
     run = Run(before, after, contract, selected)
-    findings, runs = _searches(run, operations, profile, seed)
+    findings, runs = _searches(run, operations, profile, seed, as_finding)
     if observed is not None:
         observed |= run.observed
     config = profiles.get(profile)
@@ -514,9 +549,10 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
                                run.examples, None, text)]
 
 
-def _searches(run: Run, operations, profile: str, seed: int) -> tuple[list[Finding], int]:
+def _searches(run: Run, operations, profile: str, seed: int, as_finding
+              ) -> tuple[list[Finding], int]:
     """The kept sequences, then one search per distinct failure (each excluded once found)."""
-    findings = _kept_sequences(run, operations)
+    findings = _kept_sequences(run, operations, as_finding)
     runs = 0
     searches = profiles.budget(profile).searches
     while len(findings) < MAX_FINDINGS_PER_LEVEL and runs < searches:
@@ -524,7 +560,7 @@ def _searches(run: Run, operations, profile: str, seed: int) -> tuple[list[Findi
         runs += 1
         if failure is None:
             break
-        findings.append(_operation_finding(run, failure))
+        findings.append(as_finding(run, failure))
         run.excluded.add(failure.violation.key)
     return findings, runs
 
@@ -543,13 +579,13 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
     if operations is None or not invariants:
         return []
     run = Run(before, after, contract, invariants, seek_fixes=True)
-    found, _ = _searches(run, operations, profile, seed)
+    found, _ = _searches(run, operations, profile, seed, _operation_finding)
     return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
                     f"fix confirmed: {f.check} held after, failed before: {f.summary}",
                     f.counterexample, f.replay, f.example) for f in found]
 
 
-def _kept_sequences(run: Run, operations) -> list[Finding]:
+def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
     """Run harness.check.sequences.KEPT_SEQUENCES in every mode and MMU where they apply."""
     from harness.check.sequences import KEPT_SEQUENCES
     findings = []
@@ -560,7 +596,7 @@ def _kept_sequences(run: Run, operations) -> list[Finding]:
                     continue
                 failure = _run_steps(run, operations, mode, mmu, steps)
                 if failure is not None:
-                    findings.append(_operation_finding(run, failure))
+                    findings.append(as_finding(run, failure))
                     run.excluded.add(failure.violation.key)
     return findings
 
@@ -628,6 +664,67 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
                    example)
+
+
+# ---------------------------------------------------------------------------
+# Findings that predate the patches
+# ---------------------------------------------------------------------------
+
+PREEXISTING_CONTRACT = C.Contract(
+    name="pre-existing", source=C.MESSAGE,
+    intent="One state against itself: only the invariants, which must hold on every state, "
+           "are checked.")
+
+KEEPS, FIXES, CHANGES = "keeps", "fixes", "changes"
+
+
+def _invariant_checks(checks) -> tuple:
+    return tuple(c for c in (checks or K.select(None))
+                 if "operation" in c.levels and c.name != "matches_contract")
+
+
+def check_preexisting(versions: VersionSet, *, profile: str = "gate", seed: int = 0,
+                      checks=None) -> list[Finding]:
+    """Invariant violations of ``versions`` by itself: bugs that predate the patches checked.
+
+    The state is run against itself over the operation mix (kept sequences
+    first, then the profile's searches), so a violation is the state's own.
+    Each finding keeps the invariant's own severity: it is reported in its
+    own section, and never fails a patch that did not cause it.
+    """
+    findings, _ = check_operations(versions, versions, PREEXISTING_CONTRACT, profile=profile,
+                                   seed=seed, checks=_invariant_checks(checks),
+                                   as_finding=_preexisting_finding)
+    return findings
+
+
+def _preexisting_finding(run: Run, failure: StepFailed) -> Finding:
+    finding = _operation_finding(run, failure)
+    v = failure.violation
+    summary = (f"{v.summary} (pre-existing: the state '{run.before.name}', before any patch "
+               f"checked here, fails it by itself)")
+    return replace(finding, severity=v.severity, summary=summary)
+
+
+def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> str:
+    """Does ``versions`` (a later state) keep, fix or change a pre-existing finding?
+
+    The finding's own steps are run on the later state against itself:
+    the same check fails -> keeps; no check fails -> fixes; another check
+    fails, or the steps no longer run there -> changes.
+    """
+    operations = _operations_module()
+    data = decode_replay(finding.replay)
+    run = Run(versions, versions, PREEXISTING_CONTRACT, _invariant_checks(checks))
+    lockstep = Lockstep(run, operations, data["mode"], data["mmu"])
+    try:
+        for name, args in data["steps"]:
+            if name not in operations.OPERATIONS or not lockstep.applies(name):
+                return CHANGES
+            lockstep.do(name, dict(args))      # runs every invariant on the step
+    except StepFailed as failure:
+        return KEEPS if failure.violation.check == finding.check else CHANGES
+    return FIXES
 
 
 # ---------------------------------------------------------------------------

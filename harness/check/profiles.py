@@ -4,14 +4,17 @@
   seed), no example database, small: every gate run of the same input gives
   the same findings.  Sized so the bundled series checks in ~20 s on 2 cores.
 - ``deep``: randomised from the run's seed, more examples, longer operation
-  sequences.  For nightly runs and for hunting; its findings are replayable
-  from the seed and the replay token, not from a database.
+  sequences.  For nightly runs and for hunting.  Without ``--seed`` every
+  deep run draws a fresh seed (``run_seed``), which is printed and recorded
+  in the results, so a nightly run searches somewhere new and any finding
+  replays from the printed seed and the replay token, not from a database.
 
 Never sniff CI or the environment: callers name the profile.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, settings
@@ -76,6 +79,23 @@ def get(name: str) -> settings:
 def budget(name: str) -> Budget:
     get(name)
     return BUDGETS[name]
+
+
+GATE_SEED = 0
+
+
+def run_seed(name: str, seed: int | None) -> tuple[int, bool]:
+    """The seed a run of profile ``name`` uses, and whether it was drawn.
+
+    A seed given is used as it is.  Without one, ``gate`` uses its fixed seed
+    and ``deep`` draws a fresh 32-bit seed from the operating system.
+    """
+    get(name)
+    if seed is not None:
+        return seed, False
+    if name == DEEP:
+        return secrets.randbits(32), True
+    return GATE_SEED, False
 
 
 def names() -> tuple[str, ...]:

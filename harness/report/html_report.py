@@ -115,6 +115,7 @@ def report_view(results: dict, run: dict) -> dict:
         "counts": [(v, counts[v]) for v in VERDICTS if counts[v]],
         "bar": verdict_bar(patches),
         "net": net_view(net, results) if net else None,
+        "preexisting": [preexisting_view(f) for f in results.get("preexisting") or []],
         "legend": [(name, *CELL_TEXT[name]) for name in CELL_ORDER],
         "run": run_view(results, run),
         "look_first": [p for p in sorted(patches, key=lambda p: -VERDICTS.index(p["verdict"]))
@@ -287,6 +288,13 @@ def hunk_view(hunk: dict, *, open_diff: bool) -> dict:
         "reason": hunk.get("reason"), "header": header, "line": hunk.get("line"),
         "lines": lines, "open": open_diff,
     }
+
+
+def preexisting_view(finding: dict) -> dict:
+    """A finding of the state before the patches, with what each patch does to it."""
+    return {"state": finding.get("state"), "finding": finding_view(finding),
+            "patches": [(p.get("subject") or p.get("path"), p.get("status"))
+                        for p in finding.get("patches") or []]}
 
 
 def finding_view(finding: dict) -> dict:

@@ -618,6 +618,18 @@ def mail_summary(results: dict, run: dict) -> str:
     if details:
         lines.append("")
         lines += details
+    for finding in results.get("preexisting") or []:
+        lines.append("")
+        lines += wrap(f"Pre-existing in '{one_line(finding.get('state'))}' (before the patches; "
+                      f"fails no patch): {one_line(finding.get('check'))} "
+                      f"[{one_line(finding.get('channel'))}] {one_line(finding.get('summary'))}",
+                      width, hanging="    ")
+        for patch in finding.get("patches") or []:
+            lines.append(shorten(f"    {one_line(patch.get('status'))}: "
+                                 f"{one_line(patch.get('subject') or patch.get('path'))}", width))
+        command = replay_command(finding)
+        if command:
+            lines += _shell_lines(command)
     lines.append("")
     exhaustive = sum(1 for item in all_items(results) for c in item.get("coverage") or []
                      if c.get("mode") == "exhaustive")

@@ -116,7 +116,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
-             net: dict | None) -> dict:
+             net: dict | None, seed_drawn: bool = False,
+             preexisting: list[dict] | None = None) -> dict:
     """The top-level results document."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
@@ -127,9 +128,11 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "tool": {"name": TOOL_NAME, "version": __version__},
         "profile": profile,
         "seed": seed,
+        "seed_drawn": seed_drawn,
         "checks": list(checks),
         "verdict": worst.name,
         "exit_code": int(exit_code_for(worst)),
         "patches": patches,
         "net": net,
+        "preexisting": list(preexisting or ()),
     }

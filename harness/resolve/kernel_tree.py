@@ -145,3 +145,26 @@ def _mismatch(lines: list[str], old, start: int, hunk, where: str) -> str:
                     f"{at + 1} reads '{found.strip()}', the hunk has '{row.text.strip()}', and "
                     f"no other place in the file holds all its old lines")
     return f"hunk {hunk.index} ({hunk.header}) does not apply to {where}"
+
+
+def whole_images(tree: KernelTree, hunks, wanted) -> dict[str, tuple[str, str]]:
+    """file -> (pre-image, post-image) text for the files ``wanted(file)`` selects.
+
+    A file whose pre-image blob the tree lacks, or whose hunks do not apply,
+    is left out: its hunks are then read alone.
+    """
+    by_file: dict[str, list] = {}
+    for hunk in hunks:
+        if wanted(hunk.file) and all(h.index != hunk.index for h in by_file.get(hunk.file, ())):
+            by_file.setdefault(hunk.file, []).append(hunk)
+    images = {}
+    for file, file_hunks in by_file.items():
+        pre = tree.text(file_hunks[0].source_blob)
+        if pre is None:
+            continue
+        try:
+            images[file] = (pre, apply_hunks(pre, file_hunks, file))
+        except TreeMiss:
+            continue
+    return images
+

@@ -442,6 +442,10 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
                             reason)
 
     if hunk.kind == DOCUMENTATION:
+        if hunk.file.lower().endswith(".rst"):
+            return result(True, None, "documentation: no behaviour to model; its "
+                                      "reStructuredText is parsed before and after "
+                                      "(check rst_parses)")
         return result(True, None, "documentation is not compiled: no behaviour to model")
     if not registry.is_modelled_file(hunk.file):
         return result(False, None, f"{hunk.file} is not a modelled file")
