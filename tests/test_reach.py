@@ -75,3 +75,37 @@ def test_pml_needs_ept_ad_bits():
     with pytest.raises(ValueError, match="PML needs EPT with A/D bits"):
         ops.new_vm("base", "ept_noad", "tdp", pml=True)
     assert [m for m in ops.MODES if ops.pml_supported(m)] == ["ept_ad"]
+
+
+# -- accessed information as page aging needs it ----------------------------------------
+
+AGED_THEN_ACCESSED = [("fault", {"gfn": 6, "write": False, "exec": False, "prefetch": False}),
+                      ("clear_young", {"start": 6, "end": 7}),
+                      ("guest_access", {"gfn": 6, "write": False}),
+                      ("unmap", {"start": 0, "end": 1024})]
+
+
+def _m11():
+    from tests.mutants import models
+    models.register()
+    after_2 = VersionSet.series_state("after 2/4")
+    return after_2, after_2.with_blob(registry.MMU_C, "bad011aaaaaa", "after 2/4 + m11")
+
+
+def test_an_access_after_aging_must_reach_the_folio():
+    faithful, m11 = _m11()
+    run = E.Run(faithful, faithful, IDENTITY, K.select(["accessed_preserved"]))
+    assert E._run_steps(run, ops, "ept_ad", "shadow", AGED_THEN_ACCESSED) is None
+    run = E.Run(faithful, m11, IDENTITY, K.select(["accessed_preserved"]))
+    failure = E._run_steps(run, ops, "ept_ad", "shadow", AGED_THEN_ACCESSED)
+    assert failure is not None and failure.violation.severity == "WARN"
+    assert failure.record["steps"][-1][0] == "unmap"
+    assert "FolioAccessed" in failure.violation.missing[0]
+
+
+def test_a_mark_at_creation_covers_accesses_up_to_the_aging():
+    """The twin: with no access after aging, m11's zap losing the mark loses nothing."""
+    faithful, m11 = _m11()
+    steps = [AGED_THEN_ACCESSED[0], AGED_THEN_ACCESSED[1], AGED_THEN_ACCESSED[3]]
+    run = E.Run(faithful, m11, IDENTITY, K.select(["accessed_preserved"]))
+    assert E._run_steps(run, ops, "ept_ad", "shadow", steps) is None
