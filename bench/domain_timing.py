@@ -75,7 +75,7 @@ def time_changed_functions(results: dict, settings: S.Settings) -> list[dict]:
         series = patch.get("series") or {}
         label = f"{series.get('index')}/{series.get('total')}"
         contract = contracts.written_contract(patch.get("subject") or "") or \
-            contracts.Contract(name="bench: no change", source=contracts.INFERRED, intent="")
+            contracts.Contract(name="bench: no change", source=contracts.MESSAGE, intent="")
         pair = (VersionSet.series_state(before), VersionSet.series_state(after))
         functions = dict.fromkeys(h["function"] for h in patch.get("hunks") or []
                                   if h.get("kind") == "behaviour" and h.get("function"))

@@ -52,7 +52,7 @@ def bits(*values: int) -> int:
 
 def no_change_contract():
     from harness.check import contracts as C
-    return C.Contract(name="bench: no behaviour change", source=C.INFERRED,
+    return C.Contract(name="bench: no behaviour change", source=C.MESSAGE,
                       intent="every channel equal: any difference is a finding")
 
 

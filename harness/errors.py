@@ -18,6 +18,19 @@ class ExitCode(IntEnum):
     ERROR = 2         # bad input or usage
     MISS = 3          # no FAIL, but at least one MISS (something unmodelled)
     INTERRUPTED = 4   # stopped by a signal or an internal error; no report replaced
+    SKIP = 5          # nothing to check: no patch touches a file kconform reads
+
+
+# What each code means, in the words of the README's table and of --help.
+EXIT_CODE_MEANINGS = {
+    ExitCode.PASS: "every patch PASS (WARN allowed), or PASS and SKIP",
+    ExitCode.FAIL: "at least one FAIL",
+    ExitCode.ERROR: "bad input or usage (ERROR): one line on stderr, never a traceback",
+    ExitCode.MISS: "no FAIL, but at least one MISS",
+    ExitCode.INTERRUPTED: "interrupted (SIGINT/SIGTERM) or an internal error: no report was "
+                          "written or replaced",
+    ExitCode.SKIP: "SKIP: no patch touches a file kconform reads (nothing to check)",
+}
 
 
 class KconformError(Exception):

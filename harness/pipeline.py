@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from harness.errors import KconformError, LimitError, PatchError
+from harness.errors import KconformError, LimitError, PatchError, UsageError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
 DEFAULT_PROFILE = "gate"
@@ -46,23 +46,9 @@ class RunOptions:
     cover_only_is_error: bool = True   # the pytest plugin checks one file at a time
     progress: object = None     # callable(str) for terminal progress, or None
     command: str = ""
-    kernel_tree: str | None = None    # a git tree to read pre-image blobs from
+    kernel_tree: str | None = None    # a kernel tree to find pre-images in (git or directory)
+    rev: str | None = None            # the tree's revision patches apply to (default HEAD)
     extra: dict = field(default_factory=dict)
-
-
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files as given; directories expanded to the patch-like files in them."""
-    from harness.ingest import patches as ingest
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            for name in sorted(os.listdir(path)):
-                full = os.path.join(path, name)
-                if os.path.isfile(full) and ingest.sniff(full):
-                    files.append(full)
-        else:
-            files.append(path)
-    return files
 
 
 def check_size(path: str) -> None:
@@ -82,83 +68,96 @@ def check_size(path: str) -> None:
 
 
 def read_inputs(paths: list[str]):
-    """Patches in series order, plus one ERROR record per unreadable file."""
+    """Patches in series order, one ERROR record per unreadable file, and what was ignored.
+
+    Each file is read on its own, so an empty or corrupt file among good ones
+    is an ERROR of its own and never hides, or is hidden by, the others.
+    """
     from harness.ingest import patches as ingest
-    oversized = []
-    for path in expand_paths(paths):
+    from harness.ingest.series import order_series
+    files, ignored = ingest.find_inputs(paths)
+    patches, errors = [], []
+    for path in files:
         try:
             check_size(path)
-        except PatchError as exc:
-            oversized.append((path, exc))
-    if oversized:
-        paths = [p for p in expand_paths(paths) if p not in {o[0] for o in oversized}]
-        patches, errors = read_inputs(paths) if paths else ([], [])
-        return patches, oversized + errors
-    try:
-        return ingest.read_paths(paths), []
-    except PatchError:
-        pass
-    patches, errors = [], []
-    for path in expand_paths(paths):
-        try:
             patches.extend(ingest.read_file(path))
         except PatchError as exc:
             errors.append((path, exc))
-    if patches:
-        try:
-            patches = ingest.read_paths([p for p in expand_paths(paths)
-                                         if p not in {e[0] for e in errors}])
-        except PatchError as exc:
-            errors.append((paths[0], exc))
-            patches = []
-    return patches, errors
+    return order_series(patches), errors, ignored
 
 
-def error_entry(path: str, exc: KconformError) -> dict:
+def error_entry(path: str, exc: KconformError, sha256: str | None = None) -> dict:
     return {
-        "path": path, "subject": None, "raw_subject": None, "message_id": exc.mail,
+        "path": path, "sha256": sha256, "subject": None, "raw_subject": None,
+        "message_id": exc.mail,
         "in_reply_to": None, "author": None, "date": None, "series": None,
         "base_commit": None, "is_cover": False, "damage": [], "repaired": False,
         "repairs": [], "notes": [], "verdict": Verdict.ERROR.name, "contract": None,
-        "versions": None, "hunks": [], "coverage": [], "findings": [],
+        "versions": None, "hunks": [], "coverage": [], "findings": [], "fixes": [],
         "error": exc.as_dict(),
     }
 
 
+NOT_READ = "not a file kconform reads (it reads the KVM x86 MMU)"
+
+
 def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None = None) -> dict:
+    from harness.ingest.scope import is_read_file
     coverage_by_index = {h.index: h for h in resolution.hunks} if resolution else {}
     hunk_rows = []
     for hunk in hunks:
         cover = coverage_by_index.get(hunk.index)
+        read = is_read_file(hunk.file)
         hunk_rows.append({
             "index": hunk.index, "file": hunk.file, "function": hunk.function,
-            "kind": hunk.kind, "covered": bool(cover and cover.covered),
+            "kind": hunk.kind, "covered": bool(cover and cover.covered), "read": read,
             "model": cover.model if cover else None,
-            "reason": cover.reason if cover else hunk.reason,
+            "reason": cover.reason if cover else (
+                hunk.reason if read else NOT_READ),
             "scope": hunk.reason, "header": hunk.header, "line": hunk.line, "text": hunk.text,
         })
     findings = [to_jsonable(f) for f in outcome.findings] if outcome else []
-    findings.sort(key=lambda f: f["severity"] != "FAIL")   # worst first, order kept otherwise
+    findings.sort(key=lambda f: (f.get("inherited", False), f["severity"] != "FAIL"))
+    # worst first, order kept otherwise; an inherited finding never sets this patch's verdict
     verdict = patch_verdict(error=error is not None,
                             hunks_covered=[h["covered"] for h in hunk_rows],
-                            severities=[f["severity"] for f in findings])
+                            severities=[f["severity"] for f in findings if not f.get("inherited")],
+                            hunks_read=[h["read"] for h in hunk_rows])
     return {
-        "path": patch.path, "subject": patch.subject, "raw_subject": patch.raw_subject,
+        "path": patch.path, "sha256": patch.source_sha256,
+        "subject": patch.subject, "raw_subject": patch.raw_subject,
         "message_id": patch.message_id, "in_reply_to": patch.in_reply_to,
         "author": patch.author, "date": patch.date,
         "series": to_jsonable(patch.series) if patch.series else None,
         "base_commit": patch.base_commit, "is_cover": patch.is_cover,
         "damage": list(patch.damage), "repaired": patch.repaired,
         "repairs": to_jsonable(patch.repairs),
-        "notes": list(patch.notes) + list(resolution.notes if resolution else ()),
+        "notes": list(patch.notes) + list(resolution.notes if resolution else ())
+        + intent_notes(outcome, resolution),
         "verdict": verdict.name,
         "contract": outcome.contract.as_dict() if outcome and outcome.contract else None,
         "versions": resolution.as_dict() if resolution else None,
         "hunks": hunk_rows,
         "coverage": [to_jsonable(c) for c in outcome.coverage] if outcome else [],
         "findings": findings,
+        "fixes": [to_jsonable(f) for f in outcome.fixes] if outcome else [],
         "error": error.as_dict() if error else None,
     }
+
+
+def intent_notes(outcome, resolution) -> list[str]:
+    """What the commit message made of the check, when it is not in a finding."""
+    intent = outcome.contract.claims if outcome and outcome.contract else None
+    if intent is None:
+        return []
+    notes = [intent.note] if intent.note else []
+    checked = resolution is not None and resolution.before is not None \
+        and resolution.after is not None
+    if intent.fixes and checked and not outcome.fixes:
+        notes.append(f"the message says it fixes a bug (\u201c{intent.fixes[0].sentence}\u201d), "
+                     f"but no check failed before and held after in this run: the models do "
+                     f"not confirm the fix (a note, not a failure)")
+    return notes
 
 
 def cover_entry(patch) -> dict:
@@ -229,42 +228,72 @@ def time_limit(seconds: int, patch):
         signal.signal(signal.SIGALRM, previous)
 
 
-def check_patch_entry(patch, options: RunOptions, previous: str | None, tree=None):
-    """Scope, resolve and check one patch; returns (entry, after-state name)."""
+@dataclass(frozen=True)
+class Position:
+    """Where a series stands after a patch: the state it left and, with a kernel tree,
+    the texts it left (in memory; the tree is never written)."""
+
+    state: str | None = None
+    memory: object = None
+
+
+def open_kernel_tree(kernel_tree: str | None, rev: str | None):
+    """The tree ``--kernel-tree`` names (git or plain directory), with ``--rev`` checked."""
+    if kernel_tree is None:
+        if rev is not None:
+            raise UsageError("--rev needs --kernel-tree: it names a revision of that tree")
+        return None
+    from harness.resolve.kernel_tree import open_tree
+
+    tree = open_tree(kernel_tree)
+    if rev is not None and not tree.has_revision(rev):
+        raise UsageError(f"--rev {rev}: no such revision in {kernel_tree}"
+                         + (" (a plain directory has only its files: leave --rev out)"
+                            if tree.kind == "directory" else ""))
+    return tree
+
+
+def check_patch_entry(patch, options: RunOptions, previous: Position, tree=None):
+    """Scope, resolve and check one patch; returns (entry, the Position it leaves)."""
     from harness.check import engine as check
     from harness.ingest import scope
+    from harness.ingest.scope import is_read_file
     from harness.resolve.strategies import resolve
 
     try:
         hunks = scope.scope_patch(patch)
         check_patch_shape(patch, hunks)
     except PatchError as exc:
-        return error_entry(patch.path, exc), previous
+        return error_entry(patch.path, exc, patch.source_sha256), previous
     if not hunks:
         exc = PatchError("the mail holds no diff hunks", file=patch.path, mail=patch.message_id,
                          hint="pass the patch mail itself, not a reply or cover letter")
-        return error_entry(patch.path, exc), previous
-    resolution = resolve(hunks, previous=previous, tree=tree)
+        return error_entry(patch.path, exc, patch.source_sha256), previous
+    if not any(is_read_file(hunk.file) for hunk in hunks):
+        # Not kconform's patch (SKIP): nothing to resolve or run; a series goes on
+        # from the state the previous patch left.
+        return patch_entry(patch, hunks, None, None), previous
+    resolution = resolve(hunks, previous=previous.state, tree=tree, rev=options.rev or "HEAD",
+                         memory=previous.memory, label=patch.label)
     doc_images = None
-    if tree is not None:
+    if tree is not None:      # whole documentation files, from the pre-images the routes found
         from harness.check import docs
-        from harness.resolve.kernel_tree import whole_images
 
-        doc_images = whole_images(tree, hunks, lambda file: file.lower().endswith(
-            docs.RST_SUFFIXES))
+        doc_images = {p.file: (p.text, p.post) for p in resolution.preimages
+                      if getattr(p, "route", None) and p.file.lower().endswith(docs.RST_SUFFIXES)}
     try:
         with time_limit(MAX_SECONDS_PER_PATCH, patch):
             outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
                                         seed=options.seed, checks=options.checks,
                                         doc_images=doc_images)
     except LimitError as exc:
-        return error_entry(patch.path, exc), previous
+        return error_entry(patch.path, exc, patch.source_sha256), previous
     after = resolution.after.name if resolution.after is not None else None
     entry = patch_entry(patch, hunks, resolution, outcome)
     entry_contracts[id(entry)] = outcome.contract
     if resolution.before is not None and resolution.after is not None:
         entry_states[id(entry)] = (resolution.before, resolution.after)
-    return entry, after
+    return entry, Position(after, resolution.memory or previous.memory)
 
 
 # The Contract objects behind the entries of the current run, for the series'
@@ -330,24 +359,79 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
                                      profile=options.profile, seed=options.seed,
                                      checks=options.checks)
     findings = [to_jsonable(f) for f in outcome.findings]
+    for finding in findings:
+        finding["blame"] = ({"kind": "pre-existing", "state": first} if finding.get("inherited")
+                            else {"kind": "introduced"})
     verdict = patch_verdict(error=False, hunks_covered=[True],
-                            severities=[f["severity"] for f in findings])
+                            severities=[f["severity"] for f in findings
+                                        if not f.get("inherited")])
     return {"name": f"{first} -> {last}", "before": first, "after": last,
             "verdict": verdict.name, "contract": contract.as_dict() if contract else None,
             "findings": findings, "coverage": [to_jsonable(c) for c in outcome.coverage]}
 
 
-def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None) -> None:
+def blame_label(entry: dict) -> str:
+    """How a patch is named in another patch's finding: its series position, else its file."""
+    series = entry.get("series")
+    if series and series.get("index") is not None and series.get("total"):
+        return f"{series['index']}/{series['total']}"
+    return os.path.basename(entry.get("path") or "?")
+
+
+def assign_blame(entry: dict, earlier: list[dict]) -> None:
+    """Say whose each finding of ``entry`` is; ``earlier`` are its series' patches before it.
+
+    A finding the patch's own change causes is ``introduced``.  An inherited one
+    (the before side fails the same check on the same channel) is traced back
+    along the chain of states to the patch that introduced it (``inherited``,
+    naming that patch, which lists this one in ``inherited_by``), else it was
+    there before the input (``pre-existing``, naming the before state).
+    """
+    for finding in entry.get("findings") or []:
+        if not finding.get("inherited"):
+            finding.setdefault("blame", {"kind": "introduced"})
+            continue
+        key = (finding.get("check"), finding.get("channel"))
+        state = (entry.get("versions") or {}).get("before")
+        source = None
+        for other in reversed(earlier):
+            versions = other.get("versions") or {}
+            if not versions or versions.get("after") != state:
+                continue            # a SKIP or unrelated patch: the chain goes on past it
+            same = [f for f in other.get("findings") or []
+                    if (f.get("check"), f.get("channel")) == key]
+            own = [f for f in same if not f.get("inherited")]
+            if own:
+                source = (other, own[0])
+                break
+            if not same:
+                break               # the state before this one passed: nothing to trace
+            state = versions.get("before")
+        if source is None:
+            finding["blame"] = {"kind": "pre-existing",
+                                "state": (entry.get("versions") or {}).get("before")}
+            continue
+        other, introduced = source
+        finding["blame"] = {"kind": "inherited", "patch": blame_label(other),
+                            "path": other.get("path"), "message_id": other.get("message_id")}
+        introduced.setdefault("blame", {"kind": "introduced"}).setdefault(
+            "inherited_by", []).append(blame_label(entry))
+
+
+def _note_replay_inputs(entries: list[dict], paths: list[str], kernel_tree: str | None,
+                        rev: str | None = None) -> None:
     """A finding on a derived model replays only with the inputs that derived it: say them."""
     from harness.check import engine as check
-    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else [])
+    inputs = list(paths) + (["--kernel-tree", kernel_tree] if kernel_tree else []) + (
+        ["--rev", rev] if kernel_tree and rev else [])
     for entry in entries:
         for finding in entry.get("findings") or []:
             if finding.get("replay") and check.replay_needs_inputs(finding["replay"]):
                 finding["replay_inputs"] = inputs
 
 
-def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]:
+def resolve_paths(paths: list[str], kernel_tree: str | None = None, rev: str | None = None,
+                  ) -> list[str]:
     """Ingest, scope and resolve ``paths`` as ``check_paths`` does, without checking.
 
     Resolving registers every after-model derived from the patches (their blob
@@ -357,21 +441,21 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None) -> list[str]
     from harness.ingest import scope
     from harness.resolve.strategies import resolve
 
-    tree = None
-    if kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(kernel_tree)
-    patches, errors = read_inputs(paths)
+    tree = open_kernel_tree(kernel_tree, rev)
+    patches, errors, _ = read_inputs(paths)
     if errors:
         path, exc = errors[0]
         raise exc
-    previous, states = None, []
+    previous, memory, states, group = None, None, [], None
     for patch in patches:
+        if patch.series_group != group:
+            previous, memory, group = None, None, patch.series_group
         if patch.is_cover:
             continue
-        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree)
+        resolution = resolve(scope.scope_patch(patch), previous=previous, tree=tree,
+                             rev=rev or "HEAD", memory=memory, label=patch.label)
         previous = resolution.after.name if resolution.after is not None else previous
+        memory = resolution.memory or memory
         states.append(previous)
     return states
 
@@ -386,23 +470,23 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     if drawn and options.progress:
         options.progress(f"deep profile: seed {seed} drawn for this run "
                          f"(rerun the same search with --seed {seed})")
-    tree = None
-    if options.kernel_tree is not None:
-        from harness.resolve.kernel_tree import KernelTree
-
-        tree = KernelTree(options.kernel_tree)
+    tree = open_kernel_tree(options.kernel_tree, options.rev)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
-    patches, errors = read_inputs(paths)
+    patches, errors, ignored = read_inputs(paths)
     entries = [error_entry(path, exc) for path, exc in errors]
-    previous = None
+    previous, group, series_entries = Position(), None, []
     for patch in patches:
+        if patch.series_group != group:     # another series starts from its own base
+            previous, group, series_entries = Position(), patch.series_group, []
         if patch.is_cover:
             entries.append(cover_entry(patch))
             continue
         if options.progress:
             options.progress(f"checking {patch.label} ...")
         entry, previous = check_patch_entry(patch, options, previous, tree)
+        assign_blame(entry, series_entries)
+        series_entries.append(entry)
         entries.append(entry)
     if not errors and all(p.is_cover for p in patches) and (
             options.cover_only_is_error or not patches):
@@ -412,15 +496,17 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
                          mail=patches[0].message_id if patches else None,
                          hint="give patch files, mboxes or directories holding them")
         entries.append(error_entry(", ".join(paths), exc))
-    net = series_net([e for e in entries if not e["is_cover"] and e["verdict"] != "ERROR"],
+    net = series_net([e for e in entries if not e["is_cover"]
+                      and e["verdict"] not in ("ERROR", "SKIP")],
                      options) if not errors else None
     found_before = preexisting(entries, options) if not errors else []
-    _note_replay_inputs(entries, paths, options.kernel_tree)
+    _note_replay_inputs(entries, paths, options.kernel_tree, options.rev)
     entry_contracts.clear()
     entry_states.clear()
     checks = options.checks or _all_check_names()
+    ignored_rows = [{"path": i.path, "reason": i.reason} for i in ignored]
     results = document(entries, profile=options.profile, seed=options.seed, seed_drawn=drawn,
-                       checks=checks, net=net, preexisting=found_before)
+                       checks=checks, net=net, preexisting=found_before, ignored=ignored_rows)
     run = {
         "started": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - clock, 3),
@@ -429,6 +515,9 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "python": sys.version.split()[0],
         "command": options.command,
         "kernel_tree": options.kernel_tree,
+        "rev": options.rev,
+        "inputs": sorted({e["path"] for e in entries}),
+        "ignored": ignored_rows,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))
         + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }

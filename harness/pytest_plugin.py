@@ -16,7 +16,6 @@ import warnings
 
 import pytest
 
-PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
 _OPTIONS = pytest.StashKey[dict]()
 
 
@@ -28,16 +27,27 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    """Options are checked here, once: a bad one is pytest's usage error, no traceback."""
     from harness.check import profiles
+    from harness.cli import parse_checks
+    from harness.errors import KconformError
 
+    try:
+        checks = parse_checks(config.getoption("kconform_checks"))
+    except KconformError as error:
+        raise pytest.UsageError(f"--kconform-checks: {error.one_line()}") from None
+    tree = config.getoption("kconform_kernel_tree")
+    if tree is not None and not os.path.isdir(tree):
+        raise pytest.UsageError(f"--kconform-kernel-tree {tree}: no such directory")
     profile = config.getoption("kconform_profile")
     seed, drawn = profiles.run_seed(profile, config.getoption("kconform_seed"))
     config.stash[_OPTIONS] = {
         "profile": profile,
         "seed": seed,
         "seed_drawn": drawn,
-        "checks": config.getoption("kconform_checks"),
-        "kernel_tree": config.getoption("kconform_kernel_tree"),
+        "checks": checks,
+        "kernel_tree": tree,
+        "rev": config.getoption("kconform_rev"),
     }
 
 
@@ -51,10 +61,10 @@ def pytest_report_header(config):
 
 
 def pytest_collect_file(file_path, parent):
-    if file_path.suffix.lower() not in PATCH_SUFFIXES:
-        return None
+    """Every file with a patch name is collected (an empty or corrupt one is an ERROR
+    item, never dropped); a ``.txt`` file only when it looks like a patch."""
     from harness.ingest import patches as ingest
-    if not ingest.sniff(str(file_path)):
+    if ingest.ignored_because(str(file_path)) is not None:
         return None
     return PatchFile.from_parent(parent, path=file_path)
 
@@ -70,12 +80,11 @@ class KconformFailure(Exception):
 class PatchFile(pytest.File):
     def collect(self):
         from harness import pipeline
-        from harness.cli import parse_checks
 
         stash = self.config.stash[_OPTIONS]
         options = pipeline.RunOptions(profile=stash["profile"], seed=stash["seed"],
-                                      checks=parse_checks(stash["checks"]), series_net=False,
-                                      kernel_tree=stash["kernel_tree"],
+                                      checks=stash["checks"], series_net=False,
+                                      kernel_tree=stash["kernel_tree"], rev=stash["rev"],
                                       cover_only_is_error=False,
                                       command=f"pytest {self.path}")
         results, _ = pipeline.check_paths([str(self.path)], options)
@@ -91,6 +100,14 @@ class PatchFile(pytest.File):
         if entry.get("error"):
             yield PatchItem.from_parent(self, name=f"{prefix}input", entry=entry,
                                         kind="error", payload=entry["error"])
+            return
+        if entry.get("verdict") == "SKIP":
+            from harness.report.outputs import reasons
+
+            item = PatchItem.from_parent(self, name=f"{prefix}applicable", entry=entry,
+                                         kind="skip", payload=None)
+            item.add_marker(pytest.mark.skip(reason=f"SKIP: {reasons(entry)}"))
+            yield item
             return
         for hunk in entry["hunks"]:
             name = (f"{prefix}{os.path.basename(hunk['file'])}::"
@@ -128,10 +145,17 @@ class PatchItem(pytest.Item):
                                       f"{self.payload['function'] or '?'} is not checked: "
                                       f"{self.payload['reason']}")
             return
-        failures = [f for f in self.payload if f["severity"] == "FAIL"]
-        for finding in self.payload:
+        from harness.report.outputs import blame_label, is_inherited
+
+        own = [f for f in self.payload if not is_inherited(f)]
+        failures = [f for f in own if f["severity"] == "FAIL"]
+        for finding in own:
             if finding["severity"] == "WARN":
                 warnings.warn(format_finding(finding), stacklevel=1)
+        for finding in self.payload:
+            if is_inherited(finding):   # labelled, shown with -rA; never this item's outcome
+                self.add_report_section("call", "kconform", f"{blame_label(finding)}:\n"
+                                        + format_finding(finding))
         if failures:
             raise KconformFailure("\n\n".join(format_finding(f) for f in failures))
 
@@ -142,4 +166,4 @@ class PatchItem(pytest.Item):
 
     def reportinfo(self):
         line = self.payload.get("line") if isinstance(self.payload, dict) else None
-        return self.path, (line - 1 if line else None), f"kconform: {self.name}"
+        return self.path, (line - 1 if line else 0), f"kconform: {self.name}"

@@ -39,6 +39,7 @@ from typing import Callable
 from hypothesis import strategies as st
 
 from kernel_models import registry, spte
+from kernel_models.entry_points import call
 from kernel_models.kvm_main import PG_LEVEL_2M, PG_LEVEL_4K
 from kernel_models.mmu_fault import kvm_vcpu
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page_role, kvm_page_fault
@@ -109,7 +110,7 @@ def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu
         kvm.guest_memory[gpte_gpa(index)] = default_gpte(index).encode(kvm.pttype)
     vcpu = kvm_vcpu(kvm=kvm)
     kvm.vcpus.append(vcpu)
-    kvm.mmu_alloc_direct_roots(vcpu)
+    call(kvm, "mmu_alloc_direct_roots", vcpu)
     kvm.log.events.clear()          # building the VM is not part of any operation
     return kvm
 
@@ -205,15 +206,15 @@ def enter_guest(kvm, vcpu) -> None:
         return
     with generic(kvm, "kvm_mmu_free_obsolete_roots"):
         if root is not None and root.tdp_mmu_page:
-            kvm.kvm_tdp_mmu_put_root(root)
+            call(kvm, "kvm_tdp_mmu_put_root", root)
         elif root is not None:
             root.root_count -= 1
             invalid_list: list = []
             if not root.root_count and root.role.invalid:
-                kvm.kvm_mmu_prepare_zap_page(root, invalid_list)
-            kvm.kvm_mmu_commit_zap_page(invalid_list)
+                call(kvm, "kvm_mmu_prepare_zap_page", root, invalid_list)
+            call(kvm, "kvm_mmu_commit_zap_page", invalid_list)
         vcpu.arch.mmu.root = None
-    kvm.mmu_alloc_direct_roots(vcpu)
+    call(kvm, "mmu_alloc_direct_roots", vcpu)
 
 
 def hardware_present(kvm, spte: int) -> bool:
@@ -270,7 +271,7 @@ def fault(kvm, gfn: int, write: bool = False, exec: bool = False, prefetch: bool
     vcpu = kvm.vcpus[0]
     enter_guest(kvm, vcpu)
     err = error_code(kvm, vcpu, gfn, write, exec)
-    kvm.kvm_tdp_page_fault(vcpu, make_fault(kvm, vcpu, gfn, err, prefetch))
+    call(kvm, "kvm_tdp_page_fault", vcpu, make_fault(kvm, vcpu, gfn, err, prefetch))
 
 
 def fast_fault(kvm, gfn: int, write: bool = False) -> None:
@@ -278,7 +279,7 @@ def fast_fault(kvm, gfn: int, write: bool = False) -> None:
     vcpu = kvm.vcpus[0]
     enter_guest(kvm, vcpu)
     err = error_code(kvm, vcpu, gfn, write, False)
-    kvm.fast_page_fault(vcpu, make_fault(kvm, vcpu, gfn, err, False))
+    call(kvm, "fast_page_fault", vcpu, make_fault(kvm, vcpu, gfn, err, False))
 
 
 def async_pf_ready(kvm, gfn: int) -> None:
@@ -286,7 +287,7 @@ def async_pf_ready(kvm, gfn: int) -> None:
     which may overwrite a present SPTE with a non-accessed one (RFC 4/4)."""
     vcpu = kvm.vcpus[0]
     enter_guest(kvm, vcpu)
-    kvm.kvm_tdp_page_fault(vcpu, make_fault(kvm, vcpu, gfn, 0, True))
+    call(kvm, "kvm_tdp_page_fault", vcpu, make_fault(kvm, vcpu, gfn, 0, True))
 
 
 def guest_access(kvm, gfn: int, write: bool = False) -> None:
@@ -312,7 +313,7 @@ def unmap(kvm, start: int, end: int) -> None:
     if range_ is None:
         return
     with generic(kvm, "kvm_mmu_notifier_invalidate_range_start"):
-        if kvm.kvm_unmap_gfn_range(range_):
+        if call(kvm, "kvm_unmap_gfn_range", range_):
             kvm.kvm_flush_remote_tlbs()
 
 
@@ -335,12 +336,12 @@ def change_pte(kvm, gfn: int, writable: bool = False) -> None:
     new_pfn = COW_PFN_BASE + gfn % 0x200 if old_pfn == HOST_PFN_BASE + gfn else HOST_PFN_BASE + gfn
     kvm.mmu_invalidate_in_progress += 1                  # kvm_mmu_invalidate_begin
     with generic(kvm, "kvm_mmu_notifier_invalidate_range_start"):
-        if kvm.kvm_unmap_gfn_range(range_):
+        if call(kvm, "kvm_unmap_gfn_range", range_):
             kvm.kvm_flush_remote_tlbs()
     kvm.host[gfn] = (new_pfn, writable)
     change = hva_range(kvm, gfn, gfn + 1, may_block=False, arg=(new_pfn, writable))
     with generic(kvm, "kvm_mmu_notifier_change_pte"):
-        if kvm.mmu_invalidate_in_progress and kvm.kvm_set_spte_gfn(change):
+        if kvm.mmu_invalidate_in_progress and call(kvm, "kvm_set_spte_gfn", change):
             kvm.kvm_flush_remote_tlbs()
     kvm.mmu_invalidate_in_progress -= 1                  # kvm_mmu_invalidate_end
 
@@ -351,7 +352,7 @@ def clear_flush_young(kvm, start: int, end: int) -> None:
     if range_ is None:
         return
     with generic(kvm, "kvm_mmu_notifier_clear_flush_young"):
-        if kvm.kvm_age_gfn(range_):
+        if call(kvm, "kvm_age_gfn", range_):
             kvm.kvm_flush_remote_tlbs()
 
 
@@ -361,7 +362,7 @@ def clear_young(kvm, start: int, end: int) -> None:
     if range_ is None:
         return
     with generic(kvm, "kvm_mmu_notifier_clear_young"):
-        kvm.kvm_age_gfn(range_)
+        call(kvm, "kvm_age_gfn", range_)
 
 
 def test_young(kvm, start: int, end: int) -> None:
@@ -370,13 +371,13 @@ def test_young(kvm, start: int, end: int) -> None:
     if range_ is None:
         return
     with generic(kvm, "kvm_mmu_notifier_test_young"):
-        kvm.kvm_test_age_gfn(range_)
+        call(kvm, "kvm_test_age_gfn", range_)
 
 
 def zap_all(kvm) -> None:
     """VM teardown / mmu_notifier release: kvm_arch_flush_shadow_all -> kvm_mmu_zap_all."""
     with generic(kvm, "kvm_arch_flush_shadow_all"):
-        kvm.kvm_mmu_zap_all()
+        call(kvm, "kvm_mmu_zap_all")
 
 
 def memslot_delete(kvm) -> None:
@@ -386,7 +387,7 @@ def memslot_delete(kvm) -> None:
     old = slot(kvm)
     old.invalid = True                       # KVM_MEMSLOT_INVALID while it is flushed
     with generic(kvm, "kvm_arch_flush_shadow_memslot"):
-        kvm.kvm_mmu_zap_all_fast()
+        call(kvm, "kvm_mmu_zap_all_fast")
     kvm.memslots.remove(old)
     kvm.memslots.append(kvm_memory_slot(id=old.id, base_gfn=old.base_gfn, npages=old.npages))
 
@@ -403,12 +404,12 @@ def dirty_log_enable(kvm) -> None:
         if getattr(kvm, "manual_dirty_log_init_set", False):
             return
         if getattr(kvm, "eager_page_split", True):
-            kvm.kvm_mmu_slot_try_split_huge_pages(memslot, PG_LEVEL_4K)
+            call(kvm, "kvm_mmu_slot_try_split_huge_pages", memslot, PG_LEVEL_4K)
         if kvm.cpu_dirty_log_size:
-            kvm.kvm_mmu_slot_leaf_clear_dirty(memslot)
-            kvm.kvm_mmu_slot_remove_write_access(memslot, PG_LEVEL_2M)
+            call(kvm, "kvm_mmu_slot_leaf_clear_dirty", memslot)
+            call(kvm, "kvm_mmu_slot_remove_write_access", memslot, PG_LEVEL_2M)
         else:
-            kvm.kvm_mmu_slot_remove_write_access(memslot, PG_LEVEL_4K)
+            call(kvm, "kvm_mmu_slot_remove_write_access", memslot, PG_LEVEL_4K)
         kvm.kvm_flush_remote_tlbs_memslot(memslot)
 
 
@@ -425,7 +426,7 @@ def dirty_log_clear(kvm, gfn: int, mask: int) -> None:
     memslot.dirty_bitmap -= {gfn_offset + bit for bit in range(64) if mask >> bit & 1}
     with generic(kvm, "kvm_clear_dirty_log_protect"):
         if mask:
-            kvm.kvm_arch_mmu_enable_log_dirty_pt_masked(memslot, gfn_offset, mask)
+            call(kvm, "kvm_arch_mmu_enable_log_dirty_pt_masked", memslot, gfn_offset, mask)
             kvm.kvm_flush_remote_tlbs_memslot(memslot)
 
 
@@ -440,14 +441,14 @@ def dirty_log_disable(kvm) -> None:
     if memslot.flags & KVM_MEM_READONLY:
         return
     with generic(kvm, "kvm_mmu_slot_apply_flags"):
-        kvm.kvm_mmu_zap_collapsible_sptes(memslot)
+        call(kvm, "kvm_mmu_zap_collapsible_sptes", memslot)
 
 
 def split_huge(kvm, gfn: int) -> None:
     """Eager split of the 2M region holding ``gfn`` down to 4K
     (kvm_mmu_try_split_huge_pages; the kernel does this only with the TDP MMU)."""
     start = gfn & ~511
-    kvm.kvm_mmu_try_split_huge_pages(slot(kvm), start, start + 512, PG_LEVEL_4K)
+    call(kvm, "kvm_mmu_try_split_huge_pages", slot(kvm), start, start + 512, PG_LEVEL_4K)
 
 
 def collapse(kvm, gfn: int) -> None:
@@ -462,11 +463,11 @@ def collapse(kvm, gfn: int) -> None:
     flush = False
     with generic(kvm, "kvm_recover_nx_huge_pages"):
         if sp.tdp_mmu_page:
-            flush |= kvm.kvm_tdp_mmu_zap_sp(sp)
+            flush |= call(kvm, "kvm_tdp_mmu_zap_sp", sp)
         else:
-            kvm.kvm_mmu_prepare_zap_page(sp, invalid_list)
+            call(kvm, "kvm_mmu_prepare_zap_page", sp, invalid_list)
         if invalid_list:                       # kvm_mmu_remote_flush_or_zap
-            kvm.kvm_mmu_commit_zap_page(invalid_list)
+            call(kvm, "kvm_mmu_commit_zap_page", invalid_list)
         elif flush:
             kvm.kvm_flush_remote_tlbs()
 
@@ -475,7 +476,7 @@ def zap_gfn_range(kvm, start: int, end: int) -> None:
     """kvm_zap_gfn_range (MTRR/CR0.CD/APICv changes): zap, ranged flush."""
     if start >= end:
         return
-    kvm.kvm_zap_gfn_range(start, end)
+    call(kvm, "kvm_zap_gfn_range", start, end)
 
 
 def shadow_prefetch(kvm, index: int, gfn: int, writable: bool = True, dirty: bool = False,
@@ -497,7 +498,7 @@ def shadow_prefetch(kvm, index: int, gfn: int, writable: bool = True, dirty: boo
                                      for i in range(PTE_PREFETCH_NUM)])
     faulting = first + (index - first + 1) % PTE_PREFETCH_NUM
     with generic(kvm, "FNAME(fetch)"):
-        FNAME(kvm, "pte_prefetch")(vcpu, gw, sp.sptep(faulting))
+        call(kvm, "FNAME(pte_prefetch)", vcpu, gw, sp.sptep(faulting))
 
 
 def shadow_sync(kvm, index: int, gfn: int, writable: bool = True, dirty: bool = False,
@@ -521,11 +522,11 @@ def shadow_sync(kvm, index: int, gfn: int, writable: bool = True, dirty: bool = 
                                                  accessed=accessed).encode(kvm.pttype)
     sptep = sp.sptep(index)
     with generic(kvm, "__kvm_mmu_invalidate_addr"):
-        ret = kvm.kvm_sync_spte(vcpu, sp, index)
+        ret = call(kvm, "kvm_sync_spte", vcpu, sp, index)
         if ret < 0:
-            kvm.mmu_page_zap_pte(sp, sptep, None)
+            call(kvm, "mmu_page_zap_pte", sp, sptep, None)
         if ret:
-            kvm.kvm_flush_remote_tlbs_sptep(sptep)
+            call(kvm, "kvm_flush_remote_tlbs_sptep", sptep)
 
 
 def get_indirect_page(kvm, vcpu):
@@ -541,7 +542,7 @@ def get_indirect_page(kvm, vcpu):
     role = kvm_mmu_page_role(level=PG_LEVEL_4K, direct=False, ad_disabled=not kvm.kvm_ad_enabled(),
                              guest_mode=True, access=ACC_ALL)
     with generic(kvm, "FNAME(fetch)"):
-        return kvm.kvm_mmu_get_shadow_page(vcpu, GUEST_TABLE_GFN, role)
+        return call(kvm, "kvm_mmu_get_shadow_page", vcpu, GUEST_TABLE_GFN, role)
 
 
 # -- the table ---------------------------------------------------------------------

@@ -31,10 +31,17 @@ What varies, and where:
 
 Domain sizes (all / valid), pinned by tests/test_spte.py:
 legacy 50 / 46, ept_ad 62 / 58, ept_noad 38 / 34.
+
+A translated tree state of another release has its own spte.h
+(``harness.resolve.spte_layout``): inside ``following(layout)`` the fixed
+values are that release's (not-present ``SHADOW_NONPRESENT_VALUE`` from
+v6.10, ``FROZEN_SPTE``), and ``describe_spte`` names the bits by its macros.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -129,13 +136,34 @@ def leaf_label(level: int, host: int, mmu: int, w: int, a: int, d: int, pfn: int
     return " ".join(words)
 
 
-def _fixed_values(masks: S.SpteMasks) -> list[AbstractSpte]:
-    """0 and REMOVED_SPTE at every level, MMIO at 4K."""
+# The SPTE layout of the state being checked (None: kernel_models.spte's own bits).
+_LAYOUT: ContextVar = ContextVar("spte_layout", default=None)
+
+
+@contextmanager
+def following(layout):
+    """Build domains and describe SPTEs with ``layout``'s fixed values (None: spte.py's)."""
+    token = _LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _LAYOUT.reset(token)
+
+
+def _fixed_values(masks: S.SpteMasks, layout=None) -> list[AbstractSpte]:
+    """Not-present (0, or SHADOW_NONPRESENT_VALUE) and the frozen value (REMOVED_SPTE, or
+    FROZEN_SPTE) at every level, MMIO at 4K."""
     mode = masks.mode
+    not_present = layout.not_present if layout is not None else 0
+    frozen = layout.frozen if layout is not None and layout.frozen is not None \
+        else S.REMOVED_SPTE
+    frozen_label = layout.frozen_name if layout is not None else "removed"
+    present_label = "SHADOW_NONPRESENT_VALUE" if not_present else "0"
     items = []
     for level in (1, 2, 3, 4):
-        items.append(AbstractSpte(mode, level, 0, f"not-present 0 L{level}"))
-        items.append(AbstractSpte(mode, level, S.REMOVED_SPTE, f"removed L{level}"))
+        items.append(AbstractSpte(mode, level, not_present, f"not-present {present_label} "
+                                                            f"L{level}"))
+        items.append(AbstractSpte(mode, level, frozen, f"{frozen_label} L{level}"))
     items.append(AbstractSpte(mode, 1, mmio_value(masks), "mmio"))
     return items
 
@@ -227,11 +255,15 @@ def _invalid_leaves(masks: S.SpteMasks, ad_disabled: bool) -> list[AbstractSpte]
             for host, mmu, w in INVALID_COMBOS]
 
 
-@lru_cache(maxsize=None)
 def spte_domain(mode: str) -> tuple[AbstractSpte, ...]:
     """Every domain value of ``mode`` (valid and invalid), in a fixed order."""
+    return _spte_domain(mode, _LAYOUT.get())
+
+
+@lru_cache(maxsize=None)
+def _spte_domain(mode: str, layout) -> tuple[AbstractSpte, ...]:
     masks = S.MODES[mode]
-    items = _fixed_values(masks)
+    items = _fixed_values(masks, layout)
     if mode == "legacy":
         items += _nonleaf_values(masks, False)
         items += _ad_leaves(masks)
@@ -310,4 +342,7 @@ def describe_spte(mode_or_kvm, value: int) -> dict:
         facts["volatile"] = kvm.spte_has_volatile_bits(value)
         facts["saved_R"] = bool(value & (S.SPTE_EPT_READABLE_MASK << S.SHADOW_ACC_TRACK_SAVED_BITS_SHIFT))
         facts["saved_X"] = bool(value & (S.SPTE_EPT_EXECUTABLE_MASK << S.SHADOW_ACC_TRACK_SAVED_BITS_SHIFT))
+    layout = _LAYOUT.get()
+    if layout is not None:      # the bits by the names the state's own spte.h gives them
+        facts["spte.h"] = " ".join(layout.names(value)) or None
     return facts

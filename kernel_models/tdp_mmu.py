@@ -198,17 +198,22 @@ def kvm_tdp_mmu_alloc_root(kvm, vcpu) -> int:
 def tdp_account_mmu_page(kvm, sp) -> None:
     """tdp_mmu.c tdp_account_mmu_page: page-table memory statistics (a StatChange here).
 
+    The C increments the VM-wide counter ``kvm->arch.tdp_mmu_pages``, which has
+    no level: the event carries level 0 (it said ``sp.role.level`` until the
+    translated tree at v6.9 showed the C records none).
+
     Confirmed: [R].
     """
-    kvm.emit(StatChange(stat="tdp_mmu_pages", level=sp.role.level, delta=1))
+    kvm.emit(StatChange(stat="tdp_mmu_pages", level=0, delta=1))
 
 
 def tdp_unaccount_mmu_page(kvm, sp) -> None:
-    """tdp_mmu.c tdp_unaccount_mmu_page.
+    """tdp_mmu.c tdp_unaccount_mmu_page: decrements ``kvm->arch.tdp_mmu_pages``
+    (no level, as in tdp_account_mmu_page).
 
     Confirmed: [R].
     """
-    kvm.emit(StatChange(stat="tdp_mmu_pages", level=sp.role.level, delta=-1))
+    kvm.emit(StatChange(stat="tdp_mmu_pages", level=0, delta=-1))
 
 
 def tdp_mmu_unlink_sp(kvm, sp) -> None:

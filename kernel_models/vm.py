@@ -78,6 +78,9 @@ class VM:
         self.mmu_invalid_gen = 0
         self.next_table_pfn = 0x800   # page-table pages live far from guest pfns
         self.vcpus: list = []
+        prepare = getattr(versions, "prepare_vm", None)   # a translated tree state's hook
+        if prepare is not None:
+            prepare(self)
 
     # -- dispatch -----------------------------------------------------------
     def __getattr__(self, name):

@@ -5,6 +5,7 @@ import pytest
 from harness.check import engine as E
 from harness.check import checks as K
 from harness.check import contracts as C
+from harness.check.claims import read_message
 from harness.errors import KconformError
 from kernel_models.effects import FolioAccessed, FolioDirty
 from kernel_models.registry import VersionSet
@@ -152,7 +153,7 @@ def test_prefetch_driver_is_exhaustive_and_quiet_for_an_equal_body():
     from kernel_models.paging_tmpl import release_prefetched_pfn
 
     before, after = _prefetch_variant("same", release_prefetched_pfn)
-    contract = C.infer("prefetch equal", [])
+    contract = C.from_message("prefetch equal", read_message("", ""))
     findings, coverage = E.check_function("FNAME(prefetch_gpte)", before, after, contract)
     assert findings == []
     assert coverage.mode == "exhaustive" and coverage.cases == coverage.total > 0
@@ -164,7 +165,7 @@ def test_prefetch_driver_catches_a_double_release_on_the_refs_channel():
         kvm.kvm_release_pfn_clean(pfn)
 
     before, after = _prefetch_variant("double", release_twice)
-    contract = C.infer("prefetch double", [])
+    contract = C.from_message("prefetch double", read_message("", ""))
     findings, _ = E.check_function("FNAME(prefetch_gpte)", before, after, contract)
     refs = [f for f in findings if f.channel == "refs"]
     assert refs and refs[0].counterexample["difference"]["refs"]["extra"]
@@ -176,7 +177,7 @@ def test_replay_of_an_inherited_finding_says_warn_and_inherited_a_new_one_fail()
     def finding(before, after):
         outcome = E.check_transition("t", VersionSet.series_state(before),
                                      VersionSet.series_state(after),
-                                     C.Contract(name="t", source=C.INFERRED, intent="t"),
+                                     C.Contract(name="t", source=C.MESSAGE, intent="t"),
                                      functions=(), checks=["refs_balanced"])
         return next(f for f in outcome.findings if f.check == "refs_balanced")
 

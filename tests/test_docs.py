@@ -75,8 +75,17 @@ def test_sphinx_directives_with_options_are_inert():
     assert docs.messages(text) == []
 
 
+def repaired_copy(tmp_path, blob="1111111"):
+    """The web-archive style RST copy of tests/data/inputs, on a file kconform reads."""
+    text = open("tests/data/inputs/rst-underline-stripped.txt").read()
+    path = tmp_path / "copy.txt"
+    path.write_text(text.replace("Documentation/x.rst", "Documentation/virt/kvm/locking.rst")
+                    .replace("1111111", blob))
+    return str(path)
+
+
 def test_a_repaired_copy_says_whitespace_cannot_be_verified(tmp_path):
-    _, results = run("tests/data/inputs/rst-underline-stripped.txt", tmp_path=tmp_path)
+    _, results = run(repaired_copy(tmp_path), tmp_path=tmp_path)
     [cov] = [c for p in results["patches"] for c in p["coverage"] if c["check"] == "rst_parses"]
     assert "whitespace was repaired" in cov["text"] and "cannot be verified" in cov["text"]
 
@@ -89,7 +98,7 @@ def test_the_check_is_selected_by_name(tmp_path):
     assert doc_findings(results)
 
 
-FILE = "Documentation/virt/kvm/example.rst"
+FILE = "Documentation/virt/kvm/locking.rst"
 WHOLE = ("Example\n=======\n\nThe list is protected by ``kvm->mmu_lock.\n\n"   # the file's own
          "Second section\n==============\n\nA paragraph.\n")
 
@@ -125,3 +134,19 @@ def test_with_a_tree_the_whole_file_is_parsed(tmp_path, title, breaks):
     assert all("Inline literal" not in f["summary"] for f in found)
     assert [("Title underline too short" in f["summary"], f["severity"]) for f in found] == \
         ([(True, "WARN")] if breaks else [])
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_with_a_tree_a_repaired_copy_is_read_hunk_by_hunk(tmp_path):
+    """The whole post-image of a repaired copy would mix lost and kept whitespace."""
+    tree = tmp_path / "tree"
+    (tree / "Documentation/virt/kvm").mkdir(parents=True)
+    (tree / "Documentation/virt/kvm/locking.rst").write_text("Title\n-----\n")
+    git(tree, "init", "-q")
+    git(tree, "add", "-A")
+    git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    blob = git(tree, "rev-parse", "HEAD:Documentation/virt/kvm/locking.rst").strip()
+    _, results = run(repaired_copy(tmp_path, blob[:7]), "--kernel-tree", str(tree),
+                     tmp_path=tmp_path)
+    [cov] = [c for p in results["patches"] for c in p["coverage"] if c["check"] == "rst_parses"]
+    assert "whitespace was repaired" in cov["text"] and "whole file" not in cov["text"]

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from harness.ingest import patches as ingest
+from harness.ingest import series
 from harness.errors import PatchError
 from harness.ingest.patches import SeriesPosition, parse_subject
 
@@ -216,12 +217,17 @@ def test_identical_duplicate_is_dropped_with_a_note(tmp_path):
     assert any("identical copies dropped: rfc-1-of-4.patch" in n for n in patches[0].notes)
 
 
-def test_different_duplicate_is_refused(tmp_path):
+def test_a_different_patch_with_the_same_index_is_a_series_of_its_own(tmp_path):
+    """Two different 1/4 in one thread: both are checked, as two series, and noted;
+    never one error for the whole input.  The twin above: an identical copy is dropped."""
     copy(tmp_path, "rfc-1-of-4.patch")
     data = edit_first_line(PATCHES / "rfc-1-of-4.patch", b"\n+\t", lambda line: line + b" x")
     (tmp_path / "other-1-of-4.patch").write_bytes(data)
-    with pytest.raises(PatchError, match="two different patches numbered 1/4"):
-        ingest.read_paths([str(tmp_path)])
+    patches = ingest.read_paths([str(tmp_path)])
+    assert [p.label for p in patches] == ["other-1-of-4.patch", "rfc-1-of-4.patch"]
+    assert len({p.series_group for p in patches}) == 2
+    assert any("another patch numbered 1/4 in the same thread (other-1-of-4.patch) differs"
+               in n for n in patches[1].notes)
 
 
 def test_missing_parts_are_noted(tmp_path):
@@ -249,13 +255,14 @@ def test_two_interleaved_versions_are_kept_apart(tmp_path):
     assert [(p.series.version, p.series.index) for p in patches] == [(2, 1), (2, 2), (None, 1), (None, 2)]
 
 
-def test_interleaved_copies_without_versions_are_refused(tmp_path):
+def test_interleaved_copies_without_versions_are_two_series(tmp_path):
     one, two = (PATCHES / "rfc-1-of-4.patch").read_text(), (PATCHES / "rfc-2-of-4.patch").read_text()
     changed = edit_first_line(PATCHES / "rfc-2-of-4.patch", b"\n-\t",
                               lambda line: line + b" x").decode("utf-8")
     (tmp_path / "both.mbox").write_text("\n".join(m.rstrip("\n") + "\n" for m in (one, two, changed)))
-    with pytest.raises(PatchError, match="two different patches numbered 2/4"):
-        ingest.read_paths([str(tmp_path / "both.mbox")])
+    patches = ingest.read_paths([str(tmp_path / "both.mbox")])
+    assert [(p.series_group, p.series.index) for p in patches] == [(0, 1), (0, 2), (1, 2)]
+    assert any("another patch numbered 2/4 in the same thread" in n for n in patches[2].notes)
 
 
 # --- subjects --------------------------------------------------------------------
@@ -469,8 +476,8 @@ def test_nul_bytes_are_refused(tmp_path):
 
 
 def test_absent_parts_of_a_long_series_are_given_as_ranges():
-    assert ingest._ranges([1, 2, 3, 4, 5, 6, 7, 9, 10, 11], 84) == ["1/84-7/84", "9/84-11/84"]
-    assert ingest._ranges([2, 3, 5], 5) == ["2/5, 3/5", "5/5"]
+    assert series._ranges([1, 2, 3, 4, 5, 6, 7, 9, 10, 11], 84) == ["1/84-7/84", "9/84-11/84"]
+    assert series._ranges([2, 3, 5], 5) == ["2/5, 3/5", "5/5"]
 
 
 def test_two_different_single_patches_are_two_series(tmp_path):

@@ -18,11 +18,11 @@ from harness.translate import derive
 from harness.ingest import scope
 from harness.errors import UsageError
 from harness.ingest.patches import read_file
-from harness.resolve.kernel_tree import KernelTree, TreeMiss, apply_hunks
+from harness.resolve.kernel_tree import KernelTree, TreeMiss, apply_hunks, open_tree
 from harness.translate.c_source import SourceMiss, find_function, parameters
 from harness.pipeline import RunOptions, check_paths
 from harness.resolve.strategies import TREE_HOW, resolve
-from harness.resolve.tree_strategies import _unique_hunks
+from harness.resolve.preimage import file_hunks as _unique_hunks
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -121,11 +121,16 @@ DROP_ACCESSED_FLUSH = ("\tif (is_accessed_spte(old_spte) && !is_accessed_spte(ne
 
 # -- the tree --------------------------------------------------------------------
 
-def test_a_path_that_is_not_a_git_tree_is_a_usage_error(tmp_path):
+def test_a_path_that_is_not_a_directory_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="no such directory"):
-        KernelTree(str(tmp_path / "absent"))
+        open_tree(str(tmp_path / "absent"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a directory"):
+        open_tree(str(tmp_path / "file"))
     with pytest.raises(UsageError, match="not a git repository"):
         KernelTree(str(tmp_path))
+    assert open_tree(str(tmp_path)).kind == "directory"
+    assert open_tree(str(make_tree(tmp_path))).kind == "git"
 
 
 def test_blobs_are_read_by_abbreviated_id(tmp_path):
@@ -261,19 +266,19 @@ def test_a_hunk_that_does_not_apply_to_its_blob_is_a_miss(tmp_path):
         in entry["versions"]["reason"]
 
 
-def test_a_blob_the_tree_lacks_falls_back_to_the_hunks_and_says_so(tmp_path):
+def test_a_tree_without_the_file_is_a_miss_saying_what_each_route_found(tmp_path):
     tree = make_tree(tmp_path)
     patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
     other = tmp_path / "other"
     other.mkdir()
     git(other, "init", "-q")
     resolution = resolve(hunks_of(patch), tree=KernelTree(str(other)))
-    assert "the kernel tree was not used: the kernel tree does not hold mmu.c@" \
-        in resolution.reason
-    assert resolution.notes and "kernel tree not used" in resolution.notes[0]
+    assert resolution.before is None and not resolution.complete
+    assert "the tree does not hold blob" in resolution.reason
+    assert f"{MMU_C} does not exist at HEAD" in resolution.reason
     results, _ = check_paths([str(patch)], RunOptions(kernel_tree=str(other)))
-    assert any("kernel tree not used" in n for n in results["patches"][0]["notes"])
-    assert resolution.before.name == "after 3/4"     # by content, from the hunk alone
+    assert results["patches"][0]["verdict"] == "MISS"
+    assert results["patches"][0]["versions"]["preimages"][0]["route"] is None
 
 
 def test_a_construct_outside_the_subset_falls_back_or_misses_naming_it(tmp_path):
@@ -311,7 +316,7 @@ def test_a_whitespace_damaged_copy_applies_to_the_tree(tmp_path):
     damaged = "\n".join(_strip_indentation(line) for line in patch.read_text().split("\n"))
     patch.write_text(damaged)
     resolution = resolve(hunks_of(patch), tree=KernelTree(str(tree)))
-    assert "every hunk applies to its pre-image blob in the kernel tree" in resolution.reason
+    assert "every hunk applies to its pre-image in the kernel tree" in resolution.reason
     assert resolution.complete
 
 
@@ -323,10 +328,14 @@ def test_the_cli_takes_kernel_tree_and_refuses_a_bad_one(tmp_path):
                            "--json", str(out), "--quiet"], capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr
     assert json.loads(out.read_text())["patches"][0]["hunks"][0]["reason"] == TREE_HOW
-    bad = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree", str(tmp_path)],
-                         capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree",
+                          str(patch)], capture_output=True, text=True)
     assert bad.returncode == 2
-    assert "not a git repository" in bad.stderr and "Traceback" not in bad.stderr
+    assert "not a directory" in bad.stderr and "Traceback" not in bad.stderr
+    no_rev = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree",
+                             str(tree), "--rev", "v9.9"], capture_output=True, text=True)
+    assert no_rev.returncode == 2
+    assert "--rev v9.9: no such revision" in no_rev.stderr and "Traceback" not in no_rev.stderr
 
 
 # -- a function with an iterator loop, tdp_mmu.c ----------------------------------

@@ -28,7 +28,7 @@ BAD = ROOT / "tests" / "data" / "bad"
 PATCHES = ROOT / "patches"
 EXPECTED = json.loads((BAD / "expected.json").read_text())
 
-OUTCOME_EXIT = {"error": {ExitCode.ERROR}, "miss": {ExitCode.MISS},
+OUTCOME_EXIT = {"error": {ExitCode.ERROR}, "miss": {ExitCode.MISS}, "skip": {ExitCode.SKIP},
                 "error_or_note": {ExitCode.ERROR, ExitCode.MISS},
                 "error_or_miss": {ExitCode.ERROR, ExitCode.MISS},
                 "checked": {ExitCode.PASS, ExitCode.FAIL, ExitCode.MISS}}
@@ -60,6 +60,9 @@ def test_bad_corpus(capsys, tmp_path, name):
         assert all(h["covered"] for p in results["patches"] for h in p["hunks"])
         return
     assert "PASS" not in verdicts and "WARN" not in verdicts
+    if expected["outcome"] == "skip":
+        assert verdicts and set(verdicts) == {"SKIP"}
+        assert not any(h["read"] for p in results["patches"] for h in p["hunks"])
     if code == ExitCode.ERROR:
         errors = [p["error"] for p in results["patches"] if p.get("error")]
         assert errors, "an ERROR exit must name the error in the results"
@@ -213,7 +216,7 @@ DERIVED = {
     "make_mbox_interleaved": "no-error",
     "make_rewrapped": "repaired-or-error",
     "make_stripped_whitespace": "repaired-or-error",
-    "make_mbox_duplicate_different": "error",
+    "make_mbox_duplicate_different": "two-series",
     "make_cover_letter_only": "error",
     "make_huge_mbox": "error",
     "make_huge_hunk": "error",
@@ -243,6 +246,11 @@ def test_derived_inputs(capsys, tmp_path, maker):
         return
     assert code != ExitCode.ERROR, err
     assert verdicts
+    if DERIVED[maker] == "two-series":      # a different 1/4 is checked as its own series
+        ones = [p for p in results["patches"] if p.get("series") and p["series"]["index"] == 1]
+        assert len(ones) == 2 and not any(p["error"] for p in results["patches"])
+        assert any("checked as a series of its own" in n for p in ones for n in p["notes"])
+        return
     if DERIVED[maker] == "same-as-original":
         code2, _, _ = run_cli(capsys, PATCHES / original, "--json", tmp_path / "o.json")
         reference = json.loads((tmp_path / "o.json").read_text())

@@ -80,11 +80,12 @@ class Violation:
     missing: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
     inherited: bool = False
+    fixed: bool = False            # the before side fails it and the after side holds it
 
     @property
-    def key(self) -> tuple[str, str, bool]:
+    def key(self) -> tuple[str, str, bool, bool]:
         """What makes two violations "the same bug" when searching for more."""
-        return (self.check, self.channel, self.inherited)
+        return (self.check, self.channel, self.inherited, self.fixed)
 
 
 @dataclass
@@ -278,12 +279,40 @@ def matches_contract(step: Step) -> list[Violation]:
         if holds:
             continue
         found.append(Violation(
-            "matches_contract", channel,
-            f"{channel} changed on {step.operation} where the contract says "
-            f"'{rule.relation}' ({rule.why})",
+            "matches_contract", channel, _unstated(step, channel, rule),
             side="pair", severity=step.contract.severity(channel),
             missing=missing, extra=extra))
     return found
+
+
+def _unstated(step: Step, channel: str, rule) -> str:
+    """The words of a contract violation: unclaimed, beyond the claim, or against a written rule."""
+    contract = step.contract
+    if contract.source == C.WRITTEN:
+        return (f"{channel} changed on {step.operation} where the contract says "
+                f"'{rule.relation}' ({rule.why})")
+    if rule.relation == C.EQUAL:
+        if contract.strict:
+            said = next((c.sentence for c in contract.claims.claims
+                         if c.kind == "no functional change"), "no functional change")
+            return (f"{channel} changed, and the message does not say so: it says "
+                    f"\u201c{said}\u201d (on {step.operation})")
+        return f"{channel} changed, and the message does not say so (on {step.operation})"
+    return (f"{channel} changed on {step.operation} beyond what the message claims "
+            f"('{rule.relation}': {rule.why})")
+
+
+def changed_channels(step: Step) -> set[str]:
+    """The channels on which the step's two logs differ (a function that exists on
+    one side only does not make a difference by itself)."""
+    before = list(step.before.events) + list(step.extra_before)
+    after = list(step.after.events) + list(step.extra_after)
+    if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
+        return set()
+    common = _common_functions(step)
+    return {channel for channel in CHANNELS
+            if not compare_channel(C.EQUAL, [e for e in before if e.channel == channel],
+                                   [e for e in after if e.channel == channel], common)[0]}
 
 
 def _common_functions(step: Step) -> set[str]:
@@ -495,15 +524,23 @@ def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
 
 
 def per_side(function):
-    """Run a one-side invariant on both sides; report the after side, noting inheritance."""
+    """Run a one-side invariant on both sides; report the after side, noting inheritance.
+
+    A violation on the before side whose channel the after side holds in the
+    same step is returned too, marked ``fixed`` (the evidence a fix is
+    confirmed by); every consumer but the fix search skips those."""
     def run(step: Step) -> list[Violation]:
         before = function(step, step.before)
         after = function(step, step.after)
         before_channels = {v.channel for v in before}
+        after_channels = {v.channel for v in after}
         return [Violation(v.check, v.channel, v.summary, side="after", severity=v.severity,
                           missing=v.missing, extra=v.extra,
                           inherited=v.channel in before_channels)
-                for v in after]
+                for v in after] + \
+            [Violation(v.check, v.channel, v.summary, side="before", severity="NOTE",
+                       missing=v.missing, extra=v.extra, fixed=True)
+             for v in before if v.channel not in after_channels]
     run.__name__ = function.__name__
     run.__doc__ = function.__doc__
     return run

@@ -2,7 +2,7 @@
 
 A contract holds one rule per (channel, operations): the relation the
 after-version's effects must have to the before-version's on that channel,
-and *why*, in our words, from the commit message.  Relations:
+and *why*, from the commit message.  Relations:
 
 - ``equal``: the same events, from the same functions;
 - ``subset``: the after-version may drop events, never add (``by`` ignored);
@@ -14,23 +14,45 @@ and *why*, in our words, from the commit message.  Relations:
 ``operations`` names operation-level steps (``operations.OPERATIONS`` keys)
 and, for function-level checks, C function names; ``"*"`` matches all.  A
 rule naming the operation or function beats a ``"*"`` rule; no rule means
-``equal`` ("the message says nothing about it").
+``equal``: the message does not say so.
 
-Written contracts are bound to the normalised subject of the RFC patch they
-were written for (so a resend or a later revision of the same patch finds
-it).  They were written from the commit messages alone, before the patches
-were run, and are never adjusted to make a patch pass: a real patch failing
-its own contract is a finding.  A patch without a written contract gets one
-inferred from its diff (``infer``), and says so (``source = "inferred"``).
+Where a contract comes from (``Contract.source``):
+
+- ``written``: the four RFC patches have contracts written by hand from their
+  commit messages, bound to their normalised subjects (a resend or a later
+  revision finds them).  They were written before the patches were run and
+  are never adjusted to make a patch pass.
+- ``message``: every other patch.  Every channel must stay ``equal`` except
+  what the commit message claims, read through the claims table
+  (``harness.check.claims``): each claim becomes a rule on its channel, at the
+  places its sentence names, else where the diff is (the changed functions,
+  and the operations and driven functions that reach them).  The diff only
+  says *where*; it never says what may change.  A must-hold channel (every
+  channel but ``accessed``) that changes without a claim is a FAIL, "changed,
+  and the message does not say so"; ``accessed`` is tolerant (WARN), except
+  under "no functional change", where every difference is a FAIL.
+
+API, for the engine and for anyone writing patches to test it:
+
+- ``contract_for(patch, hunks, where=None) -> Contract``: the written contract
+  for the patch's subject, else ``from_message(read_intent(patch), where)``.
+- ``read_intent(patch) -> claims.Intent``: the claims of the patch's message
+  (every patch has one, written contract or not).
+- ``Where(functions, reach)``: the changed C functions and a function giving,
+  for a C function, the operations and driven functions that reach it.
+- ``Contract.rule_for(channel, operation)``, ``relation``, ``severity``;
+  ``Contract.intent`` the claims behind a ``message`` contract;
+  ``Contract.as_dict()`` with ``claims``, ``unread`` and ``message``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
-from harness.ingest.hunks import UnreadableHunk, hunk_lines
-from kernel_models.effects import ACCESSED, CHANNELS, DIRTY, DIRTY_LOG, FLUSH, REFS, SPTE, STATS, WARN
+from harness.check.claims import Intent, read_message
+from kernel_models.effects import ACCESSED, CHANNELS, DIRTY, DIRTY_LOG, FLUSH, SPTE
 
 EQUAL = "equal"
 SUBSET = "subset"
@@ -41,7 +63,7 @@ RELATIONS = (EQUAL, SUBSET, SUPERSET, MOVED, FREE)
 
 ANY = "*"
 WRITTEN = "written"
-INFERRED = "inferred"
+MESSAGE = "message"
 
 # Channels where a change the message does not state is tolerated (WARN):
 # page aging and LRUs tolerate false negatives and false positives.
@@ -53,6 +75,7 @@ class Rule:
     operations: tuple[str, ...]
     relation: str
     why: str
+    sentences: tuple[str, ...] = ()     # the message's sentences behind a claimed rule
 
     def __post_init__(self):
         if self.channel not in CHANNELS:
@@ -61,18 +84,23 @@ class Rule:
             raise ValueError(f"unknown relation {self.relation!r}")
 
     def as_dict(self) -> dict:
-        return {"channel": self.channel, "operations": list(self.operations),
-                "relation": self.relation, "why": self.why}
+        out = {"channel": self.channel, "operations": list(self.operations),
+               "relation": self.relation, "why": self.why}
+        if self.sentences:
+            out["sentences"] = list(self.sentences)
+        return out
 
 
 @dataclass(frozen=True)
 class Contract:
     name: str
-    source: str                 # "written" | "inferred"
+    source: str                 # "written" | "message"
     intent: str
     rules: tuple[Rule, ...] = ()
     subject: str = ""
     notes: tuple[str, ...] = field(default=())
+    claims: Intent | None = None     # what the message claims (every patch's, shown)
+    strict: bool = False               # "no functional change": accessed must hold too
 
     def rule_for(self, channel: str, operation: str | None) -> Rule:
         """The rule that governs ``channel`` on ``operation`` (a specific one beats ``*``)."""
@@ -86,24 +114,36 @@ class Contract:
                 general = rule
         if general is not None:
             return general
-        if self.source == INFERRED:
-            return Rule(channel, (ANY,), EQUAL, f"no written contract, and no changed line "
-                                                f"names a {channel} helper")
-        return Rule(channel, (ANY,), EQUAL, "the message says nothing about this channel here")
+        if self.source == WRITTEN:
+            return Rule(channel, (ANY,), EQUAL,
+                        "the message says nothing about this channel here")
+        return Rule(channel, (ANY,), EQUAL, UNCLAIMED)
 
     def relation(self, channel: str, operation: str | None) -> str:
         return self.rule_for(channel, operation).relation
 
     def severity(self, channel: str) -> str:
-        return "WARN" if channel in TOLERANT_CHANNELS else "FAIL"
+        return "WARN" if channel in TOLERANT_CHANNELS and not self.strict else "FAIL"
 
     def allows_change(self, channel: str) -> bool:
         """True if some rule lets ``channel`` differ somewhere."""
         return any(r.channel == channel and r.relation != EQUAL for r in self.rules)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "source": self.source, "intent": self.intent,
-                "rules": [r.as_dict() for r in self.rules]}
+        out = {"name": self.name, "source": self.source, "intent": self.intent,
+               "rules": [r.as_dict() for r in self.rules]}
+        if self.claims is not None:
+            out["message"] = self.claims.status
+            out["claims"] = [c.as_dict() | {"allows": c.allows} for c in self.claims.claims]
+            out["unread"] = [u.as_dict() for u in self.claims.unread]
+        if self.strict:
+            out["strict"] = True
+        return out
+
+
+# What a rule_for without a rule says on a message contract: the words of every
+# unclaimed-change finding.
+UNCLAIMED = "changed, and the message does not say so"
 
 
 def normalise_subject(subject: str) -> str:
@@ -227,134 +267,150 @@ def written_contract(subject: str) -> Contract | None:
 
 
 # ---------------------------------------------------------------------------
-# Inferred contracts
+# Contracts read from the commit message
 # ---------------------------------------------------------------------------
 
-# Identifiers that, in a changed line, say which channel the line touches.
-CHANNEL_WORDS: dict[str, tuple[str, ...]] = {
-    ACCESSED: ("kvm_set_pfn_accessed", "kvm_set_page_accessed", "mark_page_accessed",
-               "folio_mark_accessed", "kvm_release_pfn_clean", "kvm_release_page_clean",
-               "is_accessed_spte", "shadow_accessed_mask"),
-    DIRTY: ("kvm_set_pfn_dirty", "kvm_set_page_dirty", "SetPageDirty", "folio_mark_dirty",
-            "kvm_release_pfn_dirty", "kvm_release_page_dirty", "is_dirty_spte",
-            "shadow_dirty_mask"),
-    FLUSH: ("flush", "kvm_flush_remote_tlbs"),
-    REFS: ("put_page", "get_page", "kvm_release_pfn", "kvm_release_page", "gfn_to_pfn",
-           "gfn_to_page", "refcount"),
-    WARN: ("WARN", "BUG"),
-    SPTE: ("spte", "sptep", "PT_WRITABLE", "mmu_writable", "host_writable", "make_spte",
-           "mmu_set_spte"),
-    DIRTY_LOG: ("mark_page_dirty", "dirty_bitmap", "kvm_slot_dirty_track_enabled"),
-    STATS: ("kvm_update_page_stats",),
-}
+@dataclass(frozen=True)
+class Where:
+    """Where a patch's diff is: the C functions it changes, and what reaches a function.
 
-
-def _channels_in(lines) -> set[str]:
-    found = set()
-    for line in lines:
-        code = line.split("//", 1)[0]
-        stripped = code.strip()
-        if stripped.startswith(("*", "/*")):
-            continue   # comment lines change no behaviour
-        for channel, words in CHANNEL_WORDS.items():
-            if any(word in code for word in words):
-                found.add(channel)
-    return found
-
-
-def _guarded_channels(hunk) -> set[str]:
-    """Channels named by the statement a changed condition line guards.
-
-    ``-  !is_writable_pte(new_spte))`` / ``+  !is_mmu_writable_spte(new_spte))``
-    above an unchanged ``flush = true;`` changes when the flush happens: the
-    flush channel is in the change even though no changed line names it.  A
-    changed line with code but no ``;`` (part of a condition) takes the
-    unchanged lines after it on its side, up to the first ``;``.
+    ``reach(function)`` gives the operations and the driven C functions that
+    call ``function`` (directly or through callees) in the before or the after
+    version set; the engine computes it from the models.
     """
 
-    try:
-        lines = hunk_lines(hunk)
-    except UnreadableHunk:
-        return set()
-    found: set[str] = set()
-    for i, line in enumerate(lines):
-        code = line.text.split("//", 1)[0].strip()
-        if line.kind == " " or not line.mine or ";" in code or code.strip("{}() ") == "" \
-                or code.startswith(("*", "/*", "#")):
-            continue
-        side = (" ", line.kind)
-        following = []          # unchanged lines only: changed ones count for themselves
-        for later in lines[i + 1:i + 8]:
-            if later.kind not in side:
-                continue
-            if later.kind == " ":
-                following.append(later.text)
-            if ";" in later.text:
-                break
-        found |= _channels_in(following)
-    return found
+    functions: tuple[str, ...] = ()
+    reach: Callable[[str], tuple[str, ...]] = field(default=lambda function: (),
+                                                    compare=False, repr=False)
+
+    def places(self, names) -> tuple[str, ...]:
+        """``names`` (operations and C functions) as the steps they govern.
+
+        A C function brings the operations and driven functions that reach it;
+        an operation brings the changed functions it reaches (and their driven
+        callers), whose function-level checks run that code outside any
+        operation.
+        """
+        from kernel_models.operations import OPERATIONS
+        out: list[str] = []
+
+        def add(place):
+            if place not in out:
+                out.append(place)
+
+        for name in names:
+            add(name)
+            if name in OPERATIONS:
+                for function in self.functions:
+                    reached = self.reach(function)
+                    if name in reached:
+                        add(function)
+                        for caller in reached:
+                            if caller not in OPERATIONS:
+                                add(caller)
+            else:
+                for place in self.reach(name):
+                    add(place)
+        return tuple(out)
+
+    @property
+    def diff(self) -> tuple[str, ...]:
+        return self.places(self.functions)
+
+
+def read_intent(patch) -> Intent:
+    """The claims of ``patch``'s commit message (its subject only if the mail had one)."""
+    subject = getattr(patch, "subject", "") or ""
+    if hasattr(patch, "raw_subject") and not (patch.raw_subject or "").strip():
+        subject = ""        # a bare diff: the subject is a file name or the body's first words
+    return read_message(subject, getattr(patch, "body", "") or "")
+
+
+def _operation_names() -> frozenset[str]:
+    from kernel_models.operations import OPERATIONS
+    return frozenset(OPERATIONS)
+
+
+def _combined(one: str, other: str) -> str:
+    """Two claims on the same channel and place: what both together allow."""
+    if one == other:
+        return one
+    kinds = {one, other}
+    if kinds <= {SUBSET, MOVED}:
+        return SUBSET
+    if kinds <= {SUPERSET, MOVED}:
+        return SUPERSET
+    return FREE
+
+
+def claim_rules(intent: Intent, where: Where) -> tuple[Rule, ...]:
+    """One rule per (channel, relation, sentences) from the change claims, at their places."""
+    table: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    for claim in intent.changes:
+        places = where.places(claim.places) if claim.places else where.diff
+        if claim.excludes:
+            # "only when X": X's operations (and the functions X names) keep their
+            # behaviour; a changed function X shares with other paths does not.
+            excluded = set(claim.excludes) | {p for p in where.places(claim.excludes)
+                                              if p in _operation_names()}
+            places = tuple(p for p in places if p not in excluded)
+        for place in places:
+            relation, sentences = table.get((claim.channel, place), (claim.relation, []))
+            relation = _combined(relation, claim.relation)
+            if claim.sentence not in sentences:
+                sentences = sentences + [claim.sentence]
+            table[(claim.channel, place)] = (relation, sentences)
+    grouped: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
+    for (channel, place), (relation, sentences) in table.items():
+        grouped.setdefault((channel, relation, tuple(sentences)), []).append(place)
+    rules = []
+    for (channel, relation, sentences), places in grouped.items():
+        quoted = "; ".join(f"\u201c{s}\u201d" for s in sentences)
+        rules.append(Rule(channel, tuple(places), relation, f"the message: {quoted}", sentences))
+    return tuple(sorted(rules, key=lambda r: (CHANNELS.index(r.channel), r.operations)))
 
 
 def _shortened(subject: str, width: int = 72) -> str:
     subject = " ".join(subject.split())
-    return subject if len(subject) <= width else subject[:width - 1].rstrip() + "…"
+    return subject if len(subject) <= width else subject[:width - 1].rstrip() + "\u2026"
 
 
-def infer(subject: str, hunks) -> Contract:
-    """A contract from the diff alone: channels whose helpers the changed lines name may change.
-
-    A channel named only in removed lines may lose events (``subset``), only
-    in added lines may gain events (``superset``), in both: ``free``.  Every
-    other channel must stay ``equal``.
-    """
-    removed: set[str] = set()
-    added: set[str] = set()
-    functions = set()
-    guarded: set[str] = set()
-    for hunk in hunks:
-        removed |= _channels_in(getattr(hunk, "removed", ()) or ())
-        added |= _channels_in(getattr(hunk, "added", ()) or ())
-        if getattr(hunk, "text", None):
-            guarded |= _guarded_channels(hunk)
-        if getattr(hunk, "function", None):
-            functions.add(hunk.function)
-    rules = []
-    for channel in CHANNELS:
-        if channel in guarded:
-            rules.append(Rule(channel, (ANY,), FREE,
-                              f"inferred: a changed condition guards {channel} statements"))
-            continue
-        if channel in removed and channel in added:
-            relation = FREE
-        elif channel in removed:
-            relation = SUBSET
-        elif channel in added:
-            relation = SUPERSET
-        else:
-            continue
-        rules.append(Rule(channel, (ANY,), relation,
-                          f"inferred: changed lines name {channel} helpers "
-                          f"({'removed' if channel in removed else ''}"
-                          f"{' and ' if channel in removed and channel in added else ''}"
-                          f"{'added' if channel in added else ''})"))
-    named = ", ".join(sorted(functions)) or "no function"
-    return Contract(
-        name=f"inferred: {_shortened(subject)}",
-        source=INFERRED,
-        subject=subject,
-        intent=(f"No written contract; inferred from the diff of {named}: channels named in "
-                f"changed lines may change, all others must stay equal."),
-        rules=tuple(rules),
-    )
+def from_message(subject: str, intent: Intent, where: Where | None = None) -> Contract:
+    """The contract of a patch without a written one: all equal but what the message claims."""
+    where = where or Where()
+    rules = claim_rules(intent, where)
+    claimed = sorted({r.channel for r in rules}, key=CHANNELS.index)
+    if intent.note:
+        said = intent.note + "."
+    elif intent.no_functional_change:
+        said = ("The message says there is no functional change: every channel must stay "
+                "equal, accessed marking too" +
+                (f", except what its other sentences claim ({', '.join(claimed)})."
+                 if claimed else "."))
+    elif claimed:
+        said = (f"Every channel must stay equal except what the message claims: "
+                f"{', '.join(claimed)}.")
+    else:
+        said = "The message claims no change the claims table can read: every channel must stay equal."
+    if intent.unread:
+        said += (f" {len(intent.unread)} sentence{'s' if len(intent.unread) != 1 else ''} "
+                 f"naming a channel could not be used (listed under 'unread').")
+    return Contract(name=f"message: {_shortened(subject) or '(no subject)'}", source=MESSAGE,
+                    subject=subject, intent=said, rules=rules, claims=intent,
+                    strict=intent.no_functional_change)
 
 
-def contract_for(patch, hunks) -> Contract:
-    """The written contract for ``patch`` (by normalised subject), else one inferred from ``hunks``."""
+def contract_for(patch, hunks=(), where: Where | None = None) -> Contract:
+    """The written contract for ``patch`` (by normalised subject), else the message's."""
     subject = getattr(patch, "subject", "") or ""
+    intent = read_intent(patch)
     written = written_contract(subject)
     if written is not None:
-        return written
-    return infer(subject, hunks)
+        return replace(written, claims=intent)
+    if where is None:
+        where = Where(tuple(dict.fromkeys(h.function for h in hunks
+                                          if getattr(h, "function", None))))
+    return from_message(subject, intent, where)
 
 
 def series_contract(contracts) -> Contract:
@@ -383,6 +439,7 @@ def series_contract(contracts) -> Contract:
                           "composed from: " + "; ".join(
                               f"{c.name}: {c.relation(channel, operation)}" for c in contracts)))
     return Contract(name="series: " + " + ".join(c.name for c in contracts),
-                    source=WRITTEN if all(c.source == WRITTEN for c in contracts) else INFERRED,
+                    source=WRITTEN if all(c.source == WRITTEN for c in contracts) else MESSAGE,
+                    strict=bool(contracts) and all(c.strict for c in contracts),
                     intent="The net change of the series, composed from each patch's contract.",
                     rules=tuple(rules))

@@ -193,10 +193,14 @@ def check_hunks(hunks, repairs=(), images: dict | None = None
     findings: list[DocFinding] = []
     notes: dict[int, str] = {}
     whole_done: set[str] = set()
+    # A repaired copy's added lines lost their whitespace while the tree's context kept its
+    # own: the whole post-image would mix the two, so such a file is read hunk by hunk, where
+    # both sides carry the same damage.
+    repaired_files = {h.file for h in hunks if _repaired(h, repairs)}
     for hunk in hunks:
         if not is_rst(hunk):
             continue
-        if images and hunk.file in images:
+        if images and hunk.file in images and hunk.file not in repaired_files:
             notes[hunk.index] = "reStructuredText: the whole file parsed with docutils " \
                                 "before and after"
             if hunk.file in whole_done:

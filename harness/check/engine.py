@@ -26,9 +26,7 @@ report consequences of the allowed change, not new ones.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
-import re
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 
@@ -40,6 +38,7 @@ from harness.check import docs
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
+from harness.check.reach import affected_functions, changed_functions, where_for
 from harness.errors import KconformError, ModelError
 from kernel_models import registry
 from kernel_models.registry import VersionSet
@@ -60,6 +59,9 @@ class Finding:
     counterexample: dict | None
     replay: str | None
     example: str | None
+    # The before side fails the same invariant: not this change's finding (the pipeline
+    # says which earlier patch introduced it, or that it was there before the input).
+    inherited: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,11 +111,14 @@ class CheckOutcome:
     findings: tuple[Finding, ...]
     coverage: tuple[Coverage, ...]
     contract: C.Contract
+    observed: frozenset = frozenset()     # channels on which before and after ever differed
+    fixes: tuple[Finding, ...] = ()       # checks the before-state fails and the after holds
 
     def as_dict(self) -> dict:
         return {"findings": [f.as_dict() for f in self.findings],
                 "coverage": [c.as_dict() for c in self.coverage],
-                "contract": self.contract.as_dict()}
+                "contract": self.contract.as_dict(),
+                "fixes": [f.as_dict() for f in self.fixes]}
 
 
 class StepFailed(AssertionError):
@@ -135,20 +140,53 @@ MAX_FINDINGS_PER_LEVEL = 12
 def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 0,
                 checks=None, doc_images: dict | None = None) -> CheckOutcome:
     """Check one patch: its contract, the functions it changes, the operations over them,
-    and its documentation hunks (``doc_images``: whole files from a kernel tree)."""
-    contract = C.contract_for(patch, hunks)
+    and its documentation hunks (``doc_images``: whole files from a kernel tree).
+
+    Then what the message claims: a claimed change that never showed is a WARN
+    (``claims_not_observed``), and a message that says it fixes a bug gets a
+    search for a check the before-state fails and the after-state holds
+    (``find_fixes``; none found is a note, never a failure).
+    """
     documentation = check_documentation(hunks, getattr(patch, "repairs", ()), doc_images,
                                         checks)
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome(documentation.findings, documentation.coverage, contract)
+        return CheckOutcome(documentation.findings, documentation.coverage,
+                            C.contract_for(patch, hunks))
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
-    functions = changed + tuple(f for f in affected_functions(
-        (resolution.before, resolution.after), changed) if f not in changed)
+    version_sets = (resolution.before, resolution.after)
+    contract = C.contract_for(patch, hunks, where_for(version_sets, changed))
+    functions = changed + tuple(f for f in affected_functions(version_sets, changed)
+                                if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
     outcome = check_transition(name, resolution.before, resolution.after, contract,
                                profile=profile, seed=seed, checks=checks, functions=functions)
-    return CheckOutcome(outcome.findings + documentation.findings,
-                        outcome.coverage + documentation.coverage, contract)
+    selected = K.select(checks)
+    unobserved = claims_not_observed(contract, outcome.observed) \
+        if any(c.name == "matches_contract" for c in selected) else []
+    fixes = find_fixes(resolution.before, resolution.after, contract, profile=profile,
+                       seed=seed, checks=selected) if contract.claims and \
+        contract.claims.fixes else ()
+    return CheckOutcome(outcome.findings + tuple(unobserved) + documentation.findings,
+                        outcome.coverage + documentation.coverage, contract,
+                        outcome.observed, tuple(fixes))
+
+
+def claims_not_observed(contract: C.Contract, observed) -> list[Finding]:
+    """A WARN per channel the message claims a change on, where before and after never differed."""
+    findings = []
+    claims = contract.claims.changes if contract.claims else ()
+    for channel in dict.fromkeys(c.channel for c in claims):
+        if channel in observed:
+            continue
+        claim = next(c for c in claims if c.channel == channel)
+        findings.append(Finding(
+            "matches_contract", channel, "WARN", None, None,
+            f"claimed change not observed: the message claims {channel} may change "
+            f"({claim.relation}) \u2014 \u201c{claim.sentence}\u201d \u2014 but the before and "
+            f"after effects on {channel} are identical over the whole domain and every "
+            f"operation sequence run (a wrong message, a change on a path kconform does not "
+            f"model, or a patch that does not do what it says)", None, None, None))
+    return findings
 
 
 def check_documentation(hunks, repairs, images, checks) -> CheckOutcome:
@@ -188,6 +226,17 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     function whose body differs between the two version sets, plus the driven
     functions that reach one of them.
     """
+    from kernel_models.model_source import spte_layout_of
+    from kernel_models.spte_domain import following
+
+    # a translated state of another release has its own spte.h: its domain and bit names
+    with following(spte_layout_of(before)):
+        findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
+                                                         checks, functions, operations)
+    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+
+
+def _check_transition(before, after, contract, profile, seed, checks, functions, operations):
     selected = K.select(checks)
     if functions is None:
         functions = changed_functions(before, after)
@@ -195,83 +244,37 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
                            if f not in functions)
     findings: list[Finding] = []
     coverage: list[Coverage] = []
+    observed: set[str] = set()
     function_checks = [c for c in selected if "function" in c.levels]
     for function in functions or ():
         if not function_checks:
             break
         f, cov = check_function(function, before, after, contract, profile=profile,
-                                checks=function_checks)
+                                checks=function_checks, observed=observed)
         findings += f
         coverage.append(cov)
     operation_checks = [c for c in selected if "operation" in c.levels]
     if operations and operation_checks:
         f, cov = check_operations(before, after, contract, profile=profile, seed=seed,
-                                  checks=operation_checks)
+                                  checks=operation_checks, observed=observed)
         findings += f
         coverage += cov
-    return CheckOutcome(tuple(findings), tuple(coverage), contract)
+    return findings, coverage, observed
 
 
 # ---------------------------------------------------------------------------
 # Function level
 # ---------------------------------------------------------------------------
 
-_CALL = re.compile(r"\b(\w+)\(")
-
-
-def _calls(function, names: set[str], seen: set) -> set[str]:
-    """Model names a model function calls, looking through module-level helpers it uses."""
-    if function in seen:
-        return set()
-    seen.add(function)
+def _kernel_stops() -> tuple[type, ...]:
+    """What a translated function raises where the kernel stops (BUG()); it has already
+    appended its Bug event, so the run ends there and the logs are compared as they are."""
     try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return set()
-    module = inspect.getmodule(function)
-    found = set()
-    for word in _CALL.findall(source):
-        if word in names:
-            found.add(word)
-        helper = getattr(module, word, None)
-        if inspect.isfunction(helper) and helper is not function and word.startswith("_"):
-            found |= _calls(helper, names, seen)
-    return found
+        from harness.translate.environment import KernelStop
+    except ImportError:
+        return ()
+    return (KernelStop,)
 
-
-def changed_functions(before: VersionSet, after: VersionSet) -> tuple[str, ...]:
-    """C functions whose modelled body differs between two version sets (or exists in one)."""
-    rows_before, rows_after = before.rows(), after.rows()
-    names = sorted(set(rows_before) | set(rows_after))
-    return tuple(n for n in names
-                 if (rows_before.get(n) and rows_before[n].function)
-                 is not (rows_after.get(n) and rows_after[n].function))
-
-
-def affected_functions(version_sets, changed) -> tuple[str, ...]:
-    """Functions with a driver that reach a changed function (directly or through callees)."""
-    affected = []
-    for function in D.DRIVERS:
-        for versions in version_sets:
-            rows = versions.functions()
-            if _reaches(function, set(changed), rows):
-                affected.append(function)
-                break
-    return tuple(affected)
-
-
-def _reaches(start: str, targets: set[str], rows: dict) -> bool:
-    names = set(rows)
-    todo, done = [start], set()
-    while todo:
-        name = todo.pop()
-        if name in targets:
-            return True
-        if name in done or name not in rows:
-            continue
-        done.add(name)
-        todo.extend(_calls(rows[name], names, set()))
-    return False
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
                    ) -> tuple[K.Step, object, object]:
@@ -289,6 +292,8 @@ def _function_step(function: str, before: VersionSet, after: VersionSet, contrac
             extras.append(tuple(driver.call(vm, case)))
         except KconformError:
             raise
+        except _kernel_stops():    # BUG() in translated C: the log so far holds its Bug event
+            extras.append(())
         except Exception as exc:   # a model that cannot run this input is our bug
             raise ModelError(f"model of {function} in '{versions.name}' failed on "
                              f"{driver.describe(case)} ({mode}): {exc!r}") from exc
@@ -299,8 +304,11 @@ def _function_step(function: str, before: VersionSet, after: VersionSet, contrac
 
 
 def check_function(function: str, before: VersionSet, after: VersionSet, contract, *,
-                   profile: str = "gate", checks=None) -> tuple[list[Finding], Coverage]:
-    """Run ``function``'s driver over every case, first failure per (check, channel) kept."""
+                   profile: str = "gate", checks=None, observed: set | None = None
+                   ) -> tuple[list[Finding], Coverage]:
+    """Run ``function``'s driver over every case, first failure per (check, channel) kept.
+
+    ``observed`` collects the channels on which a case's two logs differ."""
     selected = [c for c in (checks or K.select(None)) if "function" in c.levels]
     driver = D.DRIVERS.get(function)
     present = [function in versions.functions() for versions in (before, after)]
@@ -323,8 +331,12 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
     first: dict[tuple, Finding] = {}
     for case in chosen:
         step, vm_before, vm_after = _function_step(function, before, after, contract, case)
+        if observed is not None:
+            observed |= K.changed_channels(step)
         for check in selected:
             for violation in check.function(step):
+                if violation.fixed:
+                    continue
                 key = violation.key
                 if key in first:
                     continue
@@ -348,7 +360,7 @@ def _function_finding(function, before, after, contract, case, step, violation) 
     sptes = [_spte_entry(name, mode, case[name]) for name in driver.spte_fields if name in case]
     token = encode_replay({"kind": "function", "function": function, "case": case,
                            "before": _versions_json(before), "after": _versions_json(after),
-                           "contract": contract.name})
+                           **_contract_json(contract)})
     args = ", ".join(f"{k}={_py(v)}" for k, v in case.items())
     counterexample = {
         "steps": [driver.describe(case) + f"  [mode {mode}]"],
@@ -404,9 +416,12 @@ class Run:
     contract: C.Contract
     checks: tuple
     excluded: set = field(default_factory=set)
+    skipped: dict = field(default_factory=dict)   # operation -> why this state lacks it
     examples: int = 0
     steps_run: int = 0
     failure: StepFailed | None = None
+    observed: set = field(default_factory=set)   # channels on which the two logs differed
+    seek_fixes: bool = False     # stop on what the before side fails and the after holds
 
 
 def _state(vm) -> tuple:
@@ -438,7 +453,8 @@ class Lockstep:
         self.compare = True
 
     def applies(self, name: str) -> bool:
-        return self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode)
+        return (name not in self.run.skipped
+                and self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode))
 
     def do(self, name: str, args: dict) -> None:
         """Run one operation on both sides; raise StepFailed on a new violation."""
@@ -462,6 +478,8 @@ class Lockstep:
                       K.Side("after", self.vms[1], marks[1], self.memory[1]),
                       run.contract, compare=self.compare)
         self.last = step
+        if self.compare:
+            run.observed |= K.changed_channels(step)
         if self.compare and _state(self.vms[0]) != _state(self.vms[1]):
             self.compare = False
         for check in self.inline:
@@ -470,7 +488,7 @@ class Lockstep:
     def verify(self, check, step: K.Step) -> None:
         """Run one check on ``step``; raise StepFailed on a violation not yet reported."""
         for violation in check.function(step):
-            if violation.key in self.run.excluded:
+            if violation.key in self.run.excluded or violation.fixed != self.run.seek_fixes:
                 continue
             record = {"mode": self.mode, "mmu": self.mmu, "pml": self.pml,
                       "steps": list(self.steps),
@@ -541,15 +559,39 @@ def _step_sptes(step: K.Step) -> list[dict]:
 
 
 def check_operations(before: VersionSet, after: VersionSet, contract, *, profile="gate",
-                     seed: int = 0, checks=None, as_finding=None
+                     seed: int = 0, checks=None, observed: set | None = None, as_finding=None
                      ) -> tuple[list[Finding], list[Coverage]]:
     as_finding = as_finding or _operation_finding
     operations = _operations_module()
     selected = tuple(c for c in (checks or K.select(None)) if "operation" in c.levels)
+    cannot = getattr(before, "operations_reason", None) or getattr(after, "operations_reason",
+                                                                   None)
+    if cannot:      # a translated state whose VM the operation mix cannot build yet
+        return [], [Coverage("operations", None, "sampled", 0, None,
+                             f"operation level: not run on this state ({cannot})")]
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
-    run = Run(before, after, contract, selected)
+    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after))
+    findings, runs = _searches(run, operations, profile, seed, as_finding)
+    if observed is not None:
+        observed |= run.observed
+    config = profiles.get(profile)
+    text = (f"operations: sampled: {run.examples:,} operation sequences "
+            f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
+            f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
+            f"MMUs {', '.join(operations.MMUS)}, PML on and off (where the mode has it)")
+    if run.skipped:
+        text += "; skipped for this state: " + "; ".join(
+            f"{name} ({why})" for name, why in sorted(run.skipped.items()))
+    return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
+                               run.examples, None, text)]
+
+
+def _searches(run: Run, operations, profile: str, seed: int, as_finding=None
+              ) -> tuple[list[Finding], int]:
+    """The kept sequences, then one search per distinct failure (each excluded once found)."""
+    as_finding = as_finding or _operation_finding
     findings = _kept_sequences(run, operations, as_finding)
     runs = 0
     searches = profiles.budget(profile).searches
@@ -560,13 +602,39 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
             break
         findings.append(as_finding(run, failure))
         run.excluded.add(failure.violation.key)
-    config = profiles.get(profile)
-    text = (f"operations: sampled: {run.examples:,} operation sequences "
-            f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
-            f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
-            f"MMUs {', '.join(operations.MMUS)}, PML on and off (where the mode has it)")
-    return findings, [Coverage(",".join(c.name for c in selected), None, "sampled",
-                               run.examples, None, text)]
+    return findings, runs
+
+
+def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate",
+               seed: int = 0, checks=None) -> list[Finding]:
+    """Invariant violations the before-state shows and the after-state does not.
+
+    The same searches as ``check_operations``, over the invariants only, each
+    stopping on a step whose before side fails an invariant that its after
+    side holds.  Each is a note ("fix confirmed"), never a failure.
+    """
+    operations = _operations_module()
+    invariants = _invariant_checks(checks)
+    if operations is None or not invariants:
+        return []
+    run = Run(before, after, contract, invariants, seek_fixes=True)
+    found, _ = _searches(run, operations, profile, seed)
+    return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
+                    f"fix confirmed: {f.check} held after, failed before: {f.summary}",
+                    f.counterexample, f.replay, f.example) for f in found]
+
+
+def skipped_operations(before, after) -> dict[str, str]:
+    """Operations a side's release lacks (``kernel_models.entry_points``), with the reason."""
+    from kernel_models.entry_points import skipped
+    from kernel_models.model_source import release_of
+
+    found: dict[str, str] = {}
+    for state in (before, after):
+        release = release_of(state)
+        if release is not None:
+            found.update(skipped(release))
+    return found
 
 
 def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
@@ -576,7 +644,8 @@ def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
     for _, steps in KEPT_SEQUENCES:
         for mode in operations.MODES:
             for mmu in operations.MMUS:
-                if not all(operations.OPERATIONS[n].applies_to(mmu, mode) for n, _ in steps):
+                if not all(operations.OPERATIONS[n].applies_to(mmu, mode)
+                           and n not in run.skipped for n, _ in steps):
                     continue
                 for pml in (False, True) if operations.pml_supported(mode) else (False,):
                     failure = _run_steps(run, operations, mode, mmu, steps, pml)
@@ -635,7 +704,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
     token = encode_replay({"kind": "operation", "mode": record["mode"], "mmu": record["mmu"],
                            "pml": pml, "steps": record["steps"],
                            "before": _versions_json(run.before),
-                           "after": _versions_json(run.after), "contract": run.contract.name})
+                           "after": _versions_json(run.after), **_contract_json(run.contract)})
     example = (f"@example(mode={record['mode']!r}, mmu={record['mmu']!r}, pml={pml!r}, "
                f"steps={json.dumps(record['steps'])})")
     counterexample = {
@@ -652,7 +721,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         "example": example,
     }
     return Finding(v.check, v.channel, severity, last, None, summary, counterexample, token,
-                   example)
+                   example, inherited=v.inherited)
 
 
 # ---------------------------------------------------------------------------
@@ -660,7 +729,7 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
 # ---------------------------------------------------------------------------
 
 PREEXISTING_CONTRACT = C.Contract(
-    name="pre-existing", source=C.INFERRED,
+    name="pre-existing", source=C.MESSAGE,
     intent="One state against itself: only the invariants, which must hold on every state, "
            "are checked.")
 
@@ -721,10 +790,22 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
 # ---------------------------------------------------------------------------
 
 def _versions_json(versions: VersionSet) -> dict:
+    if getattr(versions, "translated", False):     # rebuilt from the inputs, found by name
+        return {"name": versions.name, "translated": True, "blobs": {}}
     return {"name": versions.name, "blobs": dict(versions.blobs)}
 
 
 def _versions_from(data: dict) -> VersionSet:
+    if data.get("translated"):
+        from kernel_models.model_source import state_named
+
+        state = state_named(data["name"])
+        if state is None:
+            raise KconformError(f"replay token names the translated tree state "
+                                f"'{data['name']}', which this run has not built",
+                                hint="give the patch files that were checked, in order, after "
+                                     "the token, with the --kernel-tree and --rev of the check")
+        return state
     for file, blob in data["blobs"].items():
         if blob not in registry.known_blobs(file):
             hint = ("this model was derived from a patch: give the patch files that were "
@@ -742,8 +823,9 @@ def replay_needs_inputs(token: str) -> bool:
         data = decode_replay(token)
     except KconformError:
         return False
-    return any(str(blob).startswith(registry.DERIVED_PREFIXES)
-               for side in ("before", "after") for blob in data[side]["blobs"].values())
+    return any(data[side].get("translated") for side in ("before", "after")) or any(
+        str(blob).startswith(registry.DERIVED_PREFIXES)
+        for side in ("before", "after") for blob in data[side]["blobs"].values())
 
 
 def encode_replay(data: dict) -> str:
@@ -764,13 +846,27 @@ def decode_replay(token: str) -> dict:
     return data
 
 
-def _contract_named(name: str) -> C.Contract:
+def _contract_json(contract: C.Contract) -> dict:
+    """A contract as a replay token holds it: a written one by name, a message's by its rules."""
+    if contract.source == C.WRITTEN and not contract.name.startswith("series: "):
+        return {"contract": contract.name}
+    return {"contract": contract.name, "strict": contract.strict,
+            "rules": [[r.channel, list(r.operations), r.relation] for r in contract.rules]}
+
+
+def _contract_named(data: dict) -> C.Contract:
+    name = data.get("contract", "")
     for contract in C.WRITTEN_CONTRACTS.values():
         if contract.name == name:
             return contract
-    return C.Contract(name=name, source=C.INFERRED,
-                      intent="(contract not recoverable from the token: every channel compared "
-                             "as equal)")
+    if "rules" not in data:
+        return C.Contract(name=name, source=C.MESSAGE,
+                          intent="(contract not recoverable from the token: every channel "
+                                 "compared as equal)")
+    rules = tuple(C.Rule(channel, tuple(operations), relation, "from the replay token")
+                  for channel, operations, relation in data["rules"])
+    return C.Contract(name=name, source=C.MESSAGE, intent="(the rules the token holds)",
+                      rules=rules, strict=bool(data.get("strict")))
 
 
 def _replayed(v) -> str:
@@ -778,6 +874,8 @@ def _replayed(v) -> str:
     if v.inherited:
         return (f"WARN {v.check} [{v.channel}]: {v.summary} (inherited: the before side "
                 f"fails it too)")
+    if v.fixed:
+        return (f"NOTE {v.check} [{v.channel}]: {v.summary} (fixed: the after side holds it)")
     return f"{v.severity} {v.check} [{v.channel}]: {v.summary}"
 
 
@@ -786,7 +884,7 @@ def replay(token: str) -> str:
     data = decode_replay(token)
     before = _versions_from(data["before"])
     after = _versions_from(data["after"])
-    contract = _contract_named(data.get("contract", ""))
+    contract = _contract_named(data)
     lines = [f"replay {data['kind']} check: '{before.name}' vs '{after.name}', "
              f"contract {contract.name}"]
     if data["kind"] == "function":

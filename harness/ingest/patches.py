@@ -20,7 +20,7 @@ Text holding NUL bytes is refused.  In a many-mail mbox, review replies
 every form is read by ``repair.read_diff`` (whitespace damage detection and
 repair); ``Patch.input_lines`` maps each line of ``diff_text`` back to the
 input file for ``ScopedHunk.line``.  ``read_paths`` then groups the patches into series and
-orders them (see ``order_series``).
+orders them (``harness.ingest.series``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import email
 import email.parser
 import email.policy
 import email.utils
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,11 @@ from harness.errors import LimitError, PatchError
 from harness.ingest.repair import (UNVERIFIABLE_NOTE, Repair, find_diff_start, read_diff,
                             strip_crlf)
 
-PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".eml", ".txt")
+# In a directory, a file with one of these names is always an input (a verdict or an
+# ERROR, never dropped); a ``.txt`` file is one when it looks like a patch (a web-archive
+# copy); every other entry is listed as ignored.
+PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".mbx", ".eml")
+TEXT_SUFFIX = ".txt"
 MBOX_SEPARATOR = re.compile(r"^From \S+.*$")
 HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")
 # A mail header field: RFC 5322 needs no blank after the colon
@@ -88,6 +93,13 @@ class Patch:
     notes: tuple[str, ...] = field(default=(), repr=False)
     # 1-based input line of each line of diff_text (for ScopedHunk.line).
     input_lines: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    # Message-IDs of the References header, thread root first.
+    references: tuple[str, ...] = field(default=(), repr=False)
+    # sha256 of the patch as given: the file's bytes, or its mail's in a many-mail mbox
+    # (KCIDB's patchset_hash is made of these).
+    source_sha256: str | None = field(default=None, repr=False)
+    # Which series of the input this patch belongs to (numbered by order_series).
+    series_group: int | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         where = f" {self.series!r}" if self.series else ""
@@ -175,21 +187,29 @@ def sniff(path: str) -> bool:
 def read_file(path: str) -> list[Patch]:
     """Every patch in one file (in file order; not yet grouped into series)."""
     data = read_bytes(path)
+    if not data.strip():
+        raise PatchError("the file is empty" if not data else "the file holds only blank lines",
+                         file=path, hint="a failed download? fetch the patch again")
     form = detect_form(data)
     if form is None:
         raise PatchError("not a patch: no mail headers, no [PATCH] subject and no diff found",
                          file=path, hint="give a .patch/.mbox file or a git diff")
     if form == "mbox":
         mails = split_mbox(data)
-        if len(mails) == 1:  # a single mail saved as mbox: label it by file name
-            return [read_mail(mails[0][1], path, None, mails[0][0])]
-        return read_mbox_mails(mails, path)
-    if form == "mail":
-        return [read_mail(data, path, None, 1)]
-    text = decode_plain(data, path)
-    if form == "web":
-        return [read_web_copy(text, path)]
-    return [read_bare_diff(text, path)]
+        if not mails:
+            raise PatchError("the mbox holds no mail, only its separator line", file=path,
+                             hint="a failed download? fetch the mbox again")
+        if len(mails) > 1:
+            return read_mbox_mails(mails, path)
+        # a single mail saved as mbox: label it by file name
+        patch = read_mail(mails[0][1], path, None, mails[0][0])
+    elif form == "mail":
+        patch = read_mail(data, path, None, 1)
+    elif form == "web":
+        patch = read_web_copy(decode_plain(data, path), path)
+    else:
+        patch = read_bare_diff(decode_plain(data, path), path)
+    return [replace(patch, source_sha256=hashlib.sha256(data).hexdigest())]
 
 
 def read_mbox_mails(mails: list[tuple[int, bytes]], path: str) -> list[Patch]:
@@ -205,7 +225,8 @@ def read_mbox_mails(mails: list[tuple[int, bytes]], path: str) -> list[Patch]:
         if REPLY_SUBJECT.match(str(headers.get("Subject", ""))):
             skipped.append(clean_id(headers.get("Message-ID")) or f"#{index}")
             continue
-        patches.append(read_mail(chunk, path, index, first_line))
+        patches.append(replace(read_mail(chunk, path, index, first_line),
+                               source_sha256=hashlib.sha256(chunk).hexdigest()))
     if skipped and patches:
         note = f"{len(skipped)} reply mails skipped: " + ", ".join(skipped[:5]) + (
             " ..." if len(skipped) > 5 else "")
@@ -294,12 +315,18 @@ def read_mail(data: bytes, path: str, mail_index: int | None, first_line: int) -
     damage += ("CRLF line endings",) if crlf else ()
     author = message.get("From")
     date = message.get("Date")
-    return build_patch(
+    patch = build_patch(
         path=path, mail_index=mail_index, raw_subject=raw_subject, message_id=message_id,
         in_reply_to=clean_id(message.get("In-Reply-To")),
         author=" ".join(str(author).split()) if author else None,
         date=str(date) if date else None, text=text,
         first_line=numbers, damage=damage, repairs=repairs)
+    return replace(patch, references=message_ids(message.get("References")))
+
+
+def message_ids(value) -> tuple[str, ...]:
+    """Every ``<id>`` of a References header, in order."""
+    return tuple(re.findall(r"<[^<>\s]+>", str(value))) if value else ()
 
 
 def clean_id(value) -> str | None:
@@ -393,13 +420,14 @@ def read_web_copy(text: str, path: str) -> Patch:
         headers[name.strip().lower()] = value.strip()
         number += 1
     body_text = "\n".join(lines[number:])
-    return build_patch(
+    patch = build_patch(
         path=path, mail_index=None, raw_subject=raw_subject,
         message_id=clean_id(headers.get("message-id")),
         in_reply_to=clean_id(headers.get("in-reply-to")),
         author=headers.get("from"), date=headers.get("date"), text=body_text,
         first_line=number + 1, damage=("CRLF line endings",) if crlf else (),
         repairs=(crlf,) if crlf else ())
+    return replace(patch, references=message_ids(headers.get("references")))
 
 
 def read_bare_diff(text: str, path: str) -> Patch:
@@ -472,177 +500,58 @@ def first_words(body: str) -> str:
 # --- series ---------------------------------------------------------------------
 
 
-def list_inputs(paths: list[str]) -> list[str]:
-    """Files named, and every patch-like file inside directories named (sorted)."""
+@dataclass(frozen=True)
+class Ignored:
+    """A directory entry that is not an input, and why (listed in the results)."""
+
+    path: str
+    reason: str
+
+
+def find_inputs(paths: list[str]) -> tuple[list[str], list[Ignored]]:
+    """The input files: every file named, and the patch files inside directories named.
+
+    Nothing is dropped silently: a directory entry that is not an input comes
+    back as ``Ignored`` with its reason.
+    """
     files: list[str] = []
+    ignored: list[Ignored] = []
     for path in paths:
         if os.path.isdir(path):
-            names = sorted(name for name in os.listdir(path)
-                           if name.endswith(PATCH_SUFFIXES))
-            files.extend(os.path.join(path, name) for name in names
-                         if os.path.isfile(os.path.join(path, name))
-                         and sniff(os.path.join(path, name)))
+            for name in sorted(os.listdir(path)):
+                full = os.path.join(path, name)
+                reason = ignored_because(full)
+                if reason is None:
+                    files.append(full)
+                else:
+                    ignored.append(Ignored(full, reason))
         elif os.path.exists(path):
             files.append(path)
         else:
             raise PatchError("no such file or directory", file=path)
-    return files
+    return files, ignored
+
+
+def ignored_because(path: str) -> str | None:
+    """Why a directory entry is not an input, or None when it is one."""
+    if os.path.isdir(path):
+        return "a directory inside a directory is not searched (name it to check it)"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    name = os.path.basename(path).lower()
+    if name.endswith(PATCH_SUFFIXES):
+        return None
+    if name.endswith(TEXT_SUFFIX):
+        return None if sniff(path) else "a .txt file that does not look like a patch"
+    return ("not a patch file name (" + ", ".join(PATCH_SUFFIXES)
+            + f", or a {TEXT_SUFFIX} file that looks like a patch)")
 
 
 def read_paths(paths: list[str]) -> list[Patch]:
     """Read files and directories into patches, grouped into series and ordered."""
     patches: list[Patch] = []
-    for path in list_inputs(paths):
+    from harness.ingest.series import order_series
+
+    for path in find_inputs(paths)[0]:
         patches.extend(read_file(path))
     return order_series(patches)
-
-
-@dataclass
-class SeriesGroup:
-    """Patches gathered into one series while ordering (mutable, local)."""
-
-    version: int | None
-    total: int | None
-    patches: list[Patch] = field(default_factory=list)
-
-
-def order_series(patches: list[Patch]) -> list[Patch]:
-    """Group patches into series and order each series by index.
-
-    A cover letter (0/N) always starts a series.  A patch joins a series by
-    (1) ``In-Reply-To`` naming the cover letter or another patch of the
-    series, else (2) the one series with the same version and total that
-    lacks its index (and whose cover it does not contradict), else it starts a
-    series of its own (noted when several series could have taken it).
-    Patches without a series position stay alone, in input order.  Same index
-    twice: identical diff and subject -> the first is kept with a note;
-    different -> ``PatchError``.  Missing indexes are noted on every patch of
-    the series.  A cover letter's ``base-commit`` is copied onto the series'
-    patches that lack one (noted).
-    """
-    groups: list[SeriesGroup] = []
-    by_id: dict[str, SeriesGroup] = {}
-    for patch in sorted(patches, key=lambda p: (not p.is_cover,)):
-        group, note = find_group(patch, groups, by_id)
-        if note:
-            patch = replace(patch, notes=patch.notes + (note,))
-        if group is None:
-            series = patch.series
-            group = SeriesGroup(version=series.version if series else None,
-                                total=series.total if series else None)
-            groups.append(group)
-        group.patches.append(patch)
-        if patch.message_id:
-            by_id[patch.message_id] = group
-    first_seen = {(patch.path, patch.mail_index): number for number, patch in enumerate(patches)}
-    groups.sort(key=lambda group: min(first_seen[(patch.path, patch.mail_index)]
-                                      for patch in group.patches))
-    ordered: list[Patch] = []
-    for group in groups:
-        ordered.extend(finish_group(group))
-    return ordered
-
-
-def _ranges(numbers: list[int], total: int) -> list[str]:
-    """[1, 2, 3, 5] of 9 -> ["1/9-3/9", "5/9"]: a long run of absent parts stays one item."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    return [f"{r[0]}/{total}" if len(r) == 1 else
-            f"{r[0]}/{total}, {r[1]}/{total}" if len(r) == 2 else
-            f"{r[0]}/{total}-{r[-1]}/{total}" for r in runs]
-
-
-def base_source(cover: Patch | None, patches: list[Patch]) -> Patch | None:
-    """The mail whose ``base-commit:`` a series uses: the cover's, else the one
-    patch's that carries it (git writes it into the first patch when there is
-    no cover letter).  Several different ones among the patches: none.
-    """
-    if cover is not None and cover.base_commit:
-        return cover
-    carriers = [patch for patch in patches if patch.base_commit]
-    if len({patch.base_commit for patch in carriers}) == 1:
-        return carriers[0]
-    return None
-
-
-def find_group(patch: Patch, groups: list[SeriesGroup],
-               by_id: dict[str, SeriesGroup]) -> tuple[SeriesGroup | None, str | None]:
-    """The series a patch joins (None: it starts one), and a note on why, if any."""
-    if patch.series is None or patch.is_cover:
-        return None, None   # a cover letter always starts its series
-    if patch.in_reply_to and patch.in_reply_to in by_id:
-        return by_id[patch.in_reply_to], None
-    alike = [group for group in groups
-             if group.total == patch.series.total and group.version == patch.series.version
-             and not replies_elsewhere(patch, group)]
-    fitting = [group for group in alike
-               if not any(p.series and p.series.index == patch.series.index
-                          and not same_patch(p, patch) for p in group.patches)]
-    if len(fitting) == 1:
-        return fitting[0], None
-    if len(alike) == 1 and not fitting and patch.series.total != 1:
-        return alike[0], None  # a duplicate index: finish_group decides
-    # (two different single patches, [PATCH] or 1/1, are two series: a
-    # directory of unrelated patches, as patchwork or CI hands them over)
-    if len(fitting) > 1:
-        return None, (f"could belong to {len(fitting)} series of the same version and size "
-                      "(no In-Reply-To to tell them apart); kept as a series of its own")
-    return None, None
-
-
-def replies_elsewhere(patch: Patch, group: SeriesGroup) -> bool:
-    """Does the patch reply to a mail that is not its group's cover or patches?"""
-    if not patch.in_reply_to:
-        return False
-    return all(p.message_id != patch.in_reply_to for p in group.patches) and any(
-        p.is_cover for p in group.patches)
-
-
-def same_patch(one: Patch, other: Patch) -> bool:
-    return one.diff_text == other.diff_text and one.subject == other.subject
-
-
-def finish_group(group: SeriesGroup) -> list[Patch]:
-    by_index: dict[int, Patch] = {}
-    dropped: dict[int, list[str]] = {}
-    for patch in group.patches:
-        index = patch.series.index if patch.series else 1
-        kept = by_index.get(index)
-        if kept is None:
-            by_index[index] = patch
-        elif same_patch(kept, patch):
-            dropped.setdefault(index, []).append(patch.label)
-        else:
-            raise PatchError(
-                f"two different patches numbered {index}/{patch.series.total if patch.series else 1}"
-                f" in one series: {kept.label} and {patch.label}",
-                file=patch.path, mail=patch.message_id,
-                hint="give only one version of the series (or distinct vN prefixes)")
-    ordered = [by_index[index] for index in sorted(by_index)]
-    cover = by_index.get(0) if by_index.get(0) is not None and by_index[0].is_cover else None
-    series_notes: list[str] = []
-    total = group.total
-    if total is not None and group.patches[0].series is not None:
-        missing = [n for n in range(1, total + 1) if n not in by_index]
-        if missing:
-            series_notes.append(
-                "series incomplete: " + ", ".join(_ranges(missing, total))
-                + " absent; the patches present are checked on their own")
-    result = []
-    for patch in ordered:
-        notes = list(patch.notes) + series_notes
-        index = patch.series.index if patch.series else 1
-        if index in dropped:
-            notes.append("identical copies dropped: " + ", ".join(dropped[index]))
-        base_commit = patch.base_commit
-        source = base_source(cover, ordered) if patch.series is not None else None
-        if base_commit is None and source is not None:
-            base_commit = source.base_commit
-            what = "the cover letter" if source.is_cover else "patch"
-            notes.append(f"base-commit taken from {what} {source.label}")
-        result.append(replace(patch, notes=tuple(notes), base_commit=base_commit))
-    return result

@@ -40,6 +40,25 @@ NOT_DEFINITION_WORDS = {"if", "for", "while", "switch", "return", "else", "do", 
 LABEL = re.compile(r"^\w+:\s*$")
 TOP_COMMENT_LINE = re.compile(r"^ \*( |/|$)|^ \*$")
 COMMENT_CONTINUATION = re.compile(r"^\*(\s|/|$)")
+# What kconform reads: the x86 MMU directory, its headers (the files of the assembled release
+# trees, ../shared/kernel-trees/MANIFEST.json), and every other file a model mirrors
+# (kernel_models.registry, e.g. virt/kvm/kvm_main.c).  A patch none of whose hunks touch one
+# of these is not kconform's to judge (SKIP); a hunk in one of them that no model covers is a
+# MISS, since kconform claims to read it; a hunk in another file of the patch is a MISS
+# naming that file.
+READ_DIRECTORIES = ("arch/x86/kvm/mmu/",)
+READ_FILES = ("arch/x86/kvm/mmu.h", "arch/x86/include/asm/kvm_host.h",
+              "include/linux/kvm_host.h", "Documentation/virt/kvm/locking.rst")
+
+
+def is_read_file(path: str) -> bool:
+    """Does kconform read this file of the kernel tree?"""
+    from kernel_models import registry
+
+    return (path.startswith(READ_DIRECTORIES) or path in READ_FILES
+            or registry.is_modelled_file(path))
+
+
 TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_]\w*|\d[\w.]*'
                    r'|->|\+\+|--|<<=|>>=|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^]=|\S')
 

@@ -29,9 +29,10 @@ from harness.report.outputs import CHANNELS, VERDICTS, checked_patches, check_sc
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 # Cells of the operation x channel matrix, least to most alarming.
-CELL_ORDER = ("same", "intended", "unchecked", "outside", "violated", "error")
+CELL_ORDER = ("same", "inherited", "intended", "unchecked", "outside", "violated", "error")
 CELL_TEXT = {
     "same": ("=", "same"),
+    "inherited": ("^", "inherited: an earlier patch introduced it, not this one"),
     "intended": ("~", "changed as intended"),
     "unchecked": ("?", "not checked"),
     "outside": ("!", "changed outside intent"),
@@ -39,12 +40,12 @@ CELL_TEXT = {
     "error": ("\u26a0", "error"),
 }
 # The overview repeats the cells once per patch: short words, same symbols.
-CELL_SHORT = {"same": "same", "intended": "as intended", "unchecked": "not checked",
+CELL_SHORT = {"same": "same", "inherited": "inherited", "intended": "as intended", "unchecked": "not checked",
               "outside": "outside intent", "violated": "violated", "error": "error"}
 VERDICT_TEXT = {
+    "SKIP": ("-", "not applicable: no patch touches a file kconform reads"),
     "PASS": ("\u2713", "every hunk checked, every channel as intended"),
-    "WARN": ("!", "a tolerant channel changed outside the stated intent, or a failure "
-                  "the before-state already had (inherited)"),
+    "WARN": ("!", "a tolerant channel changed outside the stated intent"),
     "MISS": ("?", "part of the input was not checked"),
     "FAIL": ("\u2717", "a must-hold property is violated"),
     "ERROR": ("\u26a0", "the input could not be read"),
@@ -119,14 +120,14 @@ def report_view(results: dict, run: dict) -> dict:
         "legend": [(name, *CELL_TEXT[name]) for name in CELL_ORDER],
         "run": run_view(results, run),
         "look_first": [p for p in sorted(patches, key=lambda p: -VERDICTS.index(p["verdict"]))
-                       if p["verdict"] != "PASS"],
+                       if p["verdict"] not in ("PASS", "SKIP")],
     }
 
 
 def headline(patches: list[dict], net: dict | None) -> str:
-    bad = [p for p in patches if p["verdict"] != "PASS"]
-    text = f"{len(patches) - len(bad)} of {len(patches)} patches pass"
-    for verdict in ("ERROR", "FAIL", "MISS", "WARN"):
+    bad = [p for p in patches if p["verdict"] not in ("PASS", "SKIP")]
+    text = f"{len(patches) - len(bad)} of {len(patches)} patches pass or are not kconform's"
+    for verdict in ("ERROR", "FAIL", "MISS", "WARN", "SKIP"):
         labels = [p["label"] for p in patches if p["verdict"] == verdict]
         if labels:
             text += f"; {verdict} {', '.join(labels)}"
@@ -180,6 +181,12 @@ def patch_view(label: str, number: int, patch: dict, results: dict,
         "why": outputs.reasons(patch),
         "intent": contract.get("intent") if contract else None,
         "contract": contract,
+        "contract_source": CONTRACT_SOURCES.get((contract or {}).get("source"),
+                                                "inferred from the diff (an older kconform)"),
+        "claims": claims_view(contract),
+        "message_status": (contract or {}).get("message"),
+        "unread": (contract or {}).get("unread") or [],
+        "fixes": [finding_view(f) for f in patch.get("fixes") or []],
         "versions": patch.get("versions"),
         "summary": [(channel, summary[channel], CELL_TEXT[summary[channel]][0],
                      CELL_SHORT[summary[channel]], CELL_TEXT[summary[channel]][1])
@@ -206,8 +213,10 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
     Rows are the operations the contract names, then those findings name;
     with neither, one row "all operations".  A FAIL finding makes its cell
     "violated", a WARN "outside" (changed outside intent); a contract rule
-    whose relation is not "same" makes its cells "intended".  A patch with
-    no checked code is "unchecked" everywhere, an unreadable one "error".
+    whose relation is not "same" makes its cells "intended".  An inherited
+    or pre-existing finding makes its cell "inherited" (the introducing
+    patch's cell shows it).  A patch with no checked code is "unchecked"
+    everywhere, an unreadable one "error".
     """
     rules = (item.get("contract") or {}).get("rules") or []
     findings = item.get("findings") or []
@@ -234,7 +243,8 @@ def channel_matrix(item: dict, channels: list[str]) -> tuple[list[str], dict]:
                 cell = "intended"  # unchecked: intent alone proves nothing
             for finding in findings:
                 if finding.get("channel") == channel and operation_of(finding) == op:
-                    found = "violated" if finding.get("severity") == "FAIL" else "outside"
+                    found = ("inherited" if outputs.is_inherited(finding) else
+                             "violated" if finding.get("severity") == "FAIL" else "outside")
                     cell = worst_cell([cell, found])
             row[channel] = cell
         matrix[op] = row
@@ -290,6 +300,26 @@ def hunk_view(hunk: dict, *, open_diff: bool) -> dict:
     }
 
 
+CONTRACT_SOURCES = {
+    "written": "written from the commit message",
+    "message": ("read from the commit message (no written contract): every channel stays "
+                "equal except what the message claims"),
+}
+
+
+def claims_view(contract: dict | None) -> list[dict] | None:
+    """The claims a contract was read from, one row each (None: a document without them)."""
+    if not contract or "claims" not in contract:
+        return None
+    rows = []
+    for claim in contract["claims"]:
+        rows.append({"what": claim.get("allows") or claim.get("kind"),
+                     "sentence": claim.get("sentence"),
+                     "convention": claim.get("convention"),
+                     "opportunistic": bool(claim.get("opportunistic"))})
+    return rows
+
+
 def preexisting_view(finding: dict) -> dict:
     """A finding of the state before the patches, with what each patch does to it."""
     return {"state": finding.get("state"), "finding": finding_view(finding),
@@ -299,8 +329,10 @@ def preexisting_view(finding: dict) -> dict:
 
 def finding_view(finding: dict) -> dict:
     example = finding.get("counterexample")
+    blame = outputs.blame_label(finding)
     return {
-        "title": outputs.finding_title(finding),
+        "title": outputs.finding_title(finding) + (f" ({blame})" if blame else ""),
+        "blame": blame,
         "check": finding.get("check"), "channel": finding.get("channel"),
         "severity": finding.get("severity"), "operation": finding.get("operation"),
         "function": finding.get("function"), "summary": finding.get("summary"),

@@ -34,18 +34,19 @@ CONTEXT = "kconform"
 MAIL_WIDTH = 72
 
 # Worst last; the series verdict is the worst of its parts (harness.report.results).
-VERDICTS = ("PASS", "WARN", "MISS", "FAIL", "ERROR")
+VERDICTS = ("SKIP", "PASS", "WARN", "MISS", "FAIL", "ERROR")
 # The channels every report shows, in this order; others follow when present.
 CHANNELS = ("accessed", "dirty", "flush", "spte", "refs", "warn")
 
-PATCHWORK_STATES = {"PASS": "success", "WARN": "warning", "MISS": "warning",
-                    "FAIL": "fail", "ERROR": "fail"}
+# A SKIP gets a patchwork check only when asked (patchwork_checks(..., skipped=True)).
+PATCHWORK_STATES = {"SKIP": "success", "PASS": "success", "WARN": "warning",
+                    "MISS": "warning", "FAIL": "fail", "ERROR": "fail"}
 # KCIDB has no WARN: a WARN passed, and says so in misc.kconform_verdict.
-KCIDB_STATUSES = {"PASS": "PASS", "WARN": "PASS", "MISS": "MISS",
+KCIDB_STATUSES = {"SKIP": "SKIP", "PASS": "PASS", "WARN": "PASS", "MISS": "MISS",
                   "FAIL": "FAIL", "ERROR": "ERROR"}
 
 OUTPUT_FILES = ("index.html", "results.junit.xml", "kcidb.json", "patchwork.json",
-                "summary.txt")
+                "summary.txt", "summary.md")
 
 
 class ReportError(KconformError):
@@ -211,20 +212,66 @@ def series_title(results: dict) -> str:
 
 
 def uncovered_hunks(item: dict) -> list[dict]:
+    if item.get("verdict") == "SKIP":
+        return []       # nothing kconform reads: not a gap in what it claims
     return [h for h in item.get("hunks") or [] if not h.get("covered")]
+
+
+def is_inherited(finding: dict) -> bool:
+    """A finding an earlier state already had: labelled, never this patch's verdict."""
+    kind = (finding.get("blame") or {}).get("kind")
+    return kind in ("inherited", "pre-existing") or bool(finding.get("inherited"))
+
+
+def own_findings(item: dict) -> list[dict]:
+    """The findings this patch's change causes (the ones that set its verdict)."""
+    return [f for f in item.get("findings") or [] if not is_inherited(f)]
+
+
+def inherited_findings(item: dict) -> list[dict]:
+    return [f for f in item.get("findings") or [] if is_inherited(f)]
+
+
+def blame_label(finding: dict) -> str:
+    """Whose a finding is, in words: "" for the patch's own (unless others inherit it)."""
+    blame = finding.get("blame") or {}
+    kind = blame.get("kind") or ("pre-existing" if finding.get("inherited") else "introduced")
+    if kind == "inherited":
+        return one_line(f"inherited from {blame.get('patch') or 'an earlier patch'}, "
+                        f"not this patch's")
+    if kind == "pre-existing":
+        state = f" ({blame['state']})" if blame.get("state") else ""
+        return one_line(f"pre-existing: the version before{state} fails it too, "
+                        f"not this patch's")
+    if blame.get("inherited_by"):
+        return one_line(f"introduced here; {', '.join(blame['inherited_by'])} inherit it")
+    return ""
+
+
+def not_read_files(item: dict) -> list[str]:
+    """The files of a SKIP patch (none of which kconform reads)."""
+    names = []
+    for hunk in item.get("hunks") or []:
+        name = os.path.basename(str(hunk.get("file") or "?"))
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def check_verdict(item: dict, check: str) -> str:
     """The verdict of one check on one patch (or on the series' net effect).
 
-    ERROR if the patch could not be read; FAIL if the check failed; MISS if
-    part of the patch went unchecked (so a pass would claim too much); WARN
-    if the check only warned; else PASS.  Same order as the series verdict.
+    ERROR if the patch could not be read; SKIP if it touches nothing kconform
+    reads; FAIL if the check failed; MISS if part of the patch went unchecked
+    (so a pass would claim too much); WARN if the check only warned; else
+    PASS.  Inherited and pre-existing findings do not count: they are the
+    introducing patch's.  Same order as the series verdict.
     """
     if item.get("error") or item.get("verdict") == "ERROR":
         return "ERROR"
-    severities = {f.get("severity") for f in item.get("findings") or []
-                  if f.get("check") == check}
+    if item.get("verdict") == "SKIP":
+        return "SKIP"
+    severities = {f.get("severity") for f in own_findings(item) if f.get("check") == check}
     if "FAIL" in severities:
         return "FAIL"
     if item.get("verdict") == "MISS" or uncovered_hunks(item):
@@ -320,25 +367,26 @@ def show_bit(value) -> str:
     return one_line(value)
 
 
-def patch_hash(patch: dict) -> str:
-    """sha256 over the patch's hunk texts, in order."""
-    digest = hashlib.sha256()
-    for hunk in patch.get("hunks") or []:
-        digest.update(str(hunk.get("text", "")).encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def patchset_hash(results: dict) -> str:
-    """KCIDB's patchset hash: sha256 over newline-terminated per-patch hashes.
+def patchset_hash(results: dict) -> str | None:
+    """KCIDB's patchset hash, as its schema defines it: a sha256 over the
+    newline-terminated sha256 of each patch, in order (``sha256sum *.patch |
+    cut -c-64 | sha256sum | cut -c-64``).
 
-    Each per-patch hash is ``patch_hash`` (over hunk texts, so a repaired web
-    copy and the original mail hash alike); empty string for no patches.
+    A patch's sha256 is the pipeline's ``sha256``: of the patch file as given
+    (of its mail, in a many-mail mbox).  Empty string for no patches; None when
+    a patch's own hash is not known (an unreadable file, or a document written
+    before kconform recorded it): then no hash is claimed at all.
     """
     rows = checked_patches(results)
     if not rows:
         return ""
-    lines = "".join(patch_hash(patch) + "\n" for _, patch in rows)
-    return hashlib.sha256(lines.encode("ascii")).hexdigest()
+    hashes = [str(patch.get("sha256") or "") for _, patch in rows]
+    if not all(SHA256.fullmatch(h) for h in hashes):
+        return None
+    return hashlib.sha256("".join(h + "\n" for h in hashes).encode("ascii")).hexdigest()
 
 
 def describe(item: dict) -> str:
@@ -350,7 +398,10 @@ def reasons(item: dict) -> str:
     """Why a patch got its verdict, without the verdict word."""
     if item.get("error"):
         return one_line(item["error"].get("message", "unreadable input"))
-    findings = item.get("findings") or []
+    if item.get("verdict") == "SKIP":
+        return one_line("not applicable: touches no file kconform reads ("
+                        + ", ".join(not_read_files(item)[:3]) + ")")
+    findings = own_findings(item)
     failing = [f for f in findings if f.get("severity") == "FAIL"]
     warning = [f for f in findings if f.get("severity") == "WARN"]
     missing = uncovered_hunks(item)
@@ -369,8 +420,12 @@ def reasons(item: dict) -> str:
                      + "; ".join(finding_title(f) for f in warning[:2]))
     if not parts:
         hunks = item.get("hunks") or []
-        parts.append(f"{len(hunks)} of {len(hunks)} hunks checked, no findings" if hunks
+        parts.append(f"{len(hunks)} of {len(hunks)} hunks checked, no findings of its own"
+                     if hunks and inherited_findings(item) else
+                     f"{len(hunks)} of {len(hunks)} hunks checked, no findings" if hunks
                      else "nothing to check")
+    for finding in inherited_findings(item)[:2]:
+        parts.append(f"{one_line(finding.get('check'))} {blame_label(finding)}")
     return "; ".join(parts)
 
 
@@ -379,12 +434,15 @@ def reasons(item: dict) -> str:
 def junit(results: dict) -> str:
     """JUnit XML: one testsuite per patch (and the net effect), one testcase per check.
 
-    FAIL -> <failure>, ERROR -> <error>, MISS -> <skipped message>, WARN ->
-    passed with <system-out>.  No timestamps: the same results give the same file.
+    FAIL -> <failure>, ERROR -> <error>, MISS and SKIP -> <skipped> (type MISS
+    or SKIP), WARN -> passed with <system-out>; an inherited finding is a
+    passed testcase whose <system-out> says whose it is.  Valid against the
+    widely used junit-10.xsd (no ``file`` on testcases, no ``skipped`` on
+    testsuites).  No timestamps: the same results give the same file.
     """
     check_schema(results)
     checks = list(results.get("checks") or []) or ["kconform"]
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0}
     root = ET.Element("testsuites", name="kconform")
     items = [(label, patch.get("path") or label, patch) for label, patch in checked_patches(results)]
     if results.get("net"):
@@ -392,6 +450,8 @@ def junit(results: dict) -> str:
     for label, classname, item in items:
         suite = ET.SubElement(root, "testsuite", name=one_line(
             f"{label} {item.get('subject') or item.get('name') or ''}").strip())
+        if item.get("path"):
+            suite.set("file", one_line(item["path"]))
         properties = ET.SubElement(suite, "properties")
         for name, value in (("kconform.format", JUNIT_FORMAT),
                             ("kconform.verdict", item.get("verdict", "")),
@@ -404,10 +464,9 @@ def junit(results: dict) -> str:
             verdict = check_verdict(item, check)
             case = ET.SubElement(suite, "testcase", classname=one_line(classname),
                                  name=one_line(check))
-            if item.get("path"):
-                case.set("file", one_line(item["path"]))
             counts["tests"] += 1
-            mine = [f for f in item.get("findings") or [] if f.get("check") == check]
+            mine = [f for f in own_findings(item) if f.get("check") == check]
+            theirs = [f for f in inherited_findings(item) if f.get("check") == check]
             if verdict == "ERROR":
                 counts["errors"] += 1
                 error = item.get("error") or {}
@@ -420,15 +479,20 @@ def junit(results: dict) -> str:
                 node = ET.SubElement(case, "failure", type=one_line(failing[0].get("channel")),
                                      message=one_line(failing[0].get("summary")))
                 node.text = "\n\n".join(counterexample_text(f) for f in mine) + "\n"
-            elif verdict == "MISS":
+            elif verdict in ("MISS", "SKIP"):
                 counts["skipped"] += 1
-                ET.SubElement(case, "skipped", message=_miss_message(item))
-            elif verdict == "WARN":
+                ET.SubElement(case, "skipped", type=verdict,
+                              message=_miss_message(item) if verdict == "MISS"
+                              else reasons(item))
+            elif verdict == "WARN" or theirs:
                 out = ET.SubElement(case, "system-out")
-                out.text = "WARN\n" + "\n\n".join(counterexample_text(f) for f in mine) + "\n"
+                texts = [counterexample_text(f) for f in mine]
+                texts += [f"{blame_label(f)}:\n{counterexample_text(f)}" for f in theirs]
+                out.text = f"{verdict}\n" + "\n\n".join(texts) + "\n"
         for key, value in counts.items():
             suite.set(key, str(value))
-            totals[key] += value
+            if key in totals:
+                totals[key] += value
     for key, value in totals.items():
         root.set(key, str(value))
     ET.indent(root, space="  ")
@@ -462,7 +526,10 @@ def kcidb(results: dict, run: dict) -> dict:
     """
     check_schema(results)
     psh = patchset_hash(results)
-    key = f"{psh[:16] or 'nopatches'}-{_path_part(results.get('profile', ''))}-{results.get('seed', 0)}"
+    name = psh if psh is not None else hashlib.sha256("\n".join(
+        str(p.get("path")) for _, p in checked_patches(results)).encode()).hexdigest()
+    profile = _path_part(results.get("profile", ""))
+    key = f"{name[:16] or 'nopatches'}-{profile}-{results.get('seed', 0)}"
     checkout_id = f"{ORIGIN}:{key}"
     build_id = f"{ORIGIN}:{key}.build"
     rows = checked_patches(results)
@@ -471,7 +538,6 @@ def kcidb(results: dict, run: dict) -> dict:
     checkout = {
         "id": checkout_id,
         "origin": ORIGIN,
-        "patchset_hash": psh,
         "comment": one_line(series_title(results)),
         "valid": valid,
         "misc": {"kconform_schema": results.get("schema"),
@@ -479,6 +545,8 @@ def kcidb(results: dict, run: dict) -> dict:
                  "profile": results.get("profile"), "seed": results.get("seed"),
                  "patches": [one_line(p.get("path")) for _, p in rows]},
     }
+    if psh is not None:
+        checkout["patchset_hash"] = psh
     base = next((p.get("base_commit") for _, p in rows if p.get("base_commit")), None)
     if base and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", base):
         checkout["git_commit_hash"] = base
@@ -512,7 +580,8 @@ def kcidb(results: dict, run: dict) -> dict:
     for label, part, item in items:
         for check in results.get("checks") or ["kconform"]:
             verdict = check_verdict(item, check)
-            mine = [f for f in item.get("findings") or [] if f.get("check") == check]
+            mine = [f for f in own_findings(item) if f.get("check") == check]
+            theirs = [f for f in inherited_findings(item) if f.get("check") == check]
             test = {
                 "id": f"{ORIGIN}:{key}.{part}.{_path_part(check)}",
                 "build_id": build_id, "origin": ORIGIN,
@@ -524,12 +593,18 @@ def kcidb(results: dict, run: dict) -> dict:
                          "patch": one_line(item.get("path") or label),
                          "replay": [c for c in map(replay_command, mine) if c]},
             }
+            if theirs:
+                test["misc"]["kconform_inherited"] = [blame_label(f) for f in theirs]
             if started:
                 test["start_time"] = started
-            if mine:
-                test["log_excerpt"] = "\n\n".join(counterexample_text(f) for f in mine)[:16384]
+            if mine or theirs:
+                test["log_excerpt"] = "\n\n".join(
+                    [counterexample_text(f) for f in mine]
+                    + [f"{blame_label(f)}:\n{counterexample_text(f)}" for f in theirs])[:16384]
             elif verdict == "MISS":
                 test["log_excerpt"] = _miss_message(item)
+            elif verdict == "SKIP":
+                test["log_excerpt"] = reasons(item)
             elif verdict == "ERROR":
                 test["log_excerpt"] = _error_text(item.get("error") or {})
             tests.append(test)
@@ -571,7 +646,8 @@ def _scrub(value):
 
 # --- patchwork -----------------------------------------------------------
 
-def patchwork_checks(results: dict, target_url: str | None) -> list[dict]:
+def patchwork_checks(results: dict, target_url: str | None, *,
+                     skipped: bool = False) -> list[dict]:
     """One patchwork check per patch: the fields of ``POST /api/patches/{id}/checks/``.
 
     ``state``, ``context``, ``description`` and ``target_url`` go to patchwork
@@ -580,6 +656,8 @@ def patchwork_checks(results: dict, target_url: str | None) -> list[dict]:
     check_schema(results)
     checks = []
     for number, (label, patch) in enumerate(checked_patches(results), start=1):
+        if patch.get("verdict") == "SKIP" and not skipped:
+            continue        # not kconform's patch: a bot posts nothing unless asked
         description = shorten(one_line(f"{label} {describe(patch)}"), 255)
         checks.append({
             "message_id": patch.get("message_id"),
@@ -614,6 +692,10 @@ def mail_summary(results: dict, run: dict) -> str:
     if net:
         head = f"  {'net':>5} {net.get('verdict', 'ERROR'):<5} "
         lines.append(head + shorten(one_line(net.get("name") or "base..end"), width - len(head)))
+    claims = mail_claims(results)
+    if claims:
+        lines.append("")
+        lines += claims
     details = _mail_details(results)
     if details:
         lines.append("")
@@ -643,6 +725,51 @@ def mail_summary(results: dict, run: dict) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def claim_lines(item: dict, sentence_width: int = 60) -> list[str]:
+    """What the message of one patch claims, one line per claim, with its sentence.
+
+    Shared by the mail summary and the terminal: the contract's source, each
+    claim ("flush may change: subset (...) <- \u201csentence\u201d"), the sentences not
+    used, each fix confirmed."""
+    contract = item.get("contract") or {}
+    if "claims" not in contract:
+        return []
+    lines = []
+    if contract.get("source") == "written":
+        lines.append("written contract; the message's claims are checked to be observed")
+    elif contract.get("message") and contract.get("message") != "read":
+        lines.append(f"message {contract['message']}: no claims read, every channel must "
+                     f"stay equal")
+    elif not contract.get("claims"):
+        lines.append("no claim read from the message: every channel must stay equal")
+    for claim in contract.get("claims") or []:
+        sentence = shorten(one_line(claim.get("sentence") or ""), sentence_width)
+        lines.append(f"{one_line(claim.get('allows') or claim.get('kind'))} "
+                     f"<- \u201c{sentence}\u201d")
+    unread = contract.get("unread") or []
+    if unread:
+        lines.append(f"{_count(len(unread), 'sentence')} naming a channel not used "
+                     f"(first: \u201c{shorten(one_line(unread[0].get('sentence')), 50)}\u201d)")
+    for fix in item.get("fixes") or []:
+        lines.append(one_line(fix.get("summary")))
+    return lines
+
+
+def mail_claims(results: dict) -> list[str]:
+    """The claims section of the mail summary (what each message was read to claim)."""
+    lines = []
+    for label, patch in checked_patches(results):
+        mine = claim_lines(patch)
+        if not mine:
+            continue
+        if not lines:
+            lines.append("Claims read from the commit messages:")
+        lines += wrap(f"{label}: {mine[0]}", MAIL_WIDTH, indent="  ", hanging="      ")
+        for text in mine[1:]:
+            lines += wrap(f"- {text}", MAIL_WIDTH, indent="    ", hanging="      ")
+    return lines
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
@@ -661,9 +788,11 @@ def _mail_details(results: dict, limit: int = 10) -> list[str]:
     for label, item in items:
         if item.get("error"):
             entries.append((0, [f"ERROR {label}: " + _error_text(item["error"]).strip()]))
-        for finding in item.get("findings") or []:
+        for finding in own_findings(item):
             rank = 1 if finding.get("severity") == "FAIL" else 3
             entries.append((rank, _mail_finding(label, finding)))
+        for finding in inherited_findings(item):
+            entries.append((4, [f"{label} {finding_title(finding)}: {blame_label(finding)}"]))
         for hunk in uncovered_hunks(item):
             entries.append((2, [one_line(f"MISS {label}: {hunk.get('file')} "
                                          f"{hunk.get('function') or '(no function)'} not "
@@ -690,6 +819,8 @@ def _mail_finding(label: str, finding: dict) -> list[str]:
     """A finding for the mail; only failures carry their (long) replay command."""
     entry = [f"{finding.get('severity')} {label} {finding_title(finding)}",
              one_line(finding.get("summary", ""))]
+    if blame_label(finding):
+        entry.append(f"({blame_label(finding)})")
     command = replay_command(finding)
     if command and finding.get("severity") == "FAIL":
         entry += ["Reproduce with:", command]

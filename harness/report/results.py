@@ -3,8 +3,12 @@
 ``Verdict`` is the one ordered verdict enum, spelled one way everywhere.  A
 series verdict is the worst of its parts in this order, chosen on purpose:
 
-    PASS < WARN < MISS < FAIL < ERROR
+    SKIP < PASS < WARN < MISS < FAIL < ERROR
 
+- SKIP is lowest: the patch touches no file kconform reads, so there is
+  nothing to claim either way; any patch that was checked outranks it, and a
+  series is SKIP only when every patch is.  Its own exit code (5) lets a bot
+  tell "not applicable" from "passed" without reading the JSON.
 - WARN sits above PASS: a tolerant channel changed outside what the message
   states; still exit 0.
 - MISS sits above WARN: something was not checked, so nothing is known about
@@ -31,11 +35,12 @@ SCHEMA = "kconform/1"
 
 
 class Verdict(IntEnum):
-    PASS = 0
-    WARN = 1
-    MISS = 2
-    FAIL = 3
-    ERROR = 4
+    SKIP = 0
+    PASS = 1
+    WARN = 2
+    MISS = 3
+    FAIL = 4
+    ERROR = 5
 
     @classmethod
     def worst(cls, verdicts) -> "Verdict":
@@ -43,6 +48,7 @@ class Verdict(IntEnum):
 
 
 EXIT_CODES = {
+    Verdict.SKIP: ExitCode.SKIP,
     Verdict.PASS: ExitCode.PASS,
     Verdict.WARN: ExitCode.PASS,
     Verdict.MISS: ExitCode.MISS,
@@ -55,10 +61,14 @@ def exit_code_for(verdict: Verdict) -> ExitCode:
     return EXIT_CODES[verdict]
 
 
-def patch_verdict(*, error: bool, hunks_covered: list[bool], severities: list[str]) -> Verdict:
-    """PASS only when every hunk is covered and nothing fell short."""
+def patch_verdict(*, error: bool, hunks_covered: list[bool], severities: list[str],
+                  hunks_read: list[bool] | None = None) -> Verdict:
+    """PASS only when every hunk is covered and nothing fell short; SKIP when no
+    hunk touches a file kconform reads (``hunks_read``)."""
     if error:
         return Verdict.ERROR
+    if hunks_read is not None and hunks_read and not any(hunks_read):
+        return Verdict.SKIP
     if "FAIL" in severities:
         return Verdict.FAIL
     if not all(hunks_covered) or not hunks_covered:
@@ -117,8 +127,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
 
 def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
              net: dict | None, seed_drawn: bool = False,
-             preexisting: list[dict] | None = None) -> dict:
-    """The top-level results document."""
+             preexisting: list[dict] | None = None, ignored: list[dict] = ()) -> dict:
+    """The top-level results document; ``ignored`` lists the directory entries not read."""
     verdicts = [Verdict[p["verdict"]] for p in patches if not p.get("is_cover")]
     if net is not None:
         verdicts.append(Verdict[net["verdict"]])
@@ -135,4 +145,5 @@ def document(patches: list[dict], *, profile: str, seed: int, checks: list[str],
         "patches": patches,
         "net": net,
         "preexisting": list(preexisting or ()),
+        "ignored": list(ignored),
     }

@@ -7,6 +7,15 @@ match every pre-image the patch names; the *after* set is the same state with
 each touched file moved to its post-image blob.  A behaviour hunk is covered
 only when its function is modelled in both (or deleted/added on purpose).
 
+With a kernel tree (``resolve(..., tree=...)``) resolution is an ordered list
+too: first each read file's pre-image (``preimage.ROUTES``: series memory,
+index blob, ``--rev``, history), then the models (``_models_for``): a
+hand-written state that holds exactly the tree's functions
+(``STATE_STRATEGIES`` index / equal models), else the tree's own state
+translated whole (``tree_source``) if kconform can run it, else the
+hand-written state the hunks fit by content, else the nearest.  Each step
+that fails says why, and the reasons are kept in the result.
+
 Nothing here guesses: a missing index line, an unknown blob, an unmodelled
 function or a change outside any function is a MISS with the reason.
 """
@@ -17,7 +26,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from harness.ingest.hunks import hunk_lines, side_code
+from harness.ingest.scope import is_read_file
+from harness.resolve.preimage import Memory, PreImage, PreImageMiss, find_preimages
 from kernel_models import registry
+from kernel_models.model_source import HAND_WRITTEN
 from kernel_models.registry import Version, VersionSet
 
 DOCUMENTATION = "documentation"
@@ -59,16 +71,19 @@ class Resolution:
     hunks: tuple[HunkCoverage, ...]
     reason: str
     notes: tuple[str, ...] = ()      # said on the patch's verdict line too (the CLI's "note:")
+    preimages: tuple = ()            # with a kernel tree: each read file's PreImage or miss
+    memory: Memory | None = None     # with a kernel tree: the texts the series has left
 
     @property
     def complete(self) -> bool:
         return bool(self.hunks) and all(h.covered for h in self.hunks)
 
     def as_dict(self) -> dict | None:
-        if self.before is None:
-            return {"before": None, "after": None, "reason": self.reason}
-        return {"before": self.before.name, "after": self.after.name if self.after else None,
-                "reason": self.reason}
+        found = {"before": self.before.name if self.before else None,
+                 "after": self.after.name if self.after else None, "reason": self.reason}
+        if self.preimages:
+            found["preimages"] = [p.as_dict() for p in self.preimages]
+        return found
 
 
 def _touched_blobs(hunks) -> dict[str, tuple[str | None, str | None]]:
@@ -130,8 +145,8 @@ def find_state_by_content(hunks, per_function: dict | None = None) -> tuple[str 
     fitting = []
     # the closest state: most functions fitting, then fewest unknown names; the latest on ties
     closest: tuple[tuple[int, int], str, list[str]] | None = None
-    for name in registry.SERIES_STATES:
-        state = VersionSet.series_state(name)
+    for name in HAND_WRITTEN.states():
+        state = HAND_WRITTEN.state(name)
         why: dict[tuple[str, str], str] = {}
         unknown_names = 0
         for (file, function), function_hunks in groups.items():
@@ -238,16 +253,21 @@ def _function_extent(lines) -> tuple[int, int]:
     return low, high
 
 
-def resolve(hunks, *, previous: str | None = None, tree=None) -> Resolution:
+def resolve(hunks, *, previous: str | None = None, tree=None, rev: str = "HEAD",
+            memory: Memory | None = None, label: str = "the previous patch") -> Resolution:
     """Pick before/after version sets for a patch's scoped hunks.
 
-    With ``tree`` (a ``harness.resolve.kernel_tree.KernelTree``) the pre-images are
-    read whole from it (``harness.resolve.tree_strategies``); without, or when the tree
-    lacks a blob, the hunks and index lines alone decide.
+    With ``tree`` (``harness.resolve.kernel_tree.open_tree``) each file's
+    pre-image is found first (``harness.resolve.preimage``: the series held in
+    ``memory``, the index blob, the file at ``rev``, the file's history), then
+    the models (``harness.resolve.tree_strategies``); without, the hunks and
+    index lines alone decide.  ``label`` names this patch in the memory the
+    resolution leaves for the next one.
     """
     touched = _touched_blobs(hunks)
-    if tree is not None and touched:
-        return _resolve_with_tree(hunks, touched, tree, previous)
+    if tree is not None:
+        return _resolve_with_tree(hunks, touched, tree, previous, rev, memory or Memory(),
+                                  label)
     return _resolve_plain(hunks, touched, previous)
 
 
@@ -318,75 +338,225 @@ TREE_HOW = ("before translated whole from the pre-image blob in the kernel tree,
             "that text with the hunks applied")
 
 
-def _resolve_with_tree(hunks, touched, tree, previous: str | None) -> Resolution:
-    """The route of ``harness.resolve.tree_strategies`` (its docstring says the order)."""
-    from harness.translate import derive
+def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, memory: Memory,
+                       label: str) -> Resolution:
+    """Pre-images from the tree, then the models (``tree_strategies``' docstring: the order)."""
+    read = sorted({h.file for h in hunks if is_read_file(h.file)})
+    if not read:
+        return _not_read(_resolve_plain(hunks, {}, previous), hunks, OUT_OF_SCOPE)
+    routes = find_preimages(hunks, read, tree, rev, memory)
+    found = {f: r for f, r in routes.items() if isinstance(r, PreImage)}
+    missed = {f: r for f, r in routes.items() if isinstance(r, PreImageMiss)}
+    preimages = tuple(routes[f] for f in read)
+    if missed:
+        reason = "; ".join(f"no pre-image of {f}: {m.reason}" for f, m in missed.items())
+        coverage = tuple(_cover(h, None, None, derive_miss=(
+            f"no pre-image: {missed[h.file].reason}" if h.file in missed else
+            f"not checked: the pre-image of {', '.join(missed)} was not found"))
+            for h in hunks)
+        return _not_read(Resolution(None, None, (), coverage, reason, preimages=preimages,
+                                    memory=memory, notes=tuple(p.note for p in preimages)),
+                         hunks)
+    after_memory = memory.with_files({f: p.post for f, p in found.items()}, label)
+    resolution = _models_for(hunks, touched, previous, found, tree, rev, memory)
+    notes = resolution.notes + tuple(p.note for p in preimages)
+    return _not_read(dataclasses.replace(resolution, preimages=preimages, notes=notes,
+                                         memory=after_memory), hunks)
+
+
+# Hand-written states chosen this way hold exactly the tree's functions (or the blobs the
+# index lines name): they are used before a translation of the tree.
+VERIFIED_ROUTES = ("index", "equal models")
+
+
+def _models_for(hunks, touched, previous, preimages, tree, rev, memory) -> Resolution:
+    """The models of a patch whose pre-images were found, from the first source that has
+    them: the hand-written states the tree's functions equal, else the tree's own state
+    translated whole, else the hand-written states the hunks fit by content or nearest."""
+    hand, route = _resolve_on_images(hunks, touched, previous, preimages)
+    if hand.complete and route in VERIFIED_ROUTES:
+        return hand
+    translated = _translated(hunks, tree, rev, memory, preimages)
+    if isinstance(translated, Resolution):
+        if hand.reason:
+            translated = dataclasses.replace(translated, reason=(
+                f"{translated.reason}; the hand-written models were not used ({hand.reason})"))
+        return translated
+    note = f"the tree's translated state was not used: {translated}"
+    coverage = tuple(c if c.covered else dataclasses.replace(c, reason=f"{c.reason}; {note}")
+                     for c in hand.hunks)
+    return dataclasses.replace(hand, hunks=coverage, reason=f"{hand.reason}; {note}")
+
+
+def _translated(hunks, tree, rev, memory, preimages) -> Resolution | str:
+    """The Resolution over the tree's translated state, or why there is none."""
+    try:
+        from harness.resolve import tree_source
+    except ImportError as exc:                  # pycparser missing: an install problem
+        return f"the translator cannot be loaded ({exc})"
+    before, after = tree_source.tree_pair(tree, rev, memory, preimages)
+    return tree_source.translated_resolution(hunks, before, after)
+
+
+OUT_OF_SCOPE = ("out of scope: the patch changes none of the files kconform reads (the KVM "
+                "x86 MMU, arch/x86/kvm/mmu/, and its headers)")
+
+
+def _not_read(resolution: Resolution, hunks, reason: str | None = None) -> Resolution:
+    """A hunk of a file kconform does not read is a MISS naming the file."""
+    coverage = []
+    for hunk, cover in zip(hunks, resolution.hunks):
+        if not is_read_file(hunk.file) and hunk.kind != DOCUMENTATION:
+            cover = dataclasses.replace(cover, covered=False, model=None, reason=(
+                f"{hunk.file} is not read: kconform reads the KVM x86 MMU files "
+                f"(arch/x86/kvm/mmu/) and their headers"))
+        coverage.append(cover)
+    changed = dict(hunks=tuple(coverage), pairs=tuple(
+        p for p in resolution.pairs if is_read_file(p.file)))
+    if reason is not None:
+        changed["reason"] = reason
+    return dataclasses.replace(resolution, **changed)
+
+
+def _pre_image_id(index_id: str | None, preimage: PreImage) -> str | None:
+    """The id the hand-written states are matched on: the index line's, when the pre-image
+    is that blob (or the text the series left for it); else the text's own blob id."""
+    return index_id if preimage.route in ("index", "series") else preimage.blob
+
+
+@dataclass
+class StateRequest:
+    """What the state strategies read: the changed functions, found whole in the tree."""
+
+    hunks: tuple
+    groups: dict                 # (file, function) -> hunks
+    found: dict                  # (file, function) -> (pre FunctionSource, post FunctionSource)
+    previous: str | None
+    pre_images: dict             # file -> the id to match the states' blobs on
+    _translations: dict | None = None
+
+    @property
+    def functions(self) -> str:
+        return ", ".join(sorted(c for _, c in self.groups))
+
+    def translations(self) -> dict:
+        """Per hand-written state: the tree's pre-image functions translated there."""
+        from harness.resolve import tree_strategies as T
+
+        if self._translations is None:
+            self._translations = T.pre_translations(self.found, self.groups)
+        return self._translations
+
+
+@dataclass(frozen=True)
+class StateChoice:
+    state: str
+    route: str                   # the strategy's name
+    reason: str
+
+
+def state_by_index(request: StateRequest) -> StateChoice | str:
+    name, reason = find_before_state(request.pre_images, request.previous)
+    return StateChoice(name, "index", reason) if name is not None else reason
+
+
+def state_by_equal_models(request: StateRequest) -> StateChoice | str:
+    from harness.resolve import tree_strategies as T
+
+    fitting = T.fingerprint_states(request.translations())
+    if not fitting:
+        return f"no modelled state's models equal the tree's {request.functions}"
+    name = request.previous if request.previous in fitting else fitting[-1]
+    verb = "equals the model" if len(request.groups) == 1 else "equal the models"
+    return StateChoice(name, "equal models", f"the tree's pre-image {request.functions} {verb} "
+                                             f"in state '{name}' (whole-function translation)")
+
+
+def state_by_content(request: StateRequest) -> StateChoice | str:
+    name, reason = find_state_by_content(request.hunks)
+    return StateChoice(name, "content", reason) if name is not None else reason
+
+
+def state_nearest(request: StateRequest) -> StateChoice | str:
+    from harness.resolve import tree_strategies as T
+
+    name, distance, miss = T.nearest_state(request.translations())
+    if name is None:
+        return f"the tree's {request.functions} cannot be translated: {miss}"
+    return StateChoice(name, "nearest", f"no modelled state holds the tree's "
+                                        f"{request.functions}: the other functions come from "
+                                        f"the nearest state '{name}' ({distance} model lines "
+                                        f"differ)")
+
+
+# The hand-written state a tree's pre-image is checked in, tried in order.
+STATE_STRATEGIES = (state_by_index, state_by_equal_models, state_by_content, state_nearest)
+
+
+def choose_state(request: StateRequest) -> tuple[StateChoice | None, list[str]]:
+    """The first strategy's choice, and the reasons of those before it."""
+    tried = []
+    for strategy in STATE_STRATEGIES:
+        found = strategy(request)
+        if isinstance(found, StateChoice):
+            return found, tried
+        tried.append(found)
+    return None, tried
+
+
+def _resolve_on_images(hunks, touched, previous: str | None, preimages: dict,
+                       ) -> tuple[Resolution, str]:
+    """The hand-written models for pre-images read from the tree, and the route that chose
+    the state (a name of STATE_STRATEGIES' results, or "hunks" for the hunk-level route)."""
     from harness.resolve import tree_strategies as T
     from harness.resolve.kernel_tree import TreeMiss
+    from harness.translate import derive
 
-    try:
-        images, lack = T.read_images(hunks, touched, tree)
-    except TreeMiss as exc:
-        return _finish(hunks, touched, None, f"kernel tree: {exc}", False)
-    if images is None:
-        resolution = _resolve_plain(hunks, touched, previous,
-                                    note=f"; the kernel tree was not used: {lack}")
-        return dataclasses.replace(resolution, notes=(
-            f"kernel tree not used: {lack}; the hunks alone were read",))
-    verified = "; every hunk applies to its pre-image blob in the kernel tree"
+    touched = {f: blobs for f, blobs in touched.items() if f in preimages}
+    images = {f: (preimages[f].text, preimages[f].post) for f in touched}
+    routes = "; ".join(f"{p.detail} ({p.route})" for _, p in sorted(preimages.items()))
+    verified = f"; every hunk applies to its pre-image in the kernel tree ({routes})"
+    if not touched:
+        return _resolve_plain(hunks, touched, previous, note=verified), "hunks"
     groups = T.changed_functions(hunks, images)
     try:
         found = T.sources(groups, images)
     except TreeMiss as exc:
         return _resolve_plain(hunks, touched, previous,
-                              note=f"{verified}; whole functions not used: {exc}")
+                              note=f"{verified}; whole functions not used: {exc}"), "hunks"
     if not groups:
-        return _resolve_plain(hunks, touched, previous, note=verified)
-    functions = ", ".join(sorted(c for _, c in groups))
-    pre_images = {f: registry.find_blob(f, src) or src for f, (src, _) in touched.items()}
-    name, reason = find_before_state(pre_images, previous)
-    by_id, nearest = name is not None, False
-    by_state = T.pre_translations(found, groups) if name is None else {}
-    if name is None:
-        fitting = T.fingerprint_states(by_state)
-        if fitting:
-            name = previous if previous in fitting else fitting[-1]
-            verb = "equals the model" if len(groups) == 1 else "equal the models"
-            reason += (f"; the tree's pre-image {functions} {verb} in state "
-                       f"'{name}' (whole-function translation)")
-    if name is None:
-        name, content_reason = find_state_by_content(hunks)
-        reason += f"; {content_reason}"
-    if name is None:
-        name, distance, miss = T.nearest_state(by_state)
-        nearest = name is not None
-        reason += (f"; no modelled state holds the tree's {functions}: the other functions "
-                   f"come from the nearest state '{name}' ({distance} model lines differ)"
-                   if nearest else f"; the tree's {functions} cannot be translated: {miss}")
-    if name is None:
-        return _finish(hunks, touched, None, reason, False)
+        return _resolve_plain(hunks, touched, previous, note=verified), "hunks"
+    request = StateRequest(hunks, groups, found, previous, {
+        f: _pre_image_id(src, preimages[f]) for f, (src, _) in touched.items()})
+    choice, tried = choose_state(request)
+    functions = request.functions
+    if choice is None:
+        return _finish(hunks, touched, None, "; ".join(tried), False), "none"
+    name, reason = choice.state, "; ".join(tried + [choice.reason])
+    by_id, nearest = choice.route == "index", choice.route == "nearest"
     state = DERIVED_STATES.get(name) or VersionSet.series_state(name)
     if by_id and all(registry.find_blob(f, dst) for f, (_, dst) in touched.items()):
         return _finish(hunks, touched, name,
-                       reason + verified + T.fidelity(found, groups, state), False)
+                       reason + verified + T.fidelity(found, groups, state), False), choice.route
     try:
         before, after, _, notes = T.tree_pair(found, groups, state, touched,
                                               T.digest_of(hunks))
     except derive.Miss as exc:
         if nearest:
-            return _finish(hunks, touched, None, f"{reason}; {exc}", False)
+            return _finish(hunks, touched, None, f"{reason}; {exc}", False), "none"
         unproven = ("" if by_id else
                     f", so the tree's {functions} is not known to equal the model: the change "
                     f"is checked on the model its hunks fit, not on the tree's function")
         return _finish(hunks, touched, name, f"{reason}{verified}; whole functions not "
-                                             f"translated ({exc}){unproven}", not by_id)
+                                             f"translated ({exc}){unproven}", not by_id), "content"
     DERIVED_STATES[after.name] = after
     reason += verified + f"; {TREE_HOW}" + "".join(f"; {n}" for n in notes)
     tree_keys = set(groups)
     coverage = tuple(_cover(h, before, after, None,
                             how=TREE_HOW if (h.file, h.function) in tree_keys else None)
                      for h in hunks)
-    return Resolution(before, after, _pairs(hunks, coverage, before, after), coverage, reason)
+    return (Resolution(before, after, _pairs(hunks, coverage, before, after), coverage, reason),
+            choice.route)
 
 
 def _state_name(blobs: dict[str, str]) -> str | None:
@@ -409,7 +579,8 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
                                       "(check rst_parses)")
         return result(True, None, "documentation is not compiled: no behaviour to model")
     if not registry.is_modelled_file(hunk.file):
-        return result(False, None, f"{hunk.file} is not a modelled file")
+        return result(False, None, f"{hunk.file} is not a modelled file" if is_read_file(hunk.file)
+                      else f"{hunk.file} is not a modelled file (kconform reads the KVM x86 MMU)")
     if hunk.kind == COMMENT:
         return result(True, "c-tokens", "comment-only: the code tokens before and after are "
                                         "identical")
@@ -423,7 +594,7 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
     if before is None:
         return result(False, None, f"no before-model: {derive_miss}" if derive_miss
                       else "no before-model: the pre-image version is unknown")
-    old = registry.lookup(hunk.file, hunk.function, before.blob(hunk.file))
+    old = before.version(hunk.file, hunk.function)
     if old is None and not registry.versions_of(hunk.file, hunk.function):
         return result(False, None, f"{hunk.function} is not modelled")
     if after is None:
@@ -431,7 +602,7 @@ def _cover(hunk, before: VersionSet | None, after: VersionSet | None,
         return result(False, old.model_id if old else None,
                       "no after-model: the post-image blob is not modelled and the change "
                       f"could not be derived from the hunk{why}")
-    new = registry.lookup(hunk.file, hunk.function, after.blob(hunk.file))
+    new = after.version(hunk.file, hunk.function)
     if old is None and new is None:
         return result(False, None, f"{hunk.function} is modelled, but in neither "
                                    f"{before.blob(hunk.file)} nor {after.blob(hunk.file)}")
@@ -452,8 +623,6 @@ def _pairs(hunks, coverage, before, after) -> tuple[FunctionPair, ...]:
         key = (hunk.file, hunk.function)
         if key not in seen:
             seen[key] = FunctionPair(hunk.file, hunk.function,
-                                     registry.lookup(hunk.file, hunk.function,
-                                                     before.blob(hunk.file)),
-                                     registry.lookup(hunk.file, hunk.function,
-                                                     after.blob(hunk.file)))
+                                     before.version(hunk.file, hunk.function),
+                                     after.version(hunk.file, hunk.function))
     return tuple(seen.values())

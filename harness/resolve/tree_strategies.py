@@ -1,20 +1,18 @@
-"""Resolve with a kernel tree at hand: whole pre-images instead of hunk context.
+"""Resolve with a kernel tree at hand: whole functions of the pre-images the routes found.
 
-``resolve_with_tree`` is used by ``harness.resolve.strategies.resolve`` when the user
-gave ``--kernel-tree`` and the tree holds the pre-image blob of every
-modelled file the patch touches (otherwise the plain route runs, and says
-which blob the tree lacked).
+``harness.resolve.strategies`` calls these once ``harness.resolve.preimage``
+has found every read file's pre-image (and so its post-image):
 
-1. Every hunk of each touched file must apply to its pre-image blob (each
-   context and removed line checked against the blob); a hunk that does not
-   is a MISS naming the line.  Applying them gives the post-image.
-2. Each changed function is read whole from both images and translated
+1. Each changed function is read whole from both images and translated
    (``derive.translate_function``).
-3. The state the other functions come from: the one whose blobs the index
-   lines name; else the one whose models equal the tree's pre-image
-   functions (whole-function fingerprint); else the one the hunks fit by
-   content; else the nearest (fewest differing model lines), said so.
-4. When every changed function translates on both sides, the pair is the
+2. The hand-written state the other functions come from is the first of
+   ``strategies.STATE_STRATEGIES``: the one whose blobs the index lines name
+   (when the pre-image is that blob); else the one whose models equal the
+   tree's pre-image functions (whole-function fingerprint); then, after the
+   tree's own state translated whole (``tree_source``) when kconform can run
+   it, the one the hunks fit by content; else the nearest (fewest differing
+   model lines), said so.
+3. When every changed function translates on both sides, the pair is the
    two translations (the pre-image's translation replaced by the model
    itself when they are equal); when not, the hunk-level route of the plain
    resolver runs on the chosen state, and the reason says why.
@@ -25,9 +23,10 @@ from __future__ import annotations
 import hashlib
 
 from harness.translate import derive
-from harness.resolve.kernel_tree import TreeMiss, apply_hunks
+from harness.resolve.kernel_tree import TreeMiss
 from harness.translate.c_source import find_function
 from kernel_models import registry
+from kernel_models.model_source import HAND_WRITTEN
 from kernel_models.registry import VersionSet
 
 BEHAVIOUR = "behaviour"
@@ -35,28 +34,6 @@ BEHAVIOUR = "behaviour"
 
 def _short(file: str, blob: str | None) -> str:
     return f"{file.rsplit('/', 1)[-1]}@{blob}"
-
-
-def _unique_hunks(hunks, file: str) -> list:
-    seen, result = set(), []
-    for hunk in hunks:
-        if hunk.file == file and hunk.index not in seen:
-            seen.add(hunk.index)
-            result.append(hunk)
-    return sorted(result, key=lambda h: h.source_start)
-
-
-def read_images(hunks, touched, tree):
-    """file -> (pre text, post text); or (None, reason) when the tree lacks a blob;
-    raises TreeMiss (with the hunk index) when a hunk does not apply."""
-    images = {}
-    for file, (source, _) in touched.items():
-        text = tree.text(source)
-        if text is None:
-            return None, f"the kernel tree does not hold {_short(file, source)}"
-        images[file] = (text, apply_hunks(text, _unique_hunks(hunks, file),
-                                          _short(file, source)))
-    return images, ""
 
 
 def changed_functions(hunks, images) -> dict[tuple[str, str], list]:
@@ -97,9 +74,9 @@ def translations(found, state: VersionSet, hunks_by_key, side: int):
 def pre_translations(found, groups) -> dict[str, dict | derive.Miss]:
     """Per series state: the tree's pre-image functions translated there, or the Miss."""
     by_state: dict[str, dict | derive.Miss] = {}
-    for name in registry.SERIES_STATES:
+    for name in HAND_WRITTEN.states():
         try:
-            by_state[name] = translations(found, VersionSet.series_state(name), groups, 0)
+            by_state[name] = translations(found, HAND_WRITTEN.state(name), groups, 0)
         except derive.Miss as exc:
             by_state[name] = exc
     return by_state

@@ -1,0 +1,122 @@
+"""Fidelity: does a translated function behave as its hand-written model?
+
+For every function with a driver (``harness.check.drivers``) that a tree
+state translates, both versions run every case of the exhaustive domain in
+every SPTE mode, each on a fresh VM, and their effect logs are compared
+event by event (the event's payload; a WARN's message text is left out,
+since the translation names the C line and the model a phrase).  A
+disagreement is a bug in one of them: the C decides which.
+
+A driver with its own VM builder (``make_vm``: a shadow-MMU VM reached through
+the fault path) has its VM built by the models; only the call runs the
+translation.
+
+Outcomes: ``equal`` (every case agrees), ``differs`` (the first case that
+does not, with both logs), ``not run`` (the translated side stopped: a name
+the environment lacks, or a calling convention the driver assumes of the
+hand-written model), ``untranslated`` (the function did not translate),
+``no driver`` (modelled and translated, but only operation-level runs call
+it; those are not compared here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.check import drivers
+
+EQUAL, DIFFERS, NOT_RUN, UNTRANSLATED = "equal", "differs", "not run", "untranslated"
+NO_DRIVER = "no driver"
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    function: str
+    file: str
+    outcome: str
+    cases: int = 0
+    detail: str = ""
+
+
+def _log(driver, versions, mode: str, case: dict, setup=None):
+    """The effects of one driver case; with ``setup``, the VM is built by that version
+    set (the models) and only the call runs ``versions``."""
+    from harness.translate.environment import KernelStop
+    vm = driver.new_vm(setup or versions, mode)
+    if setup is not None:
+        _switch(vm, versions)
+    mark = vm.log.mark()
+    try:
+        returned = driver.call(vm, case)
+    except KernelStop:          # BUG(): the kernel stops; what it did so far is the result
+        returned = []
+    events = vm.log.since(mark) + list(returned)
+    return tuple((type(e).__name__, tuple((k, v) for k, v in e.payload().items() if k != "what"))
+                 for e in events)
+
+
+def _switch(vm, versions) -> None:
+    """Run ``vm`` on another version set from now on (its state is kept)."""
+    for name in list(vm.__dict__):
+        if name in vm.functions and callable(vm.__dict__[name]):
+            del vm.__dict__[name]           # the VM's cached dispatch of the old bodies
+    vm.versions = versions
+    vm.functions = versions.functions()
+    vm.log.helpers = versions.helpers()
+    prepare = getattr(versions, "prepare_vm", None)
+    if prepare is not None:
+        prepare(vm)
+
+
+def _show(log) -> str:
+    return "; ".join(f"{name}({', '.join(f'{k}={v:#x}' if isinstance(v, int) and not isinstance(v, bool) and v > 9 else f'{k}={v!r}' for k, v in payload)})"
+                     for name, payload in log) or "(no effects)"
+
+
+def compare_function(driver, translated, model, modes=drivers.MODES) -> Fidelity:
+    """Run ``driver``'s whole domain on both version sets."""
+    cases = 0
+    for mode in modes:
+        for case in driver.cases(mode):
+            cases += 1
+            expected = _log(driver, model, mode, case)
+            try:
+                got = _log(driver, translated, mode, case,
+                           setup=model if driver.make_vm is not None else None)
+            except Exception as exc:  # noqa: BLE001 - the translated side's stop is the finding
+                return Fidelity(driver.function, driver.file, NOT_RUN, cases,
+                                f"{driver.describe(case)} [{mode}]: {type(exc).__name__}: {exc}")
+            if got != expected:
+                return Fidelity(driver.function, driver.file, DIFFERS, cases,
+                                f"{driver.describe(case)} [{mode}]\n"
+                                f"  model:      {_show(expected)}\n"
+                                f"  translated: {_show(got)}")
+    return Fidelity(driver.function, driver.file, EQUAL, cases)
+
+
+def compare_state(state, model, only: tuple[str, ...] = ()) -> list[Fidelity]:
+    """Every driven function of ``model`` (a VersionSet) against ``state`` (a TreeState)."""
+    translated = state.version_set()
+    rows = []
+    for name, driver in sorted(drivers.DRIVERS.items()):
+        if only and name not in only:
+            continue
+        if name not in model.functions():
+            continue
+        # paging_tmpl.h: FNAME(x) runs the instantiation of the VM's guest mode
+        c_name = name.replace("FNAME(", "ept_").rstrip(")") if name.startswith("FNAME(") else name
+        translation = state.functions.get(c_name)
+        if translation is None or not translation.translated:
+            rows.append(Fidelity(name, driver.file, UNTRANSLATED, 0,
+                                 translation.miss if translation else "not defined in the tree"))
+            continue
+        rows.append(compare_function(driver, translated, model))
+    if not only:
+        helpers = model.helpers()
+        for name in sorted(model.functions()):
+            if name in drivers.DRIVERS or name in helpers:
+                continue
+            translation = state.functions.get(name)
+            if translation is not None and translation.translated:
+                rows.append(Fidelity(name, translation.file, NO_DRIVER))
+    return rows

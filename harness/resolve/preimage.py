@@ -1,0 +1,210 @@
+"""Find the text a patch applies to, the way ``git am -3`` would.
+
+With ``--kernel-tree PATH`` every file a patch touches gets its pre-image
+from the tree, by the first of these routes that works (``ROUTES``, tried in
+order, each returning a ``PreImage`` or the reason it could not):
+
+1. ``series``  - an earlier patch of the same run changed the file: the text
+   it left, held in memory (a series applies patch after patch to one state);
+2. ``index``   - the blob the diff's ``index a..b`` line names, if the tree
+   holds it (a plain directory holds the blobs of its files, with ids
+   computed as ``git hash-object`` does);
+3. ``rev``     - the file at ``--rev REV`` (default ``HEAD``), if every hunk
+   applies there (at an offset if need be; whitespace-insensitively, so a
+   repaired web-archive copy applies);
+4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
+   ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to.
+
+When none works the file is a ``PreImageMiss`` naming the first hunk line
+that does not apply at ``--rev``.  Nothing here writes to the tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.resolve.kernel_tree import Mismatch, apply_file, hash_object
+
+HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
+
+
+def is_absent(blob: str | None) -> bool:
+    """An index line's id for "no file" (a created or deleted file)."""
+    return bool(blob) and set(blob) == {"0"}
+
+
+# ---------------------------------------------------------------------------
+# The state a series leaves, in memory
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Memory:
+    """The texts earlier patches of this run left: path -> (text, the patch's label)."""
+
+    files: tuple[tuple[str, str, str], ...] = ()
+
+    def text(self, path: str) -> tuple[str, str] | None:
+        for file, text, label in self.files:
+            if file == path:
+                return text, label
+        return None
+
+    def with_files(self, posts: dict[str, str], label: str) -> "Memory":
+        kept = [row for row in self.files if row[0] not in posts]
+        return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])))
+
+
+# ---------------------------------------------------------------------------
+# Routes
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    """One file of one patch: what the routes look for."""
+
+    file: str
+    hunks: tuple               # the file's hunks, once each, in order
+    source_blob: str | None    # the index line's pre-image id (abbreviated)
+    rev: str
+    memory: Memory = Memory()
+
+    @property
+    def short(self) -> str:
+        return self.file.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class PreImage:
+    """Where one file's pre-image came from, and its text before and after the hunks."""
+
+    file: str
+    route: str                 # a name of ROUTES
+    blob: str                  # the pre-image's blob id (full)
+    commit: str | None         # the commit it was read at (None: by blob id, or in memory)
+    detail: str                # one sentence for the report
+    text: str = field(repr=False, compare=False)
+    post: str = field(repr=False, compare=False)
+
+    @property
+    def post_blob(self) -> str:
+        return hash_object(self.post)
+
+    @property
+    def note(self) -> str:
+        """The line the terminal and HTML reports show."""
+        commit = f"commit {self.commit[:12]}, " if self.commit else ""
+        return (f"pre-image of {self.file} by route '{self.route}': {self.detail} "
+                f"({commit}blob {self.blob[:12]})")
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "route": self.route, "blob": self.blob,
+                "commit": self.commit, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PreImageMiss:
+    file: str
+    reason: str                # names the first hunk line that does not apply
+    tried: tuple[tuple[str, str], ...]   # (route, why not), in order
+
+    @property
+    def note(self) -> str:
+        return f"no pre-image of {self.file}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "route": None, "reason": self.reason,
+                "tried": [{"route": r, "reason": why} for r, why in self.tried]}
+
+
+def _found(request, route, text, commit, detail) -> PreImage | str:
+    post = apply_file(text, request.hunks)
+    if isinstance(post, Mismatch):
+        return post.describe(detail)
+    return PreImage(request.file, route, hash_object(text), commit, detail, text, post)
+
+
+def from_series(request: Request, tree) -> PreImage | str:
+    held = request.memory.text(request.file)
+    if held is None:
+        return "no earlier patch of this run changed the file"
+    text, label = held
+    return _found(request, "series", text, None,
+                  f"{request.short} as {label} left it (in memory)")
+
+
+def from_index(request: Request, tree) -> PreImage | str:
+    blob = request.source_blob
+    if not blob:
+        return "the diff has no index line"
+    if is_absent(blob):
+        return _found(request, "index", "", None, f"{request.short}: a new file")
+    text = tree.text(blob)
+    if text is None:
+        return f"the tree does not hold blob {blob}"
+    return _found(request, "index", text, None, f"{request.short}@{blob}")
+
+
+def from_rev(request: Request, tree) -> PreImage | str:
+    text = tree.text_at(request.rev, request.file)
+    if text is None:
+        return f"{request.file} does not exist at {request.rev}"
+    commit = tree.commit(request.rev)
+    return _found(request, "rev", text, commit, f"{request.short} at {request.rev}")
+
+
+def from_history(request: Request, tree) -> PreImage | str:
+    commits = tree.history(request.rev, request.file, HISTORY_LIMIT)
+    if commits is None:
+        return "the tree has no history (a plain directory)"
+    tried: set[str] = set()
+    for commit in commits:
+        blob = tree.blob_at(commit, request.file)
+        if blob is None or blob in tried:
+            continue
+        tried.add(blob)
+        found = _found(request, "history", tree.text(blob), commit,
+                       f"{request.short} at {commit[:12]} ({tree.describe(commit)})")
+        if isinstance(found, PreImage):
+            return found
+    return (f"none of the {len(tried)} versions of {request.short} in the last "
+            f"{len(commits)} commits of its history before {request.rev} takes the hunks")
+
+
+ROUTES = (("series", from_series), ("index", from_index), ("rev", from_rev),
+          ("history", from_history))
+
+
+def find_preimage(request: Request, tree) -> PreImage | PreImageMiss:
+    """The first route's pre-image, or a miss saying why each route failed."""
+    tried = []
+    for name, route in ROUTES:
+        found = route(request, tree)
+        if isinstance(found, PreImage):
+            return found
+        tried.append((name, found))
+    # the first text that was there but did not take the hunks names the line
+    reason = next((why for _, why in tried if "does not apply" in why), None)
+    if reason is None:
+        reason = "; ".join(f"{name}: {why}" for name, why in tried)
+    return PreImageMiss(request.file, reason, tuple(tried))
+
+
+def file_hunks(hunks, file: str) -> tuple:
+    """``file``'s hunks, each once (a hunk scoped to two functions appears twice), in order."""
+    seen, result = set(), []
+    for hunk in hunks:
+        if hunk.file == file and hunk.index not in seen:
+            seen.add(hunk.index)
+            result.append(hunk)
+    return tuple(sorted(result, key=lambda h: h.source_start))
+
+
+def find_preimages(hunks, files, tree, rev: str, memory: Memory,
+                   ) -> dict[str, PreImage | PreImageMiss]:
+    """Every file of ``files`` the hunks touch -> its pre-image or the miss."""
+    found = {}
+    for file in files:
+        blob = next((h.source_blob for h in hunks if h.file == file), None)
+        found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory),
+                                    tree)
+    return found

@@ -1,0 +1,666 @@
+"""The environment: everything a translated function assumes about the world.
+
+This is the one hand-written part of a translated tree state.  A reviewer
+reads here what is assumed; everything else comes from the tree's C.
+
+Interface (what ``harness.translate.emit`` generates code against): the
+names of ``namespace()``, which the translated functions read as globals.
+
+1. **Primitives** (``PRIMITIVES``, by kernel name; a helper renamed between
+   releases is listed under each name it had): called ``name(vm, *C args)``.
+   - host side, effects appended to the VM's ``EffectLog``
+     (``kernel_models.effects``): folio accessed/dirty marks
+     (``kvm_set_pfn_accessed``, ``kvm_set_page_accessed``,
+     ``folio_mark_accessed``...), page references (``kvm_release_pfn_clean``,
+     ``kvm_release_page_clean``, ``kvm_release_faultin_page``, ``put_page``...),
+     ``mark_page_dirty_in_slot``, TLB flushes (``kvm_flush_remote_tlbs`` and its
+     ``_range``/``_gfn``/``_memslot`` variants);
+   - WARN-like macros (``WARN_ON``, ``WARN_ON_ONCE``, ``KVM_BUG_ON``,
+     ``KVM_MMU_WARN_ON``...) return their condition and append a ``Warn``;
+   - bit macros (``BIT``, ``BIT_ULL``, ``GENMASK_ULL``...), ``min``/``max``;
+   - SPTE memory: ``READ_ONCE``/``WRITE_ONCE`` through a pointer, ``xchg``,
+     ``cmpxchg``/``cmpxchg64``/``try_cmpxchg64`` (one thread: they always
+     see the value they read);
+   - memory and locking: lock/unlock and ``lockdep_assert_*`` are no-ops (one
+     thread holds every lock), RCU read sections are no-ops and
+     ``rcu_dereference`` is the pointer itself;
+   - page-table memory: ``__va``/``__pa``/``pfn_to_page``/``page_private``/
+     ``virt_to_page`` map table pfns to the VM's ``kvm_mmu_page`` objects.
+2. **Constants** (``CONSTANTS``) the tree uses but defines outside its files
+   (``PAGE_SHIFT``, the ``PG_LEVEL_*`` enum).
+3. **Iterators** (``FOREACH``): generators for iterator macros defined outside
+   the tree (``list_for_each_entry``, ``hlist_for_each_entry``,
+   ``for_each_set_bit``...), yielding successive cursor values.
+4. **VM objects**: the VM is ``kernel_models.vm.VM`` (``struct kvm``), pages are
+   ``kernel_models.mmu_internal.kvm_mmu_page``, SPTE pointers are
+   ``SptePointer`` (``Pointer`` adds C pointer arithmetic), struct locals are
+   ``Struct`` objects laid out as the tree defines their type.
+5. **Runtime support** (``harness.translate.runtime``: ``_load``, ``_store``,
+   ``_u64``, ``_Goto``...): C semantics the generated code needs, no assumptions.
+
+A name that is neither translated from the tree nor here is ``_unknown``:
+calling it raises ``EnvironmentMiss`` naming it.
+"""
+
+from __future__ import annotations
+
+from harness.translate import runtime
+from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapHead,
+                                       SptePointer, Struct, _address, _load, _store, new_struct)
+from kernel_models import effects as E
+
+
+def _prim(vm, name):
+    primitive = PRIMITIVES[name]
+    return lambda *args: primitive(vm, *args)
+
+
+def _unknown(vm, name):
+    def missing(*args):
+        raise EnvironmentMiss(f"{name}: defined neither in the tree nor in the environment")
+    return missing
+
+
+def _unknown_value(vm, name):
+    raise EnvironmentMiss(f"{name}: defined neither in the tree nor in the environment")
+
+
+def _foreach(vm, macro, args):
+    generator = FOREACH.get(macro)
+    if generator is None:
+        raise EnvironmentMiss(f"iterator macro {macro}: not in the environment")
+    return generator(vm, *args)
+
+
+# ---------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------
+
+def BIT(vm, n):  # noqa: N802 - kernel macro names
+    return 1 << n
+
+
+def GENMASK_ULL(vm, high, low):  # noqa: N802
+    return ((1 << (high + 1)) - 1) & ~((1 << low) - 1)
+
+
+def _pass(vm, value, *rest):
+    return value
+
+
+def _nothing(vm, *args):
+    return None
+
+
+def _true(vm, *args):
+    return True
+
+
+def _false(vm, *args):
+    return False
+
+
+def _warn(vm, condition=True, *rest, what=""):
+    if condition:
+        vm.emit(E.Warn(what=what))
+    return bool(condition)
+
+
+def _warn_message(vm, condition=True, *rest, what=""):
+    return _warn(vm, condition, what=what)
+
+
+def _mmu_warn(vm, condition=False, *rest, what=""):
+    """KVM_MMU_WARN_ON: a WARN with CONFIG_KVM_PROVE_MMU, otherwise never evaluated."""
+    if getattr(vm, "prove_mmu", False):
+        return _warn(vm, condition, what=what)
+    return False
+
+
+def _bug(vm, condition=True, *rest, what=""):
+    if condition:
+        vm.emit(E.Bug(what=what))
+    return bool(condition)
+
+
+def _bug_on(vm, condition=True, *rest, what=""):
+    if condition:
+        _bug_always(vm, what=what)
+
+
+class KernelStop(Exception):  # noqa: N818 - BUG() does not return
+    """BUG(): the kernel stops here; the caller of the translated code sees the log so far."""
+
+
+def _bug_always(vm, *rest, what=""):
+    vm.emit(E.Bug(what=what))
+    raise KernelStop(what)
+
+
+def WRITE_ONCE(vm, target, value):  # noqa: N802
+    target.set(value)
+
+
+def xchg(vm, pointer, value):
+    return pointer.exchange(value)
+
+
+def cmpxchg(vm, pointer, old, new):
+    current = pointer.get()
+    if current == old:
+        pointer.set(new)
+    return current
+
+
+def try_cmpxchg64(vm, pointer, old_ref, new):
+    current = pointer.get()
+    if current == old_ref.get():
+        pointer.set(new)
+        return True
+    old_ref.set(current)
+    return False
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def _min(vm, a, b):
+    return a if a < b else b
+
+
+def _max(vm, a, b):
+    return a if a > b else b
+
+
+def _min_t(vm, typ, a, b):
+    return a if a < b else b
+
+
+def _max_t(vm, typ, a, b):
+    return a if a > b else b
+
+
+def __va(vm, address):  # noqa: N807
+    page = vm.mmu_pages.get(address >> 12)
+    return Pointer(page, (address & 0xFFF) // 8) if page is not None else address
+
+
+def __pa(vm, pointer):  # noqa: N807
+    return _address(pointer)
+
+
+def pfn_to_page(vm, pfn):
+    return vm.mmu_pages.get(pfn, pfn)
+
+
+def page_private(vm, page):
+    return page
+
+
+def virt_to_page(vm, pointer):
+    return pointer.sp if isinstance(pointer, SptePointer) else pointer
+
+
+def _is_shadow_page(vm, sp):
+    return sp
+
+
+def KVM_ARCH_REQ_FLAGS(vm, nr, flags=0):  # noqa: N802 - kvm_host.h: request number with flags
+    return (nr + 8) | flags
+
+
+PRIMITIVES: dict = {
+    "KVM_ARCH_REQ_FLAGS": KVM_ARCH_REQ_FLAGS,
+    # bits
+    "BIT": BIT, "BIT_ULL": BIT, "GENMASK_ULL": GENMASK_ULL, "GENMASK": GENMASK_ULL,
+    "BIT_ULL_MASK": BIT,
+    # branch hints and one-thread memory order
+    "likely": _pass, "unlikely": _pass, "READ_ONCE": _pass, "data_race": _pass,
+    "WRITE_ONCE": WRITE_ONCE, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
+    "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
+    "smp_wmb": _nothing, "smp_rmb": _nothing, "smp_mb": _nothing, "barrier": _nothing,
+    "smp_mb__after_atomic": _nothing, "smp_load_acquire": lambda vm, p: _load(p),
+    "smp_store_release": lambda vm, p, v: _store(p, v),
+    # WARN family
+    "WARN_ON": _warn, "WARN_ON_ONCE": _warn, "WARN": _warn_message, "WARN_ONCE": _warn_message,
+    "KVM_BUG_ON": _warn, "KVM_MMU_WARN_ON": _mmu_warn, "WARN_ON_SMP": _warn,
+    "KVM_BUG_ON_DATA_CORRUPTION": _bug, "BUG_ON": _bug_on, "BUG": _bug_always,
+    "mod_lruvec_page_state": _nothing, "kvm_account_pgtable_pages": _nothing,
+    "BUILD_BUG_ON": _nothing, "BUILD_BUG_ON_INVALID": _nothing, "static_assert": _nothing,
+    # locking and RCU (one thread holds every lock)
+    "lockdep_assert_held": _nothing, "lockdep_assert_held_read": _nothing,
+    "lockdep_assert_held_write": _nothing, "lockdep_assert_once": _nothing,
+    "lockdep_is_held": _true, "lockdep_assert_not_held": _nothing,
+    "spin_lock": _nothing, "spin_unlock": _nothing, "write_lock": _nothing,
+    "write_unlock": _nothing, "read_lock": _nothing, "read_unlock": _nothing,
+    "rcu_read_lock": _nothing, "rcu_read_unlock": _nothing, "rcu_dereference": _pass,
+    "rcu_dereference_check": _pass, "rcu_dereference_raw": _pass,
+    "rcu_dereference_protected": _pass, "rcu_assign_pointer": WRITE_ONCE,
+    "RCU_INIT_POINTER": WRITE_ONCE, "rcu_read_lock_held": _true,
+    "cond_resched": _nothing, "need_resched": _false, "rwlock_needbreak": _false,
+    "cond_resched_rwlock_read": _false, "cond_resched_rwlock_write": _false,
+    "might_sleep": _nothing, "pr_err": _nothing, "pr_info": _nothing, "pr_warn": _nothing,
+    "pr_debug": _nothing, "pr_err_ratelimited": _nothing, "printk": _nothing,
+    "pr_warn_once": _nothing, "pr_info_once": _nothing, "pr_err_once": _nothing,
+    "pr_warn_ratelimited": _nothing, "dump_stack": _nothing, "local_irq_disable": _nothing, "local_irq_enable": _nothing,
+    "preempt_disable": _nothing, "preempt_enable": _nothing,
+    "kvm_make_all_cpus_request": _nothing, "kvm_make_request": _nothing,
+    "kvm_vcpu_kick": _nothing,
+    # arithmetic helpers
+    "min": _min, "max": _max, "min_t": _min_t, "max_t": _max_t,
+    # page-table memory
+    "__va": __va, "__pa": __pa, "pfn_to_page": pfn_to_page, "page_private": page_private,
+    "virt_to_page": virt_to_page, "phys_to_virt": __va, "virt_to_phys": __pa,
+    # bit operations
+    "ffs": lambda vm, x: (x & -x).bit_length(), "__ffs": lambda vm, x: (x & -x).bit_length() - 1,
+    "fls": lambda vm, x: x.bit_length(), "fls64": lambda vm, x: x.bit_length(),
+    "__fls": lambda vm, x: x.bit_length() - 1, "hweight64": lambda vm, x: bin(x).count("1"),
+    "clear_bit": lambda vm, bit, ref: ref.set(ref.get() & ~(1 << bit)),
+    "set_bit": lambda vm, bit, ref: ref.set(ref.get() | (1 << bit)),
+    "__clear_bit": lambda vm, bit, ref: ref.set(ref.get() & ~(1 << bit)),
+    "__set_bit": lambda vm, bit, ref: ref.set(ref.get() | (1 << bit)),
+    "test_bit": lambda vm, bit, ref: bool(_load(ref) >> bit & 1),
+    "test_and_clear_bit": lambda vm, bit, ref: _test_and(ref, bit, False),
+    "test_and_set_bit": lambda vm, bit, ref: _test_and(ref, bit, True),
+    # counters (a stat counter of the VM appends a StatChange)
+    "atomic64_add": lambda vm, n, ref: _count(vm, ref, n),
+    "atomic64_sub": lambda vm, n, ref: _count(vm, ref, -n),
+    "atomic64_inc": lambda vm, ref: _count(vm, ref, 1),
+    "atomic64_dec": lambda vm, ref: _count(vm, ref, -1),
+    "atomic_inc": lambda vm, ref: _count(vm, ref, 1),
+    "atomic_dec": lambda vm, ref: _count(vm, ref, -1),
+    "atomic64_read": lambda vm, ref: _load(ref), "atomic_read": lambda vm, ref: _load(ref),
+    "atomic64_set": lambda vm, ref, v: ref.set(v), "atomic_set": lambda vm, ref, v: ref.set(v),
+    # vendor hooks: static_call(name)(args...)
+    "static_call": lambda vm, name: VENDOR.get(name, _vendor_missing(name)),
+    "static_call_cond": lambda vm, name: VENDOR.get(name, _nothing_vendor),
+    "page_count": lambda vm, page: _page_count(vm, page),
+    # memory: RCU callbacks run at once (one thread, no readers left); freeing a table
+    # page drops it from the VM, as the models' tdp_mmu_free_sp does
+    "call_rcu": lambda vm, head, callback: callback(head),
+    "container_of": lambda vm, pointer, ctype, member: (
+        pointer.container if isinstance(pointer, Ref) else pointer),
+    "free_page": lambda vm, address: vm.mmu_pages.pop(_address(address) >> 12, None) and None,
+    "kmem_cache_free": _nothing, "kfree": _nothing,
+    "kvm_mmu_memory_cache_alloc": lambda vm, cache: Struct(
+        "struct pte_list_desc", more=None, spte_count=0, tail_count=0,
+        sptes=[None] * PTE_LIST_EXT),
+    "hash_64": lambda vm, value, bits: hash_64(vm, value, bits),
+    "atomic64_fetch_and": lambda vm, mask, ref: _fetch(ref, lambda v: v & mask),
+    "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
+    "atomic64_xchg": lambda vm, ref, value: _fetch(ref, lambda v: value),
+}
+
+
+def _page_count(vm, page):
+    from kernel_models.mmu import page_count       # the models' own host fact
+    return page_count(vm, page)
+
+
+def _fetch(ref, change):
+    old = _load(ref)
+    ref.set(change(old))
+    return old
+
+
+def _test_and(ref, bit, value):
+    old = ref.get()
+    ref.set(old | (1 << bit) if value else old & ~(1 << bit))
+    return bool(old >> bit & 1)
+
+
+class StatCounters(list):
+    """``kvm->stat.<name>[]``: per-level counters whose changes are effects."""
+
+    def __init__(self, name, size=5):
+        super().__init__([0] * size)
+        self.name = name
+
+
+# VM-wide counters (``kvm->arch.<name>``) whose changes are effects, as the models log them.
+COUNTERS = frozenset({"tdp_mmu_pages"})
+
+
+def _count(vm, ref, delta):
+    if isinstance(ref, Ref) and isinstance(ref.container, StatCounters):
+        vm.emit(E.StatChange(stat=ref.container.name, level=ref.key + 1, delta=delta))
+    elif isinstance(ref, Ref) and ref.key in COUNTERS and ref.container is vm.__dict__.get("arch"):
+        vm.emit(E.StatChange(stat=ref.key, level=0, delta=delta))
+    ref.set(_load(ref) + delta)
+
+
+def _vendor_missing(name):
+    def missing(*args):
+        raise EnvironmentMiss(f"vendor hook {name}: not in the environment")
+    return missing
+
+
+def _nothing_vendor(*args):
+    return None
+
+
+class VendorOps:
+    """``kvm_x86_ops``: its data fields are the VM's (``cpu_dirty_log_size``: PML)."""
+
+    def __init__(self, vm):
+        self.__dict__["_vm"] = vm
+
+    def __getattr__(self, name):
+        return self._vm.__dict__.get(name, 0)
+
+
+# Vendor (VMX/SVM) hooks reached through static_call: the models run no vendor code.
+VENDOR: dict = {
+    "kvm_x86_get_mt_mask": lambda vcpu, gfn, is_mmio: 0,
+    "kvm_x86_flush_remote_tlbs": lambda kvm: -95,
+}
+
+# Functions whose hand-written model returns what the C writes through its last
+# parameter (a ``u64 *`` output): called without it, the translation is adapted.
+OUTPUT_POINTERS = frozenset({"make_spte"})
+
+
+def output_pointer_adapter(fn, arity: int):
+    def adapted(vm, *args):
+        if len(args) == arity:
+            return fn(vm, *args)
+        box = [0]
+        returned = fn(vm, *args, Ref(box, 0))
+        return returned, box[0]
+    adapted.__name__ = fn.__name__
+    adapted.__doc__ = fn.__doc__
+    return adapted
+
+
+# Primitives whose arguments name things rather than compute values.
+NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond", "container_of", "offsetof",
+                            "list_entry", "hlist_entry", "list_first_entry"})
+# Primitives whose first argument is an lvalue (the C macro writes through it).
+LVALUE_FIRST = frozenset({"WRITE_ONCE", "rcu_assign_pointer", "RCU_INIT_POINTER"})
+
+
+# ---------------------------------------------------------------------------
+# Host models: functions of virt/kvm/kvm_main.c and mm (outside the tree), called
+# through the VM like translated functions, so their effects are the
+# hand-written models' own (kernel_models.kvm_main).
+# ---------------------------------------------------------------------------
+
+def folio_mark_accessed(kvm, folio):
+    kvm.emit(E.FolioAccessed(pfn=folio))
+
+
+def folio_mark_dirty(kvm, folio):
+    kvm.emit(E.FolioDirty(pfn=folio))
+
+
+def kvm_release_faultin_page(kvm, page, unused, dirty):
+    """v6.13+: the fault path's release (kvm_release_page_{unused,dirty,clean})."""
+    if page is None:
+        return
+    if unused:
+        kvm.put_page(page)
+    elif dirty:
+        kvm.kvm_release_page_dirty(page)
+    else:
+        kvm.kvm_release_page_clean(page)
+
+
+def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
+    """virt/kvm/kvm_main.c: the memslot holding ``gfn`` (the VM's list, address space 0)."""
+    return kvm.gfn_to_memslot(gfn)
+
+
+def gfn_to_memslot(kvm, gfn):
+    return kvm.gfn_to_memslot(gfn)
+
+
+def _host_models() -> dict:
+    from kernel_models import kvm_main
+    found = {row.name: row.function for row in kvm_main.MODEL_TABLE}
+    found.update({"folio_mark_accessed": folio_mark_accessed, "folio_mark_dirty": folio_mark_dirty,
+                  "kvm_release_faultin_page": kvm_release_faultin_page,
+                  "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty,
+                  "kvm_vcpu_gfn_to_memslot": kvm_vcpu_gfn_to_memslot,
+                  "gfn_to_memslot": gfn_to_memslot})
+    return found
+
+
+# Host functions whose C first parameter is ``struct kvm *kvm`` (dropped, as for the tree's).
+HOST_TAKES_KVM = frozenset({"mark_page_dirty_in_slot", "kvm_flush_remote_tlbs", "gfn_to_memslot",
+                            "kvm_flush_remote_tlbs_range", "kvm_flush_remote_tlbs_memslot",
+                            "kvm_update_page_stats"})
+
+
+def host_models() -> dict:
+    """C name -> model function (kvm, *args) for the host side."""
+    global _HOST
+    if _HOST is None:
+        _HOST = _host_models()
+    return _HOST
+
+
+_HOST = None
+
+
+# Kernel globals the translated C reads that the VM's SPTE mode does not set.
+GLOBAL_DEFAULTS = {"mmu_page_header_cache": None, "pte_list_desc_cache": None,
+                   "shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
+                   "max_tdp_level": 4, "nx_huge_pages": False, "enable_mmio_caching": False,
+                   "force_flush_and_sync_on_reuse": False, "eager_page_split": True}
+
+
+# Kernel fields the hand-written objects do not carry: they read as the zero value
+# (class attributes, so an object that sets the field keeps its own value).
+FIELD_DEFAULTS = {
+    "kvm_mmu_page_role": {"smm": 0, "quadrant": 0, "has_4_byte_gpte": False, "cr0_wp": True,
+                          "efer_nx": True, "smap_andnot_wp": False, "smep_andnot_wp": False,
+                          "passthrough": False, "word": 0, "is_private": False},
+    "kvm_mmu": {"shadow_zero_check": Struct("rsvd_bits_validate",
+                                            rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0),
+                "guest_rsvd_check": Struct("rsvd_bits_validate",
+                                           rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0)},
+    "kvm_vcpu_arch": {"mmu_pte_list_desc_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_page_header_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_shadow_page_cache": Struct("kvm_mmu_memory_cache"),
+                      "mmu_shadowed_info_cache": Struct("kvm_mmu_memory_cache")},
+    "kvm_mmu_page": {"role_word": 0, "rcu_head": 0, "unsync_children": 0, "write_flooding_count": 0,
+                     "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
+                     "possible_nx_huge_page_link": None, "clear_spte_count": 0,
+                     "shadowed_translation_list": None, "gfns": None, "external_spt": None},
+}
+
+
+class LevelRmaps:
+    """``slot->arch.rmap[level - 1]``: the rmap heads of one level, over the model's
+    ``slot.rmap[(level, first gfn)]`` lists (index: gfn_to_index)."""
+
+    def __init__(self, slot, level: int):
+        self.slot, self.level = slot, level
+
+    def __getitem__(self, index: int) -> RmapHead:
+        shift = (self.level - 1) * 9
+        gfn = (index + (self.slot.base_gfn >> shift)) << shift
+        return RmapHead(self.slot.rmap.setdefault((self.level, gfn), []))
+
+    __add__ = __getitem__
+
+
+def _slot_arch(slot):
+    """``slot->arch``: its rmaps as the model keeps them; lpage_info and write tracking
+    read as 0 (the models derive those from the shadow pages instead)."""
+    if "_arch" not in slot.__dict__:
+        slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
+                                        rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)])
+    return slot.__dict__["_arch"]
+
+
+def _mmu_roles(mmu):
+    """``mmu->cpu_role.base`` / ``mmu->root_role``: the model's ``ad_disabled``,
+    ``root_level`` and ``direct``, under the kernel's names."""
+    base = Struct("kvm_mmu_page_role", ad_disabled=mmu.ad_disabled, level=mmu.root_level,
+                  direct=mmu.direct)
+    return Struct("kvm_cpu_role", base=base)
+
+
+def _install_field_defaults() -> None:
+    from kernel_models.mmu_fault import kvm_mmu
+    from kernel_models.vm import kvm_memory_slot
+    if not hasattr(kvm_memory_slot, "arch"):
+        kvm_memory_slot.arch = property(_slot_arch)
+    if not hasattr(kvm_mmu, "cpu_role"):
+        kvm_mmu.cpu_role = property(_mmu_roles)
+        kvm_mmu.root_role = property(lambda mmu: _mmu_roles(mmu).base)
+    from kernel_models import mmu_fault, mmu_internal
+    for class_name, fields in FIELD_DEFAULTS.items():
+        cls = getattr(mmu_internal, class_name, None) or getattr(mmu_fault, class_name)
+        for name, value in fields.items():
+            if not hasattr(cls, name):
+                setattr(cls, name, value)
+
+
+_install_field_defaults()
+
+
+GOLDEN_RATIO_64 = 0x61C8864680B583EB
+
+
+def hash_64(vm, value, bits):
+    """include/linux/hash.h hash_64 (the generic multiplicative hash)."""
+    return ((value * GOLDEN_RATIO_64) & M64) >> (64 - bits)
+
+
+class PageHash:
+    """``kvm->arch.mmu_page_hash[]``: the shadow pages of each bucket, from the VM's list."""
+
+    def __init__(self, vm, bits: int = 12):
+        self.vm, self.bits = vm, bits
+
+    def __getitem__(self, bucket):
+        return [sp for sp in self.vm.active_mmu_pages
+                if hash_64(self.vm, sp.gfn, self.bits) == bucket]
+
+    def __add__(self, bucket):          # &mmu_page_hash[bucket]: the bucket's list head
+        return self[bucket]
+
+
+# Fields of struct kvm the models do not carry (locks are held, sequence counts start at 0).
+VM_FIELDS = ("mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
+             "mmu_invalidate_range_start", "mmu_invalidate_range_end", "nr_memslot_pages",
+             "slots_arch_lock", "mn_active_invalidate_count", "vcpus_lock", "created_vcpus")
+
+
+def prepare_vm(vm, layouts: dict | None = None) -> None:
+    """Give the hand-written VM the fields translated C reads by the kernel's names."""
+    layouts = layouts or {}
+    for name, value in GLOBAL_DEFAULTS.items():
+        vm.__dict__.setdefault(name, value)
+    vm.__dict__.setdefault("cpu_dirty_log_size", 0)
+    for name in VM_FIELDS:
+        vm.__dict__.setdefault(name, 0)
+    vm.__dict__.setdefault("kvm_x86_ops", VendorOps(vm))
+    if "stat" not in vm.__dict__:
+        vm.__dict__["stat"] = new_struct(layouts, "struct kvm_vm_stat",
+                                         pages=StatCounters("pages"))
+    if "arch" not in vm.__dict__:
+        vm.__dict__["arch"] = new_struct(layouts, "struct kvm_arch",
+                                         tdp_mmu_roots=vm.tdp_mmu_roots,
+                                         active_mmu_pages=vm.active_mmu_pages,
+                                         mmu_page_hash=PageHash(vm))
+
+
+
+# Names the hand-written models treat as effect leaves (kernel_models.registry helper rows):
+# the events they append are attributed to their caller.
+HELPERS = frozenset({
+    "kvm_set_pfn_accessed", "folio_mark_accessed", "folio_mark_dirty", "mark_page_accessed",
+    "SetPageDirty", "kvm_release_faultin_page", "put_page", "get_page", "page_folio",
+    "kvm_release_page_clean", "kvm_release_page_dirty", "kvm_release_pfn_clean",
+    "kvm_release_pfn_dirty", "kvm_pfn_to_refcounted_page", "is_error_noslot_pfn",
+    "mark_page_dirty_in_slot", "kvm_flush_remote_tlbs", "kvm_flush_remote_tlbs_range",
+    "kvm_flush_remote_tlbs_memslot", "kvm_update_page_stats", "WARN_ON_ONCE", "WARN_ONCE",
+    "KVM_MMU_WARN_ON", "KVM_BUG_ON_DATA_CORRUPTION", "BUG", "kvm_set_pfn_dirty", "kvm_set_page_accessed", "kvm_set_page_dirty",
+    "__update_clear_spte_fast", "__update_clear_spte_slow", "__set_spte", "__get_spte_lockless",
+    "kvm_tdp_mmu_write_spte", "__kvm_tdp_mmu_write_spte", "kvm_tdp_mmu_write_spte_atomic",
+    "tdp_mmu_clear_spte_bits", "tdp_account_mmu_page", "tdp_unaccount_mmu_page",
+    "kvm_flush_remote_tlbs_gfn", "kvm_flush_remote_tlbs_sptep",
+})
+
+CONSTANTS: dict[str, int] = {
+    "PAGE_SHIFT": 12, "PAGE_SIZE": 4096, "PAGE_MASK": ~4095, "BITS_PER_LONG": 64,
+    "PG_LEVEL_NONE": 0, "PG_LEVEL_4K": 1, "PG_LEVEL_2M": 2, "PG_LEVEL_1G": 3,
+    "PG_LEVEL_512G": 4, "PG_LEVEL_NUM": 5, "U64_MAX": M64, "ULONG_MAX": M64, "INT_MAX": 2**31 - 1,
+    "HZ": 1000, "EINVAL": 22, "ENOMEM": 12, "EFAULT": 14, "EAGAIN": 11, "EIO": 5, "ENOENT": 2,
+    "ENOSPC": 28, "EEXIST": 17, "EBUSY": 16, "EPERM": 1, "ENOTSUPP": 524, "EOPNOTSUPP": 95,
+    "E2BIG": 7, "EINTR": 4, "KVM_ADDRESS_SPACE_NUM": 2,
+    "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
+    "NR_SECONDARY_PAGETABLE": 0,
+    # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
+    "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,
+    "VMX_EPT_RWX_MASK": 7, "VMX_EPT_IPAT_BIT": 1 << 6, "VMX_EPT_MT_EPTE_SHIFT": 3,
+    "VMX_EPT_ACCESS_BIT": 1 << 8, "VMX_EPT_DIRTY_BIT": 1 << 9,
+    "VMX_EPT_USER_EXECUTABLE_MASK": 1 << 10, "VMX_EPT_SUPPRESS_VE_BIT": 1 << 63,
+    "VMX_EPT_MISCONFIG_WX_VALUE": 6,
+}
+
+
+def _list_entries(vm, head, member=None, *rest):
+    """A list head is the model's Python list (``&kvm->arch.active_mmu_pages``...)."""
+    if isinstance(head, Ref):
+        head = head.get()
+    items = head if isinstance(head, (list, tuple)) else getattr(head, "entries", [])
+    yield from list(items)
+
+
+def _set_bits(vm, bitmap, size):
+    value = bitmap if isinstance(bitmap, int) else 0
+    for bit in range(int(size)):
+        if value >> bit & 1:
+            yield bit
+
+
+# Which arguments of an iterator macro are its cursors (default: the first).
+FOREACH_CURSORS = {"xa_for_each": (1, 2), "xa_for_each_range": (1, 2),
+                   "list_for_each_entry_safe": (0, 1), "hlist_for_each_entry_safe": (0, 1)}
+
+
+def _xarray_entries(vm, array, *bounds):
+    items = array.items() if isinstance(array, dict) else enumerate(getattr(array, "entries", []))
+    for index, entry in sorted(items, key=lambda pair: pair[0]):
+        if entry is not None:
+            yield index, entry
+
+
+FOREACH: dict = {
+    "xa_for_each": _xarray_entries, "xa_for_each_range": _xarray_entries,
+    "list_for_each_entry": _list_entries, "list_for_each_entry_safe":
+        lambda vm, head, member: ((e, None) for e in _list_entries(vm, head)),
+    "list_for_each_entry_rcu": _list_entries, "hlist_for_each_entry": _list_entries,
+    "hlist_for_each_entry_safe":
+        lambda vm, head, member: ((e, None) for e in _list_entries(vm, head)),
+    "list_for_each_entry_reverse": _list_entries,
+    "for_each_set_bit": _set_bits,
+}
+
+def namespace() -> dict:
+    """The globals of a translated function."""
+    names = {k: v for k, v in vars(runtime).items() if k.startswith("_") and callable(v)}
+    names.update({k: v for k, v in globals().items() if k.startswith("_") and callable(v)})
+    names.update(PRIMITIVES)
+    return names

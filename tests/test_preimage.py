@@ -1,0 +1,250 @@
+"""Finding a patch's pre-image in a kernel tree, as ``git am -3`` would.
+
+Trees are built here from C written for these tests (a git tree with a short
+history, and a plain directory); patches are made with ``git diff``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from harness.errors import UsageError
+from harness.pipeline import RunOptions, check_paths
+from harness.resolve.kernel_tree import PlainDirectory, hash_object, open_tree
+from harness.resolve.preimage import Memory, PreImage, PreImageMiss, Request, file_hunks, \
+    find_preimage
+from harness.resolve.strategies import OUT_OF_SCOPE, resolve
+from tests.test_kernel_tree import (DROP_ACCESSED_FLUSH, FILE_TEMPLATE, MMU_C, UPDATE_AFTER_3,
+                                    git, hunks_of, make_patch, make_tree)
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+X86_C = "arch/x86/kvm/x86.c"
+DIRTY_FLUSH = "\tif (is_dirty_spte(old_spte) && !is_dirty_spte(new_spte))\n\t\tflush = true;\n"
+
+
+def commit_text(tree, text: str, message: str, file: str = MMU_C) -> str:
+    (tree / file).parent.mkdir(parents=True, exist_ok=True)
+    (tree / file).write_text(text)
+    git(tree, "add", ".")
+    git(tree, "commit", "-qm", message)
+    return git(tree, "rev-parse", "HEAD").strip()
+
+
+def request_for(patch, rev: str = "HEAD", memory: Memory = Memory(), file: str = MMU_C):
+    hunks = hunks_of(patch)
+    return Request(file, file_hunks(hunks, file),
+                   next(h.source_blob for h in hunks if h.file == file), rev, memory)
+
+
+def renamed_index(patch, blob: str = "1234567") -> None:
+    """The patch as if made on another tree: its index line names a blob nobody has."""
+    lines = patch.read_text().split("\n")
+    patch.write_text("\n".join(
+        f"index {blob}..89abcde 100644" if line.startswith("index ") else line
+        for line in lines))
+
+
+# -- the routes ------------------------------------------------------------------
+
+def test_the_blob_the_index_line_names_comes_first(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    found = find_preimage(request_for(patch), open_tree(str(tree)))
+    assert isinstance(found, PreImage) and found.route == "index"
+    assert found.blob == git(tree, "rev-parse", f"HEAD:{MMU_C}").strip()
+    assert found.commit is None
+    assert "is_accessed_spte(old_spte) && !is_accessed_spte" not in found.post
+
+
+def test_without_the_blob_the_file_at_rev_is_used_at_an_offset(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    text = (tree / MMU_C).read_text()
+    head = commit_text(tree, "// two lines added\n// above everything\n" + text, "shift")
+    found = find_preimage(request_for(patch), open_tree(str(tree)))
+    assert isinstance(found, PreImage) and found.route == "rev"
+    assert found.commit == head
+    assert found.detail == "mmu.c at HEAD"
+    assert found.post.startswith("// two lines added\n")
+
+
+def test_when_rev_does_not_take_the_hunks_the_newest_commit_that_does_is_used(tmp_path):
+    tree = make_tree(tmp_path)
+    first = git(tree, "rev-parse", "HEAD").strip()
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    text = (tree / MMU_C).read_text()
+    commit_text(tree, text.replace("return value + 1;", "return value + 2;"), "unrelated")
+    middle = git(tree, "rev-parse", "HEAD").strip()
+    commit_text(tree, text.replace(DIRTY_FLUSH, ""), "dirty flush gone")
+    tagged = commit_text(tree, text.replace(DIRTY_FLUSH, "").replace("after_it", "after"), "tip")
+    git(tree, "tag", "v9.0")
+    found = find_preimage(request_for(patch), open_tree(str(tree)))
+    assert isinstance(found, PreImage) and found.route == "history"
+    assert found.commit == middle != first          # the newest that takes them
+    assert "unrelated" in found.detail
+    # at an older --rev the file there takes them directly
+    at_first = find_preimage(request_for(patch, rev=first), open_tree(str(tree)))
+    assert at_first.route == "rev" and at_first.commit == first
+    assert tagged
+
+
+def test_a_patch_no_version_takes_is_a_miss_naming_the_line(tmp_path):
+    patch = make_patch(make_tree(tmp_path), tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    other = make_tree(tmp_path / "other", UPDATE_AFTER_3.replace("!is_dirty_spte(new_spte)",
+                                                                 "!is_young(new_spte)"))
+    text = (other / MMU_C).read_text()
+    commit_text(other, text.replace("return value + 1;", "return value + 2;"), "tip")
+    found = find_preimage(request_for(patch), open_tree(str(other)))
+    assert isinstance(found, PreImageMiss)
+    assert "does not apply to mmu.c at HEAD" in found.reason
+    assert "reads 'if (is_dirty_spte(old_spte) && !is_young(new_spte))'" in found.reason
+    assert [route for route, _ in found.tried] == ["series", "index", "rev", "history"]
+    assert "none of the 2 versions of mmu.c" in dict(found.tried)["history"]
+
+
+def test_a_whitespace_damaged_copy_applies_at_rev(tmp_path):
+    from tests.test_kernel_tree import _strip_indentation
+
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    patch.write_text("\n".join(_strip_indentation(line)
+                               for line in patch.read_text().split("\n")))
+    found = find_preimage(request_for(patch), open_tree(str(tree)))
+    assert isinstance(found, PreImage) and found.route == "rev"
+    assert "\tbool flush = false;" in found.post          # the tree's own context lines
+
+
+# -- a plain directory -------------------------------------------------------------
+
+def test_a_plain_directory_hashes_blobs_as_git_does(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    plain = tmp_path / "plain"
+    shutil.copytree(tree, plain, ignore=shutil.ignore_patterns(".git"))
+    directory = open_tree(str(plain))
+    assert isinstance(directory, PlainDirectory)
+    expected = subprocess.run(["git", "hash-object", str(plain / MMU_C)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    assert hash_object((plain / MMU_C).read_text()) == expected
+    found = find_preimage(request_for(patch), directory)
+    assert found.route == "index" and found.blob == expected
+    renamed_index(patch)
+    found = find_preimage(request_for(patch), directory)
+    assert found.route == "rev" and found.commit is None
+    (plain / MMU_C).write_text((plain / MMU_C).read_text().replace("!is_dirty_spte(new_spte)",
+                                                                    "!is_young(new_spte)"))
+    missed = find_preimage(request_for(patch), open_tree(str(plain)))
+    assert isinstance(missed, PreImageMiss)
+    assert dict(missed.tried)["history"] == "the tree has no history (a plain directory)"
+    with pytest.raises(UsageError, match="plain directory"):
+        directory.text_at("v6.9", MMU_C)
+
+
+def test_a_plain_directory_refuses_rev_on_the_command_line(tmp_path):
+    plain = tmp_path / "plain"
+    (plain / "arch/x86/kvm/mmu").mkdir(parents=True)
+    (plain / MMU_C).write_text(FILE_TEMPLATE.format(function=UPDATE_AFTER_3))
+    patch = tmp_path / "p.patch"
+    patch.write_text("")
+    with pytest.raises(UsageError, match="a plain directory has only its files"):
+        check_paths([str(patch)], RunOptions(kernel_tree=str(plain), rev="v6.9"))
+    with pytest.raises(UsageError, match="--rev needs --kernel-tree"):
+        check_paths([str(patch)], RunOptions(rev="v6.9"))
+
+
+# -- a series, in memory -------------------------------------------------------------
+
+def test_a_series_applies_patch_after_patch_in_memory(tmp_path):
+    tree = make_tree(tmp_path)
+    first = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH, name="1.patch")
+    # the second patch is made on top of the first (its pre-image exists in no tree)
+    original = (tree / MMU_C).read_text()
+    (tree / MMU_C).write_text(original.replace(DROP_ACCESSED_FLUSH[0], ""))
+    git(tree, "commit", "-qam", "first applied")
+    second = make_patch(tree, tmp_path, DIRTY_FLUSH, "", name="2.patch")
+    git(tree, "reset", "-q", "--hard", "HEAD~1")
+    post_of_first = hash_object(original.replace(DROP_ACCESSED_FLUSH[0], ""))
+    renamed_index(second, "abcdef0")          # as mailed from a tree kconform has not got
+    kernel = open_tree(str(tree))
+    one = resolve(hunks_of(first), tree=kernel, label="patch 1")
+    assert one.preimages[0].route == "index"
+    two = resolve(hunks_of(second), tree=kernel, memory=one.memory, label="patch 2")
+    assert two.preimages[0].route == "series"
+    assert two.preimages[0].detail == "mmu.c as patch 1 left it (in memory)"
+    assert two.preimages[0].blob == post_of_first
+    # alone, the second patch finds no pre-image: HEAD still has the accessed flush
+    alone = resolve(hunks_of(second), tree=kernel)
+    assert isinstance(alone.preimages[0], PreImageMiss)
+    assert "line 27 reads 'if (is_accessed_spte(old_spte)" in alone.preimages[0].reason
+    assert (tree / MMU_C).read_text() == original     # the tree was never written
+
+
+# -- which files are read ----------------------------------------------------------------
+
+def test_a_hunk_in_another_kvm_file_is_a_miss_naming_it(tmp_path):
+    tree = make_tree(tmp_path)
+    commit_text(tree, "static int x86_thing(void)\n{\n\treturn 1;\n}\n", "x86", file=X86_C)
+    (tree / X86_C).write_text("static int x86_thing(void)\n{\n\treturn 2;\n}\n")
+    text = (tree / MMU_C).read_text()
+    (tree / MMU_C).write_text(text.replace(DROP_ACCESSED_FLUSH[0], ""))
+    patch = tmp_path / "both.patch"
+    patch.write_text(git(tree, "diff"))
+    git(tree, "checkout", "-q", ".")
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
+    by_file = {h.file: h for h in resolution.hunks}
+    assert not by_file[X86_C].covered
+    assert f"{X86_C} is not read" in by_file[X86_C].reason
+    assert by_file[MMU_C].covered
+    assert [p.file for p in resolution.preimages] == [MMU_C]
+
+
+def test_a_patch_outside_the_mmu_is_out_of_scope(tmp_path):
+    tree = make_tree(tmp_path)
+    commit_text(tree, "static int x86_thing(void)\n{\n\treturn 1;\n}\n", "x86", file=X86_C)
+    patch = make_patch(tree, tmp_path, "return 1;", "return 2;", file=X86_C)
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)))
+    assert resolution.reason == OUT_OF_SCOPE
+    assert not resolution.complete and resolution.preimages == ()
+
+
+# -- what the results say ----------------------------------------------------------------
+
+def test_the_results_say_which_route_and_blob_were_used(tmp_path):
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    head = git(tree, "rev-parse", "HEAD").strip()
+    git(tree, "tag", "v1.0")
+    results, run = check_paths([str(patch)], RunOptions(kernel_tree=str(tree), rev="v1.0"))
+    entry = results["patches"][0]
+    (preimage,) = entry["versions"]["preimages"]
+    assert preimage == {"file": MMU_C, "route": "rev", "commit": head,
+                        "blob": git(tree, "rev-parse", f"HEAD:{MMU_C}").strip(),
+                        "detail": "mmu.c at v1.0"}
+    assert run["rev"] == "v1.0"
+
+
+def test_the_terminal_report_names_the_route(tmp_path):
+    import html
+    import sys
+
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    head = git(tree, "rev-parse", "HEAD").strip()
+    done = subprocess.run([sys.executable, "-m", "harness", "check", str(patch), "--kernel-tree",
+                           str(tree), "--rev", "HEAD", "--report-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True)
+    assert done.returncode in (0, 1, 3), done.stderr
+    line = f"pre-image of {MMU_C} by route 'rev': mmu.c at HEAD (commit {head[:12]}, blob "
+    assert line in done.stdout
+    page = html.unescape((tmp_path / "r" / "index.html").read_text())
+    assert line in page
