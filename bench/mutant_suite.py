@@ -18,8 +18,10 @@ as the probe saw them.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import time
 
 from bench import pairs, settings as S
 from bench.probe import Probe
@@ -158,6 +160,9 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
     elif killed:
         rows.append(not_available(SECTION, "median examples / time until counterexample",
                                   "the probe could not see the engine's first finding"))
+    unseen_data, unseen_rows = measure_unseen(settings)
+    data["unseen"] = unseen_data
+    rows.extend(unseen_rows)
     verdict_times = [results[n]["median_s"] for n in mutants]
     if verdict_times:
         rows.append(row(SECTION, "median time to verdict per mutant patch",
@@ -176,4 +181,85 @@ def measure(settings: S.Settings, context: dict) -> tuple[dict, list[dict]]:
                                      "; ".join(item["errors"])) if x)
         rows.append(row(SECTION, name.removesuffix(".patch"),
                         f"{item['verdict']} in {seconds(item['median_s'])}", note=note))
+    return data, rows
+
+
+# ---------------------------------------------------------------------------
+# Unseen mutants: new subjects and messages, so no written contract applies
+# ---------------------------------------------------------------------------
+
+def unseen_files(directory: str) -> list[tuple[str, dict]]:
+    """(patch name, its .expect data) for every patch in tests/mutants/unseen/."""
+    if not os.path.isdir(directory):
+        return []
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".patch"):
+            with open(os.path.join(directory, name[:-len(".patch")] + ".expect")) as handle:
+                out.append((name, json.load(handle)))
+    return out
+
+
+def measure_unseen(settings: S.Settings) -> tuple[dict, list[dict]]:
+    """Each unseen mutant must be caught on its channel (FAIL or WARN, not inherited);
+    each equivalent must get no finding at all.  The suite's wall time is one gate
+    check per patch, run one after another as a reviewer's CI would."""
+    directory = os.path.join(settings.mutants_dir, "unseen")
+    entries = unseen_files(directory)
+    if not entries:
+        return {"available": False}, [not_available(SECTION, "unseen mutants caught, gate",
+                                                    "no tests/mutants/unseen/", target="100%")]
+    if settings.mutant_limit is not None:
+        entries = entries[:settings.mutant_limit]
+    results = {}
+    started = time.perf_counter()
+    for name, expect in entries:
+        item = check_one(os.path.join(directory, name), 1, None)
+        flagged = [f for f in item["findings"] if f["severity"] in ("FAIL", "WARN")
+                   and "inherited" not in (f["summary"] or "")]
+        item["expect"] = expect
+        if expect["kind"] == "mutant":
+            on_channel = [f for f in flagged if f["channel"] == expect["channel"]]
+            item["caught"] = bool(on_channel)
+            item["caught_by"] = sorted({f["check"] for f in on_channel})
+            item["as_expected"] = expect["check"] in item["caught_by"]
+        else:
+            item["false_alarm"] = bool(item["findings"])
+        results[name] = item
+    total = time.perf_counter() - started
+    mutants = [n for n, e in entries if e["kind"] == "mutant"]
+    equivalents = [n for n, e in entries if e["kind"] != "mutant"]
+    caught = [n for n in mutants if results[n]["caught"]]
+    expected = [n for n in mutants if results[n]["as_expected"]]
+    alarms = [n for n in equivalents if results[n]["false_alarm"]]
+    rows = [against(SECTION, "unseen mutants caught on their channel, gate",
+                    f"{len(caught)} / {len(mutants)}", len(caught) == len(mutants),
+                    "100% caught",
+                    ("not caught: " + ", ".join(n for n in mutants if n not in caught))
+                    if len(caught) < len(mutants) else
+                    f"{len(expected)} / {len(mutants)} by the check their .expect names"),
+            row(SECTION, "unseen equivalents without a finding",
+                f"{len(equivalents) - len(alarms)} / {len(equivalents)}",
+                status="" if not alarms else "false alarm",
+                note=("flagged: " + ", ".join(alarms)) if alarms else "none flagged"),
+            row(SECTION, "unseen suite, gate, one patch after another", seconds(total),
+                note=f"{len(entries)} patches; median "
+                     f"{seconds(statistics.median(results[n]['median_s'] for n, _ in entries))}"
+                     f" per patch")]
+    for name, expect in entries:
+        item = results[name]
+        found = ", ".join(sorted({f"{f['check']}/{f['channel']}" for f in item["findings"]}))
+        if expect["kind"] == "mutant":
+            status = (f"caught by {', '.join(item['caught_by'])}" if item["caught"]
+                      else "NOT caught")
+            note = f"expected {expect['check']}/{expect['channel']}; {status}; findings: {found}"
+        else:
+            note = f"equivalent; findings: {found or 'none'}"
+            if expect.get("known_gap"):
+                note += f"; known gap: {expect['known_gap']}"
+        rows.append(row(SECTION, name.removesuffix(".patch"),
+                        f"{item['verdict']} in {seconds(item['median_s'])}", note=note))
+    data = {"patches": len(entries), "mutants": len(mutants), "caught": caught,
+            "as_expected": expected, "equivalents": len(equivalents), "false_alarms": alarms,
+            "seconds": total, "results": results}
     return data, rows

@@ -8,7 +8,7 @@ from harness.check import contracts as C
 from harness.check.claims import read_message
 from harness.errors import KconformError
 from kernel_models.effects import FolioAccessed, FolioDirty
-from kernel_models.registry import VersionSet
+from kernel_models.registry import SERIES_STATES, VersionSet
 
 BASE = VersionSet.series_state("base")
 IDENTITY = C.Contract("identity", C.WRITTEN, "no change at all")
@@ -49,6 +49,31 @@ def test_checks_are_selected_by_name():
 def test_every_invariant_holds_on_the_base_version_set(name):
     outcome = E.check_transition("base", BASE, BASE, IDENTITY, checks=[name], functions=())
     assert outcome.findings == (), outcome.findings[0].text()
+
+
+@pytest.mark.parametrize("state", [s for s in SERIES_STATES if s != "base"])
+def test_the_widened_invariants_hold_on_every_series_state(state):
+    """The flush invariant (any zap or lost permission) and no_warnings are never
+    narrowed so that a state passes: each bundled state runs them (twins: the
+    unseen mutants u01-u06 and u17, u19, u21 in tests/test_mutants.py)."""
+    versions = VersionSet.series_state(state)
+    outcome = E.check_transition(state, versions, versions, IDENTITY,
+                                 checks=["flush_after_write_protect", "no_warnings"],
+                                 functions=())
+    assert outcome.findings == (), outcome.findings[0].text()
+
+
+def test_lost_permissions_names_each_bit_the_new_spte_lacks():
+    from kernel_models.operations import new_vm
+    ept, legacy = new_vm("base", "ept_ad"), new_vm("base", "legacy")
+    leaf = (1 << 11) | 0x7 | (0x42 << 12)
+    assert K.lost_permissions(ept, leaf, leaf) == ()
+    assert K.lost_permissions(ept, leaf, leaf & ~0x2) == ("write access",)
+    assert K.lost_permissions(ept, leaf, leaf & ~0x4) == ("execute access",)
+    assert K.lost_permissions(ept, leaf, leaf & ~0x1) == ("read access",)
+    nx = 1 << 63
+    assert K.lost_permissions(legacy, leaf, leaf | nx) == ("execute access",)
+    assert K.lost_permissions(legacy, leaf, leaf & ~0x4) == ("user access",)
 
 
 def test_function_level_is_exhaustive_and_says_so():

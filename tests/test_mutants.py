@@ -156,3 +156,82 @@ def test_there_are_enough_mutants_and_equivalents():
     assert set(M.DERIVED) | set(M.REGISTRATIONS) == set(M.MUTANTS)
     assert not set(M.DERIVED) & set(M.REGISTRATIONS)
     assert set(M.UNDERIVABLE) == set(M.REGISTRATIONS)
+
+
+# ---------------------------------------------------------------------------
+# Unseen mutants (tests/mutants/unseen/): new subjects and messages, so no written
+# contract applies; each goes ingest -> scope -> resolve (derive) -> check with every
+# check, as a reviewer's patch does.  Beside each patch, NAME.expect says what the
+# change breaks and where it must be caught (decided from the code change).
+# ---------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+UNSEEN = os.path.join(HERE, "unseen")
+CLAIM_NOT_OBSERVED = "claimed change not observed"
+
+
+def _unseen(kind: str) -> list[str]:
+    names = sorted(f[:-len(".patch")] for f in os.listdir(UNSEEN) if f.endswith(".patch"))
+    return [n for n in names if _expect(n)["kind"] == kind]
+
+
+def _expect(name: str) -> dict:
+    with open(os.path.join(UNSEEN, name + ".expect")) as handle:
+        return json.load(handle)
+
+
+def _unseen_run(name: str):
+    patch, hunks, resolution = _resolved(os.path.join(UNSEEN, name + ".patch"))
+    assert resolution.complete, resolution.reason
+    assert DERIVED_AFTER in resolution.reason, resolution.reason
+    outcome = E.check_patch(patch, hunks, resolution)
+    assert outcome.contract.source != "written", outcome.contract.name
+    return outcome
+
+
+@pytest.mark.parametrize("name", _unseen("mutant"))
+def test_unseen_mutant_is_caught_on_its_channel_in_gate(name):
+    want = _expect(name)
+    outcome = _unseen_run(name)
+    # caught on its channel; which check catches it first is the bench's "as expected"
+    # figure (a must-hold channel is both an invariant's and the default contract's)
+    hits = [f for f in outcome.findings if f.channel == want["channel"]
+            and f.severity in ("FAIL", "WARN") and "inherited" not in f.summary]
+    assert hits, f"{name} ({want['breaks']}) not caught: {_keys(outcome)}"
+    if want.get("needs") == CLAIM_NOT_OBSERVED:
+        # an absence has no counterexample: the evidence is the whole domain and every
+        # sequence run showing identical effects on the claimed channel
+        assert any(CLAIM_NOT_OBSERVED in f.summary for f in hits), [f.summary for f in hits]
+        return
+    hit = next((f for f in hits if f.severity == "FAIL"), hits[0])
+    assert hit.counterexample and (hit.counterexample.get("steps")
+                                   or hit.counterexample.get("sptes")), hit.counterexample
+    assert hit.replay and hit.example
+    assert E.replay(hit.replay)
+
+
+def _equivalent(name):
+    gap = _expect(name).get("known_gap")
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=gap)) if gap else name
+
+
+@pytest.mark.parametrize("name", [_equivalent(n) for n in _unseen("equivalent")])
+def test_unseen_equivalent_gets_no_finding(name):
+    outcome = _unseen_run(name)
+    assert not outcome.findings, [f.summary for f in outcome.findings]
+
+
+def test_unseen_suite_is_big_enough_and_every_patch_has_its_expectation():
+    patches = {f[:-len(".patch")] for f in os.listdir(UNSEEN) if f.endswith(".patch")}
+    expects = {f[:-len(".expect")] for f in os.listdir(UNSEEN) if f.endswith(".expect")}
+    assert patches == expects
+    assert len(_unseen("mutant")) >= 24 and len(_unseen("equivalent")) >= 6
+    for name in _unseen("mutant"):
+        want = _expect(name)
+        assert want["channel"] and want["check"] and want["breaks"], name
+    # new subjects: none is an RFC patch's, so no written contract can apply
+    from harness.check import contracts
+    for name in patches:
+        (patch,) = ingest.read_file(os.path.join(UNSEEN, name + ".patch"))
+        assert contracts.written_contract(patch.subject) is None, name

@@ -129,3 +129,57 @@ def test_content_resolution_tells_states_apart(tmp_path):
 
     state, reason = find_state_by_content(hunks)
     assert state in ("base", "after 1/4") and "resolved by content" in reason
+
+
+# -- trust the content, not the label (tests/data/labels/) ----------------------------
+
+LABELS = ROOT / "tests" / "data" / "labels"
+WRONG_INDEX = "the index line is wrong (the patch was edited after format-patch)"
+
+
+def _forget(resolution):
+    from kernel_models import registry
+    for file, blob in resolution.after.blobs:
+        if blob.startswith("derived-"):
+            registry.unregister_blob(file, blob)
+
+
+def test_a_post_image_label_that_the_hunks_contradict_is_said_and_the_content_checked():
+    """RFC 4/4's index line (post-image 77d1072b130d, the registered 4/4 model) over hunks
+    that drop the write-protect flush: the after-model is derived from the hunks, and the
+    check sees the dropped flush the label would have hidden."""
+    from harness.check import engine
+
+    patch = ingest.read_file(str(LABELS / "edited-after-format-patch-4-of-4.patch"))[0]
+    hunks = scope.scope_patch(patch)
+    resolution = resolve(hunks)
+    try:
+        assert resolution.complete, resolution.reason
+        assert WRONG_INDEX in resolution.reason and resolution.notes
+        assert "post-image mmu.c@77d1072b130d, a registered model" in resolution.notes[0]
+        assert dict(resolution.after.blobs)["arch/x86/kvm/mmu/mmu.c"].startswith(
+            "derived-77d1072b130d-")
+        outcome = engine.check_patch(patch, hunks, resolution,
+                                     checks=["flush_after_write_protect"])
+        assert any(f.channel == "flush" and f.counterexample["steps"]
+                   for f in outcome.findings), outcome.findings
+    finally:
+        _forget(resolution)
+
+
+def test_a_post_image_label_the_hunks_agree_with_is_taken_without_a_note():
+    resolution = resolve(scoped("rfc-4-of-4.patch"))
+    assert resolution.after.name == "after 4/4" and not resolution.notes
+    assert "index line is wrong" not in resolution.reason
+
+
+def test_hunks_that_do_not_fit_the_pre_image_label_resolve_by_content_and_say_so():
+    """RFC 1/4 with its pre-image id changed to 2/4's spte.c: the hunks' removed lines are
+    not in that state's make_spte, so the before-state is the one they fit (base)."""
+    resolution = resolve(scoped("wrong-pre-image-1-of-4.patch", LABELS))
+    assert resolution.complete, resolution.reason
+    assert resolution.before.name == "base" and resolution.after.name == "after 1/4"
+    assert WRONG_INDEX in resolution.notes[0]
+    assert "do not fit the state 'after 2/4'" in resolution.notes[0]
+    real = resolve(scoped("rfc-1-of-4.patch"))
+    assert real.before.name == "base" and not real.notes

@@ -618,7 +618,7 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
     if operations is None or not invariants:
         return []
     run = Run(before, after, contract, invariants, seek_fixes=True)
-    found, _ = _searches(run, operations, profile, seed)
+    found, _ = _searches(run, operations, profile, seed, _operation_finding)
     return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
                     f"fix confirmed: {f.check} held after, failed before: {f.summary}",
                     f.counterexample, f.replay, f.example) for f in found]

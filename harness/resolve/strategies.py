@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from harness.ingest.hunks import hunk_lines, side_code
 from harness.ingest.scope import is_read_file
+from harness.resolve import labels
 from harness.resolve.preimage import Memory, PreImage, PreImageMiss, find_preimages
 from kernel_models import registry
 from kernel_models.model_source import HAND_WRITTEN
@@ -292,34 +293,40 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
     """The after side for a chosen before state: the post-image blobs' models, or derived."""
     before = after = None
     misses: dict[int, str] = {}
+    notes: list[str] = []
     if before_name is not None:
         before = DERIVED_STATES.get(before_name) or VersionSet.series_state(before_name)
-        after_blobs = dict(before.blobs)
-        unknown_after = []
-        for file, (_, dst) in touched.items():
-            full = registry.find_blob(file, dst)
-            if full is None:
-                unknown_after.append(f"{file.rsplit('/', 1)[-1]}@{dst}")
-            else:
-                after_blobs[file] = full
-        if unknown_after:
-            from harness.translate import derive
-            derived = derive.derive_after(hunks, before, only_unknown=True,
-                                          pre_image_by_content=by_content)
-            misses = dict(derived.misses)
-            if derived.after is not None:
-                after = derived.after
-                DERIVED_STATES[after.name] = after
-                names = ", ".join(f"{f.rsplit('/', 1)[-1]}::{fn}" for f, fn in derived.derived)
-                reason += (f"; post-image {', '.join(unknown_after)} is not modelled: after-model "
-                           f"derived from the hunks ({names or 'no function changes'})")
-            else:
-                why = "; ".join(f"hunk {i}: {r}" for i, r in derived.misses)
-                reason += (f"; post-image {', '.join(unknown_after)} is not modelled and no "
-                           f"after-model could be derived ({why})")
-        else:
-            after_name = _state_name(after_blobs) or f"{before_name} + this patch"
-            after = VersionSet.of(after_name, after_blobs)
+        checked = labels.check_labels(hunks, before, touched)
+        misfit = next((c for c in checked if c.misfit), None)
+        if misfit is not None and not by_content:
+            text = labels.misfit_text(misfit, before_name)
+            by_content_name, content_reason = find_state_by_content(hunks)
+            if by_content_name is not None and by_content_name != before_name:
+                resolved = _finish(hunks, touched, by_content_name,
+                                   f"{reason}; {text}: {content_reason}", True, per_function)
+                return dataclasses.replace(resolved, notes=(text,) + resolved.notes)
+            notes.append(f"{text}, but no modelled state fits them either, so the index "
+                         f"line's state is used and the hunks' fit is not verified")
+        relabelled = frozenset(c.file for c in checked if c.wrong_post_image)
+        for check in checked:
+            if check.unchecked and not check.wrong_post_image:
+                reason += "; " + labels.unchecked_text(check)
+        after, misses, said = _after_side(hunks, touched, before, before_name, by_content,
+                                          relabelled)
+        if after is None and relabelled:
+            # the content cannot be derived whole: say what differs, keep the label
+            for check in checked:
+                if check.wrong_post_image:
+                    notes.append(labels.unsettled_text(check, misses))
+            reason += "".join(f"; {note}" for note in notes[-len(relabelled):])
+            after, misses, said = _after_side(hunks, touched, before, before_name, by_content,
+                                              frozenset())
+        elif relabelled:
+            for check in checked:
+                if check.wrong_post_image:
+                    notes.append(labels.wrong_post_image_text(check))
+                    reason += "; " + notes[-1]
+        reason += said
     if before is None:     # why there is no before-model, on every hunk it leaves uncovered
         misses = {h.index: (per_function or {}).get((h.file, h.function), reason)
                   for h in hunks}
@@ -331,7 +338,39 @@ def _finish(hunks, touched, before_name: str | None, reason: str, by_content: bo
     coverage = tuple(_cover(h, before, after, misses.get(h.index), hows.get(h.file))
                      for h in hunks)
     pairs = _pairs(hunks, coverage, before, after)
-    return Resolution(before, after, pairs, coverage, reason)
+    return Resolution(before, after, pairs, coverage, reason, tuple(notes))
+
+
+def _after_side(hunks, touched, before: VersionSet, before_name: str, by_content: bool,
+                relabelled: frozenset[str]) -> tuple[VersionSet | None, dict[int, str], str]:
+    """(after version set or None, misses per hunk, what to add to the reason): the
+    post-image blobs' models, derived from the hunks where a blob is unknown or its
+    index line was found wrong (``relabelled``)."""
+    after_blobs = dict(before.blobs)
+    unknown_after = []
+    for file, (_, dst) in touched.items():
+        full = registry.find_blob(file, dst)
+        if full is None or file in relabelled:
+            unknown_after.append(f"{file.rsplit('/', 1)[-1]}@{dst}"
+                                 + (" (its index line is wrong)" if full else ""))
+        else:
+            after_blobs[file] = full
+    if not unknown_after:
+        after_name = _state_name(after_blobs) or f"{before_name} + this patch"
+        return VersionSet.of(after_name, after_blobs), {}, ""
+    from harness.translate import derive
+    derived = derive.derive_after(hunks, before, only_unknown=True,
+                                  pre_image_by_content=by_content, derive_known=relabelled)
+    if derived.after is None:
+        why = "; ".join(f"hunk {i}: {r}" for i, r in derived.misses)
+        return None, dict(derived.misses), (
+            f"; post-image {', '.join(unknown_after)} is not modelled and no after-model "
+            f"could be derived ({why})")
+    DERIVED_STATES[derived.after.name] = derived.after
+    names = ", ".join(f"{f.rsplit('/', 1)[-1]}::{fn}" for f, fn in derived.derived)
+    return derived.after, dict(derived.misses), (
+        f"; post-image {', '.join(unknown_after)} is not modelled: after-model derived from "
+        f"the hunks ({names or 'no function changes'})")
 
 
 TREE_HOW = ("before translated whole from the pre-image blob in the kernel tree, after from "

@@ -584,11 +584,14 @@ def derive_function(file: str, c_name: str, hunks, before: VersionSet):
 
 
 def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
-                 pre_image_by_content: bool = False) -> DeriveResult:
+                 pre_image_by_content: bool = False,
+                 derive_known: frozenset[str] = frozenset()) -> DeriveResult:
     """An after version set for ``hunks`` applied to ``before``, derived from its models.
 
     With ``only_unknown`` a file whose post-image blob is hand-modelled keeps
-    that model (it is not derived); the cross-check tests derive everything.
+    that model (it is not derived), unless it is in ``derive_known`` (the
+    resolver found that the hunks do not make that model: the index line is
+    wrong); the cross-check tests derive everything.
     With ``pre_image_by_content`` the hunks' pre-image blob ids are not required
     to be the before state's (resolve matched the state by the hunks' code).
     """
@@ -605,7 +608,8 @@ def derive_after(hunks, before: VersionSet, *, only_unknown: bool = False,
     for file, file_hunks in by_file.items():
         parent = before.blob(file)
         source, target = file_hunks[0].source_blob, file_hunks[0].target_blob
-        if only_unknown and registry.find_blob(file, target) is not None:
+        if only_unknown and registry.find_blob(file, target) is not None \
+                and file not in derive_known:
             known[file] = registry.find_blob(file, target)
             continue
         if not pre_image_by_content and not registry.blob_matches(registry.stands_for(parent),
