@@ -503,6 +503,8 @@ class Mappings:
                 self.since.pop(folio, None)
 
 
+_ACCESSED_WINDOW = "accessed since the mapping's last aging (or its creation)"
+
 # Operations that age: the mmu_notifier clear_young / clear_flush_young /
 # test_young handlers (kvm_age_gfn, kvm_test_age_gfn).
 AGING_OPERATIONS = frozenset({"clear_young", "clear_flush_young", "test_young"})
@@ -567,7 +569,7 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
                 check_name, channel,
                 f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
                 f"went away in {step.operation}, but the folio was never marked "
-                f"{'dirty' if event_type is FolioDirty else 'accessed'} while mapped",
+                f"{'dirty while mapped' if event_type is FolioDirty else _ACCESSED_WINDOW}",
                 severity=severity,
                 missing=(f"{event_type.__name__}(pfn={_show(mapping.pfn)})",)))
     return found
@@ -583,7 +585,8 @@ def dirty_preserved(step: Step, side: Side) -> list[Violation]:
 
 @check("accessed_preserved", failure="AccessedLost", channels=(ACCESSED,),
        levels=("operation",),
-       description="a folio whose mapping was accessed is marked accessed while mapped")
+       description="every access since a mapping's last aging reaches the folio (a mark, "
+                   "aging reporting it young, or still in an SPTE) before it is gone")
 @per_side
 def accessed_preserved(step: Step, side: Side) -> list[Violation]:
     """Every access since the last aging of a mapping (A set by the guest, or an
