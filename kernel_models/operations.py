@@ -67,6 +67,17 @@ MODES = tuple(spte.MODES)        # "legacy", "ept_ad", "ept_noad"
 
 # -- building a VM -------------------------------------------------------------
 
+# PML exists only on VMX with EPT and EPT A/D bits (vmx.c hardware_setup clears
+# enable_pml otherwise; vmx.c is not in the stored tree, so this is the one
+# fact here not re-read in C).  AMD has no PML in any tag the models cover.
+PML_MODES = frozenset({"ept_ad"})
+
+
+def pml_supported(mode: str) -> bool:
+    """Whether a VM in encoding ``mode`` can have PML (``new_vm(pml=True)``)."""
+    return mode in PML_MODES
+
+
 def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu: bool = False,
            pml: bool = False, readonly_gfns=(), unbacked_gfns=()) -> VM:
     """A VM running ``versions`` (a ``VersionSet`` or a ``SERIES_STATES`` name).
@@ -80,6 +91,8 @@ def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu
         versions = registry.VersionSet.series_state(versions)
     if mmu not in MMUS:
         raise ValueError(f"mmu must be one of {MMUS}, not {mmu!r}")
+    if pml and not pml_supported(mode):
+        raise ValueError(f"PML needs EPT with A/D bits ({sorted(PML_MODES)}), not {mode!r}")
     kvm = VM(versions, mode, tdp_mmu_enabled=(mmu == "tdp"), prove_mmu=prove_mmu)
     kvm.pttype = "64" if mode == "legacy" else "ept"     # nested NPT / nested EPT tables
     kvm.guest_memory = {}

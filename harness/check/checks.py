@@ -32,8 +32,15 @@ kernel fact with its source (C function, file, blob):
   have been marked dirty at some point since the folio became mapped (a mark
   at creation counts: the host cannot clean a folio without first zapping
   KVM's mappings through the mmu_notifier).
-- ``accessed_preserved`` (WARN): the same for accessed mappings and accessed
-  marks.  Aging tolerates false negatives, so this is never a FAIL.
+- ``accessed_preserved`` (WARN): accessed information as page aging needs
+  it.  Every access since the last aging of a mapping (A set, or an
+  access-tracked SPTE restored) reaches the primary MMU before it is gone
+  (the mapping ends, or a non-aging operation clears A in place): by an
+  accessed mark on the folio since that aging, by the aging reporting it
+  young (an aging operation that clears A is taken to report it), or by still
+  being in an SPTE.  A mark at mapping creation covers accesses up to the
+  next aging, not after.  Aging tolerates false negatives, so this is never
+  a FAIL.
 - ``flush_after_write_protect`` (the name is kept for the selectors that use
   it; the property is wider): a present leaf SPTE that is zapped (made
   non-present, or pointed at another pfn) or loses a permission (W, R/U, X,
@@ -395,6 +402,7 @@ class Mapping:
     touched: bool        # accessed seen at any time while mapped
     folio: int = 0       # the folio key counted when the mapping began
     since: int = 0       # log position from which a mark counts for this mapping
+    aged_at: int = 0     # log position after the last aging that cleared its A (accessed)
 
 
 class Mappings:
@@ -414,6 +422,7 @@ class Mappings:
         self.ranges: dict[int, int] = {}        # head pfn -> pages (huge folios)
         self.since: dict[int, int] = {}
         self.count: Counter = Counter()
+        self.cleared: list[tuple[str, Mapping]] = []    # A cleared in place this step
 
     def folio(self, pfn: int) -> int:
         best_head, best_pages = pfn, 1
@@ -422,7 +431,8 @@ class Mappings:
                 best_head, best_pages = head, pages
         return best_head
 
-    def advance(self, vm, events: list, step_start: int) -> list[tuple[str, Mapping]]:
+    def advance(self, vm, events: list, step_start: int, aging: bool = False
+                ) -> list[tuple[str, Mapping]]:
         """Apply a step's SPTE writes; return the mappings that ended in it.
 
         Two cases the log alone does not show: SPTEs some models fill in
@@ -432,8 +442,17 @@ class Mappings:
         starts tracking that mapping from the folio's history (or the start of
         the run); a huge leaf turned into a table hands its folio on to the
         children, so the folio stays mapped and keeps its history.
+
+        Accessed information follows page aging: when an aging operation
+        (``aging``) clears a mapping's A (or access-tracks it), the access is
+        taken as reported young, ``touched`` starts afresh and only marks made
+        after the step count for later accesses (``aged_at``).  When any other
+        operation clears A in place, the mapping lands in ``self.cleared``: the
+        access left the SPTE and must have reached the folio by then.
         """
         ended = []
+        self.cleared = []
+        step_end = step_start + len(events)
         for event in events:
             if not isinstance(event, SpteWrite):
                 continue
@@ -455,6 +474,12 @@ class Mappings:
                 if current is None:
                     current = self._begin(event.where, new, step_start)
                 current.wrote |= new.writable or new.dirty
+                if current.touched and old.present_leaf and old.accessed and not new.accessed:
+                    if aging:
+                        current.aged_at = step_end
+                    else:
+                        self.cleared.append((event.where, current))
+                    current.touched = False
                 current.touched |= new.accessed
         return ended
 
@@ -481,13 +506,21 @@ class Mappings:
                 self.since.pop(folio, None)
 
 
-def _mappings(side: Side) -> tuple[Mappings, list]:
+_ACCESSED_WINDOW = "accessed since the mapping's last aging (or its creation)"
+
+# Operations that age: the mmu_notifier clear_young / clear_flush_young /
+# test_young handlers (kvm_age_gfn, kvm_test_age_gfn).
+AGING_OPERATIONS = frozenset({"clear_young", "clear_flush_young", "test_young"})
+
+
+def _mappings(side: Side, operation: str = "") -> tuple[Mappings, list]:
     """The side's tracker, advanced over this step once (shared by the lifetime checks)."""
     memory = side.memory
     if memory.get("advanced_for") is not side:
         tracker = memory.setdefault("mappings", Mappings())
         tracker.settle()
-        memory["ended"] = tracker.advance(side.vm, side.events, side.start)
+        memory["ended"] = tracker.advance(side.vm, side.events, side.start,
+                                          aging=operation in AGING_OPERATIONS)
         memory["advanced_for"] = side
     return memory["mappings"], memory["ended"]
 
@@ -497,6 +530,8 @@ def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
     mapping began, or as known now that more huge mappings were seen) was mapped."""
     folio = tracker.folio(mapping.pfn)
     start = min(mapping.since, tracker.since.get(folio, mapping.since))
+    if kind is FolioAccessed:
+        start = max(start, mapping.aged_at)     # a mark covers accesses up to the next aging
     return any(isinstance(e, kind) and (e.pfn == mapping.pfn or tracker.folio(e.pfn) == folio
                                         or tracker.folio(e.pfn) == mapping.folio)
                for e in side.window(start))
@@ -529,7 +564,7 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
                 held: str, words: str, severity: str = "FAIL") -> list[Violation]:
     """Mappings that ended with ``held`` (an attribute of the mapping) true but
     whose folio never got an ``event_type`` mark while mapped."""
-    tracker, ended = _mappings(side)
+    tracker, ended = _mappings(side, step.operation)
     found = []
     for where, mapping in ended:
         if getattr(mapping, held) and not _marked(tracker, side, event_type, mapping):
@@ -537,7 +572,7 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
                 check_name, channel,
                 f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
                 f"went away in {step.operation}, but the folio was never marked "
-                f"{'dirty' if event_type is FolioDirty else 'accessed'} while mapped",
+                f"{'dirty while mapped' if event_type is FolioDirty else _ACCESSED_WINDOW}",
                 severity=severity,
                 missing=(f"{event_type.__name__}(pfn={_show(mapping.pfn)})",)))
     return found
@@ -554,13 +589,29 @@ def dirty_preserved(step: Step, side: Side) -> list[Violation]:
 
 @check("accessed_preserved", failure="AccessedLost", channels=(ACCESSED,),
        levels=("operation",),
-       description="a folio whose mapping was accessed is marked accessed while mapped",
+       description="every access since a mapping's last aging reaches the folio (a mark, "
+                   "aging reporting it young, or still in an SPTE) before it is gone",
        defect="accessed marking lost")
 @per_side
 def accessed_preserved(step: Step, side: Side) -> list[Violation]:
-    return _lost_marks(step, side, check_name="accessed_preserved", channel=ACCESSED,
-                       event_type=FolioAccessed, held="touched", words="accessed",
-                       severity="WARN")
+    """Every access since the last aging of a mapping (A set by the guest, or an
+    access-tracked SPTE restored) reaches the primary MMU before it is gone: a
+    folio mark since that aging, aging reporting it young, or still in an SPTE.
+    Gone is the mapping ending, or A cleared in place by an operation that is
+    not aging."""
+    found = _lost_marks(step, side, check_name="accessed_preserved", channel=ACCESSED,
+                        event_type=FolioAccessed, held="touched", words="accessed",
+                        severity="WARN")
+    tracker, _ = _mappings(side, step.operation)
+    for where, mapping in tracker.cleared:
+        if not _marked(tracker, side, FolioAccessed, mapping):
+            found.append(Violation(
+                "accessed_preserved", ACCESSED,
+                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed since "
+                f"its last aging and {step.operation} cleared its accessed state, but the folio "
+                f"was never marked accessed since that aging", severity="WARN",
+                missing=(f"FolioAccessed(pfn={_show(mapping.pfn)})",)))
+    return found
 
 
 @check("refs_balanced", failure="PageRefLeak", channels=(REFS,), levels=("operation",),
@@ -571,7 +622,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
     """Counted per folio, as the kernel does (a reference on a tail page pins the folio):
     a fault that takes a reference on the faulting pfn and releases the huge-aligned
     pfn it mapped is balanced.  The model's own per-pfn Bug events are not used."""
-    tracker, _ = _mappings(side)
+    tracker, _ = _mappings(side, step.operation)
     counts = side.memory.setdefault("folio_refs", Counter())
     found = []
     for event in side.events:

@@ -453,15 +453,16 @@ def _describe_step(name: str, args: dict) -> str:
 class Lockstep:
     """Two VMs, one per side, driven through the same operations (no Hypothesis here)."""
 
-    def __init__(self, run: Run, operations, mode: str, mmu: str, inline=None):
+    def __init__(self, run: Run, operations, mode: str, mmu: str, inline=None, pml=False):
         run.examples += 1
         self.run, self.operations = run, operations
         self.inline = run.checks if inline is None else inline   # checks run inside do()
         self.last: K.Step | None = None
         self.checked: dict = {}             # invariant name -> the step it last checked
         self.mode, self.mmu = mode, mmu
-        self.vms = (operations.new_vm(run.before, mode, mmu),
-                    operations.new_vm(run.after, mode, mmu))
+        self.pml = pml and operations.pml_supported(mode)
+        self.vms = (operations.new_vm(run.before, mode, mmu, pml=self.pml),
+                    operations.new_vm(run.after, mode, mmu, pml=self.pml))
         self.memory = ({}, {})
         self.steps = []
         self.compare = True
@@ -504,7 +505,8 @@ class Lockstep:
         for violation in check.function(step):
             if violation.key in self.run.excluded or violation.fixed != self.run.seek_fixes:
                 continue
-            record = {"mode": self.mode, "mmu": self.mmu, "steps": list(self.steps),
+            record = {"mode": self.mode, "mmu": self.mmu, "pml": self.pml,
+                      "steps": list(self.steps),
                       "before": [e.describe() for e in step.before.events],
                       "after": [e.describe() for e in step.after.events],
                       "sptes": _step_sptes(step),
@@ -521,12 +523,13 @@ def _machine(run: Run, operations):
     comparisons = [c for c in run.checks if c.name == "matches_contract"]
     invariants = [c for c in run.checks if c.name != "matches_contract"]
 
-    def create_vms(self, mode, mmu):
-        self.lockstep = Lockstep(run, operations, mode, mmu, inline=comparisons)
+    def create_vms(self, mode, mmu, pml):
+        self.lockstep = Lockstep(run, operations, mode, mmu, inline=comparisons, pml=pml)
 
     namespace = {
         "create_vms": initialize(mode=st.sampled_from(operations.MODES),
-                                 mmu=st.sampled_from(operations.MMUS))(create_vms),
+                                 mmu=st.sampled_from(operations.MMUS),
+                                 pml=st.booleans())(create_vms),
     }
     for name, operation in operations.OPERATIONS.items():
         namespace[name] = _rule_for(name, operation, rule, precondition)
@@ -595,7 +598,7 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     text = (f"operations: sampled: {run.examples:,} operation sequences "
             f"(<= {config.stateful_step_count} steps, {run.steps_run:,} steps in all, "
             f"{runs} search{'es' if runs != 1 else ''}), modes {', '.join(operations.MODES)}, "
-            f"MMUs {', '.join(operations.MMUS)}")
+            f"MMUs {', '.join(operations.MMUS)}, PML on and off (where the mode has it)")
     if run.skipped:
         text += "; skipped for this state: " + "; ".join(
             f"{name} ({why})" for name, why in sorted(run.skipped.items()))
@@ -662,16 +665,17 @@ def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
                 if not all(operations.OPERATIONS[n].applies_to(mmu, mode)
                            and n not in run.skipped for n, _ in steps):
                     continue
-                failure = _run_steps(run, operations, mode, mmu, steps)
-                if failure is not None:
-                    findings.append(as_finding(run, failure))
-                    run.excluded.add(failure.violation.key)
+                for pml in (False, True) if operations.pml_supported(mode) else (False,):
+                    failure = _run_steps(run, operations, mode, mmu, steps, pml)
+                    if failure is not None:
+                        findings.append(as_finding(run, failure))
+                        run.excluded.add(failure.violation.key)
     return findings
 
 
-def _run_steps(run: Run, operations, mode: str, mmu: str, steps) -> StepFailed | None:
+def _run_steps(run: Run, operations, mode: str, mmu: str, steps, pml=False) -> StepFailed | None:
     """Drive the lockstep pair through ``steps`` by hand (no Hypothesis)."""
-    lockstep = Lockstep(run, operations, mode, mmu)
+    lockstep = Lockstep(run, operations, mode, mmu, pml=pml)
     try:
         for name, args in steps:
             lockstep.do(name, dict(args))
@@ -714,13 +718,17 @@ def _operation_finding(run: Run, failure: StepFailed) -> Finding:
         severity = "WARN"
         summary = (f"{summary} (inherited: the before state '{run.before.name}' fails it too, "
                    f"so this change did not cause it)")
+    pml = record.get("pml", False)
     token = encode_replay({"kind": "operation", "mode": record["mode"], "mmu": record["mmu"],
-                           "steps": record["steps"], "before": _versions_json(run.before),
+                           "pml": pml, "steps": record["steps"],
+                           "before": _versions_json(run.before),
                            "after": _versions_json(run.after), **_contract_json(run.contract)})
-    example = (f"@example(mode={record['mode']!r}, mmu={record['mmu']!r}, "
+    example = (f"@example(mode={record['mode']!r}, mmu={record['mmu']!r}, pml={pml!r}, "
                f"steps={json.dumps(record['steps'])})")
     counterexample = {
-        "steps": steps + [f"[mode {record['mode']}, mmu {record['mmu']}]"],
+        "steps": steps + [f"[mode {record['mode']}, mmu {record['mmu']}, "
+                          f"PML {'on' if pml else 'off'}]"],
+        "pml": pml,
         "sptes": record["sptes"],
         "before": record["before"],
         "after": record["after"],
@@ -784,7 +792,7 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
     operations = _operations_module()
     data = decode_replay(finding.replay)
     run = Run(versions, versions, PREEXISTING_CONTRACT, _invariant_checks(checks))
-    lockstep = Lockstep(run, operations, data["mode"], data["mmu"])
+    lockstep = Lockstep(run, operations, data["mode"], data["mmu"], pml=data.get("pml", False))
     try:
         for name, args in data["steps"]:
             if name not in operations.OPERATIONS or not lockstep.applies(name):
@@ -909,8 +917,10 @@ def replay(token: str) -> str:
         operations = _operations_module()
         if operations is None:
             raise KconformError("this build has no operations model to replay with")
-        vms = (operations.new_vm(before, data["mode"], data["mmu"]),
-               operations.new_vm(after, data["mode"], data["mmu"]))
+        pml = data.get("pml", False)
+        lines.append(f"PML {'on' if pml else 'off'} (mode {data['mode']}, mmu {data['mmu']})")
+        vms = (operations.new_vm(before, data["mode"], data["mmu"], pml=pml),
+               operations.new_vm(after, data["mode"], data["mmu"], pml=pml))
         memory = ({}, {})
         steps = []
         compare = True
