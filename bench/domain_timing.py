@@ -16,7 +16,7 @@ def enumerate_mode(mode: str):
     """Build the domain afresh (bypassing its cache) and every same-slot (old, new) pair."""
     from kernel_models import spte_domain
 
-    items = spte_domain.spte_domain.__wrapped__(mode)
+    items = spte_domain._spte_domain.__wrapped__(mode, spte_domain._LAYOUT.get())
     per_level = Counter(item.level for item in items)
     pairs = sum(n * n for n in per_level.values())
     return items, per_level, pairs
