@@ -15,15 +15,22 @@ order, each returning a ``PreImage`` or the reason it could not):
 4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
    ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to.
 
-When none works the file is a ``PreImageMiss`` naming the first hunk line
-that does not apply at ``--rev``.  Nothing here writes to the tree.
+Every route is first tried with the hunks applying exactly (at an offset if
+need be), then again with a fuzz of up to ``MAX_FUZZ`` context lines at each
+end of a hunk, as GNU ``patch`` and ``git am -3``'s fallback do: an exact
+place in an older version beats a fuzzy one in a newer.  The route, the fuzz
+and the offsets used are part of the result.  When none works the file is a
+``PreImageMiss`` naming the first hunk line that does not apply at
+``--rev`` (or the removed line the file holds nowhere).  Nothing here writes
+to the tree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from harness.resolve.kernel_tree import Mismatch, apply_file, hash_object
+from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, apply_file, hash_object
 
 HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
 
@@ -67,6 +74,7 @@ class Request:
     source_blob: str | None    # the index line's pre-image id (abbreviated)
     rev: str
     memory: Memory = Memory()
+    max_fuzz: int = 0          # context lines a hunk may ignore at each end (GNU patch's fuzz)
 
     @property
     def short(self) -> str:
@@ -84,6 +92,17 @@ class PreImage:
     detail: str                # one sentence for the report
     text: str = field(repr=False, compare=False)
     post: str = field(repr=False, compare=False)
+    fuzz: int = 0              # the most context lines a hunk ignored at one end
+    offsets: tuple[int, ...] = ()   # per hunk: lines from its header's place to where it went
+
+    @property
+    def how(self) -> str:
+        """How the hunks fit: exactly, at an offset, or with fuzz."""
+        moved = sum(1 for offset in self.offsets if offset)
+        parts = [f"fuzz {self.fuzz}"] if self.fuzz else []
+        if moved:
+            parts.append(f"{moved} of {len(self.offsets)} hunks at an offset")
+        return ", ".join(parts) or "exactly"
 
     @property
     def post_blob(self) -> str:
@@ -94,11 +113,12 @@ class PreImage:
         """The line the terminal and HTML reports show."""
         commit = f"commit {self.commit[:12]}, " if self.commit else ""
         return (f"pre-image of {self.file} by route '{self.route}': {self.detail} "
-                f"({commit}blob {self.blob[:12]})")
+                f"({commit}blob {self.blob[:12]}; hunks applied {self.how})")
 
     def as_dict(self) -> dict:
         return {"file": self.file, "route": self.route, "blob": self.blob,
-                "commit": self.commit, "detail": self.detail}
+                "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
+                "offsets": list(self.offsets), "applied": self.how}
 
 
 @dataclass(frozen=True)
@@ -117,10 +137,11 @@ class PreImageMiss:
 
 
 def _found(request, route, text, commit, detail) -> PreImage | str:
-    post = apply_file(text, request.hunks)
-    if isinstance(post, Mismatch):
-        return post.describe(detail)
-    return PreImage(request.file, route, hash_object(text), commit, detail, text, post)
+    applied = apply_file(text, request.hunks, request.max_fuzz)
+    if isinstance(applied, Mismatch):
+        return applied.describe(detail)
+    return PreImage(request.file, route, hash_object(text), commit, detail, text, applied.text,
+                    applied.fuzz, applied.offsets)
 
 
 def from_series(request: Request, tree) -> PreImage | str:
@@ -175,13 +196,16 @@ ROUTES = (("series", from_series), ("index", from_index), ("rev", from_rev),
 
 
 def find_preimage(request: Request, tree) -> PreImage | PreImageMiss:
-    """The first route's pre-image, or a miss saying why each route failed."""
+    """The first route's exact pre-image, else the first with fuzz, else a miss saying why
+    each route failed (with fuzz)."""
     tried = []
-    for name, route in ROUTES:
-        found = route(request, tree)
-        if isinstance(found, PreImage):
-            return found
-        tried.append((name, found))
+    for fuzz in (0, MAX_FUZZ):
+        tried = []
+        for name, route in ROUTES:
+            found = route(dataclasses.replace(request, max_fuzz=fuzz), tree)
+            if isinstance(found, PreImage):
+                return found
+            tried.append((name, found))
     # the first text that was there but did not take the hunks names the line
     reason = next((why for _, why in tried if "does not apply" in why), None)
     if reason is None:
