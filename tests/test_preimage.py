@@ -13,8 +13,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.pipeline import RunOptions, check_paths
-from harness.resolve.kernel_tree import Mismatch, PlainDirectory, apply_file, hash_object, \
-    open_tree
+from harness.resolve.kernel_tree import Mismatch, PlainDirectory, already_applied, apply_file, \
+    hash_object, open_tree
 from harness.resolve.preimage import Memory, PreImage, PreImageMiss, Request, file_hunks, \
     find_preimage
 from harness.resolve.strategies import OUT_OF_SCOPE, resolve
@@ -158,6 +158,17 @@ def test_an_outer_context_line_that_differs_is_fuzz_and_an_inner_one_is_a_miss(t
            "is nowhere in the file" in missed.describe("mmu.c")
 
 
+def test_a_patch_already_in_the_tree_is_not_applied_again_with_fuzz(tmp_path):
+    patch = make_patch(make_tree(tmp_path), tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    merged = make_tree(tmp_path / "merged", UPDATE_AFTER_3.replace(DROP_ACCESSED_FLUSH[0], ""))
+    found = find_preimage(request_for(patch), open_tree(str(merged)))
+    assert isinstance(found, PreImageMiss)
+    assert "already in mmu.c at HEAD: the patch is in that version" in dict(found.tried)["rev"]
+    assert not already_applied((tmp_path / "linux" / MMU_C).read_text(),
+                               file_hunks(hunks_of(patch), MMU_C))
+
+
 TWIN = ("static bool {name}(u64 *sptep, u64 new_spte)\n{{\n\tbool flush = false;\n\n"
         "\tif (is_dirty_spte(old_spte))\n\t\tflush = true;\n\n\treturn flush;\n}}\n")
 
@@ -258,6 +269,36 @@ def test_a_series_applies_patch_after_patch_in_memory(tmp_path):
     assert (alone.preimages[0].route, alone.preimages[0].fuzz) == ("rev", 1)
     assert "hunks applied fuzz 1" in alone.preimages[0].note
     assert (tree / MMU_C).read_text() == original     # the tree was never written
+
+
+def test_apply_first_puts_the_patch_a_fix_was_written_on_into_the_tree_state(tmp_path):
+    """A fix mailed on top of an earlier patch the tree lacks: alone it finds no pre-image
+    (the line it removes is nowhere in the tree); with the earlier patch applied first, in
+    memory, its pre-image is what that patch left, and the run record says so."""
+    tree = make_tree(tmp_path)
+    new_line = "\tif (is_accessed_spte(old_spte) && !is_young(new_spte))\n\t\tflush = true;\n\n"
+    first = make_patch(tree, tmp_path, DROP_ACCESSED_FLUSH[0], new_line, name="1.patch")
+    original = (tree / MMU_C).read_text()
+    (tree / MMU_C).write_text(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
+    git(tree, "commit", "-qam", "first applied")
+    fix = make_patch(tree, tmp_path, new_line, "", name="2.patch")
+    git(tree, "reset", "-q", "--hard", "HEAD~1")
+    renamed_index(fix, "abcdef0")
+    alone, _ = check_paths([str(fix)], RunOptions(kernel_tree=str(tree)))
+    (miss,) = alone["patches"][0]["versions"]["preimages"]
+    assert miss["route"] is None and "is_young(new_spte)" in miss["reason"]
+    assert "is nowhere in the file" in miss["reason"]
+    results, run = check_paths([str(fix)], RunOptions(kernel_tree=str(tree),
+                                                      apply_first=(str(first),)))
+    (found,) = results["patches"][0]["versions"]["preimages"]
+    assert found["route"] == "series" and "(applied first)" in found["detail"]
+    assert found["blob"] == hash_object(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
+    [record] = run["applied_first"]
+    assert "(applied first)" in record["patch"]
+    assert [p["route"] for p in record["preimages"]] == ["index"]
+    assert (tree / MMU_C).read_text() == original     # the tree was never written
+    with pytest.raises(UsageError, match="--apply-first needs --kernel-tree"):
+        check_paths([str(fix)], RunOptions(apply_first=(str(first),)))
 
 
 # -- which files are read ----------------------------------------------------------------

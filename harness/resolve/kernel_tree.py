@@ -420,6 +420,24 @@ def _mismatch(lines, keys, where, rows, hunk) -> Mismatch:
     return Mismatch(hunk.index, hunk.header, start + 1, "", "", absent)
 
 
+def already_applied(text: str, hunks) -> bool:
+    """Does ``text`` hold every hunk's new side (context and added lines) in one piece, and
+    at least one hunk changes lines?  Then the patch is in it, as ``git apply -R`` would see."""
+    keys = [_key(line) for line in text.split("\n")]
+    joined = "\n" + "\n".join(keys) + "\n"
+    changed = False
+    for hunk in hunks:
+        try:
+            rows = hunk_lines(hunk)
+        except UnreadableHunk:
+            return False
+        new = [_key(r.text) for r in rows if r.kind != "-"]
+        changed = changed or any(r.kind != " " for r in rows)
+        if not new or "\n" + "\n".join(new) + "\n" not in joined:
+            return False
+    return changed
+
+
 def apply_hunks(text: str, hunks, where: str) -> str:
     """The post-image of ``text`` after ``hunks``, or TreeMiss naming the line that differs."""
     post = apply_file(text, hunks)

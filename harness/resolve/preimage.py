@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, apply_file, hash_object
+from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, already_applied, apply_file, \
+    hash_object
 
 HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
 
@@ -137,6 +138,9 @@ class PreImageMiss:
 
 
 def _found(request, route, text, commit, detail) -> PreImage | str:
+    if request.max_fuzz and already_applied(text, request.hunks):
+        # with fuzz an added-only hunk fits almost anywhere, also in a text that has it
+        return f"the hunks' new lines are already in {detail}: the patch is in that version"
     applied = apply_file(text, request.hunks, request.max_fuzz)
     if isinstance(applied, Mismatch):
         return applied.describe(detail)
@@ -232,3 +236,22 @@ def find_preimages(hunks, files, tree, rev: str, memory: Memory,
         found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory),
                                     tree)
     return found
+
+
+def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict]]:
+    """The state ``patches`` leave on the tree at ``rev``, in memory, and what each did.
+
+    ``patches`` are (label, scoped hunks) of patches the checked ones were
+    written on top of (``--apply-first``: an earlier part of their series,
+    the commit a ``Fixes:`` names), applied in order by the same routes; they
+    are not judged.  A file no route takes stays as the tree has it, and the
+    record says so.  ``read_file(path)`` says whether kconform reads a file.
+    """
+    memory, record = Memory(), []
+    for label, hunks in patches:
+        files = list(dict.fromkeys(h.file for h in hunks if read_file(h.file)))
+        found = find_preimages(hunks, files, tree, rev, memory)
+        memory = memory.with_files({f: p.post for f, p in found.items()
+                                    if isinstance(p, PreImage)}, label)
+        record.append({"patch": label, "preimages": [p.as_dict() for p in found.values()]})
+    return memory, record
