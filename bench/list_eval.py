@@ -203,7 +203,7 @@ REASON_CLASSES = (
     ("match no modelled state", "no modelled state equals the pre-image's functions"),
     ("does not fit state", "no modelled state fits the hunks"),
 )
-NO_DRIVER = re.compile(r"nothing runs the translated ([\w()]+)")
+NO_DRIVER = re.compile(r"nothing runs the translated ([\w()]+)|([\w()]+) has no function driver")
 NOT_TRANSLATED = re.compile(r"the tree's ([\w(), ]+?) cannot be translated")
 
 
@@ -212,7 +212,7 @@ def reason_class(reason: str) -> str:
     name = next((name for phrase, name in REASON_CLASSES if phrase in reason), "other")
     if name == "no driver for the function":
         found = NO_DRIVER.search(reason)
-        return f"no driver for {found.group(1)}" if found else name
+        return f"no driver for {found.group(1) or found.group(2)}" if found else name
     if name == "function not translated":
         found = NOT_TRANSLATED.search(reason)
         return f"function not translated: {found.group(1)}" if found else name

@@ -294,9 +294,15 @@ def test_apply_first_puts_the_patch_a_fix_was_written_on_into_the_tree_state(tmp
     assert found["route"] == "series" and "(applied first)" in found["detail"]
     assert found["blob"] == hash_object(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
     [record] = run["applied_first"]
-    assert "(applied first)" in record["patch"]
-    assert [p["route"] for p in record["preimages"]] == ["index"]
+    assert "(applied first)" in record["patch"] and record["applied"]
+    assert [p["route"] for p in record["preimages"]] == ["rev"]
     assert (tree / MMU_C).read_text() == original     # the tree was never written
+    # given twice, the second finds it already in the state and leaves the file as it is
+    again, run = check_paths([str(fix)], RunOptions(kernel_tree=str(tree),
+                                                    apply_first=(str(first), str(first))))
+    assert again["patches"][0]["versions"]["preimages"][0]["blob"] == found["blob"]
+    assert run["applied_first"][1]["preimages"] == [
+        {"file": MMU_C, "route": None, "reason": "already in HEAD: left as it is"}]
     with pytest.raises(UsageError, match="--apply-first needs --kernel-tree"):
         check_paths([str(fix)], RunOptions(apply_first=(str(first),)))
 

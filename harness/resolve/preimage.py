@@ -76,6 +76,7 @@ class Request:
     rev: str
     memory: Memory = Memory()
     max_fuzz: int = 0          # context lines a hunk may ignore at each end (GNU patch's fuzz)
+    routes: tuple[str, ...] = ("series", "index", "rev", "history")   # the routes to try
 
     @property
     def short(self) -> str:
@@ -206,6 +207,8 @@ def find_preimage(request: Request, tree) -> PreImage | PreImageMiss:
     for fuzz in (0, MAX_FUZZ):
         tried = []
         for name, route in ROUTES:
+            if name not in request.routes:
+                continue
             found = route(dataclasses.replace(request, max_fuzz=fuzz), tree)
             if isinstance(found, PreImage):
                 return found
@@ -228,14 +231,20 @@ def file_hunks(hunks, file: str) -> tuple:
 
 
 def find_preimages(hunks, files, tree, rev: str, memory: Memory,
+                   routes: tuple[str, ...] = tuple(name for name, _ in ROUTES),
                    ) -> dict[str, PreImage | PreImageMiss]:
     """Every file of ``files`` the hunks touch -> its pre-image or the miss."""
     found = {}
     for file in files:
         blob = next((h.source_blob for h in hunks if h.file == file), None)
-        found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory),
-                                    tree)
+        found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory,
+                                            routes=routes), tree)
     return found
+
+
+# A patch applied first joins the state at ``rev``: only routes that keep that state (the
+# index blob or an older version of the file would bring another release's text into it).
+FIRST_ROUTES = ("series", "rev")
 
 
 def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict]]:
@@ -244,14 +253,32 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
     ``patches`` are (label, scoped hunks) of patches the checked ones were
     written on top of (``--apply-first``: an earlier part of their series,
     the commit a ``Fixes:`` names), applied in order by the same routes; they
-    are not judged.  A file no route takes stays as the tree has it, and the
-    record says so.  ``read_file(path)`` says whether kconform reads a file.
+    are not judged.  A file that already holds the patch (a stable tree holds
+    the commit a backport fixes) stays as it is; a patch one of whose other
+    files no route takes is not applied at all, as ``git am`` would refuse
+    it; the record says which.  Only ``FIRST_ROUTES`` are taken: the index blob
+    or an older version of a file must not bring another release into the
+    state at ``rev``.  ``read_file(path)`` says whether kconform reads a file.
     """
     memory, record = Memory(), []
     for label, hunks in patches:
         files = list(dict.fromkeys(h.file for h in hunks if read_file(h.file)))
-        found = find_preimages(hunks, files, tree, rev, memory)
-        memory = memory.with_files({f: p.post for f, p in found.items()
-                                    if isinstance(p, PreImage)}, label)
-        record.append({"patch": label, "preimages": [p.as_dict() for p in found.values()]})
+        held = {f: _state_text(f, tree, rev, memory) for f in files}
+        there = [f for f in files if held[f] is not None
+                 and already_applied(held[f], file_hunks(hunks, f))]
+        found = find_preimages(hunks, [f for f in files if f not in there], tree, rev, memory,
+                               FIRST_ROUTES)
+        missed = [f for f, p in found.items() if isinstance(p, PreImageMiss)]
+        if not missed:        # as git am: a patch applies whole or not at all
+            memory = memory.with_files({f: p.post for f, p in found.items()}, label)
+        rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
+                for f in there]
+        record.append({"patch": label, "applied": not missed,
+                       "preimages": rows + [p.as_dict() for p in found.values()]})
     return memory, record
+
+
+def _state_text(file: str, tree, rev: str, memory: Memory) -> str | None:
+    """The file as the state holds it: an earlier patch's text, else the tree's at ``rev``."""
+    held = memory.text(file)
+    return held[0] if held is not None else tree.text_at(rev, file)
