@@ -175,6 +175,14 @@ def fixes_confirmed(item: dict) -> list[str]:
     return [n for n in notes if n]
 
 
+def fix_channels(item: dict) -> list[str]:
+    """The channels on which the patch's check confirmed a fix (held after, failed before)."""
+    fixes = list(item.get("fixes") or []) + [
+        f for f in item.get("findings") or []
+        if (f.get("summary") or "").startswith("fix confirmed")]
+    return sorted({f.get("channel") for f in fixes if f.get("channel")})
+
+
 def miss_reasons(item: dict) -> list[str]:
     """Why hunks (or the whole patch) are not covered, each reason once."""
     reasons = []
@@ -245,7 +253,8 @@ def row_for(mail: dict, done, wall: float, cpu: float, json_out: Path,
     reasons = miss_reasons(item)
     return row | {"verdict": item.get("verdict") or result.get("verdict"),
                   "routes": routes(item), "findings": findings(item),
-                  "fixes_confirmed": fixes_confirmed(item), "miss_reasons": reasons,
+                  "fixes_confirmed": fixes_confirmed(item), "fix_channels": fix_channels(item),
+                  "miss_reasons": reasons,
                   "miss_classes": sorted({reason_class(r) for r in reasons}),
                   "notes": [redact(note) for note in item.get("notes") or []]}
 
@@ -256,11 +265,16 @@ def pair_rows(index: dict, rows: dict[str, dict]) -> list[dict]:
         buggy, fix = rows.get(pair["buggy"]), rows.get(pair["fix"])
         buggy_channels = sorted({f["channel"] for f in (buggy or {}).get("findings", [])
                                  if f["severity"] in ("FAIL", "WARN") and f["channel"]})
+        confirmed_on = (fix or {}).get("fix_channels") or []
+        # the right channel: one the fix's own check confirmed the fix on (None: it confirmed
+        # none, so nothing says which channel the bug shows on)
+        right = bool(set(buggy_channels) & set(confirmed_on)) if confirmed_on else None
         result.append({"pair": pair["pair"], "buggy": pair["buggy"], "fix": pair["fix"],
                        "buggy_verdict": (buggy or {}).get("verdict"),
                        "buggy_finding_channels": buggy_channels,
                        "fix_verdict": (fix or {}).get("verdict"),
-                       "fix_confirmed": bool((fix or {}).get("fixes_confirmed"))})
+                       "fix_confirmed": bool((fix or {}).get("fixes_confirmed")),
+                       "fix_channels": confirmed_on, "right_channel": right})
     return result
 
 
@@ -356,12 +370,18 @@ def markdown(report: dict) -> str:
             f"| {len(r['fixes_confirmed']) or dash} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} "
             f"| {reason} |")
     lines += ["", "## Fixes pairs", "",
-              "| pair | buggy | verdict | finding channels | fix | verdict | fix confirmed |",
-              "|---|---|---|---|---|---|---|"]
+              "The right channel is one on which the fix's own check confirmed the fix (held "
+              "after, failed before); '\u2013' where the fix's check confirmed none.", "",
+              "| pair | buggy | verdict | finding channels | fix | verdict | fix confirmed "
+              "(channels) | buggy found on the right channel |",
+              "|---|---|---|---|---|---|---|---|"]
     for p in pairs:
+        right = {True: "yes", False: "no", None: "\u2013"}[p.get("right_channel")]
         lines.append(f"| {p['pair']} | `{p['buggy']}` | {p['buggy_verdict']} "
                      f"| {', '.join(p['buggy_finding_channels']) or 'none'} | `{p['fix']}` "
-                     f"| {p['fix_verdict']} | {'yes' if p['fix_confirmed'] else 'no'} |")
+                     f"| {p['fix_verdict']} | {'yes' if p['fix_confirmed'] else 'no'}"
+                     f"{' (' + ', '.join(p.get('fix_channels') or []) + ')' if p.get('fix_channels') else ''}"
+                     f" | {right} |")
     missed = [r for r in rows if r["verdict"] == "MISS"]
     kinds = Counter(kind for r in missed
                     for kind in {reason_kind(c) for c in r.get("miss_classes", [])})

@@ -49,6 +49,15 @@ def test_a_pair_counts_only_fail_or_warn_channels_of_the_buggy_patch():
     [pair] = list_eval.pair_rows(index, rows)
     assert pair["buggy_finding_channels"] == ["flush"]       # the NOTE on 'warn' is not one
     assert pair["fix_confirmed"] is True
+    assert pair["right_channel"] is None        # the fix's row says no channel it was seen on
+    rows["b.eml"]["fix_channels"] = list_eval.fix_channels(ITEM)
+    assert rows["b.eml"]["fix_channels"] == ["warn"]
+    [pair] = list_eval.pair_rows(index, rows)
+    assert pair["right_channel"] is False       # the buggy patch's FAIL is on 'flush'
+    rows["b.eml"]["fix_channels"] = ["flush"]
+    [pair] = list_eval.pair_rows(index, rows)
+    assert pair["right_channel"] is True
+    rows["b.eml"]["fix_channels"] = []
     rows["b.eml"]["fixes_confirmed"] = []
     rows["a.eml"]["findings"] = [f for f in rows["a.eml"]["findings"] if f["severity"] == "NOTE"]
     [pair] = list_eval.pair_rows(index, rows)

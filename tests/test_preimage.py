@@ -294,7 +294,7 @@ def test_apply_first_puts_the_patch_a_fix_was_written_on_into_the_tree_state(tmp
     assert found["route"] == "series" and "(applied first)" in found["detail"]
     assert found["blob"] == hash_object(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
     [record] = run["applied_first"]
-    assert "(applied first)" in record["patch"] and record["applied"]
+    assert "(applied first)" in record["patch"] and record["applied"] == [MMU_C]
     assert [p["route"] for p in record["preimages"]] == ["rev"]
     assert (tree / MMU_C).read_text() == original     # the tree was never written
     # given twice, the second finds it already in the state and leaves the file as it is

@@ -254,9 +254,10 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
     written on top of (``--apply-first``: an earlier part of their series,
     the commit a ``Fixes:`` names), applied in order by the same routes; they
     are not judged.  A file that already holds the patch (a stable tree holds
-    the commit a backport fixes) stays as it is; a patch one of whose other
-    files no route takes is not applied at all, as ``git am`` would refuse
-    it; the record says which.  Only ``FIRST_ROUTES`` are taken: the index blob
+    the commit a backport fixes) stays as it is; so does a file that does not
+    take the hunks exactly (as ``git apply --reject`` leaves it; fuzz is for
+    the patch under check, not for guessing what a tree holds); the record
+    says which file went which way.  Only ``FIRST_ROUTES`` are taken: the index blob
     or an older version of a file must not bring another release into the
     state at ``rev``.  ``read_file(path)`` says whether kconform reads a file.
     """
@@ -268,13 +269,17 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
                  and already_applied(held[f], file_hunks(hunks, f))]
         found = find_preimages(hunks, [f for f in files if f not in there], tree, rev, memory,
                                FIRST_ROUTES)
-        missed = [f for f, p in found.items() if isinstance(p, PreImageMiss)]
-        if not missed:        # as git am: a patch applies whole or not at all
-            memory = memory.with_files({f: p.post for f, p in found.items()}, label)
+        # as ``git apply --reject``: each file that takes its hunks, exactly, changes
+        taken = {f: p.post for f, p in found.items()
+                 if isinstance(p, PreImage) and p.fuzz == 0}
+        memory = memory.with_files(taken, label)
         rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
                 for f in there]
-        record.append({"patch": label, "applied": not missed,
-                       "preimages": rows + [p.as_dict() for p in found.values()]})
+        rows += [p.as_dict() | ({} if f in taken else {
+                     "route": None, "reason": p.reason if isinstance(p, PreImageMiss) else
+                     f"rejected: it takes the hunks only with fuzz {p.fuzz}"})
+                 for f, p in found.items()]
+        record.append({"patch": label, "applied": sorted(taken), "preimages": rows})
     return memory, record
 
 
