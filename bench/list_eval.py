@@ -347,9 +347,12 @@ def markdown(report: dict) -> str:
         f"`--apply-first` for the collected patches each was written on top of "
         f"(earlier parts of its posting, the patch its `Fixes:` names).", "",
         "Machine line: " + "; ".join(f"{v} {k}" for k, v in sorted(verdicts.items()))
-        + f"; not MISS: {not_miss(rows)}/{len(rows)}; wall per patch: median "
+        + f"; not MISS: {not_miss(rows)}/{len(rows)}; every read file's pre-image found: "
+        f"{sum(1 for r in rows if r['routes'] and all(x['route'] for x in r['routes']))}"
+        f"/{sum(1 for r in rows if r['routes'])}; wall per patch: median "
         f"{walls[len(walls) // 2]:.1f} s, max {walls[-1]:.1f} s; total {sum(walls):.0f} s "
-        f"wall, {sum(r['cpu_s'] for r in rows):.0f} s CPU.", "",
+        f"wall, {sum(r['cpu_s'] for r in rows):.0f} s CPU; translation cache "
+        f"{settings.get('translation_cache', 'not recorded')}.", "",
         "Route per file: `index` (the blob the index line names), `rev` (the file at the tag), "
         "`history` (an older tag), `series` (what an earlier patch left, in memory), `none`; "
         "in brackets how the hunks fit (exactly, at an offset, with fuzz N: N outer context "
@@ -359,7 +362,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         found = ", ".join(f"{f['severity']} {f['check']}: {f['channel']}" for f in r["findings"])
-        first = ", ".join(f[:3] for f in r.get("apply_first") or []) or "\u2013"
+        first = ", ".join(re.match(r"\d+(-\d+(?=-))?", f).group(0)
+                          for f in r.get("apply_first") or []) or "\u2013"
         reason = "\u2013"
         if r["miss_reasons"]:
             reason = f"{cell(r['miss_reasons'][0], 90)} ({reason_class(r['miss_reasons'][0])})"
@@ -436,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = tuple(args.only.split(","))
         mails = [m for m in mails if m["file"].startswith(wanted)]
     has_rev = cli_has_rev()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kconform"
+    cache_state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
     label = args.label or ("tree" if args.kernel_tree else "baseline")
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -457,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
                            "profile": args.profile, "cli_has_rev": has_rev,
                            "next_tag": args.next_tag,
                            "rev_used": bool(args.kernel_tree and has_rev),
-                           "per_patch_timeout_s": PER_PATCH_TIMEOUT_S},
+                           "per_patch_timeout_s": PER_PATCH_TIMEOUT_S,
+                           "translation_cache": f"{cache_state} at start ({cache})"},
               "rows": list(rows.values()), "pairs": pair_rows(index, rows),
               "changes": changes(index, rows)}
     report["machine"]["load_average_at_end"] = machine.load_average()
