@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from harness.check import cause as plain_words
 from harness.check import checks as K
 from harness.check import docs
+from harness.check import memo
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
@@ -153,12 +154,11 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     """
     documentation = check_documentation(hunks, getattr(patch, "repairs", ()), doc_images,
                                         checks)
+    contract = patch_contract(patch, hunks, resolution)
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome(documentation.findings, documentation.coverage,
-                            C.contract_for(patch, hunks))
+        return CheckOutcome(documentation.findings, documentation.coverage, contract)
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
     version_sets = (resolution.before, resolution.after)
-    contract = C.contract_for(patch, hunks, where_for(version_sets, changed))
     functions = changed + tuple(f for f in affected_functions(version_sets, changed)
                                 if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
@@ -177,6 +177,14 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     return CheckOutcome(findings + tuple(unobserved) + documentation.findings,
                         outcome.coverage + documentation.coverage, contract,
                         outcome.observed, tuple(fixes))
+
+
+def patch_contract(patch, hunks, resolution) -> C.Contract:
+    """The contract ``check_patch`` checks ``patch`` against (the same value every time)."""
+    if resolution is None or resolution.before is None or resolution.after is None:
+        return C.contract_for(patch, hunks)
+    changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
+    return C.contract_for(patch, hunks, where_for((resolution.before, resolution.after), changed))
 
 
 def claims_not_observed(contract: C.Contract, observed) -> list[Finding]:
@@ -290,30 +298,41 @@ def _kernel_stops() -> tuple[type, ...]:
 
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
-                   ) -> tuple[K.Step, object, object]:
+                   sides=(None, None)) -> tuple[K.Step, object, object]:
+    """One case on both sides; ``sides``: each side's ``memo.fingerprint`` (a run kept
+    under the same key is read instead of run again)."""
     driver = D.DRIVERS[function]
     mode = case["mode"]
     vms = []
-    extras = []
-    for versions in (before, after):
-        vm = driver.new_vm(versions, mode)
-        if function not in vm.functions:
-            vms.append(vm)
-            extras.append(())
-            continue
+    for versions, side in zip((before, after), sides):
+        run_key = memo.key(function, side, case)
+        run = memo.kept(run_key)
+        if run is None:
+            run = _run_case(driver, function, versions, case)
+            memo.keep(run_key, run)
+        vms.append(memo.RunVM(versions, mode, run))
+    step = K.Step("function", function, K.Side("before", vms[0], 0), K.Side("after", vms[1], 0),
+                  contract, extra_before=vms[0].extra, extra_after=vms[1].extra)
+    return step, vms[0], vms[1]
+
+
+def _run_case(driver, function: str, versions: VersionSet, case: dict) -> memo.Run:
+    """Run one case on a fresh VM of ``versions``; the VM is torn down after."""
+    vm = driver.new_vm(versions, case["mode"])
+    extra = ()
+    if function in vm.functions:
         try:
-            extras.append(tuple(driver.call(vm, case)))
+            extra = tuple(driver.call(vm, case))
         except KconformError:
             raise
         except _kernel_stops():    # BUG() in translated C: the log so far holds its Bug event
-            extras.append(())
+            extra = ()
         except Exception as exc:   # a model that cannot run this input is our bug
             raise ModelError(f"model of {function} in '{versions.name}' failed on "
-                             f"{driver.describe(case)} ({mode}): {exc!r}") from exc
-        vms.append(vm)
-    step = K.Step("function", function, K.Side("before", vms[0], 0), K.Side("after", vms[1], 0),
-                  contract, extra_before=extras[0], extra_after=extras[1])
-    return step, vms[0], vms[1]
+                             f"{driver.describe(case)} ({case['mode']}): {exc!r}") from exc
+    run = memo.Run(tuple(vm.log.events), extra)
+    vm.tear_down()
+    return run
 
 
 def check_function(function: str, before: VersionSet, after: VersionSet, contract, *,
@@ -342,8 +361,9 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
         stride = max(1, total // budget.sampled_examples)
         chosen, kind = all_cases[::stride], "sampled"
     first: dict[tuple, Finding] = {}
+    sides = (memo.fingerprint(function, driver, before), memo.fingerprint(function, driver, after))
     for case in chosen:
-        step, vm_before, vm_after = _function_step(function, before, after, contract, case)
+        step, _, _ = _function_step(function, before, after, contract, case, sides)
         if observed is not None:
             observed |= K.changed_channels(step)
         for check in selected:
