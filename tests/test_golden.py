@@ -88,6 +88,14 @@ def test_gate_results_of_the_bundled_series_equal_the_committed_copy():
                        "gate-patches.json:\n" + "\n".join(found))
 
 
+def test_two_jobs_give_the_committed_copy_too():
+    """The process pool (``--jobs``): same document, merged in input order."""
+    expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    found = differences(expected, gate_results(jobs=2))
+    assert not found, ("gate results of patches/ with two jobs differ from tests/data/golden/"
+                       "gate-patches.json:\n" + "\n".join(found))
+
+
 def test_the_comparison_sees_a_changed_verdict_and_a_changed_coverage_line():
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
     changed = copy.deepcopy(expected)
