@@ -76,3 +76,27 @@ def test_a_translated_state_is_never_kept():
     other = Other.of("other", dict(VersionSet.series_state("base").blobs))
     assert memo.fingerprint("mmu_spte_update", D.DRIVERS["mmu_spte_update"], other) is None
     assert memo.key("mmu_spte_update", None, {"mode": "ept_ad"}) is None
+
+
+def test_a_transition_is_kept_whole_only_for_the_same_bodies_and_contract(callee_mutant,
+                                                                        monkeypatch):
+    base, mutant = callee_mutant
+    functions = ("mmu_spte_update",)
+    quiet = E.check_transition("t", base, base, IDENTITY, functions=functions,
+                               operations=False)
+    caught = E.check_transition("t", base, mutant, IDENTITY, functions=functions,
+                                operations=False)
+    assert quiet.findings == () and caught.findings     # the mutant's bodies: run, caught
+    other = C.Contract("another", C.WRITTEN, "no change at all, by another name")
+    assert memo.transition_key(base, mutant, other, "gate", 0, None, functions, False) != \
+        memo.transition_key(base, mutant, IDENTITY, "gate", 0, None, functions, False)
+
+    def must_not_run(*args):
+        raise AssertionError("a kept transition was run again")
+
+    monkeypatch.setattr(E, "_check_transition", must_not_run)
+    again = E.check_transition("t", base, mutant, IDENTITY, functions=functions,
+                               operations=False)
+    assert again.findings == caught.findings and again.coverage == caught.coverage
+    with pytest.raises(AssertionError, match="run again"):
+        E.check_transition("t", base, mutant, other, functions=functions, operations=False)

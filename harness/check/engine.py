@@ -250,11 +250,18 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     from kernel_models.model_source import spte_layout_of
     from kernel_models.spte_domain import following
 
+    key = memo.transition_key(before, after, contract, profile, seed, checks, functions,
+                              operations)
+    outcome = memo.kept_transition(key)
+    if outcome is not None:         # the same bodies, contract and settings: the same answer
+        return replace(outcome, contract=contract)
     # a translated state of another release has its own spte.h: its domain and bit names
     with following(spte_layout_of(before)):
         findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
                                                          checks, functions, operations)
-    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    outcome = CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    memo.keep_transition(key, outcome)
+    return outcome
 
 
 def _check_transition(before, after, contract, profile, seed, checks, functions, operations):

@@ -113,9 +113,50 @@ def keep(run_key: tuple | None, run: Run) -> None:
     _RUNS[run_key] = run
 
 
+# A whole transition (engine.check_transition): the same two states (by every body), the
+# same contract (by value) and the same settings give the same outcome.  A series checked
+# twice in one run (an mbox holding v2 and v3 of the same patches) checks each once.
+_TRANSITIONS: dict[tuple, object] = {}
+
+
+def bodies(versions) -> frozenset | None:
+    """Every (name, body, helper) of a registry version set, or None (not kept)."""
+    if type(versions) is not VersionSet:
+        return None
+    if "memo bodies" not in versions._cache:
+        helpers = versions.helpers()
+        versions._cache["memo bodies"] = frozenset(
+            (name, function, name in helpers) for name, function in versions.functions().items())
+    return versions._cache["memo bodies"]
+
+
+def transition_key(before, after, contract, profile, seed, checks, functions, operations):
+    sides = (bodies(before), bodies(after))
+    if None in sides or contract is None:
+        return None
+    key = (sides, before.name, after.name, contract, getattr(contract, "where", None), profile,
+           seed, None if checks is None else tuple(checks),
+           None if functions is None else tuple(functions), operations)
+    try:
+        hash(key)
+    except TypeError:           # a contract holding something unhashable: not kept
+        return None
+    return key
+
+
+def kept_transition(key):
+    return None if key is None else _TRANSITIONS.get(key)
+
+
+def keep_transition(key, outcome) -> None:
+    if key is not None:
+        _TRANSITIONS[key] = outcome
+
+
 def clear() -> None:
     """Forget every kept run (a new run of kconform starts)."""
     _RUNS.clear()
+    _TRANSITIONS.clear()
 
 
 def size() -> int:
