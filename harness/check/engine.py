@@ -488,7 +488,10 @@ class Lockstep:
         self.checked: dict = {}             # invariant name -> the step it last checked
         self.mode, self.mmu = mode, mmu
         self.pml = pml and operations.pml_supported(mode)
-        self.vms = (operations.new_vm(run.before, mode, mmu, pml=self.pml),
+        first = operations.new_vm(run.before, mode, mmu, pml=self.pml)
+        # one state against itself (the pre-existing check): both sides are the same run,
+        # so it is run once and each side reads it (each keeps its own check memory)
+        self.vms = (first, first if run.after is run.before else
                     operations.new_vm(run.after, mode, mmu, pml=self.pml))
         self.memory = ({}, {})
         self.steps = []
@@ -505,7 +508,7 @@ class Lockstep:
         self.steps.append((name, args))
         marks = [vm.log.mark() for vm in self.vms]
         operation = self.operations.OPERATIONS[name]
-        for vm in self.vms:
+        for vm in dict.fromkeys(self.vms):     # a VM both sides share runs once
             try:
                 operation.function(vm, **args)
             except KconformError:
