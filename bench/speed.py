@@ -1,7 +1,8 @@
 """Speed of the gate run against a baseline commit: CPU and wall apart, runs interleaved.
 
     python bench/speed.py [--baseline 93dcc57] [--repeats 3] [--jobs 1,2]
-                          [--mbox] [--tree /tmp/ktree] [--suite] [--out bench/results]
+                          [--mbox [--mbox-jobs 1]] [--tree /tmp/ktree] [--suite]
+                          [--out bench/results]
 
 Each measured run is ``kconform check ...`` in a fresh process (so imports,
 garbage collection and the process pool are all in the figure), timed from
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jobs", default="1,2", help="the current tree's --jobs values")
     parser.add_argument("--mbox", action="store_true", help="also the 84-patch mbox")
+    parser.add_argument("--mbox-jobs", default="1", help="the --jobs values for the mbox")
     parser.add_argument("--tree", default=None, help="a kernel tree: the real-patch rows")
     parser.add_argument("--suite", action="store_true", help="also the test suite, once")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bundled series: baseline {args.baseline} vs current, interleaved", flush=True)
         rows, runs = series_rows(baseline_tree, args.repeats, jobs_list, scratch)
         if args.mbox:
-            rows += mbox_row(scratch, jobs_list)
+            rows += mbox_row(scratch, [int(j) for j in args.mbox_jobs.split(",") if j])
         if args.tree:
             rows += tree_rows(args.tree, scratch)
         if args.suite:

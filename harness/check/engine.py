@@ -167,9 +167,8 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     selected = K.select(checks)
     unobserved = claims_not_observed(contract, outcome.observed) \
         if any(c.name == "matches_contract" for c in selected) else []
-    fixes = find_fixes(resolution.before, resolution.after, contract, profile=profile,
-                       seed=seed, checks=selected) if contract.claims and \
-        contract.claims.fixes else ()
+    fixes = _kept_fixes(resolution.before, resolution.after, contract, profile, seed,
+                        selected) if contract.claims and contract.claims.fixes else ()
     from harness.check import culprit      # it replays through this module
 
     findings = culprit.attach(outcome.findings, hunks, resolution.before, resolution.after,
@@ -177,6 +176,18 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     return CheckOutcome(findings + tuple(unobserved) + documentation.findings,
                         outcome.coverage + documentation.coverage, contract,
                         outcome.observed, tuple(fixes))
+
+
+def _kept_fixes(before, after, contract, profile, seed, selected) -> tuple:
+    """``find_fixes``, run once per (bodies, contract, settings) in a run (``memo``)."""
+    key = memo.transition_key(before, after, contract, profile, seed,
+                              [c.name for c in selected], ("find_fixes",), None)
+    found = memo.kept_transition(key)
+    if found is None:
+        found = tuple(find_fixes(before, after, contract, profile=profile, seed=seed,
+                                 checks=selected))
+        memo.keep_transition(key, found)
+    return found
 
 
 def patch_contract(patch, hunks, resolution) -> C.Contract:
