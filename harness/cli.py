@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "of (an earlier part of their series, the commit a Fixes: names), "
                             "applied in memory before them and not judged; repeat in order")
     check.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    check.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                       help="check the patches of a run (and a series' net change) in N "
+                            "processes once every patch is resolved; the results are the "
+                            "same for any N (default: the cores this process may use)")
     audit = sub.add_parser("audit", help="compare the models with the C of a kernel tree, "
                                          "function by function",
                            epilog="exit codes:\n  0  every function it could translate "
@@ -120,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("checks", help="list the checks by name",
                    epilog="exit codes:\n  0  always", formatter_class=formatter)
     return parser
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"--jobs needs a whole number of processes >= 1, "
+                                         f"not {text!r}")
+    return jobs
 
 
 def parse_checks(text: str | None) -> list[str] | None:
@@ -208,8 +223,10 @@ def run_check(args) -> int:
     options = pipeline.RunOptions(
         profile=args.profile, seed=args.seed, checks=checks,
         kernel_tree=args.kernel_tree, rev=args.rev, apply_first=tuple(args.apply_first),
+        jobs=args.jobs,
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
+    pipeline.settle_imports()
     results, run = pipeline.check_paths(args.paths, options)
     _honour_stop()
     outputs = {}

@@ -24,6 +24,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from harness.check import parallel
 from harness.errors import KconformError, LimitError, PatchError, UsageError
 from harness.report.results import Verdict, document, patch_verdict, to_jsonable
 
@@ -49,7 +50,25 @@ class RunOptions:
     kernel_tree: str | None = None    # a kernel tree to find pre-images in (git or directory)
     rev: str | None = None            # the tree's revision patches apply to (default HEAD)
     apply_first: tuple[str, ...] = ()  # patches in the tree state before the checked ones
+    jobs: int | None = 1              # processes checking at once (None: the usable cores)
     extra: dict = field(default_factory=dict)
+
+
+def settle_imports() -> None:
+    """Import the engine, the models and Hypothesis, then move every object alive now out
+    of the collector's reach (``gc.freeze``): the checks make many short-lived objects, and
+    each collection would otherwise walk the whole import graph again.  For a process that
+    checks once (the CLI, a pool worker); a long-lived caller need not call it."""
+    import gc
+
+    from harness.check import engine  # noqa: F401
+    from harness.ingest import scope  # noqa: F401
+    from harness.resolve import strategies  # noqa: F401
+    from kernel_models import operations  # noqa: F401
+    import hypothesis.stateful  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 def check_size(path: str) -> None:
@@ -262,8 +281,32 @@ def open_kernel_tree(kernel_tree: str | None, rev: str | None):
     return tree
 
 
+@dataclass
+class Pending:
+    """A patch scoped and resolved whose check has not run yet."""
+
+    patch: object
+    hunks: list
+    resolution: object
+    doc_images: dict | None
+    contract: object               # engine.patch_contract: what the check will check against
+    previous: Position             # where the series stood before this patch
+
+
 def check_patch_entry(patch, options: RunOptions, previous: Position, tree=None):
     """Scope, resolve and check one patch; returns (entry, the Position it leaves)."""
+    item, position = prepare_patch_entry(patch, options, previous, tree)
+    if not isinstance(item, Pending):
+        return item, position
+    outcome = run_check(item, options)
+    if isinstance(outcome, LimitError):
+        return error_entry(patch.path, outcome, patch.source_sha256), previous
+    return finish_entry(item, outcome), position
+
+
+def prepare_patch_entry(patch, options: RunOptions, previous: Position, tree=None):
+    """Scope and resolve one patch: (an entry, or the ``Pending`` check, and the Position
+    the patch leaves)."""
     from harness.check import engine as check
     from harness.ingest import scope
     from harness.ingest.scope import is_read_file
@@ -290,19 +333,32 @@ def check_patch_entry(patch, options: RunOptions, previous: Position, tree=None)
 
         doc_images = {p.file: (p.text, p.post) for p in resolution.preimages
                       if getattr(p, "route", None) and p.file.lower().endswith(docs.RST_SUFFIXES)}
-    try:
-        with time_limit(MAX_SECONDS_PER_PATCH, patch):
-            outcome = check.check_patch(patch, hunks, resolution, profile=options.profile,
-                                        seed=options.seed, checks=options.checks,
-                                        doc_images=doc_images)
-    except LimitError as exc:
-        return error_entry(patch.path, exc, patch.source_sha256), previous
     after = resolution.after.name if resolution.after is not None else None
-    entry = patch_entry(patch, hunks, resolution, outcome)
+    pending = Pending(patch, hunks, resolution, doc_images,
+                      check.patch_contract(patch, hunks, resolution), previous)
+    return pending, Position(after, resolution.memory or previous.memory)
+
+
+def run_check(pending: Pending, options: RunOptions):
+    """The engine's check of a pending patch: its CheckOutcome, or the LimitError."""
+    from harness.check import engine as check
+
+    try:
+        with time_limit(MAX_SECONDS_PER_PATCH, pending.patch):
+            return check.check_patch(pending.patch, pending.hunks, pending.resolution,
+                                     profile=options.profile, seed=options.seed,
+                                     checks=options.checks, doc_images=pending.doc_images)
+    except LimitError as exc:
+        return exc
+
+
+def finish_entry(pending: Pending, outcome) -> dict:
+    entry = patch_entry(pending.patch, pending.hunks, pending.resolution, outcome)
     entry_contracts[id(entry)] = outcome.contract
+    resolution = pending.resolution
     if resolution.before is not None and resolution.after is not None:
         entry_states[id(entry)] = (resolution.before, resolution.after)
-    return entry, Position(after, resolution.memory or previous.memory)
+    return entry
 
 
 # The Contract objects behind the entries of the current run, for the series'
@@ -312,17 +368,18 @@ entry_contracts: dict[int, object] = {}
 entry_states: dict[int, tuple] = {}
 
 
-def preexisting(entries: list[dict], options: RunOptions) -> list[dict]:
+def preexisting(entries: list[dict], options: RunOptions, found=None) -> list[dict]:
     """Invariant violations of the state before the first patch checked, and what each
-    later patch does to them (keeps, fixes, changes).  Never a patch's own finding."""
+    later patch does to them (keeps, fixes, changes).  Never a patch's own finding.
+    ``found``: ``preexisting_findings`` of that state, when already run."""
     from harness.check import engine as check
 
     checked = [e for e in entries if id(e) in entry_states]
     if not checked:
         return []
     first = entry_states[id(checked[0])][0]
-    found = check.check_preexisting(first, profile=options.profile, seed=options.seed,
-                                    checks=_selected_checks(options.checks))
+    if found is None:
+        found = preexisting_findings(first, options)
     sections = []
     for finding in found:
         item = to_jsonable(finding)
@@ -339,19 +396,26 @@ def preexisting(entries: list[dict], options: RunOptions) -> list[dict]:
     return sections
 
 
+def preexisting_findings(first, options: RunOptions) -> list:
+    from harness.check import engine as check
+    return check.check_preexisting(first, profile=options.profile, seed=options.seed,
+                                   checks=_selected_checks(options.checks))
+
+
 def _selected_checks(names):
     from harness.check import checks
     return checks.select(names) if names else None
 
 
-def series_net(entries: list[dict], options: RunOptions) -> dict | None:
-    """Base -> end of series, when the series walked the modelled states."""
-    from harness.check import engine as check
-    from harness.check import contracts
+def net_plan(states: list[dict | None], contracts: list, options: RunOptions):
+    """(first, last, before, after, contract) of a series' net change, or None.
+
+    ``states``: each patch's ``versions`` (None for one that has none), in order;
+    ``contracts``: the contracts of the patches checked."""
+    from harness.check import contracts as C
     from kernel_models.registry import SERIES_STATES, VersionSet
 
-    states = [e["versions"] for e in entries if e.get("versions")]
-    if len(states) < 2 or not options.series_net or len(states) != len(entries):
+    if len(states) < 2 or not options.series_net or not all(states):
         return None
     # Only a series whose patches chain (each one's before is the previous one's after)
     # has a net change: a missing part would mix its change into the net.
@@ -361,12 +425,30 @@ def series_net(entries: list[dict], options: RunOptions) -> dict | None:
     first, last = states[0].get("before"), states[-1].get("after")
     if first not in SERIES_STATES or last not in SERIES_STATES or first == last:
         return None
-    before, after = VersionSet.series_state(first), VersionSet.series_state(last)
-    contract = contracts.series_contract([entry_contracts[id(e)] for e in entries
-                                          if id(e) in entry_contracts])
-    outcome = check.check_transition(f"{first} -> {last}", before, after, contract,
-                                     profile=options.profile, seed=options.seed,
-                                     checks=options.checks)
+    return (first, last, VersionSet.series_state(first), VersionSet.series_state(last),
+            C.series_contract(contracts))
+
+
+def net_outcome(plan, options: RunOptions):
+    from harness.check import engine as check
+
+    first, last, before, after, contract = plan
+    return check.check_transition(f"{first} -> {last}", before, after, contract,
+                                  profile=options.profile, seed=options.seed,
+                                  checks=options.checks)
+
+
+def series_net(entries: list[dict], options: RunOptions, outcome=None) -> dict | None:
+    """Base -> end of series, when the series walked the modelled states (``outcome``:
+    its check, when already run)."""
+    plan = net_plan([e.get("versions") for e in entries],
+                    [entry_contracts[id(e)] for e in entries if id(e) in entry_contracts],
+                    options)
+    if plan is None:
+        return None
+    first, last, before, after, contract = plan
+    if outcome is None:
+        outcome = net_outcome(plan, options)
     from harness.check import culprit
 
     findings = sorted((to_jsonable(f) for f in outcome.findings), key=worst_and_smallest_first)
@@ -499,9 +581,18 @@ def first_applied(paths: tuple[str, ...], tree, rev: str | None) -> tuple[Positi
 
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
+    from harness.check import memo
+
+    memo.clear()         # function-level runs are reused within this run only
+    try:
+        return _check_paths(paths, options or RunOptions())
+    finally:
+        memo.clear()
+
+
+def _check_paths(paths: list[str], options: RunOptions) -> tuple[dict, dict]:
     from harness.check import profiles
 
-    options = options or RunOptions()
     seed, drawn = profiles.run_seed(options.profile, options.seed)
     options = dataclasses.replace(options, seed=seed)
     if drawn and options.progress:
@@ -512,20 +603,17 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     clock = time.monotonic()
     base, applied = first_applied(options.apply_first, tree, options.rev)
     patches, errors, ignored = read_inputs(paths)
-    entries = [error_entry(path, exc) for path, exc in errors]
-    previous, group, series_entries = base, None, []
-    for patch in patches:
-        if patch.series_group != group:     # another series starts from its own base
-            previous, group, series_entries = base, patch.series_group, []
-        if patch.is_cover:
-            entries.append(cover_entry(patch))
-            continue
-        if options.progress:
-            options.progress(f"checking {patch.label} ...")
-        entry, previous = check_patch_entry(patch, options, previous, tree)
-        assign_blame(entry, series_entries)
-        series_entries.append(entry)
-        entries.append(entry)
+    done = None
+    jobs = parallel.cores() if options.jobs is None else options.jobs
+    if jobs > 1 and not errors and parallel.can_fork():
+        done = _check_in_pool(patches, options, tree, jobs, base)
+    if done is None:         # one job (or a check ran out of time: the serial walk decides)
+        done = _walk(patches, options, tree, base, defer=False) + (None, None)
+    items, groups, net_run, found_run = done
+    entries = [error_entry(path, exc) for path, exc in errors] + items
+    for series_entries in groups:
+        for index, entry in enumerate(series_entries):
+            assign_blame(entry, series_entries[:index])
     if not errors and all(p.is_cover for p in patches) and (
             options.cover_only_is_error or not patches):
         message = ("only a cover letter: the series' patches are not in the input" if patches
@@ -534,10 +622,16 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
                          mail=patches[0].message_id if patches else None,
                          hint="give patch files, mboxes or directories holding them")
         entries.append(error_entry(", ".join(paths), exc))
-    net = series_net([e for e in entries if not e["is_cover"]
-                      and e["verdict"] not in ("ERROR", "SKIP")],
-                     options) if not errors else None
-    found_before = preexisting(entries, options) if not errors else []
+    net_entries = [e for e in entries if not e["is_cover"] and e["verdict"] not in ("ERROR", "SKIP")]
+    if net_run is not None and net_run[0] != [id(e) for e in net_entries]:
+        net_run = None
+    net = series_net(net_entries, options, net_run and net_run[1]) if not errors else None
+    checked = [e for e in entries if id(e) in entry_states]
+    if found_run is not None and (not checked or entry_states[id(checked[0])][0] is not
+                                  found_run[0]):
+        found_run = None
+    found_before = preexisting(entries, options, found_run and found_run[1]) \
+        if not errors else []
     _note_replay_inputs(entries, paths, options.kernel_tree, options.rev)
     entry_contracts.clear()
     entry_states.clear()
@@ -561,6 +655,68 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         + sum(c.get("cases") or 0 for c in (net or {}).get("coverage", [])),
     }
     return results, run
+
+
+def _walk(patches, options: RunOptions, tree, base: Position, *,
+          defer: bool) -> tuple[list, list]:
+    """Each patch in order, a series' patch from where the previous one left it (its first
+    patch from ``base``, what ``--apply-first`` left): (the entries, with each ``Pending``
+    check when ``defer``; the patches of each series)."""
+    items, groups, previous, group = [], [[]], base, None
+    for patch in patches:
+        if patch.series_group != group:     # another series starts from its own base
+            previous, group = base, patch.series_group
+            groups.append([])
+        if patch.is_cover:
+            items.append(cover_entry(patch))
+            continue
+        if options.progress:
+            options.progress(f"checking {patch.label} ...")
+        step = prepare_patch_entry if defer else check_patch_entry
+        item, previous = step(patch, options, previous, tree)
+        items.append(item)
+        groups[-1].append(item)
+    return items, [g for g in groups if g]
+
+
+def _check_in_pool(patches, options: RunOptions, tree, jobs: int, base: Position):
+    """Resolve every patch here, in order; then check them, the net change and the
+    pre-existing findings in ``jobs`` processes (``harness.check.parallel``).  Returns what
+    the serial walk returns, plus the net and pre-existing checks already run (each with
+    what it was run for), or None when a patch's check ran out of time (the serial walk
+    then decides what the next patch starts from, as it always has)."""
+    items, groups = _walk(patches, options, tree, base, defer=True)
+    pending = [item for item in items if isinstance(item, Pending)]
+    plan = net_plan([p.resolution.as_dict() for p in pending], [p.contract for p in pending],
+                    options)
+    first = next((p.resolution.before for p in pending if p.resolution.before is not None
+                  and p.resolution.after is not None), None)
+    tasks = ([(_pooled_net, (plan, options))] if plan else []) + \
+        [(_pooled_check, (p, options)) for p in pending] + \
+        ([(preexisting_findings, (first, options))] if first is not None else [])
+    results = parallel.run(tasks, jobs)
+    net = results.pop(0) if plan else None
+    found = results.pop() if first is not None else None
+    if any(isinstance(outcome, LimitError) for outcome in results):
+        return None
+    finished = {id(p): finish_entry(p, dataclasses.replace(outcome, contract=p.contract))
+                for p, outcome in zip(pending, results)}
+    items = [finished.get(id(item), item) for item in items]
+    groups = [[finished.get(id(item), item) for item in group] for group in groups]
+    return (items, groups,
+            ([id(finished[id(p)]) for p in pending], net) if plan else None,
+            (first, found) if first is not None else None)
+
+
+def _pooled_check(pending: Pending, options: RunOptions):
+    """A pool task: the check of one patch, without its contract (the caller has it)."""
+    outcome = run_check(pending, options)
+    return outcome if isinstance(outcome, LimitError) else \
+        dataclasses.replace(outcome, contract=None)
+
+
+def _pooled_net(plan, options: RunOptions):
+    return dataclasses.replace(net_outcome(plan, options), contract=None)
 
 
 def _all_check_names() -> list[str]:

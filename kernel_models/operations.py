@@ -33,6 +33,7 @@ FNAME(pte_prefetch) and the INVLPG sync path on it directly.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Callable
 
@@ -99,20 +100,33 @@ def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu
     kvm.mmu_invalidate_in_progress = 0
     kvm.cpu_dirty_log_size = 512 if pml else 0
     kvm.memslots.append(kvm_memory_slot(id=0, base_gfn=0, npages=SLOT_PAGES))
-    for gfn in range(SLOT_PAGES):
-        if gfn not in unbacked_gfns:
-            kvm.host[gfn] = (HOST_PFN_BASE + gfn, gfn not in readonly_gfns)
-    # Every fully backed 2M region is one host huge page (kvm_main.page_folio).
-    kvm.huge_folios = {HOST_PFN_BASE + base for base in range(0, SLOT_PAGES, 512)
-                       if all(kvm.host.get(base + i, (0, False))[0] == HOST_PFN_BASE + base + i
-                              for i in range(512))}
-    for index in range(GUEST_TABLE_ENTRIES):
-        kvm.guest_memory[gpte_gpa(index)] = default_gpte(index).encode(kvm.pttype)
+    host, huge_folios, guest_memory = _backing(frozenset(readonly_gfns),
+                                               frozenset(unbacked_gfns), kvm.pttype)
+    kvm.host.update(host)
+    kvm.huge_folios = set(huge_folios)
+    kvm.guest_memory.update(guest_memory)
     vcpu = kvm_vcpu(kvm=kvm)
     kvm.vcpus.append(vcpu)
     call(kvm, "mmu_alloc_direct_roots", vcpu)
     kvm.log.events.clear()          # building the VM is not part of any operation
     return kvm
+
+
+@lru_cache(maxsize=32)
+def _backing(readonly_gfns: frozenset, unbacked_gfns: frozenset, pttype: str):
+    """The host mapping, host huge pages and guest table a new VM starts with (made once
+    per shape; every VM gets its own copies)."""
+    host = {}
+    for gfn in range(SLOT_PAGES):
+        if gfn not in unbacked_gfns:
+            host[gfn] = (HOST_PFN_BASE + gfn, gfn not in readonly_gfns)
+    # Every fully backed 2M region is one host huge page (kvm_main.page_folio).
+    huge_folios = frozenset(HOST_PFN_BASE + base for base in range(0, SLOT_PAGES, 512)
+                            if all(host.get(base + i, (0, False))[0] == HOST_PFN_BASE + base + i
+                                   for i in range(512)))
+    guest_memory = {gpte_gpa(index): default_gpte(index).encode(pttype)
+                    for index in range(GUEST_TABLE_ENTRIES)}
+    return host, huge_folios, guest_memory
 
 
 def default_gpte(index: int) -> GuestPte:

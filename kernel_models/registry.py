@@ -256,10 +256,16 @@ class VersionSet:
         return self._cache["rows"]
 
     def functions(self) -> dict[str, Callable]:
-        return {name: v.function for name, v in self.rows().items()}
+        """C name -> body (one dict per state, built once: every VM of the state reads it)."""
+        if "functions" not in self._cache:
+            self._cache["functions"] = {name: v.function for name, v in self.rows().items()}
+        return self._cache["functions"]
 
     def helpers(self) -> frozenset[str]:
-        return frozenset(name for name, v in self.rows().items() if v.helper)
+        if "helpers" not in self._cache:
+            self._cache["helpers"] = frozenset(name for name, v in self.rows().items()
+                                               if v.helper)
+        return self._cache["helpers"]
 
     def __str__(self) -> str:
         return self.name

@@ -55,6 +55,14 @@ KVM_MEM_READONLY = 1 << 1
 class VM:
     """A VM running one version set of the modelled kernel code."""
 
+    def __new__(cls, versions, *args, **kwargs):
+        # The kernel functions are methods of a class made once per version set
+        # (``dispatch_class``): no per-VM closures, so a VM is cheap to build and
+        # leaves no cycles through its own dispatch table.
+        if cls is VM:
+            cls = dispatch_class(versions)
+        return object.__new__(cls)
+
     def __init__(self, versions, mode: str = "ept_ad", *, tdp_mmu_enabled: bool = True,
                  prove_mmu: bool = False):
         from kernel_models import spte as spte_model  # masks per encoding mode
@@ -64,8 +72,7 @@ class VM:
         self.log = EffectLog(helpers=versions.helpers())
         self.mode = mode
         self.masks = spte_model.MODES[mode]
-        for name, value in self.masks.as_globals().items():
-            setattr(self, name, value)
+        self.__dict__.update(self.masks.as_globals())
         self.tdp_enabled = True
         self.tdp_mmu_enabled = tdp_mmu_enabled
         self.prove_mmu = prove_mmu
@@ -84,22 +91,23 @@ class VM:
 
     # -- dispatch -----------------------------------------------------------
     def __getattr__(self, name):
-        functions = self.__dict__.get("functions")
-        if functions is None or name not in functions:
-            raise AttributeError(f"no model of {name!r} in version set {self.__dict__.get('versions')}")
-        fn = functions[name]
-        stack = self.log.stack
+        # only reached for a name that is neither state nor a function of this version set
+        raise AttributeError(f"no model of {name!r} in version set {self.__dict__.get('versions')}")
 
-        def call(*args, **kwargs):
-            stack.append(name)
-            try:
-                return fn(self, *args, **kwargs)
-            finally:
-                stack.pop()
+    def use_versions(self, versions) -> None:
+        """Run this VM on another version set from now on (its state is kept)."""
+        self.__class__ = dispatch_class(versions)
+        self.versions = versions
+        self.functions = versions.functions()
+        self.log.helpers = versions.helpers()
+        prepare = getattr(versions, "prepare_vm", None)
+        if prepare is not None:
+            prepare(self)
 
-        call.__name__ = name
-        self.__dict__[name] = call
-        return call
+    def tear_down(self) -> None:
+        """Drop this VM's state (page tables, vCPUs, log), so the cycles among them
+        (a vCPU and its VM, a page and its VM) are freed now, not by the collector."""
+        self.__dict__.clear()
 
     # -- effects ------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -119,6 +127,37 @@ class VM:
 
     def __repr__(self) -> str:
         return f"VM({self.versions.name}, mode={self.mode})"
+
+
+def _caller(name: str, function):
+    """``kvm.<name>(...)``: run the body of this version set, on the log's call stack."""
+    def call(self, *args, **kwargs):
+        stack = self.log.stack
+        stack.append(name)
+        try:
+            return function(self, *args, **kwargs)
+        finally:
+            stack.pop()
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def dispatch_class(versions) -> type:
+    """The VM class whose methods are ``versions``' kernel functions (made once per
+    version set and kept in its cache; the VM's own methods and state come first,
+    as they did when names were looked up one by one)."""
+    functions = versions.functions()
+    cache = getattr(versions, "_cache", None)
+    made = cache.get("vm class") if isinstance(cache, dict) else None
+    if made is not None and made[0] is functions:
+        return made[1]
+    namespace = {name: _caller(name, function) for name, function in functions.items()
+                 if not hasattr(VM, name)}
+    made = (functions, type(f"VM[{getattr(versions, 'name', versions)}]", (VM,), namespace))
+    if isinstance(cache, dict):
+        cache["vm class"] = made
+    return made[1]
 
 
 @dataclass

@@ -97,3 +97,27 @@ def test_crosshair_output_is_read_as_u64():
 def test_machine_line_names_cpu_cores_and_python():
     line = machine.one_line(machine.describe())
     assert "cores" in line and "Python" in line
+
+
+def test_speed_bench_times_children_cpu_and_wall_apart():
+    from bench import speed
+    busy = speed.timed([sys.executable, "-c", "import time\nt=time.process_time()\n"
+                        "while time.process_time()-t<0.3: pass"], cwd=ROOT)
+    idle = speed.timed([sys.executable, "-c", "import time; time.sleep(0.3)"], cwd=ROOT)
+    assert busy["cpu_s"] >= 0.25 and busy["exit"] == 0
+    assert idle["cpu_s"] < 0.25 <= idle["wall_s"]
+    assert "load_before" in busy
+
+
+def test_speed_bench_table_shows_cpu_wall_and_a_changed_result():
+    from bench import speed
+    document = {"baseline": "abc1234", "commit": "def5678", "load": [0.5, 1.5],
+                "machine": machine.describe(),
+                "rows": [{"measure": "bundled series, gate: baseline", "cpu_s": 10.0,
+                          "wall_s": 12.0, "cpu_ratio": 1.0, "same_results": True},
+                         {"measure": "bundled series, gate: current --jobs 1", "cpu_s": 4.0,
+                          "wall_s": 9.0, "cpu_ratio": 0.4, "same_results": False,
+                          "target": "CPU <= 0.25x baseline"}]}
+    text = speed.markdown(document)
+    assert "| bundled series, gate: current --jobs 1 | 4.00 | 9.00 | 0.4 |" in text
+    assert "| NO |" in text and "abc1234" in text and "load average 0.5" in text

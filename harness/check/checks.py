@@ -197,7 +197,7 @@ def compare_channel(relation: str, before: list, after: list, common: set | None
         b = Counter((e, e.by) for e in before)
         a = Counter((e, e.by) for e in after)
         b, a = b - a, a - b
-        if common is not None:
+        if common is not None and b and a:      # nothing to pair when one side is empty
             b, a = _cancel_one_sided(b, a, common)
         missing = _lines(b, with_by=True)
         extra = _lines(a, with_by=True)
@@ -281,10 +281,12 @@ def matches_contract(step: Step) -> list[Violation]:
         return []           # identical logs: every relation holds
     found = []
     common = _common_functions(step)
+    by_channel = _by_channel(before, after)
     for channel in CHANNELS:
+        if channel not in by_channel:
+            continue            # no event on either side: every relation holds
         rule = step.contract.rule_for(channel, step.operation)
-        b = [e for e in before if e.channel == channel]
-        a = [e for e in after if e.channel == channel]
+        b, a = by_channel[channel]
         holds, missing, extra = compare_channel(rule.relation, b, a, common)
         if holds:
             continue
@@ -322,9 +324,17 @@ def changed_channels(step: Step) -> set[str]:
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return set()
     common = _common_functions(step)
-    return {channel for channel in CHANNELS
-            if not compare_channel(C.EQUAL, [e for e in before if e.channel == channel],
-                                   [e for e in after if e.channel == channel], common)[0]}
+    return {channel for channel, (b, a) in _by_channel(before, after).items()
+            if channel in CHANNELS and not compare_channel(C.EQUAL, b, a, common)[0]}
+
+
+def _by_channel(before: list, after: list) -> dict[str, tuple[list, list]]:
+    """channel -> (before's events, after's events), for the channels with an event."""
+    found: dict[str, tuple[list, list]] = {}
+    for index, events in ((0, before), (1, after)):
+        for event in events:
+            found.setdefault(event.channel, ([], []))[index].append(event)
+    return found
 
 
 def _common_functions(step: Step) -> set[str]:

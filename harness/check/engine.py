@@ -25,9 +25,7 @@ report consequences of the allowed change, not new ones.
 
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 
 from hypothesis import seed as hypothesis_seed
@@ -36,12 +34,15 @@ from hypothesis import strategies as st
 from harness.check import cause as plain_words
 from harness.check import checks as K
 from harness.check import docs
+from harness.check import memo
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
 from harness.check.reach import affected_functions, changed_functions, where_for
+from harness.check.replay import (_contract_json, _contract_named, _replayed,  # noqa: F401
+                                  _versions_from, _versions_json, decode_replay, encode_replay,
+                                  replay, replay_needs_inputs)
 from harness.errors import KconformError, ModelError
-from kernel_models import registry
 from kernel_models.registry import VersionSet
 
 # ---------------------------------------------------------------------------
@@ -153,12 +154,11 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     """
     documentation = check_documentation(hunks, getattr(patch, "repairs", ()), doc_images,
                                         checks)
+    contract = patch_contract(patch, hunks, resolution)
     if resolution is None or resolution.before is None or resolution.after is None:
-        return CheckOutcome(documentation.findings, documentation.coverage,
-                            C.contract_for(patch, hunks))
+        return CheckOutcome(documentation.findings, documentation.coverage, contract)
     changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
     version_sets = (resolution.before, resolution.after)
-    contract = C.contract_for(patch, hunks, where_for(version_sets, changed))
     functions = changed + tuple(f for f in affected_functions(version_sets, changed)
                                 if f not in changed)
     name = getattr(patch, "subject", "") or "patch"
@@ -167,9 +167,8 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     selected = K.select(checks)
     unobserved = claims_not_observed(contract, outcome.observed) \
         if any(c.name == "matches_contract" for c in selected) else []
-    fixes = find_fixes(resolution.before, resolution.after, contract, profile=profile,
-                       seed=seed, checks=selected) if contract.claims and \
-        contract.claims.fixes else ()
+    fixes = _kept_fixes(resolution.before, resolution.after, contract, profile, seed,
+                        selected) if contract.claims and contract.claims.fixes else ()
     from harness.check import culprit      # it replays through this module
 
     findings = culprit.attach(outcome.findings, hunks, resolution.before, resolution.after,
@@ -177,6 +176,26 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
     return CheckOutcome(findings + tuple(unobserved) + documentation.findings,
                         outcome.coverage + documentation.coverage, contract,
                         outcome.observed, tuple(fixes))
+
+
+def _kept_fixes(before, after, contract, profile, seed, selected) -> tuple:
+    """``find_fixes``, run once per (bodies, contract, settings) in a run (``memo``)."""
+    key = memo.transition_key(before, after, contract, profile, seed,
+                              [c.name for c in selected], ("find_fixes",), None)
+    found = memo.kept_transition(key)
+    if found is None:
+        found = tuple(find_fixes(before, after, contract, profile=profile, seed=seed,
+                                 checks=selected))
+        memo.keep_transition(key, found)
+    return found
+
+
+def patch_contract(patch, hunks, resolution) -> C.Contract:
+    """The contract ``check_patch`` checks ``patch`` against (the same value every time)."""
+    if resolution is None or resolution.before is None or resolution.after is None:
+        return C.contract_for(patch, hunks)
+    changed = tuple(dict.fromkeys(p.function for p in resolution.pairs))
+    return C.contract_for(patch, hunks, where_for((resolution.before, resolution.after), changed))
 
 
 def claims_not_observed(contract: C.Contract, observed) -> list[Finding]:
@@ -242,11 +261,18 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     from kernel_models.model_source import spte_layout_of
     from kernel_models.spte_domain import following
 
+    key = memo.transition_key(before, after, contract, profile, seed, checks, functions,
+                              operations)
+    outcome = memo.kept_transition(key)
+    if outcome is not None:         # the same bodies, contract and settings: the same answer
+        return replace(outcome, contract=contract)
     # a translated state of another release has its own spte.h: its domain and bit names
     with following(spte_layout_of(before)):
         findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
                                                          checks, functions, operations)
-    return CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    outcome = CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    memo.keep_transition(key, outcome)
+    return outcome
 
 
 def _check_transition(before, after, contract, profile, seed, checks, functions, operations):
@@ -290,30 +316,41 @@ def _kernel_stops() -> tuple[type, ...]:
 
 
 def _function_step(function: str, before: VersionSet, after: VersionSet, contract, case: dict,
-                   ) -> tuple[K.Step, object, object]:
+                   sides=(None, None)) -> tuple[K.Step, object, object]:
+    """One case on both sides; ``sides``: each side's ``memo.fingerprint`` (a run kept
+    under the same key is read instead of run again)."""
     driver = D.DRIVERS[function]
     mode = case["mode"]
     vms = []
-    extras = []
-    for versions in (before, after):
-        vm = driver.new_vm(versions, mode)
-        if function not in vm.functions:
-            vms.append(vm)
-            extras.append(())
-            continue
+    for versions, side in zip((before, after), sides):
+        run_key = memo.key(function, side, case)
+        run = memo.kept(run_key)
+        if run is None:
+            run = _run_case(driver, function, versions, case)
+            memo.keep(run_key, run)
+        vms.append(memo.RunVM(versions, mode, run))
+    step = K.Step("function", function, K.Side("before", vms[0], 0), K.Side("after", vms[1], 0),
+                  contract, extra_before=vms[0].extra, extra_after=vms[1].extra)
+    return step, vms[0], vms[1]
+
+
+def _run_case(driver, function: str, versions: VersionSet, case: dict) -> memo.Run:
+    """Run one case on a fresh VM of ``versions``; the VM is torn down after."""
+    vm = driver.new_vm(versions, case["mode"])
+    extra = ()
+    if function in vm.functions:
         try:
-            extras.append(tuple(driver.call(vm, case)))
+            extra = tuple(driver.call(vm, case))
         except KconformError:
             raise
         except _kernel_stops():    # BUG() in translated C: the log so far holds its Bug event
-            extras.append(())
+            extra = ()
         except Exception as exc:   # a model that cannot run this input is our bug
             raise ModelError(f"model of {function} in '{versions.name}' failed on "
-                             f"{driver.describe(case)} ({mode}): {exc!r}") from exc
-        vms.append(vm)
-    step = K.Step("function", function, K.Side("before", vms[0], 0), K.Side("after", vms[1], 0),
-                  contract, extra_before=extras[0], extra_after=extras[1])
-    return step, vms[0], vms[1]
+                             f"{driver.describe(case)} ({case['mode']}): {exc!r}") from exc
+    run = memo.Run(tuple(vm.log.events), extra)
+    vm.tear_down()
+    return run
 
 
 def check_function(function: str, before: VersionSet, after: VersionSet, contract, *,
@@ -342,8 +379,9 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
         stride = max(1, total // budget.sampled_examples)
         chosen, kind = all_cases[::stride], "sampled"
     first: dict[tuple, Finding] = {}
+    sides = (memo.fingerprint(function, driver, before), memo.fingerprint(function, driver, after))
     for case in chosen:
-        step, vm_before, vm_after = _function_step(function, before, after, contract, case)
+        step, _, _ = _function_step(function, before, after, contract, case, sides)
         if observed is not None:
             observed |= K.changed_channels(step)
         for check in selected:
@@ -461,7 +499,10 @@ class Lockstep:
         self.checked: dict = {}             # invariant name -> the step it last checked
         self.mode, self.mmu = mode, mmu
         self.pml = pml and operations.pml_supported(mode)
-        self.vms = (operations.new_vm(run.before, mode, mmu, pml=self.pml),
+        first = operations.new_vm(run.before, mode, mmu, pml=self.pml)
+        # one state against itself (the pre-existing check): both sides are the same run,
+        # so it is run once and each side reads it (each keeps its own check memory)
+        self.vms = (first, first if run.after is run.before else
                     operations.new_vm(run.after, mode, mmu, pml=self.pml))
         self.memory = ({}, {})
         self.steps = []
@@ -478,7 +519,7 @@ class Lockstep:
         self.steps.append((name, args))
         marks = [vm.log.mark() for vm in self.vms]
         operation = self.operations.OPERATIONS[name]
-        for vm in self.vms:
+        for vm in dict.fromkeys(self.vms):     # a VM both sides share runs once
             try:
                 operation.function(vm, **args)
             except KconformError:
@@ -801,158 +842,3 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
     except StepFailed as failure:
         return KEEPS if failure.violation.check == finding.check else CHANGES
     return FIXES
-
-
-# ---------------------------------------------------------------------------
-# Replay
-# ---------------------------------------------------------------------------
-
-def _versions_json(versions: VersionSet) -> dict:
-    if getattr(versions, "translated", False):     # rebuilt from the inputs, found by name
-        return {"name": versions.name, "translated": True, "blobs": {}}
-    return {"name": versions.name, "blobs": dict(versions.blobs)}
-
-
-def _versions_from(data: dict) -> VersionSet:
-    if data.get("translated"):
-        from kernel_models.model_source import state_named
-
-        state = state_named(data["name"])
-        if state is None:
-            raise KconformError(f"replay token names the translated tree state "
-                                f"'{data['name']}', which this run has not built",
-                                hint="give the patch files that were checked, in order, after "
-                                     "the token, with the --kernel-tree and --rev of the check")
-        return state
-    for file, blob in data["blobs"].items():
-        if blob not in registry.known_blobs(file):
-            hint = ("this model was derived from a patch: give the patch files that were "
-                    "checked, in order, after the token (and --kernel-tree PATH if the check "
-                    "used one)" if blob.startswith(registry.DERIVED_PREFIXES) else
-                    "register the mutant models first (import tests.mutants.models)")
-            raise KconformError(f"replay token names {file}@{blob}, which is not registered",
-                                hint=hint)
-    return VersionSet.of(data["name"], data["blobs"])
-
-
-def replay_needs_inputs(token: str) -> bool:
-    """Does the token name a model derived from a patch (not in the registry's tables)?"""
-    try:
-        data = decode_replay(token)
-    except KconformError:
-        return False
-    return any(data[side].get("translated") for side in ("before", "after")) or any(
-        str(blob).startswith(registry.DERIVED_PREFIXES)
-        for side in ("before", "after") for blob in data[side]["blobs"].values())
-
-
-def encode_replay(data: dict) -> str:
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
-
-
-def decode_replay(token: str) -> dict:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(zlib.decompress(base64.urlsafe_b64decode(padded.encode())))
-    except Exception as exc:
-        raise KconformError(f"not a kconform replay token: {token[:40]!r}",
-                            hint="copy the token from a finding's 'replay:' or "
-                                 "'Reproduce with:' line") from exc
-    if not isinstance(data, dict) or data.get("kind") not in ("function", "operation"):
-        raise KconformError("replay token has no kind", hint="copy the whole token")
-    return data
-
-
-def _contract_json(contract: C.Contract) -> dict:
-    """A contract as a replay token holds it: a written one by name, a message's by its rules."""
-    if contract.source == C.WRITTEN and not contract.name.startswith("series: "):
-        return {"contract": contract.name}
-    return {"contract": contract.name, "strict": contract.strict,
-            "rules": [[r.channel, list(r.operations), r.relation] for r in contract.rules]}
-
-
-def _contract_named(data: dict) -> C.Contract:
-    name = data.get("contract", "")
-    for contract in C.WRITTEN_CONTRACTS.values():
-        if contract.name == name:
-            return contract
-    if "rules" not in data:
-        return C.Contract(name=name, source=C.MESSAGE,
-                          intent="(contract not recoverable from the token: every channel "
-                                 "compared as equal)")
-    rules = tuple(C.Rule(channel, tuple(operations), relation, "from the replay token")
-                  for channel, operations, relation in data["rules"])
-    return C.Contract(name=name, source=C.MESSAGE, intent="(the rules the token holds)",
-                      rules=rules, strict=bool(data.get("strict")))
-
-
-def _replayed(v) -> str:
-    """A violation as replay prints it: an inherited one as the check judged it, WARN."""
-    if v.inherited:
-        return (f"WARN {v.check} [{v.channel}]: {v.summary} (inherited: the before side "
-                f"fails it too)")
-    if v.fixed:
-        return (f"NOTE {v.check} [{v.channel}]: {v.summary} (fixed: the after side holds it)")
-    return f"{v.severity} {v.check} [{v.channel}]: {v.summary}"
-
-
-def replay(token: str) -> str:
-    """Re-run one counterexample; return the readable text of both logs and the difference."""
-    data = decode_replay(token)
-    before = _versions_from(data["before"])
-    after = _versions_from(data["after"])
-    contract = _contract_named(data)
-    lines = [f"replay {data['kind']} check: '{before.name}' vs '{after.name}', "
-             f"contract {contract.name}"]
-    if data["kind"] == "function":
-        case = data["case"]
-        function = data["function"]
-        if function not in D.DRIVERS:
-            raise KconformError(f"no driver for {function}")
-        step, _, _ = _function_step(function, before, after, contract, case)
-        lines.append(D.DRIVERS[function].describe(case) + f"  [mode {case['mode']}]")
-        steps = [step]
-    else:
-        operations = _operations_module()
-        if operations is None:
-            raise KconformError("this build has no operations model to replay with")
-        pml = data.get("pml", False)
-        lines.append(f"PML {'on' if pml else 'off'} (mode {data['mode']}, mmu {data['mmu']})")
-        vms = (operations.new_vm(before, data["mode"], data["mmu"], pml=pml),
-               operations.new_vm(after, data["mode"], data["mmu"], pml=pml))
-        memory = ({}, {})
-        steps = []
-        compare = True
-        for name, args in data["steps"]:
-            marks = [vm.log.mark() for vm in vms]
-            for vm in vms:
-                operations.OPERATIONS[name].function(vm, **args)
-            step = K.Step("operation", name, K.Side("before", vms[0], marks[0], memory[0]),
-                          K.Side("after", vms[1], marks[1], memory[1]), contract,
-                          compare=compare)
-            steps.append(step)
-            lines.append(f"step {len(steps)}: {_describe_step(name, args)}")
-            for check in K.CHECKS.values():
-                if "operation" in check.levels:
-                    for v in check.function(step):
-                        lines.append(f"  {_replayed(v)}")
-            compare = compare and _state(vms[0]) == _state(vms[1])
-    final = steps[-1]
-    for side, extra in ((final.before, final.extra_before), (final.after, final.extra_after)):
-        lines.append(f"{side.name} ({side.vm.versions.name}):")
-        events = list(side.events) + list(extra)
-        lines += [f"  {e.describe()}" for e in events] or ["  (no events)"]
-    if data["kind"] == "function":
-        for check in K.CHECKS.values():
-            if "function" in check.levels:
-                for v in check.function(final):
-                    lines.append(_replayed(v))
-                    lines += [f"  missing: {m}" for m in v.missing]
-                    lines += [f"  extra:   {x}" for x in v.extra]
-    diff = K.difference(list(final.before.events) + list(final.extra_before),
-                        list(final.after.events) + list(final.extra_after))
-    for channel, d in diff.items():
-        lines += [f"difference {channel} missing: {m}" for m in d["missing"]]
-        lines += [f"difference {channel} extra:   {x}" for x in d["extra"]]
-    return "\n".join(lines)

@@ -57,15 +57,7 @@ def _log(driver, versions, mode: str, case: dict, setup=None):
 
 def _switch(vm, versions) -> None:
     """Run ``vm`` on another version set from now on (its state is kept)."""
-    for name in list(vm.__dict__):
-        if name in vm.functions and callable(vm.__dict__[name]):
-            del vm.__dict__[name]           # the VM's cached dispatch of the old bodies
-    vm.versions = versions
-    vm.functions = versions.functions()
-    vm.log.helpers = versions.helpers()
-    prepare = getattr(versions, "prepare_vm", None)
-    if prepare is not None:
-        prepare(vm)
+    vm.use_versions(versions)
 
 
 def _show(log) -> str:

@@ -73,7 +73,9 @@ class TranslatedState:
         return self._cache["rows"]
 
     def functions(self) -> dict:
-        return {name: row.function for name, row in self.rows().items()}
+        if "functions" not in self._cache:
+            self._cache["functions"] = {name: row.function for name, row in self.rows().items()}
+        return self._cache["functions"]
 
     def helpers(self) -> frozenset[str]:
         return self._version_set().helpers()
