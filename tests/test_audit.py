@@ -182,3 +182,12 @@ def test_a_reserved_bit_fault_is_never_fast_and_never_write_tracked():
     fault = kvm_page_fault(present=True, write=True)
     assert mmu_fault.page_fault_can_be_fast(kvm, fault) is True
     assert mmu_fault.page_fault_handle_page_track(kvm, None, fault) is True
+
+
+def test_each_file_says_whether_its_blob_is_the_one_the_models_mirror():
+    from kernel_models.registry import UNCHANGED
+    assert audit.blob_note("4a599130e9c9ab", "4a599130e9c9") == \
+        "blob 4a599130e9c9, the one the models mirror"
+    assert "the models mirror e4cc7f764980, so a difference may be the kernel's change" in \
+        audit.blob_note("db007a4dffa2", "e4cc7f764980")
+    assert "unchanged copy" in audit.blob_note("a129951c9a88", UNCHANGED)
