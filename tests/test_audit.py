@@ -191,3 +191,14 @@ def test_each_file_says_whether_its_blob_is_the_one_the_models_mirror():
     assert "the models mirror e4cc7f764980, so a difference may be the kernel's change" in \
         audit.blob_note("db007a4dffa2", "e4cc7f764980")
     assert "unchanged copy" in audit.blob_note("a129951c9a88", UNCHANGED)
+
+
+def test_is_present_gpte_returns_the_present_bits_not_a_bool():
+    """paging_tmpl.h FNAME(is_present_gpte) is an int function: an EPT entry with R, W and X
+    gives 7 (the drawn fidelity run found the model answering True)."""
+    from kernel_models.paging_tmpl import FNAME_is_present_gpte, GuestPte
+    for pttype, expected in (("ept", 7), ("64", 1)):
+        kvm = SimpleNamespace(pttype=pttype)
+        gpte = GuestPte(gfn=0x10, present=True, writable=True, executable=True).encode(pttype)
+        assert FNAME_is_present_gpte(kvm, gpte) == expected
+        assert FNAME_is_present_gpte(kvm, 0) == 0

@@ -20,6 +20,8 @@ domain by what the model's parameters are:
   simplification (both sides must agree under it);
 - a huge SPTE to split: every present huge leaf, entries 0, 1 and 511, with
   and without exec access in the child role; a child table: a TDP page;
+- a guest PTE of a paging_tmpl.h function: every permission and A/D
+  combination, encoded for the VM's guest mode;
 - no parameter: one call per mode, for a function that returns a value.
 
 What a call returns becomes a ``Returned`` event (an int; a page or SPTE
@@ -48,6 +50,7 @@ LEVELS = (1, 2, 3, 4)
 PFNS = (0, 1, 3, KVM_PFN_ERR_FAULT, KVM_PFN_NOSLOT, KVM_PFN_ERR_RO_FAULT)
 GENERATIONS = (0, 1, 0x1ff, 0x200, 0x7ffff, 0xfffff)
 INDEXES = (0, 1, 511)
+GUEST_GFN = 0x10
 
 # Functions whose parameters look drawable but whose input is state the domain does not
 # build: a reviewer reads here why each is left to the mix.
@@ -109,6 +112,21 @@ def _faults(mode: str) -> list[dict]:
             for u in (True, False) for r in (False, True)]
 
 
+def _gptes(mode: str) -> list[dict]:
+    """Guest PTEs of every permission and A/D combination (EPT reads ``user`` not at all)."""
+    return [{"mode": mode, "present": p, "writable": w, "user": u, "executable": x,
+             "accessed": a, "dirty": d}
+            for p in (True, False) for w in (True, False) for u in (True, False)
+            for x in (True, False) for a in (True, False) for d in (False, True)]
+
+
+def _gpte(case: dict):
+    from kernel_models.paging_tmpl import GuestPte
+    return GuestPte(gfn=GUEST_GFN, present=case["present"], writable=case["writable"],
+                    user=case["user"], executable=case["executable"],
+                    accessed=case["accessed"], dirty=case["dirty"])
+
+
 def _page_of(vm, case: dict) -> kvm_mmu_page:
     role = kvm_mmu_page_role(level=case["level"], direct=case.get("direct", True),
                              ad_disabled=case.get("ad_disabled", False),
@@ -156,10 +174,15 @@ def driver_for(name: str, file: str, model) -> Driver | str:
     """A drawn driver for ``name`` (its model ``model``), or the reason there is none."""
     if name in NOT_DRAWN:
         return NOT_DRAWN[name]
-    if name.startswith("FNAME("):
-        return "a paging_tmpl.h function takes the guest walk of its instantiation"
     shape = _shape(model)
     call = _caller(name)
+    if name.startswith("FNAME("):
+        if shape not in (("value",), ("gpte",)):
+            return "a paging_tmpl.h function of the guest walk (its mmu, walker or vCPU)"
+        def run_gpte(vm, case):
+            vm.pttype = "64" if case["mode"] == "legacy" else "ept"   # as operations.new_vm
+            return returned(call(vm, _gpte(case).encode(vm.pttype)))
+        return Driver(name, file, _gptes, run_gpte, ())
     if shape == ():
         if inspect.signature(model).return_annotation in ("None", None):
             return "its input is the whole VM state (roots, page lists), not drawn"

@@ -99,6 +99,12 @@ def compare_function(driver, translated, model, modes=drivers.MODES) -> Fidelity
     return Fidelity(driver.function, driver.file, EQUAL, cases)
 
 
+def _c_name(name: str) -> str:
+    """paging_tmpl.h: FNAME(x) runs the instantiation of the VM's guest mode; its EPT one
+    stands for all three in the tree state's table."""
+    return name.replace("FNAME(", "ept_").rstrip(")") if name.startswith("FNAME(") else name
+
+
 def compare_state(state, model, only: tuple[str, ...] = (), drawn: bool = True,
                   ) -> list[Fidelity]:
     """Every driven function of ``model`` (a VersionSet) against ``state`` (a TreeState);
@@ -111,9 +117,7 @@ def compare_state(state, model, only: tuple[str, ...] = (), drawn: bool = True,
             continue
         if name not in model.functions():
             continue
-        # paging_tmpl.h: FNAME(x) runs the instantiation of the VM's guest mode
-        c_name = name.replace("FNAME(", "ept_").rstrip(")") if name.startswith("FNAME(") else name
-        translation = state.functions.get(c_name)
+        translation = state.functions.get(_c_name(name))
         if translation is None or not translation.translated:
             rows.append(Fidelity(name, driver.file, UNTRANSLATED, 0,
                                  translation.miss if translation else "not defined in the tree"))
@@ -124,7 +128,7 @@ def compare_state(state, model, only: tuple[str, ...] = (), drawn: bool = True,
         for name, function in sorted(model.functions().items()):
             if name in drivers.DRIVERS or name in helpers or (only and name not in only):
                 continue
-            translation = state.functions.get(name)
+            translation = state.functions.get(_c_name(name))
             if translation is None or not translation.translated:
                 continue
             found = draw.driver_for(name, translation.file, function) if drawn else \
