@@ -16,6 +16,8 @@ domain by what the model's parameters are:
 - a fault (``fault``): every combination of present, write, exec, user and
   the reserved-bit flag (with ``spte``: against every SPTE value);
 - a pfn, an MMIO generation: the values the models distinguish;
+- a memslot, for a predicate of it: the slot with each combination of the
+  dirty-logging and read-only flags;
 - reserved-bit tables (``rsvd_check``): all zero, the models' listed
   simplification (both sides must agree under it);
 - a huge SPTE to split: every present huge leaf, entries 0, 1 and 511, with
@@ -51,6 +53,7 @@ PFNS = (0, 1, 3, KVM_PFN_ERR_FAULT, KVM_PFN_NOSLOT, KVM_PFN_ERR_RO_FAULT)
 GENERATIONS = (0, 1, 0x1ff, 0x200, 0x7ffff, 0xfffff)
 INDEXES = (0, 1, 511)
 GUEST_GFN = 0x10
+SLOT_FLAGS = (0, 1, 2, 3)       # KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
 
 # Functions whose parameters look drawable but whose input is state the domain does not
 # build: a reviewer reads here why each is left to the mix.
@@ -73,6 +76,7 @@ NOT_DRAWN: dict[str, str] = {
     "check_spte_writable_invariants": "only ever called on a present leaf a caller built; "
                                       "the message argument differs by design",
     "kvm_pfn_to_refcounted_page": "an environment page object, no value to compare",
+    "kvm_tdp_mmu_clear_dirty_slot": "walks the VM's TDP roots over the slot",
 }
 
 
@@ -241,6 +245,12 @@ def driver_for(name: str, file: str, model) -> Driver | str:
                     for level in (1, 2, 3) for a in (False, True)]
         return Driver(name, file, tables, lambda vm, case: returned(call(
             vm, _page(vm, case["level"], tdp=True), case["ad_disabled"])), ())
+    if shape == ("slot",) and inspect.signature(model).return_annotation in ("bool", bool):
+        def run_slot(vm, case):
+            vm.memslots[0].flags = case["flags"]
+            return returned(call(vm, vm.memslots[0]))
+        return Driver(name, file, lambda mode: [{"mode": mode, "flags": f} for f in SLOT_FLAGS],
+                      run_slot, ())
     if shape == ("pfn",):
         return Driver(name, file, lambda mode: [{"mode": mode, "pfn": p} for p in PFNS],
                       lambda vm, case: returned(call(vm, case["pfn"])), ())
