@@ -8,6 +8,8 @@ domain by what the model's parameters are:
 - an SPTE value (``spte``, ``pte``, ``old_spte``, ``new_spte`` annotated
   ``int``): every domain value at every level (``level``, if the function
   takes one, is the value's level);
+- a non-leaf SPTE to follow (``spte_to_child_sp``): every present non-leaf
+  value, with the child table it points to;
 - an SPTE pointer (``sptep``): entry 0 of a fresh page at the case's level
   holding the value (with ``new_spte``: every value pair of the level);
 - a page (``sp``): every role the models build (TDP MMU or shadow, direct or
@@ -41,7 +43,7 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 
-from harness.check.drivers import Driver, Returned, _page
+from harness.check.drivers import Driver, Returned, _child_table, _page
 from kernel_models import spte as S
 from kernel_models.kvm_main import KVM_PFN_ERR_FAULT, KVM_PFN_ERR_RO_FAULT, KVM_PFN_NOSLOT
 from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role, kvm_page_fault
@@ -71,10 +73,7 @@ NOT_DRAWN: dict[str, str] = {
     "tdp_mmu_free_sp": "frees a page of the VM's TDP page lists",
     "tdp_mmu_unlink_sp": "the page must be on the VM's possible-NX list or linked",
     "FNAME(get_level1_sp_gpa)": "an indirect page of a guest walk (sp->gfn of a guest table)",
-    "spte_to_child_sp": "a non-leaf value points to a page the VM must hold",
     "spte_to_child_pt": "a non-leaf value points to a table the VM must hold",
-    "check_spte_writable_invariants": "only ever called on a present leaf a caller built; "
-                                      "the message argument differs by design",
     "kvm_pfn_to_refcounted_page": "an environment page object, no value to compare",
     "kvm_tdp_mmu_clear_dirty_slot": "walks the VM's TDP roots over the slot",
 }
@@ -187,6 +186,16 @@ def driver_for(name: str, file: str, model) -> Driver | str:
             vm.pttype = "64" if case["mode"] == "legacy" else "ept"   # as operations.new_vm
             return returned(call(vm, _gpte(case).encode(vm.pttype)))
         return Driver(name, file, _gptes, run_gpte, ())
+    if name == "spte_to_child_sp":
+        def nonleaf(mode):
+            return [c for c in _values(mode) if c["level"] > 1
+                    and c["value"] & S.SPTE_MMU_PRESENT_MASK
+                    and not c["value"] & S.PT_PAGE_SIZE_MASK]
+
+        def run_child(vm, case):
+            _child_table(vm, case["level"])
+            return returned(call(vm, case["value"]))
+        return Driver(name, file, nonleaf, run_child, ("value",))
     if shape == ():
         if inspect.signature(model).return_annotation in ("None", None):
             return "its input is the whole VM state (roots, page lists), not drawn"
