@@ -8,7 +8,8 @@ exhaustive domain, the statement comparison) and writes
 ``bench/results/audit-<tag>.md``: per file the blob read and the one the
 models mirror; every function both have with its behavioural outcome (cases
 run) and statement outcome; the listed simplifications with their reasons;
-the functions whose inputs are not drawn, by reason.
+the functions whose inputs are not drawn, by reason.  Notes below the line
+``KEPT`` in an existing file are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from harness.resolve.kernel_tree import open_tree  # noqa: E402
 from harness.translate import audit, audit_rules, translate_tree  # noqa: E402
 from kernel_models import simplifications  # noqa: E402
 from kernel_models.registry import VersionSet  # noqa: E402
+
+
+KEPT = "<!-- hand-written below: kept when the table is rewritten -->"
 
 
 def short(file: str) -> str:
@@ -105,6 +109,9 @@ def main() -> int:
     args = parser.parse_args()
     text = table(args.tree, args.tag, args.state)
     target = ROOT / "bench" / "results" / f"audit-{args.tag}.md"
+    old = target.read_text() if target.exists() else ""
+    if KEPT in old:                     # notes a reviewer wrote below the generated table
+        text += "\n" + KEPT + old.split(KEPT, 1)[1]
     target.write_text(text)
     print(f"wrote {target.relative_to(ROOT)}")
     return 0
