@@ -202,3 +202,17 @@ def test_is_present_gpte_returns_the_present_bits_not_a_bool():
         gpte = GuestPte(gfn=0x10, present=True, writable=True, executable=True).encode(pttype)
         assert FNAME_is_present_gpte(kvm, gpte) == expected
         assert FNAME_is_present_gpte(kvm, 0) == 0
+
+
+def test_get_mmio_spte_gfn_folds_the_l1tf_bits_back_as_the_c_does():
+    """mmu.c get_mmio_spte_gfn ors in the gfn bits an L1TF host moved above the
+    reserved mask; the model left that line out (the mask is 0 on the model host)."""
+    from kernel_models import mmu
+    from kernel_models.spte import SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK as LOWER
+    high = 1 << 45
+    kvm = SimpleNamespace(shadow_nonpresent_or_rsvd_lower_gfn_mask=LOWER & ~high,
+                          shadow_nonpresent_or_rsvd_mask=high)
+    assert mmu.get_mmio_spte_gfn(kvm, (high << 5) | (0x10 << 12)) == (high | (0x10 << 12)) >> 12
+    plain = SimpleNamespace(shadow_nonpresent_or_rsvd_lower_gfn_mask=LOWER,
+                            shadow_nonpresent_or_rsvd_mask=0)
+    assert mmu.get_mmio_spte_gfn(plain, 0x10 << 12) == 0x10
