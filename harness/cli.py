@@ -380,16 +380,21 @@ def print_tree_audit(tree, rev: str, state_name: str) -> bool:
     print(coverage.summary(coverage.coverage(state), state.seconds))
     rows = fidelity.compare_state(state, VersionSet.series_state(state_name))
     print(f"behaviour against the models of '{state_name}' (exhaustive domain, every mode):")
-    undriven = [r.function for r in rows if r.outcome == fidelity.NO_DRIVER]
-    rows = [r for r in rows if r.outcome != fidelity.NO_DRIVER]
+    undriven: dict[str, list[str]] = {}
     for row in rows:
+        if row.outcome == fidelity.NO_DRIVER:
+            undriven.setdefault(row.detail, []).append(row.function)
+            continue
         cases = f" ({row.cases} cases)" if row.cases else ""
         print(f"  {row.outcome:<12} {row.function}{cases}")
         for line in row.detail.split("\n") if row.detail and row.outcome != fidelity.EQUAL else ():
             print(f"      {line}")
     if undriven:
-        print(f"  {len(undriven)} more modelled functions translate but have no driver "
-              f"(compared only by the statement comparison below): {', '.join(undriven)}")
+        print(f"  {sum(map(len, undriven.values()))} more modelled functions translate but their "
+              f"inputs are not drawn (compared only by the statement comparison below and the "
+              f"operation mix), by reason:")
+        for reason, names in sorted(undriven.items(), key=lambda item: -len(item[1])):
+            print(f"    {reason}: {', '.join(names)}")
     return any(r.outcome == fidelity.DIFFERS for r in rows)
 
 

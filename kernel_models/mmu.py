@@ -53,15 +53,13 @@ from kernel_models.kvm_main import PG_LEVEL_4K
 from kernel_models.mmu_fault import KVM_MAX_HUGEPAGE_LEVEL
 from kernel_models.mmu_rmap import for_each_rmap_spte
 from kernel_models.registry import MMU_C, Version
-from kernel_models.spte import PT_WRITABLE_MASK, PT_WRITABLE_SHIFT
+from kernel_models.spte import (PAGE_SHIFT, PT_WRITABLE_MASK, PT_WRITABLE_SHIFT,
+                                SHADOW_NONPRESENT_OR_RSVD_MASK_LEN)
 
 BASE = "e4cc7f764980"          # base, and after 1/4
 AFTER_2 = "bd2240b94ff6"       # after 2/4: no folio dirty marking on zap/modify
 AFTER_3 = "0a6c6619d213"       # after 3/4: mmu_spte_update no longer marks accessed
 AFTER_4 = "77d1072b130d"       # after 4/4: clearing A no longer forces a flush
-
-# kvm_mmu_reset_all_pte_masks: GENMASK_ULL(shadow_phys_bits - 1, PAGE_SHIFT), 46-bit host.
-SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK = ((1 << 46) - 1) & ~0xfff
 
 
 def test_and_clear_bit(nr: int, sptep) -> bool:
@@ -687,9 +685,11 @@ def kvm_mmu_zap_all_fast(kvm) -> None:
 
 def get_mmio_spte_gfn(kvm, spte: int) -> int:
     """mmu.c get_mmio_spte_gfn (all blobs).  Without the L1TF mask the gfn bits are
-    12..(MAXPHYADDR-1); the model's host has 46 physical address bits."""
-    gpa = spte & SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK
-    return gpa >> 12
+    12..(MAXPHYADDR-1); the model's host has 46 physical address bits.  Both masks are the
+    VM's kernel globals (spte.SpteMasks.as_globals), as the C reads them."""
+    gpa = spte & kvm.shadow_nonpresent_or_rsvd_lower_gfn_mask
+    gpa |= (spte >> SHADOW_NONPRESENT_OR_RSVD_MASK_LEN) & kvm.shadow_nonpresent_or_rsvd_mask
+    return gpa >> PAGE_SHIFT
 
 
 _HELPERS = (__set_spte, __update_clear_spte_fast, __update_clear_spte_slow, __get_spte_lockless,

@@ -561,11 +561,14 @@ def __direct_pte_prefetch(kvm, vcpu, sp, sptep) -> None:
 
 
 def direct_pte_prefetch(kvm, vcpu, sptep) -> None:
-    """mmu.c direct_pte_prefetch (all blobs) (no invalidation is ever in progress here)."""
+    """mmu.c direct_pte_prefetch (all blobs): skipped without A/D bits, above 4K and while
+    an mmu_notifier invalidation is in progress (as FNAME(pte_prefetch))."""
     sp = kvm.sptep_to_sp(sptep)
     if kvm.sp_ad_disabled(sp):
         return
     if sp.role.level > PG_LEVEL_4K:
+        return
+    if kvm.mmu_invalidate_in_progress:
         return
     kvm.__direct_pte_prefetch(vcpu, sp, sptep)
 
@@ -573,8 +576,8 @@ def direct_pte_prefetch(kvm, vcpu, sptep) -> None:
 # -- fast page fault ------------------------------------------------------------
 
 def page_fault_can_be_fast(kvm, fault) -> bool:
-    """mmu.c page_fault_can_be_fast (all blobs) (faults never carry reserved-bit errors here)."""
-    if getattr(fault, "rsvd", False):
+    """mmu.c page_fault_can_be_fast (all blobs); no fault the models raise sets ``rsvd``."""
+    if fault.rsvd:
         return False
     if not fault.present:
         return not kvm.kvm_ad_enabled()
@@ -696,7 +699,7 @@ def kvm_faultin_pfn(kvm, vcpu, fault, access: int) -> int:
 
 def page_fault_handle_page_track(kvm, vcpu, fault) -> bool:
     """mmu.c page_fault_handle_page_track (all blobs): writes to write-tracked gfns are emulated."""
-    if getattr(fault, "rsvd", False):
+    if fault.rsvd:
         return False
     if not fault.present or not fault.write:
         return False

@@ -157,3 +157,4 @@ class kvm_page_fault:  # noqa: N801 - mmu_internal.h
     pfn: int = 0
     map_writable: bool = False
     huge_page_disallowed: bool = False
+    rsvd: bool = False          # PFERR_RSVD_MASK: no modelled fault sets it

@@ -162,13 +162,14 @@ def gpte_to_gfn(kvm, gpte: int) -> int:
     return (gpte & PT_BASE_ADDR_MASK) >> PAGE_SHIFT
 
 
-def FNAME_is_present_gpte(kvm, pte: int) -> bool:  # noqa: N802
+def FNAME_is_present_gpte(kvm, pte: int) -> int:  # noqa: N802
     """FNAME(is_present_gpte), all blobs: PTTYPE 64: P bit; EPT: any of R/W/X.
 
+    An ``int`` function: the masked bits, not 0/1 (callers test its truth).
     EPT form confirmed in id 61422764422; the PTTYPE 64 form (the P bit) is
     the template's other branch, not re-read.
     """
-    return bool(pte & guest_format(kvm).present_mask)
+    return pte & guest_format(kvm).present_mask
 
 
 def FNAME_is_rsvd_bits_set(kvm, mmu, gpte: int, level: int) -> bool:  # noqa: N802

@@ -115,6 +115,8 @@ MMIO_SPTE_GEN_LOW_SHIFT = MMIO_SPTE_GEN_LOW_START - 0
 MMIO_SPTE_GEN_HIGH_SHIFT = MMIO_SPTE_GEN_HIGH_START - MMIO_SPTE_GEN_LOW_BITS
 MMIO_SPTE_GEN_MASK = (1 << (MMIO_SPTE_GEN_LOW_BITS + MMIO_SPTE_GEN_HIGH_BITS)) - 1
 SHADOW_NONPRESENT_OR_RSVD_MASK_LEN = 5
+# kvm_mmu_reset_all_pte_masks: GENMASK_ULL(shadow_phys_bits - 1, PAGE_SHIFT), 46-bit host.
+SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK = ((1 << 46) - 1) & ~0xfff
 
 VMX_EPT_READABLE_MASK = 0x1
 VMX_EPT_WRITABLE_MASK = 0x2
@@ -172,6 +174,7 @@ class SpteMasks:
             "shadow_me_value": 0,
             "shadow_me_mask": 0,
             "shadow_nonpresent_or_rsvd_mask": 0,
+            "shadow_nonpresent_or_rsvd_lower_gfn_mask": SHADOW_NONPRESENT_OR_RSVD_LOWER_GFN_MASK,
             "enable_mmio_caching": self.mmio_value != 0,
             "ad_disabled_by_default": self.ad_disabled_by_default,
             # kvm_x86_ops.cpu_dirty_log_size: 0 = no PML (tests may set it).

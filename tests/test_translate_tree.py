@@ -304,6 +304,14 @@ def test_config_options_choose_the_branch_an_x86_64_host_compiles(tmp_path):
     assert "extra" not in state.functions
 
 
+def test_is_enabled_in_code_is_the_configurations_answer(tmp_path):
+    body = ("static bool tracked(int n)\n{\n\treturn IS_ENABLED(CONFIG_KVM_NO_SUCH_OPTION) || n;\n}\n"
+            "static int smp(void)\n{\n\treturn IS_ENABLED(CONFIG_SMP) ? 2 : 1;\n}\n")
+    state = translate(tmp_path, body)
+    assert (caller(state, "tracked")(0), caller(state, "tracked")(3)) == (False, True)
+    assert caller(state, "smp")() == 2
+
+
 TMPL = """
 #if PTTYPE == 64
 	#define FNAME(name) paging##64_##name

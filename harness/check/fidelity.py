@@ -15,14 +15,19 @@ Outcomes: ``equal`` (every case agrees), ``differs`` (the first case that
 does not, with both logs), ``not run`` (the translated side stopped: a name
 the environment lacks, or a calling convention the driver assumes of the
 hand-written model), ``untranslated`` (the function did not translate),
-``no driver`` (modelled and translated, but only operation-level runs call
-it; those are not compared here).
+``no driver`` (modelled and translated, but its inputs are state the domain
+does not draw; the detail says which, and only operation-level runs call it).
+
+Functions without a hand-made driver get one drawn from their parameters
+(``harness.check.drawn``: SPTE values, pointers, pages, faults, pfns) where
+that is possible.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.check import drawn as draw
 from harness.check import drivers
 
 EQUAL, DIFFERS, NOT_RUN, UNTRANSLATED = "equal", "differs", "not run", "untranslated"
@@ -86,8 +91,17 @@ def compare_function(driver, translated, model, modes=drivers.MODES) -> Fidelity
     return Fidelity(driver.function, driver.file, EQUAL, cases)
 
 
-def compare_state(state, model, only: tuple[str, ...] = ()) -> list[Fidelity]:
-    """Every driven function of ``model`` (a VersionSet) against ``state`` (a TreeState)."""
+def _c_name(name: str) -> str:
+    """paging_tmpl.h: FNAME(x) runs the instantiation of the VM's guest mode; its EPT one
+    stands for all three in the tree state's table."""
+    return name.replace("FNAME(", "ept_").rstrip(")") if name.startswith("FNAME(") else name
+
+
+def compare_state(state, model, only: tuple[str, ...] = (), drawn: bool = True,
+                  ) -> list[Fidelity]:
+    """Every driven function of ``model`` (a VersionSet) against ``state`` (a TreeState);
+    with ``drawn``, every other modelled function that translates too, on inputs drawn
+    from its parameters (``harness.check.drawn``) where they can be."""
     translated = state.version_set()
     rows = []
     for name, driver in sorted(drivers.DRIVERS.items()):
@@ -95,20 +109,24 @@ def compare_state(state, model, only: tuple[str, ...] = ()) -> list[Fidelity]:
             continue
         if name not in model.functions():
             continue
-        # paging_tmpl.h: FNAME(x) runs the instantiation of the VM's guest mode
-        c_name = name.replace("FNAME(", "ept_").rstrip(")") if name.startswith("FNAME(") else name
-        translation = state.functions.get(c_name)
+        translation = state.functions.get(_c_name(name))
         if translation is None or not translation.translated:
             rows.append(Fidelity(name, driver.file, UNTRANSLATED, 0,
                                  translation.miss if translation else "not defined in the tree"))
             continue
         rows.append(compare_function(driver, translated, model))
-    if not only:
+    if not only or drawn:
         helpers = model.helpers()
-        for name in sorted(model.functions()):
-            if name in drivers.DRIVERS or name in helpers:
+        for name, function in sorted(model.functions().items()):
+            if name in drivers.DRIVERS or name in helpers or (only and name not in only):
                 continue
-            translation = state.functions.get(name)
-            if translation is not None and translation.translated:
-                rows.append(Fidelity(name, translation.file, NO_DRIVER))
+            translation = state.functions.get(_c_name(name))
+            if translation is None or not translation.translated:
+                continue
+            found = draw.driver_for(name, translation.file, function) if drawn else \
+                "not drawn in this run"
+            if isinstance(found, str):
+                rows.append(Fidelity(name, translation.file, NO_DRIVER, 0, found))
+                continue
+            rows.append(compare_function(found, translated, model))
     return rows

@@ -704,6 +704,17 @@ def _bodies(fn, version) -> tuple[list[ast.stmt], list[ast.stmt]]:
     return expanded_model(version.function).body, _parse_function(fn).body[1:]
 
 
+def bodies(fn, version) -> tuple[list[ast.stmt], list[ast.stmt]]:
+    """(model statements, translated statements) of a translation and a model version."""
+    return _bodies(fn, version)
+
+
+def normalised_lines(statements: list[ast.stmt]) -> list[str]:
+    """Statements as the Python lines the comparisons read (no messages, flat and/or)."""
+    plain = [_Normalise().visit(copy.deepcopy(s)) for s in statements]
+    return ast.unparse(ast.Module(body=plain, type_ignores=[])).splitlines()
+
+
 def same_body(fn, version) -> bool:
     """Do a translated function and a model version hold the same statements?"""
     model, translated = _bodies(fn, version)
@@ -712,11 +723,7 @@ def same_body(fn, version) -> bool:
 
 def body_lines(fn, version) -> tuple[list[str], list[str]]:
     """The model's and the translation's statements as normalised Python lines."""
-    def lines(statements):
-        plain = [_Normalise().visit(copy.deepcopy(s)) for s in statements]
-        return ast.unparse(ast.Module(body=plain, type_ignores=[])).splitlines()
-
-    return tuple(lines(body) for body in _bodies(fn, version))
+    return tuple(normalised_lines(body) for body in _bodies(fn, version))
 
 
 def body_distance(fn, version) -> int:

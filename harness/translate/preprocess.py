@@ -6,7 +6,8 @@ file the tree holds is read in place (others are ignored: their macros are
 either environment primitives or unknown), ``#define``/``#undef`` build the
 macro table from the tree's own text, ``#if``/``#ifdef``/``#elif`` are decided
 by a fixed configuration (``CONFIG``: an x86-64 KVM host; ``IS_ENABLED``
-and ``defined`` understood), and macros are expanded with ``#`` and ``##``.
+and ``defined`` understood; ``IS_ENABLED(CONFIG_X)`` in code is 1 or 0 by the
+same configuration), and macros are expanded with ``#`` and ``##``.
 
 Names in ``keep`` (the environment's primitives: ``WARN_ON``, ``KVM_BUG_ON``,
 ``BIT_ULL``...) are never expanded even where the tree defines them, so the
@@ -32,6 +33,8 @@ CONFIG = frozenset({
     "CONFIG_KVM_HYPERV", "CONFIG_KVM_PRIVATE_MEM", "CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES",
     "CONFIG_KVM_X86", "CONFIG_64BIT", "CONFIG_KVM_GUEST_MEMFD",
 })
+
+CONFIG_TESTS = ("IS_ENABLED", "IS_BUILTIN", "IS_REACHABLE")
 
 TOKEN = re.compile(r"""
     (?P<space>[ \t\f\v]+)
@@ -243,7 +246,7 @@ class Preprocessor:
         i = 0
         while i < len(items):
             t = items[i]
-            if t in ("defined", "IS_ENABLED", "IS_BUILTIN", "IS_REACHABLE"):
+            if t == "defined" or t in CONFIG_TESTS:
                 if i + 1 < len(items) and items[i + 1] == "(":
                     name, i = items[i + 2], i + 4
                 else:
@@ -298,6 +301,13 @@ class Preprocessor:
         while i < n:
             t = items[i]
             macro = self.macros.get(t)
+            if (macro is None and t in CONFIG_TESTS and items[i + 1:i + 2] == ["("]
+                    and items[i + 3:i + 4] == [")"]):
+                # IS_ENABLED(CONFIG_X) in code: kconfig.h is not in the tree; the fixed
+                # configuration answers, as it does in #if
+                out.append("1" if items[i + 2] in self.config else "0")
+                i += 4
+                continue
             if (macro is None or t in disabled or t in self.keep
                     or macro.statement_expression):
                 out.append(t)
