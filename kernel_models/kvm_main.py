@@ -35,6 +35,8 @@ KVM_PFN_ERR_FAULT = 1 << 52          # stands for the error pfn range
 KVM_PFN_NOSLOT = KVM_PFN_ERR_FAULT | (1 << 1)
 KVM_PFN_ERR_RO_FAULT = KVM_PFN_ERR_FAULT | (1 << 2)   # a write through a read-only memslot
 
+KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS = 1 << 63    # include/linux/kvm_host.h
+
 PG_LEVEL_4K = 1
 PG_LEVEL_2M = 2
 PG_LEVEL_1G = 3
@@ -180,6 +182,27 @@ def kvm_slot_dirty_track_enabled(kvm, slot) -> bool:
     return slot is not None and bool(slot.flags & 1)
 
 
+def kvm_arch_nr_memslot_as_ids(kvm) -> int:
+    """x86 kvm_host.h: two address spaces (SMM) whatever the VM uses."""
+    return 2
+
+
+def kvm_swap_active_memslots(kvm, as_id: int) -> None:
+    """kvm_main.c kvm_swap_active_memslots, reduced to the generation (read in the
+    v6.9-era search copy 203102885; kvm_main.c is not in the stored tree): mark the
+    update in progress, publish the new slots (the caller already edited
+    ``kvm.memslots``; SRCU and the notifier wait are concurrency-only), then drop the
+    flag, step the generation by the number of address spaces and tell the arch
+    (kvm_arch_memslots_updated) before storing it."""
+    gen = kvm.memslots_generation
+    kvm.WARN_ON_ONCE(gen & KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS, "kvm_swap_active_memslots: in progress")
+    kvm.memslots_generation = gen | KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS
+    gen = kvm.memslots_generation & ~KVM_MEMSLOT_GEN_UPDATE_IN_PROGRESS
+    gen += kvm.kvm_arch_nr_memslot_as_ids()
+    kvm.kvm_arch_memslots_updated(gen)
+    kvm.memslots_generation = gen
+
+
 def kvm_flush_remote_tlbs(kvm) -> None:
     kvm.emit(TlbFlush(scope="all"))
 
@@ -237,7 +260,8 @@ _HELPERS = (kvm_set_page_accessed, kvm_set_page_dirty, kvm_set_pfn_accessed, kvm
             gfn_to_pfn_memslot_atomic, mark_page_dirty_in_slot, kvm_flush_remote_tlbs,
             kvm_flush_remote_tlbs_range, kvm_update_page_stats, WARN_ON_ONCE, WARN_ONCE,
             KVM_MMU_WARN_ON, BUG, KVM_BUG_ON_DATA_CORRUPTION)
-_PLAIN = (page_folio, is_error_noslot_pfn, kvm_pfn_to_refcounted_page, kvm_slot_dirty_track_enabled)
+_PLAIN = (page_folio, is_error_noslot_pfn, kvm_pfn_to_refcounted_page, kvm_slot_dirty_track_enabled,
+          kvm_arch_nr_memslot_as_ids, kvm_swap_active_memslots)
 _MMU_H = (kvm_flush_remote_tlbs_gfn, kvm_flush_remote_tlbs_memslot)
 
 MODEL_TABLE = (

@@ -7,7 +7,10 @@ this one, whose ``MODEL_TABLE`` appends the others':
   drop/zap of SPTEs, the mmu_notifier handlers, zapping shadow pages;
 - ``mmu_rmap.py``: rmap lists and the rmap walks;
 - ``mmu_slot.py``: slot-wide dirty logging, collapsible zap, eager split;
-- ``mmu_fault.py``: shadow pages, ``mmu_set_spte`` and the fault paths.
+- ``mmu_fault.py``: shadow pages, ``mmu_set_spte`` and the fault paths;
+- ``mmu_mmio.py``: the MMIO fault path, the memslot generation's effect on
+  MMIO SPTEs, unprotecting and syncing shadowed guest page tables (page_track.c's
+  rows, in ``page_track.py``, are appended here too).
 
 mmu.c blobs of the series (from the patches' index lines): e4cc7f764980
 (base, and after RFC 1/4 which does not touch mmu.c), bd2240b94ff6 (after
@@ -48,7 +51,7 @@ Abstractions (for all of mmu.c's models, here and in ``mmu_fault.py``):
 
 from __future__ import annotations
 
-from kernel_models import mmu_fault, mmu_rmap, mmu_slot
+from kernel_models import mmu_fault, mmu_mmio, mmu_rmap, mmu_slot, page_track
 from kernel_models.kvm_main import PG_LEVEL_4K
 from kernel_models.mmu_fault import KVM_MAX_HUGEPAGE_LEVEL
 from kernel_models.mmu_rmap import for_each_rmap_spte
@@ -594,7 +597,8 @@ def __kvm_mmu_prepare_zap_page(kvm, sp, invalid_list: list) -> tuple[bool, int]:
     nr_zapped += kvm.kvm_mmu_page_unlink_children(sp, invalid_list)
     kvm.kvm_mmu_unlink_parents(sp)
     list_unstable = bool(nr_zapped)
-    # unaccount_shadowed: write tracking and lpage counts are derived from valid pages.
+    if not sp.role.invalid and kvm.sp_has_gptes(sp):
+        kvm.unaccount_shadowed(sp)
     if sp.unsync:
         kvm.kvm_unlink_unsync_page(sp)
     if not sp.root_count:
@@ -725,4 +729,6 @@ MODEL_TABLE = (
     + mmu_fault.MODEL_TABLE
     + mmu_rmap.MODEL_TABLE
     + mmu_slot.MODEL_TABLE
+    + mmu_mmio.MODEL_TABLE
+    + page_track.MODEL_TABLE
 )

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from kernel_models.kvm_main import (KVM_PAGES_PER_HPAGE, KVM_PFN_ERR_FAULT, KVM_PFN_ERR_RO_FAULT,
                                     KVM_PFN_NOSLOT, PG_LEVEL_1G, PG_LEVEL_4K)
 from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page, kvm_mmu_page_role
-from kernel_models.registry import KVM_MAIN_C, MMU_C, MMU_INTERNAL_H, Version
+from kernel_models.registry import KVM_MAIN_C, MMU_C, Version
 from kernel_models.spte import PT_PRESENT_MASK, PT_WRITABLE_MASK, REMOVED_SPTE
 
 # mmu_internal.h: page-fault return codes (enum, in this order).
@@ -111,6 +111,10 @@ class kvm_mmu:  # noqa: N801 - struct kvm_mmu, reduced
 @dataclass(eq=False)
 class kvm_vcpu_arch:  # noqa: N801 - struct kvm_vcpu_arch, reduced
     mmu: kvm_mmu = field(default_factory=kvm_mmu)
+    mmio_gva: int = 0               # the MMIO cache (x86.py vcpu_cache_mmio_info)
+    mmio_access: int = 0
+    mmio_gfn: int = 0
+    mmio_gen: int = 0
 
 
 @dataclass(eq=False)
@@ -208,18 +212,6 @@ def for_each_gfn_valid_sp_with_gptes(kvm, gfn: int):
             if not kvm.is_obsolete_sp(sp) and sp.gfn == gfn and kvm.sp_has_gptes(sp)]
 
 
-def kvm_gfn_is_write_tracked(kvm, slot, gfn: int) -> bool:
-    """page_track.c kvm_gfn_is_write_tracked, reduced: the only write tracking here
-    is account_shadowed's.  page_track.c has no blob chain; the row uses the
-    unchanged mmu_internal.h pseudo-file, as kvm_main.py does for mmu.h.
-
-    account_shadowed() write-tracks the gfn of every indirect shadow page
-    above 4K and unaccount_shadowed() drops it when the page is zapped, so the
-    count is derived from the valid pages (external trackers are not modelled).
-    """
-    return any(sp.role.level > PG_LEVEL_4K for sp in for_each_gfn_valid_sp_with_gptes(kvm, gfn))
-
-
 def mark_unsync(kvm, spte) -> None:
     """mmu.c mark_unsync (all blobs): flag the parent's child bit and propagate once."""
     sp = kvm.sptep_to_sp(spte)
@@ -265,18 +257,25 @@ def mmu_try_to_unsync_pages(kvm, slot, gfn: int, can_unsync: bool, prefetch: boo
 
 
 def account_shadowed(kvm, sp) -> None:
-    """mmu.c account_shadowed (all blobs): write-protect the gfn a new indirect 4K page shadows.
-
-    Write tracking (above 4K) and the hugepage disallow count are derived
-    from the list of valid pages (``kvm_gfn_is_write_tracked``,
-    ``mmu.kvm_lpage_disallowed``), so only the write-protect step acts.
-    """
+    """mmu.c account_shadowed (all blobs; v6.9 db007a4dffa2): a page above 4K
+    write-tracks its gfn (page_track.__kvm_write_track_add_gfn); a 4K page
+    write-protects it.  The indirect page count and the 4K lpage disallow count
+    are derived (from active_mmu_pages; ``mmu_slot.kvm_lpage_disallowed``)."""
     gfn = sp.gfn
     slot = kvm.gfn_to_memslot(gfn)
     if sp.role.level > PG_LEVEL_4K:
-        return
+        return kvm.__kvm_write_track_add_gfn(slot, gfn)
     if kvm.kvm_mmu_slot_gfn_write_protect(slot, gfn, PG_LEVEL_4K):
         kvm.kvm_flush_remote_tlbs_gfn(gfn, PG_LEVEL_4K)
+
+
+def unaccount_shadowed(kvm, sp) -> None:
+    """mmu.c unaccount_shadowed (all blobs; v6.9 db007a4dffa2): a page above 4K drops
+    its write tracker; the 4K lpage count is derived."""
+    gfn = sp.gfn
+    slot = kvm.gfn_to_memslot(gfn)
+    if sp.role.level > PG_LEVEL_4K:
+        return kvm.__kvm_write_track_remove_gfn(slot, gfn)
 
 
 # -- shadow page lookup, allocation, linking ----------------------------------
@@ -674,7 +673,10 @@ def kvm_handle_error_pfn(kvm, vcpu, fault) -> int:
 
 
 def kvm_handle_noslot_fault(kvm, vcpu, fault, access: int) -> int:
-    """mmu.c kvm_handle_noslot_fault (all blobs): MMIO caching is on, so go on to map an MMIO SPTE."""
+    """mmu.c kvm_handle_noslot_fault (all blobs; v6.9 db007a4dffa2): cache the MMIO info, then
+    (MMIO caching on, gfns far below the host MAXPHYADDR) go on to map an MMIO SPTE."""
+    gva = 0 if fault.is_tdp else fault.addr
+    kvm.vcpu_cache_mmio_info(vcpu, gva, fault.gfn, access & kvm.shadow_mmio_access_mask)
     return RET_PF_CONTINUE
 
 
@@ -787,7 +789,7 @@ def kvm_tdp_page_fault(kvm, vcpu, fault) -> int:
 _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_page_set_translation,
           kvm_mmu_page_set_access, is_obsolete_sp,
           mark_unsync, kvm_mmu_mark_parents_unsync, kvm_unsync_page,
-          mmu_try_to_unsync_pages, account_shadowed, kvm_sync_page_check, kvm_sync_spte,
+          mmu_try_to_unsync_pages, account_shadowed, unaccount_shadowed, kvm_sync_page_check, kvm_sync_spte,
           __kvm_sync_page, kvm_sync_page, kvm_mmu_find_shadow_page,
           kvm_mmu_alloc_shadow_page, __kvm_mmu_get_shadow_page, kvm_mmu_get_shadow_page,
           kvm_mmu_child_role, kvm_mmu_get_child_sp, __link_shadow_page, link_shadow_page,
@@ -800,6 +802,5 @@ _PLAIN = (sp_has_gptes, kvm_mmu_page_get_gfn, kvm_mmu_page_get_access, kvm_mmu_p
 
 MODEL_TABLE = (
     tuple(Version(MMU_C, f.__name__, f) for f in _PLAIN)
-    + (Version(KVM_MAIN_C, "gfn_to_page_many_atomic", gfn_to_page_many_atomic, helper=True),
-       Version(MMU_INTERNAL_H, "kvm_gfn_is_write_tracked", kvm_gfn_is_write_tracked))
+    + (Version(KVM_MAIN_C, "gfn_to_page_many_atomic", gfn_to_page_many_atomic, helper=True),)
 )

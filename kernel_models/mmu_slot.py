@@ -232,12 +232,17 @@ def kvm_lpage_disallowed(kvm, slot, gfn: int, level: int) -> bool:
 
     The kernel counts: a huge region that sticks out of the memslot, and
     every indirect 4K shadow page inside it (kvm_mmu_gfn_disallow_lpage from
-    account_shadowed).  Mixed memory attributes are not modelled.
+    account_shadowed), and every write-tracked gfn inside it (from
+    __kvm_write_track_add_gfn, page_track.c f6448284c18e).  Mixed memory
+    attributes are not modelled.
     """
     base = gfn_round_for_level(gfn, level)
     pages = KVM_PAGES_PER_HPAGE(level)
     if base < slot.base_gfn or base + pages > slot.base_gfn + slot.npages:
         return True
+    if any(count and base <= slot.base_gfn + index < base + pages
+           for index, count in slot.gfn_write_track.items()):
+        return True     # __kvm_write_track_add_gfn's kvm_mmu_gfn_disallow_lpage (page_track.py)
     return any(not sp.role.direct and sp.role.level == PG_LEVEL_4K and base <= sp.gfn < base + pages
                and not kvm.is_obsolete_sp(sp) for sp in kvm.active_mmu_pages)
 

@@ -177,7 +177,8 @@ def indirect_page(kvm):
 
 
 def slot(kvm):
-    return kvm.memslots[0]
+    """Slot 0, the one every gfn below 1024 is in (the region slots come and go)."""
+    return next(memslot for memslot in kvm.memslots if memslot.id == 0)
 
 
 @contextmanager
@@ -395,15 +396,19 @@ def zap_all(kvm) -> None:
 
 
 def memslot_delete(kvm) -> None:
-    """Delete the memslot (kvm_arch_flush_shadow_memslot -> kvm_mmu_zap_all_fast,
+    """Delete slot 0 (kvm_arch_flush_shadow_memslot -> kvm_mmu_zap_all_fast,
     which also zaps the invalidated TDP roots), then re-create it in place so
-    later operations still have memory."""
+    later operations still have memory: three memslot generation steps
+    (invalidate, delete, create; see reach_operations)."""
     old = slot(kvm)
     old.invalid = True                       # KVM_MEMSLOT_INVALID while it is flushed
+    call(kvm, "kvm_swap_active_memslots", old.as_id)      # kvm_invalidate_memslot
     with generic(kvm, "kvm_arch_flush_shadow_memslot"):
         call(kvm, "kvm_mmu_zap_all_fast")
     kvm.memslots.remove(old)
-    kvm.memslots.append(kvm_memory_slot(id=old.id, base_gfn=old.base_gfn, npages=old.npages))
+    call(kvm, "kvm_swap_active_memslots", old.as_id)      # kvm_delete_memslot
+    kvm.memslots.insert(0, kvm_memory_slot(id=old.id, base_gfn=old.base_gfn, npages=old.npages))
+    call(kvm, "kvm_swap_active_memslots", old.as_id)      # kvm_create_memslot
 
 
 def dirty_log_enable(kvm) -> None:
@@ -414,6 +419,7 @@ def dirty_log_enable(kvm) -> None:
         return                                  # same flags: no memslot change at all
     memslot.flags |= KVM_MEM_LOG_DIRTY_PAGES
     memslot.dirty_bitmap = set()
+    call(kvm, "kvm_swap_active_memslots", memslot.as_id)  # kvm_update_flags_memslot
     with generic(kvm, "kvm_mmu_slot_apply_flags"):
         if getattr(kvm, "manual_dirty_log_init_set", False):
             return
@@ -452,6 +458,7 @@ def dirty_log_disable(kvm) -> None:
         return
     memslot.flags &= ~KVM_MEM_LOG_DIRTY_PAGES
     memslot.dirty_bitmap = set()
+    call(kvm, "kvm_swap_active_memslots", memslot.as_id)  # kvm_update_flags_memslot
     if memslot.flags & KVM_MEM_READONLY:
         return
     with generic(kvm, "kvm_mmu_slot_apply_flags"):
@@ -651,6 +658,11 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     _op("shadow_sync", shadow_sync, _guest_pte_args(),
         "INVLPG on an unsync indirect page: kvm_sync_spte -> FNAME(sync_spte)"),
 )}
+
+# Memslot layouts, MMIO SPTEs and per-gfn write tracking (kernel_models/reach_operations.py).
+from kernel_models import reach_operations  # noqa: E402 - needs the helpers above
+
+OPERATIONS.update({op.name: op for op in reach_operations.operation_rows(_op)})
 
 
 def run(kvm, name: str, **args) -> None:

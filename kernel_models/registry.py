@@ -63,6 +63,7 @@ MODEL_MODULES = (
     "kernel_models.mmu",
     "kernel_models.tdp_mmu",
     "kernel_models.paging_tmpl",
+    "kernel_models.x86",
 )
 
 

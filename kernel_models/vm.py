@@ -43,6 +43,8 @@ class kvm_memory_slot:  # noqa: N801 - the kernel's name
     flags: int = 0          # KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY
     dirty_bitmap: set = field(default_factory=set)
     rmap: dict = field(default_factory=dict)   # (level, gfn) -> list of sptep
+    gfn_write_track: dict = field(default_factory=dict)   # slot->arch.gfn_write_track: index -> count
+    invalid: bool = False   # KVM_MEMSLOT_INVALID while a delete or move flushes it
 
     def contains(self, gfn: int) -> bool:
         return self.base_gfn <= gfn < self.base_gfn + self.npages

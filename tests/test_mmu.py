@@ -378,7 +378,9 @@ def test_mmu_try_to_unsync_pages_answers_per_shadow_page_state():
     assert not sp.unsync
     assert kvm.mmu_try_to_unsync_pages(slot, 7, True, False) == 0
     assert sp.unsync
+    kvm.shadow_root_allocated = True    # mmu_first_shadow_root_alloc: write tracking on
     kvm.kvm_mmu_alloc_shadow_page(None, 9, kvm.active_mmu_pages, kvm_mmu_page_role(level=2, direct=False))
+    assert slot.gfn_write_track == {9: 1}                                   # account_shadowed
     assert kvm.mmu_try_to_unsync_pages(slot, 9, True, False) == -EPERM      # write-tracked
 
 

@@ -41,6 +41,14 @@ SAMPLE_ARGS = {
     "zap_gfn_range": {"start": 0, "end": 1024},
     "shadow_prefetch": {"index": 9, "gfn": 40, "writable": True, "dirty": True, "accessed": True},
     "shadow_sync": {"index": 0, "gfn": 0x100, "writable": True, "dirty": False, "accessed": True},
+    "memslot_create": {"base_gfn": 1030, "npages": 8},
+    "memslot_remove": {"gfn": 1024},
+    "memslot_move": {"gfn": 1024, "new_base_gfn": 1200},
+    "slot_access": {"gfn": 1030, "write": True},
+    "shadow_page": {"gfn": 6, "level": 2},
+    "unprotect": {"gfn": 0x3ff},
+    "sync_shadow": {"gfn": 0x3ff},
+    "external_write_track": {"gfn": 700, "add": True},
 }
 
 
@@ -56,6 +64,9 @@ def prelude(kvm, mmu: str) -> None:
     ops.dirty_log_enable(kvm)                     # splits/write-protects; 4K faults follow
     ops.fault(kvm, 6, write=True)
     ops.fault(kvm, 700, write=True)
+    ops.run(kvm, "slot_access", gfn=1030)         # an MMIO SPTE in a gap of the region
+    ops.run(kvm, "memslot_create", base_gfn=1024, npages=4)
+    ops.run(kvm, "slot_access", gfn=1025, write=True)
 
 
 def applicable():

@@ -711,9 +711,10 @@ NO_FLUSH_NEEDED = {
 
 
 # Operations whose zaps hit only roots no vCPU will use again: VM teardown
-# (zap_all) and memslot deletion, which invalidates every root first so vCPUs
-# load new ones before running (NO_FLUSH_NEEDED["roots no vCPU uses again"]).
-NO_VCPU_AFTER = frozenset({"zap_all", "memslot_delete"})
+# (zap_all) and memslot deletion or move, which run kvm_arch_flush_shadow_memslot
+# -> kvm_mmu_zap_all_fast: every root is invalidated first, so vCPUs load new
+# ones before running (NO_FLUSH_NEEDED["roots no vCPU uses again"]).
+NO_VCPU_AFTER = frozenset({"zap_all", "memslot_delete", "memslot_remove", "memslot_move"})
 
 
 # Operations that clear D as a promise of dirty logging (PML needs the CPU to set D
@@ -784,6 +785,9 @@ def no_warnings(step: Step, side: Side) -> list[Violation]:
                       f"{side.name}: {len(fired)} WARN/BUG fired in {step.operation}: {shown}",
                       extra=tuple(e.describe() for e in fired))]
 
+
+# The state invariants (write tracking, MMIO generations) register into CHECKS here.
+from harness.check import state_checks  # noqa: E402,F401 - needs check() and per_side above
 
 OPERATION_CHECKS = tuple(name for name, c in CHECKS.items() if "operation" in c.levels)
 FUNCTION_CHECKS = tuple(name for name, c in CHECKS.items() if "function" in c.levels)

@@ -186,10 +186,11 @@ def channels_named(text: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-ZAPS = ("unmap", "change_pte", "zap_gfn_range", "zap_all", "memslot_delete", "collapse",
-        "dirty_log_disable")
+ZAPS = ("unmap", "change_pte", "zap_gfn_range", "zap_all", "memslot_delete", "memslot_remove",
+        "memslot_move", "collapse", "dirty_log_disable")
 INVALIDATIONS = ("unmap", "change_pte", "zap_gfn_range")
-CREATIONS = ("fault", "async_pf_ready", "shadow_prefetch", "make_spte", "mmu_set_spte")
+CREATIONS = ("fault", "slot_access", "async_pf_ready", "shadow_prefetch", "make_spte",
+             "mmu_set_spte")
 MODIFICATIONS = ("mmu_spte_update", "mmu_spte_update_no_track", "tdp_mmu_set_spte",
                  "tdp_mmu_set_spte_atomic", "tdp_mmu_clear_spte_bits")
 
@@ -201,7 +202,7 @@ PLACES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = (
     (_re(r"\b(?:tear(?:ing)? down|teardown|destroy\w*|dying)\b|\bzap\w* (?:all|entire) roots?"),
      ("zap_all", "memslot_delete")),
     (_re(r"\bmemslots? (?:is |are )?(?:delet|remov)\w*|\bdelet\w+ (?:a |the )?memslots?"),
-     ("memslot_delete",)),
+     ("memslot_delete", "memslot_remove", "memslot_move")),
     (_re(r"\bdirty[- ]log(?:s|ged|ging)?\b|\bdirty (?:bitmap|ring)s?\b|\bCLEAR_DIRTY_LOG\b"),
      ("dirty_log_enable", "dirty_log_clear", "dirty_log_disable")),
     (_re(r"\bcollaps\w+|\bhuge ?page recovery\b|\breconstitut\w+"),
@@ -221,7 +222,7 @@ PLACES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = (
     (_re(r"\b(?:modif\w+|overwrit\w+|refresh\w*|updat\w+)\b[^,;.]{0,30}?\bSPTEs?\b"
          r"|\bSPTE updates?\b"), MODIFICATIONS),
     (_re(r"\b(?:page )?faults?\b|\bfault(?:ed|ing)(?:-in)?\b"),
-     ("fault", "fast_fault", "async_pf_ready")),
+     ("fault", "slot_access", "fast_fault", "async_pf_ready")),
 )
 
 _IDENTIFIER = re.compile(r"\bFNAME\(\w+\)|\b[A-Za-z_]\w*(?=\(\))|\b[a-z_][a-z0-9_]*_[a-z0-9_]+\b")

@@ -173,10 +173,11 @@ def _rfc_1() -> Contract:
                 "skips it, so the new SPTE may be write-protected or shadow pages unsynced. "
                 "Only the TDP MMU replaces a table by a leaf directly; nothing else changes."),
         rules=(
-            Rule(SPTE, ("fault", "async_pf_ready", "collapse", "make_spte"), FREE,
+            Rule(SPTE, ("fault", "slot_access", "async_pf_ready", "collapse", "make_spte"), FREE,
                  "the message says a SPTE that replaces a non-leaf SPTE now goes through the "
                  "unsync check and may come out write-protected (the bug it fixes)"),
-            Rule(DIRTY_LOG, ("fault", "async_pf_ready", "collapse", "make_spte"), SUBSET,
+            Rule(DIRTY_LOG, ("fault", "slot_access", "async_pf_ready", "collapse", "make_spte"),
+                 SUBSET,
                  "a SPTE that now comes out write-protected is not writable, so it is not "
                  "logged dirty at creation; the message's write-protection implies it"),
         ),
@@ -198,7 +199,8 @@ def _rfc_2() -> Contract:
             Rule(DIRTY, ("make_spte", "FNAME(prefetch_gpte)"), SUPERSET,
                  "the message: mark the folio dirty when creating a writable SPTE "
                  "(prefetch_gpte only creates SPTEs, through mmu_set_spte and make_spte)"),
-            Rule(DIRTY, ("fault", "async_pf_ready", "shadow_sync", "shadow_prefetch"), FREE,
+            Rule(DIRTY, ("fault", "slot_access", "async_pf_ready", "shadow_sync", "shadow_prefetch"),
+                 FREE,
                  "these operations create SPTEs (may now mark) and also zap, modify or "
                  "write-protect others (the modelled prefetch first shadows the guest table "
                  "gfn, write-protecting it): both halves of the message apply"),
@@ -242,7 +244,8 @@ def _rfc_4() -> Contract:
                 "the Accessed bit was cleared; write-protection and Dirty-bit clearing still "
                 "force one. The message claims this is nearly a nop in practice."),
         rules=(
-            Rule(FLUSH, ("mmu_spte_update", "shadow_sync", "shadow_prefetch", "fault", "async_pf_ready"),
+            Rule(FLUSH, ("mmu_spte_update", "shadow_sync", "shadow_prefetch", "fault", "slot_access",
+                       "async_pf_ready"),
                  SUBSET,
                  "the message: a SPTE update that clears only the Accessed bit no longer "
                  "forces a flush; the paths it names that can do that are sync, prefetch and "

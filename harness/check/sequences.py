@@ -13,6 +13,7 @@ examples, still walks it.  Each entry: (name, [(operation, arguments)...]).
 from __future__ import annotations
 
 GUEST_TABLE_GFN = 0x3ff     # operations.GUEST_TABLE_GFN: the gfn the indirect shadow page shadows
+REGION_START = 1024         # reach_operations.REGION_START: where the drawn slot layout lives
 
 KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
     ("map writable, then unmap", (
@@ -64,4 +65,29 @@ KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
         ("shadow_sync", {"index": 2, "gfn": 2, "writable": False, "dirty": False,
                          "accessed": True}),
         ("unmap", {"start": 0, "end": 1024}))),
+    # Memslot layouts and MMIO (kernel_models/reach_operations.py): a gap's MMIO SPTE
+    # goes stale when a slot appears over it.  (Moves and deletes are left to the
+    # search: each runs kvm_mmu_zap_all_fast twice, too slow for every gate run.)
+    ("MMIO in a gap, a slot appears there, access again", (
+        ("slot_access", {"gfn": REGION_START + 6, "write": False}),
+        ("memslot_create", {"base_gfn": REGION_START, "npages": 16}),
+        ("slot_access", {"gfn": REGION_START + 6, "write": True}))),
+    # Write tracking: shadowed guest tables at other gfns and levels, unsync and sync,
+    # an external tracker; each over a mapping that was writable.
+    ("shadow a table above 4K over a writable mapping, write to it", (
+        ("fault", {"gfn": 5, "write": True, "exec": False, "prefetch": False}),
+        ("shadow_page", {"gfn": 5, "level": 2}),
+        ("fault", {"gfn": 5, "write": True, "exec": False, "prefetch": False}),
+        ("unprotect", {"gfn": 5}),
+        ("fault", {"gfn": 5, "write": True, "exec": False, "prefetch": False}))),
+    ("unsync a shadowed 4K table by a write, then sync it", (
+        ("shadow_page", {"gfn": 5, "level": 1}),
+        ("fault", {"gfn": 5, "write": True, "exec": False, "prefetch": False}),
+        ("sync_shadow", {"gfn": 5}),
+        ("guest_access", {"gfn": 5, "write": True}))),
+    ("external write tracking over a writable huge mapping", (
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("external_write_track", {"gfn": 7, "add": True}),
+        ("fault", {"gfn": 7, "write": True, "exec": False, "prefetch": False}),
+        ("external_write_track", {"gfn": 7, "add": False}))),
 )
