@@ -7,6 +7,9 @@ project's own data (bad-input corpus, mutant patches, generated reports,
 benchmark inputs) as patches to check when the test suite runs.
 """
 
+# pytester: a pytest session run inside this one (test_cli runs the kconform plugin so).
+pytest_plugins = ["pytester"]
+
 collect_ignore_glob = [
     "tests/data/*",
     "tests/mutants/*",

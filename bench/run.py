@@ -26,7 +26,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import (check_timing, domain_timing, head_to_head, ingest_timing,  # noqa: E402
-                   machine, mutant_suite, scaling, settings as S, table)
+                   machine, mutant_suite, scaling, settings as S, suite_timing, table)
 
 SCHEMA = "kconform-bench/1"
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -80,6 +80,7 @@ def run_section(name: str, settings: S.Settings, context: dict, workdir: str):
         "mutants": lambda: mutant_suite.measure(settings, context),
         "head_to_head": lambda: head_to_head.measure(settings, context),
         "scaling": lambda: scaling.measure(settings, workdir),
+        "suite": lambda: suite_timing.measure(settings, context),
     }
     started = time.perf_counter()
     try:

@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCHES = os.path.join(ROOT, "patches")
 MUTANTS = os.path.join(ROOT, "tests", "mutants")
 
-SECTIONS = ("ingest", "check", "domain", "mutants", "head_to_head", "scaling")
+SECTIONS = ("ingest", "check", "domain", "mutants", "head_to_head", "scaling", "suite")
 
 # Targets (2 cores), from issue 8.
 SERIES_GATE_S = 20.0

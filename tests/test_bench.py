@@ -121,3 +121,20 @@ def test_speed_bench_table_shows_cpu_wall_and_a_changed_result():
     text = speed.markdown(document)
     assert "| bundled series, gate: current --jobs 1 | 4.00 | 9.00 | 0.4 |" in text
     assert "| NO |" in text and "abc1234" in text and "load average 0.5" in text
+
+
+def test_the_suite_row_runs_the_readmes_test_command():
+    from bench import suite_timing
+    with open(suite_timing.README, encoding="utf-8") as handle:
+        argv = suite_timing.readme_test_command(handle.read())
+    assert argv[0] == sys.executable and argv[1:3] == ["-m", "pytest"] and "-n" in argv
+    # twin: another second block is another command, so the README is what is read
+    other = "```sh\nkconform check patches/\n```\n\n```sh\npip install x && python -m pytest -x\n```"
+    assert suite_timing.readme_test_command(other) == [sys.executable, "-m", "pytest", "-x"]
+
+
+def test_the_suite_row_reads_pytests_last_line():
+    from bench import suite_timing
+    assert suite_timing.outcome_counts("....\n1624 passed, 3 xfailed in 2012.21s (0:33:32)\n") \
+        == {"passed": 1624, "xfailed": 3}
+    assert suite_timing.outcome_counts("INTERNALERROR> boom\n") == {}

@@ -64,13 +64,30 @@ def test_exit_code_follows_the_worst_verdict(capsys, tmp_path):
     assert sorted(p["verdict"] for p in results["patches"]) == ["ERROR", "MISS"]
 
 
-def test_gate_results_are_byte_identical_across_runs(capsys, tmp_path):
-    first, second = tmp_path / "a.json", tmp_path / "b.json"
-    run(capsys, "check", "--quiet", PATCHES, "--json", first)
-    run(capsys, "check", "--quiet", PATCHES, "--json", second)
-    assert first.read_bytes() == second.read_bytes()
-    results = json.loads(first.read_text())
-    assert results["profile"] == "gate" and "elapsed" not in first.read_text()
+def test_gate_results_are_byte_identical_across_runs(bundled_gate_json, tmp_path):
+    """The bundled series checked three times: this process's first run (the session's,
+    shared), a second run in this same process (whatever a run leaves behind in the
+    process must not change the next one) and a fresh process with another hash seed
+    (set and dict order must not leak into the output).  The fresh process runs while
+    this one reruns, so the test costs one run's wall time on top of the shared one."""
+    from tests.shared import gate_json_of_the_bundled_series
+
+    fresh = tmp_path / "fresh.json"
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "check", "--quiet", str(PATCHES), "--json", str(fresh)],
+        cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        again = gate_json_of_the_bundled_series(tmp_path / "again.json")
+    finally:
+        _, err = process.communicate(timeout=900)
+    assert "Traceback" not in err, err
+    first = bundled_gate_json
+    assert again == first
+    assert fresh.read_bytes() == first
+    results = json.loads(first)
+    assert results["profile"] == "gate" and b"elapsed" not in first
     assert [p["series"]["index"] for p in results["patches"]] == [0, 1, 2, 3, 4]
 
 
@@ -132,20 +149,22 @@ def _plugin_args():
 
 
 @pytest.mark.parametrize("name", ["rfc-2-of-4.patch", "rfc-4-of-4.patch"])
-def test_pytest_plugin_agrees_with_the_cli(name):
-    """The plugin is an adapter: its outcome must be the CLI's, whatever that is."""
+def test_pytest_plugin_agrees_with_the_cli(name, pytester):
+    """The plugin is an adapter: its outcome must be the CLI's, whatever that is.  The
+    plugin runs in this process (a pytest session of its own, as ``pytest PATCH`` starts
+    it), so both sides share what one run of the engine leaves for the next; running it
+    from the command line in a fresh process is test_ci's."""
     from harness import pipeline
     results, _ = pipeline.check_paths([str(PATCHES / name)],
                                       pipeline.RunOptions(series_net=False))
     entry = results["patches"][0]
     fails = [f for f in entry["findings"] if f["severity"] == "FAIL"]
     misses = [h for h in entry["hunks"] if not h["covered"]]
-    process = subprocess.run(
-        [sys.executable, "-m", "pytest", *_plugin_args(), "-q", "-p", "no:cacheprovider",
-         "-W", "ignore", "--rootdir", str(PATCHES), str(PATCHES / name)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    out = process.stdout
-    assert process.returncode == (1 if fails or misses else 0), out
+    done = pytester.runpytest_inprocess(*_plugin_args(), "-q", "-p", "no:cacheprovider",
+                                        "-W", "ignore", "--rootdir", str(PATCHES),
+                                        str(PATCHES / name))
+    out = done.stdout.str()
+    assert done.ret == (1 if fails or misses else 0), out
     assert ("Reproduce with:" in out) == bool(fails), out
     assert "Traceback" not in out and "AttributeError" not in out
 

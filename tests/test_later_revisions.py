@@ -11,6 +11,8 @@ gets in the same run, and a MISS must name what is missing.
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,15 @@ FILES = sorted(LATER.glob("*.patch"))
 
 
 def entry_for(paths) -> list[dict]:
-    results, _ = check_paths([str(p) for p in paths], RunOptions())
+    """The entries of ``paths`` checked together (a copy: the run is kept for the next ask)."""
+    return copy.deepcopy(_checked(tuple(str(p) for p in paths)))
+
+
+@functools.lru_cache(maxsize=None)
+def _checked(paths: tuple[str, ...]) -> list[dict]:
+    """One run per set of paths and process: the originals (1/4 twice, 4/4) are compared
+    with more than one repost."""
+    results, _ = check_paths(list(paths), RunOptions())
     return [e for e in results["patches"] if not e.get("is_cover")]
 
 
