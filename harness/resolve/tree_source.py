@@ -82,6 +82,9 @@ class TranslatedState:
         """``kernel_models.vm.VM`` calls it: the kernel-named fields translations read."""
         self._version_set().prepare_vm(vm)
 
+    def prepare_vcpu(self, vcpu) -> None:
+        self._version_set().prepare_vcpu(vcpu)
+
     def signature(self, name: str):
         """The C parameters of ``name`` (drivers adapt their calls to them)."""
         return self._version_set().signature(name)

@@ -142,6 +142,8 @@ class Emitter:
                     prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
                 if var.kind == "box":
                     prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
+                if var.kind == "struct":        # passed by value: the callee's own copy
+                    prologue.append(f"{py_name(param.name)} = _copy({py_name(param.name)})")
         self.out(0, f"def {py_name(self.sig.name)}({', '.join(params)}):")
         for line in prologue:
             self.out(1, line)
@@ -467,6 +469,8 @@ class Emitter:
             width = UNSIGNED.get(var.ctype)
             if width and RISKY.search(value):
                 value = f"_u{width}({value})"
+            if var.kind == "struct" and node.op == "=":     # struct assignment copies
+                value = f"_copy({value})"
         self.store(node.lvalue, value, depth, node)
 
     def target(self, node) -> str | None:

@@ -34,7 +34,14 @@ names of ``namespace()``, which the translated functions read as globals.
 4. **VM objects**: the VM is ``kernel_models.vm.VM`` (``struct kvm``), pages are
    ``kernel_models.mmu_internal.kvm_mmu_page``, SPTE pointers are
    ``SptePointer`` (``Pointer`` adds C pointer arithmetic), struct locals are
-   ``Struct`` objects laid out as the tree defines their type.
+   ``Struct`` objects laid out as the tree defines their type.  What the
+   translated init and allocation paths assume of them is in
+   ``harness.translate.vm_objects``: lists (``list_add``, ``list_first_or_null_rcu``...)
+   over the VM's Python lists, memory caches (``kvm_mmu_memory_cache_alloc`` by
+   cache kind: page header, shadow page, shadowed info, pte-list descriptor),
+   ``vcpu->arch.mmu->root`` as a ``struct kvm_mmu_root_info`` (``prepare_vcpu``;
+   ``root_role``/``cpu_role`` come from the model's MMU fields), ``refcount_*``,
+   and the ``kvm->arch`` counters of the shadow MMU's page limit.
 5. **Runtime support** (``harness.translate.runtime``: ``_load``, ``_store``,
    ``_u64``, ``_Goto``...): C semantics the generated code needs, no assumptions.
 
@@ -44,7 +51,7 @@ calling it raises ``EnvironmentMiss`` naming it.
 
 from __future__ import annotations
 
-from harness.translate import runtime
+from harness.translate import runtime, vm_objects
 from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapHead,
                                        SptePointer, Struct, _address, _load, _store, new_struct)
 from kernel_models import effects as E
@@ -62,6 +69,9 @@ def _unknown(vm, name):
 
 
 def _unknown_value(vm, name):
+    if name.startswith("CONFIG_"):       # IS_ENABLED(CONFIG_X) in code: preprocess.CONFIG
+        from harness.translate.preprocess import CONFIG
+        return int(name in CONFIG)
     raise EnvironmentMiss(f"{name}: defined neither in the tree nor in the environment")
 
 
@@ -243,7 +253,7 @@ PRIMITIVES: dict = {
     "KVM_BUG_ON": _warn, "KVM_MMU_WARN_ON": _mmu_warn, "WARN_ON_SMP": _warn,
     "KVM_BUG_ON_DATA_CORRUPTION": _bug, "BUG_ON": _bug_on, "BUG": _bug_always,
     "mod_lruvec_page_state": _nothing, "kvm_account_pgtable_pages": _nothing,
-    "BUILD_BUG_ON": _nothing, "BUILD_BUG_ON_INVALID": _nothing, "static_assert": _nothing,
+    "BUILD_BUG_ON": _nothing, "VM_BUG_ON": _nothing, "VM_WARN_ON": _nothing, "BUILD_BUG_ON_INVALID": _nothing, "static_assert": _nothing,
     # locking and RCU (one thread holds every lock)
     "lockdep_assert_held": _nothing, "lockdep_assert_held_read": _nothing,
     "lockdep_assert_held_write": _nothing, "lockdep_assert_once": _nothing,
@@ -252,7 +262,10 @@ PRIMITIVES: dict = {
     "write_unlock": _nothing, "read_lock": _nothing, "read_unlock": _nothing,
     "rcu_read_lock": _nothing, "rcu_read_unlock": _nothing, "rcu_dereference": _pass,
     "rcu_dereference_check": _pass, "rcu_dereference_raw": _pass,
-    "rcu_dereference_protected": _pass, "rcu_assign_pointer": WRITE_ONCE,
+    "rcu_dereference_protected": _pass, "srcu_dereference_check": _pass,
+    "srcu_dereference": _pass, "IS_ENABLED": _pass,
+    "xa_load": lambda vm, array, index: array.get(index) if isinstance(array, dict) else None,
+    "xa_to_value": lambda vm, entry: entry or 0, "rcu_assign_pointer": WRITE_ONCE,
     "RCU_INIT_POINTER": WRITE_ONCE, "rcu_read_lock_held": _true,
     "cond_resched": _nothing, "need_resched": _false, "rwlock_needbreak": _false,
     "cond_resched_rwlock_read": _false, "cond_resched_rwlock_write": _false,
@@ -307,6 +320,9 @@ PRIMITIVES: dict = {
     "atomic64_fetch_or": lambda vm, mask, ref: _fetch(ref, lambda v: v | mask),
     "atomic64_xchg": lambda vm, ref, value: _fetch(ref, lambda v: value),
 }
+
+
+PRIMITIVES.update(vm_objects.PRIMITIVES)
 
 
 def _page_count(vm, page):
@@ -391,7 +407,9 @@ def output_pointer_adapter(fn, arity: int):
 
 # Primitives whose arguments name things rather than compute values.
 NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond", "container_of", "offsetof",
-                            "list_entry", "hlist_entry", "list_first_entry"})
+                            "list_entry", "hlist_entry", "list_first_entry", "list_last_entry",
+                            "list_first_or_null_rcu", "list_next_or_null_rcu",
+                            "list_first_entry_or_null"})
 # Primitives whose first argument is an lvalue (the C macro writes through it).
 LVALUE_FIRST = frozenset({"WRITE_ONCE", "rcu_assign_pointer", "RCU_INIT_POINTER"})
 
@@ -422,6 +440,21 @@ def kvm_release_faultin_page(kvm, page, unused, dirty):
         kvm.kvm_release_page_clean(page)
 
 
+def gfn_to_pfn_memslot(kvm, slot, gfn, *args):
+    """virt/kvm/kvm_main.c ``__gfn_to_pfn_memslot`` as the C calls it (v6.1..v6.12:
+    ``slot, gfn, atomic, interruptible, async, write_fault, writable, hva``): the
+    hand-written model's (pfn, writable), written through the output pointers."""
+    from kernel_models import kvm_main
+    if len(args) < 6:
+        return kvm_main.__gfn_to_pfn_memslot(kvm, slot, gfn, *args)
+    atomic, _interruptible, async_ref, write_fault, writable_ref, hva_ref = args[:6]
+    pfn, writable = kvm_main.__gfn_to_pfn_memslot(kvm, slot, gfn, atomic, write_fault)
+    for ref, value in ((async_ref, False), (writable_ref, writable), (hva_ref, 0)):
+        if ref is not None:
+            ref.set(value)
+    return pfn
+
+
 def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
     """virt/kvm/kvm_main.c: the memslot holding ``gfn`` (the VM's list, address space 0)."""
     return kvm.gfn_to_memslot(gfn)
@@ -438,7 +471,8 @@ def _host_models() -> dict:
                   "kvm_release_faultin_page": kvm_release_faultin_page,
                   "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty,
                   "kvm_vcpu_gfn_to_memslot": kvm_vcpu_gfn_to_memslot,
-                  "gfn_to_memslot": gfn_to_memslot})
+                  "gfn_to_memslot": gfn_to_memslot,
+                  "__gfn_to_pfn_memslot": gfn_to_pfn_memslot})
     return found
 
 
@@ -480,10 +514,16 @@ FIELD_DEFAULTS = {
                       "mmu_page_header_cache": Struct("kvm_mmu_memory_cache"),
                       "mmu_shadow_page_cache": Struct("kvm_mmu_memory_cache"),
                       "mmu_shadowed_info_cache": Struct("kvm_mmu_memory_cache")},
+    # kvm_mmu_do_page_fault's initialiser (x86.c side): the fields the operations leave out
+    "kvm_page_fault": {"error_code": 0, "rsvd": False, "is_private": False,
+                       "nx_huge_page_workaround_enabled": False, "mmu_seq": 0, "hva": 0,
+                       "write_fault_to_shadow_pgtable": False, "refcounted_page": None,
+                       "host_pfn": 0},
     "kvm_mmu_page": {"role_word": 0, "rcu_head": 0, "unsync_children": 0, "write_flooding_count": 0,
                      "lpage_disallowed_link": None, "tdp_mmu_scheduled_root_to_zap": False,
                      "possible_nx_huge_page_link": None, "clear_spte_count": 0,
-                     "shadowed_translation_list": None, "gfns": None, "external_spt": None},
+                     "shadowed_translation_list": None, "gfns": None, "external_spt": None,
+                     **vm_objects.PAGE_FIELDS},
 }
 
 
@@ -502,12 +542,28 @@ class LevelRmaps:
     __add__ = __getitem__
 
 
+def _lpage_info(slot, level: int) -> list:
+    """``slot->arch.lpage_info[level - 2]`` as kvm_alloc_memslot_metadata (x86.c) fills it:
+    one entry per huge page the slot spans, the head and tail disallowed when the slot's
+    ends are not aligned to that level."""
+    pages = 1 << ((level - 1) * 9)
+    count = ((slot.base_gfn + slot.npages - 1) >> ((level - 1) * 9)) - \
+        (slot.base_gfn >> ((level - 1) * 9)) + 1
+    info = [Struct("struct kvm_lpage_info", disallow_lpage=0) for _ in range(count)]
+    if slot.base_gfn & (pages - 1):
+        info[0].disallow_lpage = 1
+    if (slot.base_gfn + slot.npages) & (pages - 1):
+        info[count - 1].disallow_lpage = 1
+    return info
+
+
 def _slot_arch(slot):
-    """``slot->arch``: its rmaps as the model keeps them; lpage_info and write tracking
-    read as 0 (the models derive those from the shadow pages instead)."""
+    """``slot->arch``: its rmaps as the model keeps them, the huge-page info as x86.c
+    makes it for a new slot; write tracking reads as 0 (no gfn is write-tracked)."""
     if "_arch" not in slot.__dict__:
         slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
-                                        rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)])
+                                        rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)],
+                                        lpage_info=[_lpage_info(slot, level) for level in (2, 3)])
     return slot.__dict__["_arch"]
 
 
@@ -522,6 +578,9 @@ def _mmu_roles(mmu):
 def _install_field_defaults() -> None:
     from kernel_models.mmu_fault import kvm_mmu
     from kernel_models.vm import kvm_memory_slot
+    for name, value in vm_objects.SLOT_FIELDS.items():
+        if not hasattr(kvm_memory_slot, name):
+            setattr(kvm_memory_slot, name, value)
     if not hasattr(kvm_memory_slot, "arch"):
         kvm_memory_slot.arch = property(_slot_arch)
     if not hasattr(kvm_mmu, "cpu_role"):
@@ -561,7 +620,7 @@ class PageHash:
 
 
 # Fields of struct kvm the models do not carry (locks are held, sequence counts start at 0).
-VM_FIELDS = ("mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
+VM_FIELDS = ("mm", "mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
              "mmu_invalidate_range_start", "mmu_invalidate_range_end", "nr_memslot_pages",
              "slots_arch_lock", "mn_active_invalidate_count", "vcpus_lock", "created_vcpus")
 
@@ -575,6 +634,7 @@ def prepare_vm(vm, layouts: dict | None = None) -> None:
     for name in VM_FIELDS:
         vm.__dict__.setdefault(name, 0)
     vm.__dict__.setdefault("kvm_x86_ops", VendorOps(vm))
+    vm.__dict__.setdefault("mem_attr_array", {})     # xarray gfn -> attributes: none set
     if "stat" not in vm.__dict__:
         vm.__dict__["stat"] = new_struct(layouts, "struct kvm_vm_stat",
                                          pages=StatCounters("pages"))
@@ -582,7 +642,8 @@ def prepare_vm(vm, layouts: dict | None = None) -> None:
         vm.__dict__["arch"] = new_struct(layouts, "struct kvm_arch",
                                          tdp_mmu_roots=vm.tdp_mmu_roots,
                                          active_mmu_pages=vm.active_mmu_pages,
-                                         mmu_page_hash=PageHash(vm))
+                                         mmu_page_hash=PageHash(vm),
+                                         **vm_objects.ARCH_FIELDS)
 
 
 
@@ -605,12 +666,13 @@ HELPERS = frozenset({
 CONSTANTS: dict[str, int] = {
     "PAGE_SHIFT": 12, "PAGE_SIZE": 4096, "PAGE_MASK": ~4095, "BITS_PER_LONG": 64,
     "PG_LEVEL_NONE": 0, "PG_LEVEL_4K": 1, "PG_LEVEL_2M": 2, "PG_LEVEL_1G": 3,
-    "PG_LEVEL_512G": 4, "PG_LEVEL_NUM": 5, "U64_MAX": M64, "ULONG_MAX": M64, "INT_MAX": 2**31 - 1,
+    "PG_LEVEL_512G": 4, "PG_LEVEL_NUM": 5, "U64_MAX": M64, "ULONG_MAX": M64, "INT_MAX": 2**31 - 1, "SHRT_MAX": 2**15 - 1,
     "HZ": 1000, "EINVAL": 22, "ENOMEM": 12, "EFAULT": 14, "EAGAIN": 11, "EIO": 5, "ENOENT": 2,
     "ENOSPC": 28, "EEXIST": 17, "EBUSY": 16, "EPERM": 1, "ENOTSUPP": 524, "EOPNOTSUPP": 95,
     "E2BIG": 7, "EINTR": 4, "KVM_ADDRESS_SPACE_NUM": 2,
     "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
     "NR_SECONDARY_PAGETABLE": 0,
+    "KVM_MEMORY_ATTRIBUTE_PRIVATE": 1 << 3,     # include/uapi/linux/kvm.h
     # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
     "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,
     "VMX_EPT_RWX_MASK": 7, "VMX_EPT_IPAT_BIT": 1 << 6, "VMX_EPT_MT_EPTE_SHIFT": 3,

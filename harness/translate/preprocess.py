@@ -79,6 +79,25 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def single_expression(body: list[str]) -> tuple[str, ...]:
+    """``( { e ; } )`` rewritten to ``( e )``: a GNU statement expression whose one
+    statement is an expression has that expression's value, so the macro is then
+    an ordinary one (the tree's ``({ lockdep_assert_held(...); }), root`` loop tests)."""
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "(" and body[i + 1:i + 2] == ["{"]:
+            j = i + 2
+            while j < len(body) and body[j] not in (";", "{", "}"):
+                j += 1
+            if body[j:j + 3] == [";", "}", ")"] and j > i + 2:
+                out.extend(["("] + body[i + 2:j] + [")"])
+                i = j + 3
+                continue
+        out.append(body[i])
+        i += 1
+    return tuple(out)
+
+
 def strip_comments(text: str) -> str:
     """Comments removed (newlines inside block comments kept), strings untouched."""
     out = []
@@ -230,8 +249,8 @@ class Preprocessor:
             if variadic:
                 params[-1] = params[-1][:-3].strip() or "__VA_ARGS__"
             body = rest[close + 1:]
-            self.macros[name] = Macro(name, tuple(params), tuple(tokens(body)), variadic,
-                                      path, number)
+            self.macros[name] = Macro(name, tuple(params), single_expression(tokens(body)),
+                                      variadic, path, number)
         else:
             self.macros[name] = Macro(name, None, tuple(tokens(rest[match.end():])), False,
                                       path, number)

@@ -17,6 +17,9 @@ mean what the C means; nothing here is an assumption about the kernel's world
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from kernel_models.mmu_internal import SptePointer, kvm_mmu_page
 
 M64 = (1 << 64) - 1
@@ -163,6 +166,8 @@ def _struct(ctype: str, _positional=(), **fields):
 def _copy(value):
     if isinstance(value, Struct):
         return Struct(value._type, **{k: v for k, v in value.__dict__.items() if k != "_type"})
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return copy.copy(value)         # a hand-written struct value (kvm_mmu_page_role)
     return value
 
 
@@ -211,6 +216,8 @@ def _ptr_add(base, offset):
     if isinstance(base, Ref):
         return Ref(base.container, base.key + offset)
     if isinstance(base, list):
+        if 0 <= offset < len(base) and isinstance(base[offset], Struct):
+            return base[offset]       # &array[i] of structs: the struct (objects are references)
         return Ref(base, offset)
     return base + offset
 
