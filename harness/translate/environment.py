@@ -52,7 +52,8 @@ calling it raises ``EnvironmentMiss`` naming it.
 from __future__ import annotations
 
 from harness.translate import runtime, vm_objects
-from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapHead,
+from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapCursor,
+                                       RmapHead,
                                        SptePointer, Struct, _address, _load, _store, new_struct)
 from kernel_models import effects as E
 
@@ -243,7 +244,7 @@ PRIMITIVES: dict = {
     "BIT_ULL_MASK": BIT,
     # branch hints and one-thread memory order
     "likely": _pass, "unlikely": _pass, "READ_ONCE": _pass, "data_race": _pass,
-    "WRITE_ONCE": WRITE_ONCE, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
+    "WRITE_ONCE": WRITE_ONCE, "smp_store_mb": WRITE_ONCE, "page_to_pfn": _pass, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
     "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
     "smp_wmb": _nothing, "smp_rmb": _nothing, "smp_mb": _nothing, "barrier": _nothing,
     "smp_mb__after_atomic": _nothing, "smp_load_acquire": lambda vm, p: _load(p),
@@ -411,7 +412,7 @@ NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond", "container_of", "
                             "list_first_or_null_rcu", "list_next_or_null_rcu",
                             "list_first_entry_or_null"})
 # Primitives whose first argument is an lvalue (the C macro writes through it).
-LVALUE_FIRST = frozenset({"WRITE_ONCE", "rcu_assign_pointer", "RCU_INIT_POINTER"})
+LVALUE_FIRST = frozenset({"WRITE_ONCE", "smp_store_mb", "rcu_assign_pointer", "RCU_INIT_POINTER"})
 
 
 # ---------------------------------------------------------------------------
@@ -455,6 +456,38 @@ def gfn_to_pfn_memslot(kvm, slot, gfn, *args):
     return pfn
 
 
+def gfn_to_page_many_atomic(kvm, slot, gfn, *args):
+    """kvm_main.c as the C calls it (``slot, gfn, pages, nr_pages`` -> count): the
+    hand-written model's pfns (a page is its pfn here), written into ``pages``."""
+    from kernel_models.mmu_fault import gfn_to_page_many_atomic as model
+    if len(args) == 1:
+        return model(kvm, slot, gfn, *args)
+    pages, nr_pages = args
+    got = model(kvm, slot, gfn, nr_pages)
+    for i, pfn in enumerate(got):
+        pages[i] = pfn
+    return len(got)
+
+
+def kvm_vcpu_read_guest_atomic(kvm, vcpu, gpa, *args):
+    """kvm_main.c as the C calls it (``vcpu, gpa, data, len`` -> 0 or -EFAULT): the
+    hand-written model's 8-byte reads (``kvm.guest_memory``), written into ``data``."""
+    from kernel_models.paging_tmpl import kvm_vcpu_read_guest_atomic as model
+    if len(args) == 1:
+        return model(kvm, vcpu, gpa, *args)
+    data, length = args
+    count = max(int(length) // 8, 1)
+    for i in range(count):
+        error, value = model(kvm, vcpu, gpa + 8 * i, 8)
+        if error:
+            return error
+        if count == 1 and isinstance(data, Ref):
+            data.set(value)
+        else:
+            data[i] = value
+    return 0
+
+
 def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
     """virt/kvm/kvm_main.c: the memslot holding ``gfn`` (the VM's list, address space 0)."""
     return kvm.gfn_to_memslot(gfn)
@@ -462,6 +495,16 @@ def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
 
 def gfn_to_memslot(kvm, gfn):
     return kvm.gfn_to_memslot(gfn)
+
+
+# Memslot lookup (include/linux/kvm_host.h): the tree defines it over struct kvm_memslots
+# (an rbtree, a hash and last_used_slot); the environment's memslots are the VM's list, so
+# these replace the translations.
+MEMSLOT_FUNCTIONS = {
+    "__gfn_to_memslot": lambda kvm, slots, gfn: kvm.gfn_to_memslot(gfn),
+    "search_memslots": lambda kvm, slots, gfn, approx=False: kvm.gfn_to_memslot(gfn),
+    "kvm_vcpu_gfn_to_memslot": lambda kvm, vcpu, gfn: kvm.gfn_to_memslot(gfn),
+}
 
 
 def _host_models() -> dict:
@@ -472,7 +515,9 @@ def _host_models() -> dict:
                   "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty,
                   "kvm_vcpu_gfn_to_memslot": kvm_vcpu_gfn_to_memslot,
                   "gfn_to_memslot": gfn_to_memslot,
-                  "__gfn_to_pfn_memslot": gfn_to_pfn_memslot})
+                  "__gfn_to_pfn_memslot": gfn_to_pfn_memslot,
+                  "gfn_to_page_many_atomic": gfn_to_page_many_atomic,
+                  "kvm_vcpu_read_guest_atomic": kvm_vcpu_read_guest_atomic})
     return found
 
 
@@ -494,7 +539,7 @@ _HOST = None
 
 
 # Kernel globals the translated C reads that the VM's SPTE mode does not set.
-GLOBAL_DEFAULTS = {"mmu_page_header_cache": None, "pte_list_desc_cache": None,
+GLOBAL_DEFAULTS = {**vm_objects.GLOBALS,
                    "shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
                    "max_tdp_level": 4, "nx_huge_pages": False, "enable_mmio_caching": False,
                    "force_flush_and_sync_on_reuse": False, "eager_page_split": True}
@@ -505,7 +550,8 @@ GLOBAL_DEFAULTS = {"mmu_page_header_cache": None, "pte_list_desc_cache": None,
 FIELD_DEFAULTS = {
     "kvm_mmu_page_role": {"smm": 0, "quadrant": 0, "has_4_byte_gpte": False, "cr0_wp": True,
                           "efer_nx": True, "smap_andnot_wp": False, "smep_andnot_wp": False,
-                          "passthrough": False, "word": 0, "is_private": False},
+                          "passthrough": False, "is_private": False,
+                          "word": property(vm_objects.role_word)},
     "kvm_mmu": {"shadow_zero_check": Struct("rsvd_bits_validate",
                                             rsvd_bits_mask=[[0] * 5, [0] * 5], bad_mt_xwr=0),
                 "guest_rsvd_check": Struct("rsvd_bits_validate",
@@ -537,9 +583,16 @@ class LevelRmaps:
     def __getitem__(self, index: int) -> RmapHead:
         shift = (self.level - 1) * 9
         gfn = (index + (self.slot.base_gfn >> shift)) << shift
-        return RmapHead(self.slot.rmap.setdefault((self.level, gfn), []))
+        return RmapCursor(self.slot.rmap.setdefault((self.level, gfn), []), self, index)
 
     __add__ = __getitem__
+
+    def __eq__(self, other):        # one slot level's array is the same array however reached
+        return isinstance(other, LevelRmaps) and (other.slot, other.level) == (self.slot,
+                                                                              self.level)
+
+    def __hash__(self):
+        return hash((id(self.slot), self.level))
 
 
 def _lpage_info(slot, level: int) -> list:
@@ -570,14 +623,19 @@ def _slot_arch(slot):
 def _mmu_roles(mmu):
     """``mmu->cpu_role.base`` / ``mmu->root_role``: the model's ``ad_disabled``,
     ``root_level`` and ``direct``, under the kernel's names."""
-    base = Struct("kvm_mmu_page_role", ad_disabled=mmu.ad_disabled, level=mmu.root_level,
-                  direct=mmu.direct)
+    base = vm_objects.PageRole("kvm_mmu_page_role", ad_disabled=mmu.ad_disabled,
+                               level=mmu.root_level, direct=mmu.direct)
     return Struct("kvm_cpu_role", base=base)
 
 
 def _install_field_defaults() -> None:
     from kernel_models.mmu_fault import kvm_mmu
     from kernel_models.vm import kvm_memory_slot
+    from kernel_models.vm import kvm_gfn_range
+    if not isinstance(kvm_gfn_range.__dict__.get("arg"), vm_objects.NotifierArgField):
+        field = vm_objects.NotifierArgField()
+        field.__set_name__(kvm_gfn_range, "arg")
+        kvm_gfn_range.arg = field
     for name, value in vm_objects.SLOT_FIELDS.items():
         if not hasattr(kvm_memory_slot, name):
             setattr(kvm_memory_slot, name, value)
@@ -620,7 +678,7 @@ class PageHash:
 
 
 # Fields of struct kvm the models do not carry (locks are held, sequence counts start at 0).
-VM_FIELDS = ("mm", "mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
+VM_FIELDS = ("mm", "manual_dirty_log_protect", "mmu_lock", "slots_lock", "srcu", "mmu_invalidate_seq", "mmu_invalidate_in_progress",
              "mmu_invalidate_range_start", "mmu_invalidate_range_end", "nr_memslot_pages",
              "slots_arch_lock", "mn_active_invalidate_count", "vcpus_lock", "created_vcpus")
 
@@ -644,6 +702,7 @@ def prepare_vm(vm, layouts: dict | None = None) -> None:
                                          active_mmu_pages=vm.active_mmu_pages,
                                          mmu_page_hash=PageHash(vm),
                                          **vm_objects.ARCH_FIELDS)
+        vm_objects.bind_arch(vm.__dict__["arch"], vm)
 
 
 
@@ -673,6 +732,9 @@ CONSTANTS: dict[str, int] = {
     "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
     "NR_SECONDARY_PAGETABLE": 0,
     "KVM_MEMORY_ATTRIBUTE_PRIVATE": 1 << 3,     # include/uapi/linux/kvm.h
+    **vm_objects.CONSTANTS,
+    "KVM_DIRTY_LOG_INITIALLY_SET": 1 << 1, "KVM_X86_DEFAULT_VM": 0,
+    "KVM_X86_SW_PROTECTED_VM": 1,
     # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
     "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,
     "VMX_EPT_RWX_MASK": 7, "VMX_EPT_IPAT_BIT": 1 << 6, "VMX_EPT_MT_EPTE_SHIFT": 3,
@@ -699,6 +761,7 @@ def _set_bits(vm, bitmap, size):
 
 # Which arguments of an iterator macro are its cursors (default: the first).
 FOREACH_CURSORS = {"xa_for_each": (1, 2), "xa_for_each_range": (1, 2),
+                   "list_for_each_entry_safe_reverse": (0, 1),
                    "list_for_each_entry_safe": (0, 1), "hlist_for_each_entry_safe": (0, 1)}
 
 
@@ -716,7 +779,9 @@ FOREACH: dict = {
     "list_for_each_entry_rcu": _list_entries, "hlist_for_each_entry": _list_entries,
     "hlist_for_each_entry_safe":
         lambda vm, head, member: ((e, None) for e in _list_entries(vm, head)),
-    "list_for_each_entry_reverse": _list_entries,
+    "list_for_each_entry_reverse": lambda vm, head, member: reversed(list(_list_entries(vm, head))),
+    "list_for_each_entry_safe_reverse":
+        lambda vm, head, member: ((e, None) for e in reversed(list(_list_entries(vm, head)))),
     "for_each_set_bit": _set_bits,
 }
 

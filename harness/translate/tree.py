@@ -110,6 +110,7 @@ class TranslatedVersionSet:
                 if name.startswith(prefix):
                     generic = f"FNAME({name[len(prefix):]})"
                     found.setdefault(generic, _by_guest_mode(name[len(prefix):]))
+        found.update(environment.MEMSLOT_FUNCTIONS)
         found.update(dict(self.overrides))
         return found
 

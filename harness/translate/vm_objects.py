@@ -164,7 +164,9 @@ def kvm_mmu_memory_cache_alloc(vm, cache):
 
     kind = getattr(cache, "__dict__", {}).get("kind", "pte_list_desc")
     if kind == "page_header":
-        return kvm_mmu_page(vm, kvm_mmu_page_role(level=0), 0)
+        sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=0), 0)
+        sp.__dict__["_fresh"] = True        # filled silently until linked (runtime._unlinked)
+        return sp
     if kind == "shadow_page":
         return {}                                   # sp->spt: the page's (sparse) table
     if kind == "shadowed_info":
@@ -186,13 +188,19 @@ VCPU_CACHES = {"mmu_page_header_cache": "page_header", "mmu_shadow_page_cache": 
 
 
 def prepare_vcpu(vcpu) -> None:
-    """Give a hand-written ``kvm_vcpu`` the fields the translated init paths use."""
+    """Give a hand-written ``kvm_vcpu`` the fields the translated init paths use;
+    the MMU's ``sync_spte`` is the guest mode's ``FNAME(sync_spte)`` (the nested table's)."""
     mmu = vcpu.arch.mmu
+    if vcpu.kvm is not None and "sync_spte" not in mmu.__dict__:
+        mmu.sync_spte = lambda vcpu_, sp, i: getattr(vcpu.kvm, "FNAME(sync_spte)")(vcpu_, sp, i)
     if not isinstance(mmu.root, Struct):
         mmu.root = Struct("struct kvm_mmu_root_info", hpa=INVALID_PAGE, pgd=0)
     mmu.__dict__.setdefault("prev_roots", [Struct("struct kvm_mmu_root_info", hpa=INVALID_PAGE,
                                                   pgd=0) for _ in range(3)])
     mmu.__dict__.setdefault("pae_root", None)
+    vcpu.__dict__.setdefault("stat", Struct("struct kvm_vcpu_stat"))
+    vcpu.__dict__.setdefault("requests", 0)
+    vcpu.__dict__.setdefault("mode", 0)            # OUTSIDE_GUEST_MODE
     for name, kind in VCPU_CACHES.items():
         vcpu.arch.__dict__.setdefault(name, memory_cache(kind))
 
@@ -212,6 +220,74 @@ def pmd_leaf(vm, entry) -> bool:
     from kernel_models.mmu_slot import host_pfn_mapping_level
     gfn = entry.hva >> 12
     return host_pfn_mapping_level(vm, gfn, vm.gfn_to_memslot(gfn)) == 2
+
+
+# -- error pointers, invalidation, allocation flags ---------------------------------
+
+class ErrorPointer(int):
+    """``ERR_PTR(-errno)``: a pointer that is an error code."""
+
+
+def _invalidate_begin(vm, *args):
+    """virt/kvm/kvm_main.c kvm_mmu_invalidate_begin: an invalidation is in progress."""
+    vm.mmu_invalidate_in_progress += 1
+
+
+def _invalidate_end(vm, *args):
+    """kvm_mmu_invalidate_end: the sequence count moves on, the invalidation ends."""
+    vm.mmu_invalidate_seq += 1
+    vm.mmu_invalidate_in_progress -= 1
+
+
+# -- union kvm_mmu_page_role ------------------------------------------------------
+
+# The role's bit fields, in the union's order (arch/x86/include/asm/kvm_host.h).
+ROLE_FIELDS = ("level", "has_4_byte_gpte", "quadrant", "direct", "access", "invalid",
+               "efer_nx", "cr0_wp", "smep_andnot_wp", "smap_andnot_wp", "ad_disabled",
+               "guest_mode", "passthrough", "is_private", "smm")
+
+
+def role_word(role) -> int:
+    """``role.word``: the union's other view, as an encoding of the fields (translated code
+    compares words, as kvm_mmu_find_shadow_page does; it never decodes one)."""
+    word = 0
+    for name in ROLE_FIELDS:
+        word = word * 257 + int(getattr(role, name, 0) or 0) % 257
+    return word
+
+
+class PageRole(Struct):
+    """``union kvm_mmu_page_role`` built by the environment: ``word`` follows the fields."""
+
+    @property
+    def word(self):
+        return role_word(self)
+
+
+# -- mmu_notifier arguments -------------------------------------------------------
+
+class NotifierArg(tuple):
+    """``range->arg`` (``union kvm_mmu_notifier_arg``): the hand-written models' new host
+    PTE ``(pfn, writable)``, or ``()`` with no argument; ``.pte`` reads it as a ``pte_t``."""
+
+    @property
+    def pte(self):
+        return self
+
+
+class NotifierArgField:
+    """``kvm_gfn_range.arg`` stored as a ``NotifierArg`` (None: no argument)."""
+
+    def __set_name__(self, owner, name):
+        self.key = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return None
+        return obj.__dict__.get(self.key, NotifierArg())
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = NotifierArg(value or ())
 
 
 # -- reference counts --------------------------------------------------------------
@@ -241,6 +317,16 @@ def refcount_read(vm, ref):
 
 
 PRIMITIVES: dict = {
+    "pte_pfn": lambda vm, pte: pte[0], "pte_write": lambda vm, pte: bool(pte[1]),
+    "ERR_PTR": lambda vm, code: ErrorPointer(code),
+    "IS_ERR": lambda vm, p: isinstance(p, ErrorPointer),
+    "IS_ERR_OR_NULL": lambda vm, p: p is None or isinstance(p, ErrorPointer),
+    "PTR_ERR": lambda vm, p: int(p),
+    "kvm_mmu_invalidate_begin": _invalidate_begin, "kvm_mmu_invalidate_end": _invalidate_end,
+    "kvm_mmu_invalidate_range_add": lambda vm, *args: None,
+    "kmem_cache_alloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
+    "kmem_cache_zalloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
+    "__get_free_page": lambda vm, gfp=0: {}, "get_zeroed_page": lambda vm, gfp=0: {},
     "pgd_offset": lambda vm, mm, hva: HostEntry(5, hva),
     "p4d_offset": lambda vm, pgd, hva: HostEntry(4, hva),
     "pud_offset": lambda vm, p4d, hva: HostEntry(3, hva),
@@ -275,12 +361,37 @@ PRIMITIVES: dict = {
     "refcount_read": refcount_read,
 }
 
+# Allocation flags (include/linux/gfp_types.h): the environment's allocations ignore them.
+CONSTANTS = {"GFP_KERNEL": 0, "GFP_KERNEL_ACCOUNT": 0, "GFP_NOWAIT": 0, "GFP_ATOMIC": 0,
+             "__GFP_ACCOUNT": 0, "__GFP_ZERO": 0, "__GFP_NOWARN": 0, "__GFP_NORETRY": 0}
+
 # Fields of struct kvm_memory_slot the hand-written class lacks.
 SLOT_FIELDS = {"userspace_addr": 0}
 
 # Fields of struct kvm_mmu_page the hand-written class lacks (entry nodes of the lists).
 PAGE_FIELDS = {"link": None, "hash_link": None, "mmu_valid_gen": 0}
 
+# The kmem caches of mmu.c (globals the tree declares), by the kind of object they hold.
+GLOBALS = {"mmu_page_header_cache": memory_cache("page_header"),
+           "pte_list_desc_cache": memory_cache("pte_list_desc")}
+
+
+class VmArch(Struct):
+    """``kvm->arch``: fields the operations keep on the VM itself are read from it."""
+
+    FROM_VM = ("shadow_root_allocated",)
+
+    def __getattr__(self, name):
+        if name in VmArch.FROM_VM:
+            return self.__dict__["_vm"].__dict__.get(name, False)
+        return super().__getattr__(name)
+
+
+def bind_arch(arch, vm) -> None:
+    arch.__class__ = VmArch
+    arch.__dict__["_vm"] = vm
+
+
 # kvm->arch fields the allocation paths read (n_max_mmu_pages: no page limit is reached).
 ARCH_FIELDS = {"n_max_mmu_pages": 1 << 20, "n_used_mmu_pages": 0, "n_requested_mmu_pages": 0,
-               "mmu_valid_gen": 0, "indirect_shadow_pages": 0}
+               "mmu_valid_gen": 0, "indirect_shadow_pages": 0, "vm_type": 0}
