@@ -203,30 +203,34 @@ def compare_sequence(translated, model, name: str, steps, mode: str, mmu: str,
     lacking = entry_points.skipped(release) if release else {}
     missing = [op for op, _ in steps if op in lacking]
     if missing:
-        return OperationFidelity(name, mode, mmu, SKIPPED, (), lacking[missing[0]])
+        return OperationFidelity(name, mode + pml * "+pml", mmu, SKIPPED, (), lacking[missing[0]])
+    mode_name = mode + pml * "+pml"
     expected = _drive(operations.new_vm(model, mode, mmu, pml=pml), operations, steps)
     try:
         got = _drive(operations.new_vm(translated, mode, mmu, pml=pml), operations, steps)
     except Exception as exc:  # noqa: BLE001 - the translated side's stop is the finding
-        return OperationFidelity(name, mode, mmu, NOT_RUN, (), f"{type(exc).__name__}: {exc}")
+        return OperationFidelity(name, mode_name, mmu, NOT_RUN, (), f"{type(exc).__name__}: {exc}")
     for (step, args), want, have in zip(steps, expected, got):
         if want != have:
             channels = tuple(sorted({e[0] for e in set(want) ^ set(have)} or
                                     {e[0] for e in want + have}))
             return OperationFidelity(
-                name, mode, mmu, DIFFERS, channels,
+                name, mode_name, mmu, DIFFERS, channels,
                 f"step {step}({args}):\n  model:      {_show([e[1:] for e in want])}\n"
                 f"  translated: {_show([e[1:] for e in have])}")
-    return OperationFidelity(name, mode, mmu, EQUAL)
+    return OperationFidelity(name, mode_name, mmu, EQUAL)
 
 
 def compare_operations(translated, model, modes=None, mmus=None) -> list[OperationFidelity]:
-    """The explicit operation mix in every mode and MMU where each sequence applies."""
+    """The explicit operation mix in every mode and MMU where each sequence applies
+    (with PML too where the mode has it), as the engine's kept sequences run."""
     from kernel_models import operations
     rows = []
     for name, steps in operation_mix():
         for mode in modes or operations.MODES:
             for mmu in mmus or operations.MMUS:
-                if all(operations.OPERATIONS[op].applies_to(mmu, mode) for op, _ in steps):
-                    rows.append(compare_sequence(translated, model, name, steps, mode, mmu))
+                if not all(operations.OPERATIONS[op].applies_to(mmu, mode) for op, _ in steps):
+                    continue
+                for pml in (False, True) if operations.pml_supported(mode) else (False,):
+                    rows.append(compare_sequence(translated, model, name, steps, mode, mmu, pml))
     return rows

@@ -244,7 +244,8 @@ PRIMITIVES: dict = {
     "BIT_ULL_MASK": BIT,
     # branch hints and one-thread memory order
     "likely": _pass, "unlikely": _pass, "READ_ONCE": _pass, "data_race": _pass,
-    "WRITE_ONCE": WRITE_ONCE, "smp_store_mb": WRITE_ONCE, "page_to_pfn": _pass, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
+    "WRITE_ONCE": WRITE_ONCE, "smp_store_mb": WRITE_ONCE, "page_to_pfn": _pass,
+    "pte_huge": _false, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
     "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
     "smp_wmb": _nothing, "smp_rmb": _nothing, "smp_mb": _nothing, "barrier": _nothing,
     "smp_mb__after_atomic": _nothing, "smp_load_acquire": lambda vm, p: _load(p),
@@ -500,7 +501,29 @@ def gfn_to_memslot(kvm, gfn):
 # Memslot lookup (include/linux/kvm_host.h): the tree defines it over struct kvm_memslots
 # (an rbtree, a hash and last_used_slot); the environment's memslots are the VM's list, so
 # these replace the translations.
+def _memslot_iter_start(kvm, iter, slots, start):
+    """kvm_memslot_iter_start: the first slot that ends after ``start`` (by base gfn)."""
+    as_id = getattr(slots, "__dict__", {}).get("as_id", 0)
+    order = sorted((slot for slot in kvm.memslots if slot.as_id == as_id),
+                   key=lambda slot: slot.base_gfn)
+    iter.order = [slot for slot in order if slot.base_gfn + slot.npages > start]
+    iter.position = 0
+    iter.slot = iter.order[0] if iter.order else None
+
+
+def _memslot_iter_next(kvm, iter):
+    iter.position += 1
+    iter.slot = iter.order[iter.position] if iter.position < len(iter.order) else None
+
+
+def _memslot_iter_is_valid(kvm, iter, end):
+    return iter.slot is not None and iter.slot.base_gfn < end
+
+
 MEMSLOT_FUNCTIONS = {
+    "__kvm_memslots": lambda kvm, as_id: Struct("struct kvm_memslots", as_id=as_id),
+    "kvm_memslot_iter_start": _memslot_iter_start, "kvm_memslot_iter_next": _memslot_iter_next,
+    "kvm_memslot_iter_is_valid": _memslot_iter_is_valid,
     "__gfn_to_memslot": lambda kvm, slots, gfn: kvm.gfn_to_memslot(gfn),
     "search_memslots": lambda kvm, slots, gfn, approx=False: kvm.gfn_to_memslot(gfn),
     "kvm_vcpu_gfn_to_memslot": lambda kvm, vcpu, gfn: kvm.gfn_to_memslot(gfn),
@@ -643,7 +666,8 @@ def _install_field_defaults() -> None:
         kvm_memory_slot.arch = property(_slot_arch)
     if not hasattr(kvm_mmu, "cpu_role"):
         kvm_mmu.cpu_role = property(_mmu_roles)
-        kvm_mmu.root_role = property(lambda mmu: _mmu_roles(mmu).base)
+        kvm_mmu.root_role = property(lambda mmu: mmu.__dict__.get("_root_role")
+                                     or _mmu_roles(mmu).base)
     from kernel_models import mmu_fault, mmu_internal
     for class_name, fields in FIELD_DEFAULTS.items():
         cls = getattr(mmu_internal, class_name, None) or getattr(mmu_fault, class_name)

@@ -191,6 +191,12 @@ def prepare_vcpu(vcpu) -> None:
     """Give a hand-written ``kvm_vcpu`` the fields the translated init paths use;
     the MMU's ``sync_spte`` is the guest mode's ``FNAME(sync_spte)`` (the nested table's)."""
     mmu = vcpu.arch.mmu
+    if vcpu.kvm is not None and "_root_role" not in mmu.__dict__:
+        # kvm_calc_tdp_mmu_root_page_role: A/D bits off in the root's pages exactly when
+        # KVM cannot use them (kvm_ad_enabled(): shadow_accessed_mask set)
+        mmu.__dict__["_root_role"] = PageRole(
+            "union kvm_mmu_page_role", level=mmu.root_level, direct=mmu.direct,
+            ad_disabled=not vcpu.kvm.shadow_accessed_mask, access=7, cr0_wp=True, efer_nx=True)
     if vcpu.kvm is not None and "sync_spte" not in mmu.__dict__:
         mmu.sync_spte = lambda vcpu_, sp, i: getattr(vcpu.kvm, "FNAME(sync_spte)")(vcpu_, sp, i)
     if not isinstance(mmu.root, Struct):
