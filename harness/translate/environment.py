@@ -70,6 +70,8 @@ def _unknown(vm, name):
 
 
 def _unknown_value(vm, name):
+    if name in vm.__dict__ and name in OUTSIDE_GLOBALS:     # x86.c's globals, set per VM
+        return vm.__dict__[name]
     if name.startswith("CONFIG_"):       # IS_ENABLED(CONFIG_X) in code: preprocess.CONFIG
         from harness.translate.preprocess import CONFIG
         return int(name in CONFIG)
@@ -312,7 +314,8 @@ PRIMITIVES: dict = {
     "call_rcu": lambda vm, head, callback: callback(head),
     "container_of": lambda vm, pointer, ctype, member: (
         pointer.container if isinstance(pointer, Ref) else pointer),
-    "free_page": lambda vm, address: vm.mmu_pages.pop(_address(address) >> 12, None) and None,
+    "free_page": lambda vm, address: (vm.mmu_pages.pop(_address(address) >> 12, None)
+                                      if isinstance(_address(address), int) else None) and None,
     "kmem_cache_free": _nothing, "kfree": _nothing,
     "kvm_mmu_memory_cache_alloc": lambda vm, cache: Struct(
         "struct pte_list_desc", more=None, spte_count=0, tail_count=0,
@@ -561,6 +564,10 @@ def host_models() -> dict:
 _HOST = None
 
 
+# Globals defined outside the tree's files that the translated C reads (prepare_vm sets them).
+OUTSIDE_GLOBALS = frozenset({"kvm_host", "kvm_ad_enabled"})
+
+
 # Kernel globals the translated C reads that the VM's SPTE mode does not set.
 GLOBAL_DEFAULTS = {**vm_objects.GLOBALS,
                    "shadow_phys_bits": 46, "max_huge_page_level": 3, "tdp_root_level": 4,
@@ -716,6 +723,10 @@ def prepare_vm(vm, layouts: dict | None = None) -> None:
     for name in VM_FIELDS:
         vm.__dict__.setdefault(name, 0)
     vm.__dict__.setdefault("kvm_x86_ops", VendorOps(vm))
+    vm.__dict__.setdefault("kvm_host", Struct("struct kvm_host_values", maxphyaddr=46))
+    if "kvm_ad_enabled" not in vm.functions:        # a variable from v6.13 on (spte.c)
+        vm.__dict__.setdefault("kvm_ad_enabled",
+                               vm_objects.CallableFlag(bool(vm.shadow_accessed_mask)))
     vm.__dict__.setdefault("mem_attr_array", {})     # xarray gfn -> attributes: none set
     if "stat" not in vm.__dict__:
         vm.__dict__["stat"] = new_struct(layouts, "struct kvm_vm_stat",
@@ -758,7 +769,9 @@ CONSTANTS: dict[str, int] = {
     "KVM_MEMORY_ATTRIBUTE_PRIVATE": 1 << 3,     # include/uapi/linux/kvm.h
     **vm_objects.CONSTANTS,
     "KVM_DIRTY_LOG_INITIALLY_SET": 1 << 1, "KVM_X86_DEFAULT_VM": 0,
-    "KVM_X86_SW_PROTECTED_VM": 1,
+    "KVM_X86_SW_PROTECTED_VM": 1, "KVM_X86_SEV_VM": 2, "KVM_X86_SEV_ES_VM": 3,
+    "KVM_X86_SNP_VM": 4, "KVM_X86_TDX_VM": 5, "KVM_PAGE_TRACK_WRITE": 0,
+    "APIC_ACCESS_PAGE_PRIVATE_MEMSLOT": 32765,
     # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
     "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,
     "VMX_EPT_RWX_MASK": 7, "VMX_EPT_IPAT_BIT": 1 << 6, "VMX_EPT_MT_EPTE_SHIFT": 3,

@@ -456,8 +456,8 @@ def _u64(value):
         return int(value)
     if isinstance(value, (SptePointer, Struct, kvm_mmu_page)):
         return Address(value)
-    if isinstance(value, Tagged):
-        return value
+    if isinstance(value, (Tagged, dict)):
+        return value        # (unsigned long) of a table the model keeps as a dict: itself
     return _address(value) & M64
 
 

@@ -296,6 +296,14 @@ class NotifierArgField:
         obj.__dict__[self.key] = NotifierArg(value or ())
 
 
+class CallableFlag(int):
+    """A kernel global that was a function in older releases (``kvm_ad_enabled``): the
+    translated C reads it, the operations written for v6.9 call it."""
+
+    def __call__(self) -> bool:
+        return bool(self)
+
+
 # -- reference counts --------------------------------------------------------------
 
 def refcount_set(vm, ref, value):
