@@ -448,11 +448,15 @@ def kvm_release_faultin_page(kvm, page, unused, dirty):
 def gfn_to_pfn_memslot(kvm, slot, gfn, *args):
     """virt/kvm/kvm_main.c ``__gfn_to_pfn_memslot`` as the C calls it (v6.1..v6.12:
     ``slot, gfn, atomic, interruptible, async, write_fault, writable, hva``): the
-    hand-written model's (pfn, writable), written through the output pointers."""
+    hand-written model's (pfn, writable), written through the output pointers.  v6.1 has
+    no ``interruptible``."""
     from kernel_models import kvm_main
-    if len(args) < 6:
+    if len(args) < 5:
         return kvm_main.__gfn_to_pfn_memslot(kvm, slot, gfn, *args)
-    atomic, _interruptible, async_ref, write_fault, writable_ref, hva_ref = args[:6]
+    if len(args) == 5:          # v6.1: no ``interruptible`` yet
+        atomic, async_ref, write_fault, writable_ref, hva_ref = args
+    else:
+        atomic, _interruptible, async_ref, write_fault, writable_ref, hva_ref = args[:6]
     pfn, writable = kvm_main.__gfn_to_pfn_memslot(kvm, slot, gfn, atomic, write_fault)
     for ref, value in ((async_ref, False), (writable_ref, writable), (hva_ref, 0)):
         if ref is not None:
@@ -666,6 +670,7 @@ def _install_field_defaults() -> None:
         field = vm_objects.NotifierArgField()
         field.__set_name__(kvm_gfn_range, "arg")
         kvm_gfn_range.arg = field
+        kvm_gfn_range.pte = property(lambda r: r.arg)      # v6.1: range->pte, not arg.pte
     for name, value in vm_objects.SLOT_FIELDS.items():
         if not hasattr(kvm_memory_slot, name):
             setattr(kvm_memory_slot, name, value)
@@ -770,7 +775,7 @@ CONSTANTS: dict[str, int] = {
     **vm_objects.CONSTANTS,
     "KVM_DIRTY_LOG_INITIALLY_SET": 1 << 1, "KVM_X86_DEFAULT_VM": 0,
     "KVM_X86_SW_PROTECTED_VM": 1, "KVM_X86_SEV_VM": 2, "KVM_X86_SEV_ES_VM": 3,
-    "KVM_X86_SNP_VM": 4, "KVM_X86_TDX_VM": 5, "KVM_PAGE_TRACK_WRITE": 0,
+    "KVM_X86_SNP_VM": 4, "KVM_X86_TDX_VM": 5, "KVM_PAGE_TRACK_WRITE": 0, "KVM_PAGE_TRACK_MAX": 1,
     "APIC_ACCESS_PAGE_PRIVATE_MEMSLOT": 32765,
     # arch/x86/include/asm/vmx.h (EPT entry bits; not among the tree's files)
     "VMX_EPT_READABLE_MASK": 1, "VMX_EPT_WRITABLE_MASK": 2, "VMX_EPT_EXECUTABLE_MASK": 4,

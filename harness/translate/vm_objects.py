@@ -383,7 +383,11 @@ CONSTANTS = {"GFP_KERNEL": 0, "GFP_KERNEL_ACCOUNT": 0, "GFP_NOWAIT": 0, "GFP_ATO
 SLOT_FIELDS = {"userspace_addr": 0}
 
 # Fields of struct kvm_mmu_page the hand-written class lacks (entry nodes of the lists).
-PAGE_FIELDS = {"link": None, "hash_link": None, "mmu_valid_gen": 0}
+PAGE_FIELDS = {"link": None, "hash_link": None, "mmu_valid_gen": 0,
+               # v6.1's name of nx_huge_page_disallowed
+               "lpage_disallowed": property(lambda sp: sp.nx_huge_page_disallowed,
+                                            lambda sp, v: setattr(sp, "nx_huge_page_disallowed",
+                                                                  v))}
 
 # The kmem caches of mmu.c (globals the tree declares), by the kind of object they hold.
 GLOBALS = {"mmu_page_header_cache": memory_cache("page_header"),
@@ -393,7 +397,7 @@ GLOBALS = {"mmu_page_header_cache": memory_cache("page_header"),
 class VmArch(Struct):
     """``kvm->arch``: fields the operations keep on the VM itself are read from it."""
 
-    FROM_VM = ("shadow_root_allocated",)
+    FROM_VM = ("shadow_root_allocated", "tdp_mmu_enabled")     # the latter per VM in v6.1
 
     def __getattr__(self, name):
         if name in VmArch.FROM_VM:
