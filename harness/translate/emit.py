@@ -469,9 +469,17 @@ class Emitter:
             width = UNSIGNED.get(var.ctype)
             if width and RISKY.search(value):
                 value = f"_u{width}({value})"
-            if var.kind == "struct" and node.op == "=":     # struct assignment copies
-                value = f"_copy({value})"
+        if node.op == "=" and (var is not None and var.kind == "struct"
+                               or self.is_struct_value(node.rvalue)):
+            value = f"_copy({value})"                       # struct assignment copies
         self.store(node.lvalue, value, depth, node)
+
+    def is_struct_value(self, node) -> bool:
+        """A struct-valued local (its assignment to a field must copy it, as C does)."""
+        if isinstance(node, c_ast.ID):
+            var = self.vars.get(node.name)
+            return var is not None and var.kind == "struct"
+        return False
 
     def target(self, node) -> str | None:
         """A Python assignment target for simple lvalues, None when a call must store."""
