@@ -192,7 +192,9 @@ def operations_run(before: TranslatedState, after: TranslatedState) -> str | Non
                 for step, args in smoke:
                     operations.run(vm, step, **args)
             except Exception as exc:   # noqa: BLE001 - the reason is the result
-                return (f"the operation mix stops ({mmu} MMU, {step}) on '{state.name}': "
+                what = ("cannot build a VM" if step == "building the VM"
+                        else f"stops in its {step} step")
+                return (f"the operation mix {what} ({mmu} MMU) on '{state.name}': "
                         f"{type(exc).__name__}: {exc}")
     return None
 
