@@ -303,7 +303,13 @@ PRIMITIVES: dict = {
     "atomic64_dec": lambda vm, ref: _count(vm, ref, -1),
     "atomic_inc": lambda vm, ref: _count(vm, ref, 1),
     "atomic_dec": lambda vm, ref: _count(vm, ref, -1),
-    "atomic64_read": lambda vm, ref: _load(ref), "atomic_read": lambda vm, ref: _load(ref),
+    "atomic64_read": lambda vm, ref: _load(ref), "atomic_long_read": lambda vm, ref: _load(ref),
+    "atomic_long_set": lambda vm, ref, v: ref.set(v),
+    "atomic_long_set_release": lambda vm, ref, v: ref.set(v),
+    "atomic_long_cmpxchg": lambda vm, ref, old, new: cmpxchg(vm, ref, old, new),
+    "atomic_long_try_cmpxchg": lambda vm, ref, old, new: try_cmpxchg64(vm, ref, old, new),
+    "atomic_long_try_cmpxchg_acquire":
+        lambda vm, ref, old, new: try_cmpxchg64(vm, ref, old, new), "atomic_read": lambda vm, ref: _load(ref),
     "atomic64_set": lambda vm, ref, v: ref.set(v), "atomic_set": lambda vm, ref, v: ref.set(v),
     # vendor hooks: static_call(name)(args...)
     "static_call": lambda vm, name: VENDOR.get(name, _vendor_missing(name)),
@@ -496,6 +502,23 @@ def kvm_vcpu_read_guest_atomic(kvm, vcpu, gpa, *args):
     return 0
 
 
+# include/linux/mm_types.h (enum of gup flags); only FOLL_WRITE's meaning is read here
+FOLL = {"FOLL_WRITE": 1 << 0, "FOLL_GET": 1 << 1, "FOLL_NOWAIT": 1 << 4,
+        "FOLL_INTERRUPTIBLE": 1 << 11}
+
+
+def kvm_faultin_pfn_host(kvm, slot, gfn, foll, writable_ref, page_ref):
+    """kvm_main.c ``__kvm_faultin_pfn`` (v6.13 on: ``slot, gfn, foll, &writable,
+    &refcounted_page`` -> pfn): the hand-written ``__gfn_to_pfn_memslot``, which takes the
+    page reference; the page is written through ``refcounted_page``."""
+    from kernel_models import kvm_main
+    pfn, writable = kvm_main.__gfn_to_pfn_memslot(kvm, slot, gfn, False,
+                                                  bool(foll & FOLL["FOLL_WRITE"]))
+    writable_ref.set(writable)
+    page_ref.set(kvm.kvm_pfn_to_refcounted_page(pfn) if pfn < (1 << 52) else None)
+    return pfn
+
+
 def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
     """virt/kvm/kvm_main.c: the memslot holding ``gfn`` (the VM's list, address space 0)."""
     return kvm.gfn_to_memslot(gfn)
@@ -547,7 +570,9 @@ def _host_models() -> dict:
                   "gfn_to_memslot": gfn_to_memslot,
                   "__gfn_to_pfn_memslot": gfn_to_pfn_memslot,
                   "gfn_to_page_many_atomic": gfn_to_page_many_atomic,
-                  "kvm_vcpu_read_guest_atomic": kvm_vcpu_read_guest_atomic})
+                  "kvm_vcpu_read_guest_atomic": kvm_vcpu_read_guest_atomic,
+                  "__kvm_faultin_pfn": kvm_faultin_pfn_host,
+                  "kvm_prefetch_pages": gfn_to_page_many_atomic})
     return found
 
 
@@ -772,6 +797,7 @@ CONSTANTS: dict[str, int] = {
     "KVM_MEM_LOG_DIRTY_PAGES": 1, "KVM_MEM_READONLY": 2, "KVM_MEM_GUEST_MEMFD": 4,
     "NR_SECONDARY_PAGETABLE": 0,
     "KVM_MEMORY_ATTRIBUTE_PRIVATE": 1 << 3,     # include/uapi/linux/kvm.h
+    **FOLL,
     **vm_objects.CONSTANTS,
     "KVM_DIRTY_LOG_INITIALLY_SET": 1 << 1, "KVM_X86_DEFAULT_VM": 0,
     "KVM_X86_SW_PROTECTED_VM": 1, "KVM_X86_SEV_VM": 2, "KVM_X86_SEV_ES_VM": 3,
