@@ -58,7 +58,13 @@ from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Point
 from kernel_models import effects as E
 
 
+class StaticKey(str):
+    """``&name`` of a kernel object defined outside the tree (a static key): its name."""
+
+
 def _prim(vm, name):
+    if name not in PRIMITIVES:
+        return StaticKey(name)
     primitive = PRIMITIVES[name]
     return lambda *args: primitive(vm, *args)
 
@@ -247,7 +253,12 @@ PRIMITIVES: dict = {
     # branch hints and one-thread memory order
     "likely": _pass, "unlikely": _pass, "READ_ONCE": _pass, "data_race": _pass,
     "WRITE_ONCE": WRITE_ONCE, "smp_store_mb": WRITE_ONCE, "page_to_pfn": _pass,
-    "pte_huge": _false, "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
+    "pte_huge": _false,
+    # static keys outside the tree (cpu_buf_vm_clear...): the modelled host enables none
+    "static_branch_unlikely": _false, "static_branch_likely": _false,
+    "static_key_enabled": _false,
+    # guard(rcu)(), guard(spinlock)(...): scope-bound locks, held by the one thread
+    "guard": lambda vm, kind: (lambda *args: None), "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
     "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
     "smp_wmb": _nothing, "smp_rmb": _nothing, "smp_mb": _nothing, "barrier": _nothing,
     "smp_mb__after_atomic": _nothing, "smp_load_acquire": lambda vm, p: _load(p),
@@ -260,7 +271,8 @@ PRIMITIVES: dict = {
     "BUILD_BUG_ON": _nothing, "VM_BUG_ON": _nothing, "VM_WARN_ON": _nothing, "BUILD_BUG_ON_INVALID": _nothing, "static_assert": _nothing,
     # locking and RCU (one thread holds every lock)
     "lockdep_assert_held": _nothing, "lockdep_assert_held_read": _nothing,
-    "lockdep_assert_held_write": _nothing, "lockdep_assert_once": _nothing,
+    "lockdep_assert_held_write": _nothing, "lockdep_assert_preemption_disabled": _nothing,
+    "lockdep_assert_once": _nothing,
     "lockdep_is_held": _true, "lockdep_assert_not_held": _nothing,
     "spin_lock": _nothing, "spin_unlock": _nothing, "write_lock": _nothing,
     "write_unlock": _nothing, "read_lock": _nothing, "read_unlock": _nothing,
@@ -417,7 +429,7 @@ def output_pointer_adapter(fn, arity: int):
 
 
 # Primitives whose arguments name things rather than compute values.
-NAME_ARGUMENTS = frozenset({"static_call", "static_call_cond", "container_of", "offsetof",
+NAME_ARGUMENTS = frozenset({"static_call", "guard", "static_call_cond", "container_of", "offsetof",
                             "list_entry", "hlist_entry", "list_first_entry", "list_last_entry",
                             "list_first_or_null_rcu", "list_next_or_null_rcu",
                             "list_first_entry_or_null"})
@@ -696,6 +708,7 @@ def _install_field_defaults() -> None:
         field.__set_name__(kvm_gfn_range, "arg")
         kvm_gfn_range.arg = field
         kvm_gfn_range.pte = property(lambda r: r.arg)      # v6.1: range->pte, not arg.pte
+        kvm_gfn_range.attr_filter = 1      # v6.14+: KVM_FILTER_SHARED (mmu_notifier ranges)
     for name, value in vm_objects.SLOT_FIELDS.items():
         if not hasattr(kvm_memory_slot, name):
             setattr(kvm_memory_slot, name, value)
