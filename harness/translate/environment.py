@@ -78,6 +78,8 @@ def _unknown(vm, name):
 def _unknown_value(vm, name):
     if name in vm.__dict__ and name in OUTSIDE_GLOBALS:     # x86.c's globals, set per VM
         return vm.__dict__[name]
+    if name.startswith("X86_FEATURE_"):  # a CPU feature bit: the modelled host has none of
+        return StaticKey(name)           # the mitigation features (cpu_feature_enabled: false)
     if name.startswith("CONFIG_"):       # IS_ENABLED(CONFIG_X) in code: preprocess.CONFIG
         from harness.translate.preprocess import CONFIG
         return int(name in CONFIG)
@@ -256,7 +258,8 @@ PRIMITIVES: dict = {
     "pte_huge": _false,
     # static keys outside the tree (cpu_buf_vm_clear...): the modelled host enables none
     "static_branch_unlikely": _false, "static_branch_likely": _false,
-    "static_key_enabled": _false,
+    "static_key_enabled": _false, "cpu_feature_enabled": _false, "boot_cpu_has": _false,
+    "static_cpu_has": _false,
     # guard(rcu)(), guard(spinlock)(...): scope-bound locks, held by the one thread
     "guard": lambda vm, kind: (lambda *args: None), "xchg": xchg, "cmpxchg": cmpxchg, "cmpxchg64": cmpxchg,
     "try_cmpxchg64": try_cmpxchg64, "try_cmpxchg": try_cmpxchg64,
