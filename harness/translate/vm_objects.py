@@ -304,6 +304,38 @@ class CallableFlag(int):
         return bool(self)
 
 
+# -- memslots (include/linux/kvm_host.h lookups over the VM's list) ----------------------
+
+def _memslot_iter_start(kvm, iter, slots, start):
+    """kvm_memslot_iter_start: the first slot that ends after ``start`` (by base gfn)."""
+    as_id = getattr(slots, "__dict__", {}).get("as_id", 0)
+    order = sorted((slot for slot in kvm.memslots if slot.as_id == as_id),
+                   key=lambda slot: slot.base_gfn)
+    iter.order = [slot for slot in order if slot.base_gfn + slot.npages > start]
+    iter.position = 0
+    iter.slot = iter.order[0] if iter.order else None
+
+
+def _memslot_iter_next(kvm, iter):
+    iter.position += 1
+    iter.slot = iter.order[iter.position] if iter.position < len(iter.order) else None
+
+
+def _memslot_iter_is_valid(kvm, iter, end):
+    return iter.slot is not None and iter.slot.base_gfn < end
+
+
+MEMSLOT_FUNCTIONS = {
+    "__kvm_memslots": lambda kvm, as_id: Struct("struct kvm_memslots", as_id=as_id),
+    "kvm_memslot_iter_start": _memslot_iter_start, "kvm_memslot_iter_next": _memslot_iter_next,
+    "kvm_memslot_iter_is_valid": _memslot_iter_is_valid,
+    "__gfn_to_memslot": lambda kvm, slots, gfn: kvm.gfn_to_memslot(gfn),
+    "search_memslots": lambda kvm, slots, gfn, approx=False: kvm.gfn_to_memslot(gfn),
+    "kvm_vcpu_gfn_to_memslot": lambda kvm, vcpu, gfn: kvm.gfn_to_memslot(gfn),
+}
+
+
+
 # -- reference counts --------------------------------------------------------------
 
 def refcount_set(vm, ref, value):
