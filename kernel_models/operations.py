@@ -43,7 +43,8 @@ from kernel_models import registry, spte
 from kernel_models.entry_points import call
 from kernel_models.kvm_main import PG_LEVEL_2M, PG_LEVEL_4K
 from kernel_models.mmu_fault import kvm_vcpu
-from kernel_models.mmu_internal import SPTE_ENT_PER_PAGE, kvm_mmu_page_role, kvm_page_fault
+from kernel_models.mmu_internal import (SPTE_ENT_PER_PAGE, kvm_mmu_page, kvm_mmu_page_role,
+                                        kvm_page_fault)
 from kernel_models.paging_tmpl import (ACC_ALL, PAGE_SHIFT, PTE_PREFETCH_NUM, FNAME, GuestPte,
                                        guest_walker)
 from kernel_models.vm import VM, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, kvm_gfn_range
@@ -106,6 +107,9 @@ def new_vm(versions="base", mode: str = "ept_ad", mmu: str = "tdp", *, prove_mmu
     kvm.huge_folios = set(huge_folios)
     kvm.guest_memory.update(guest_memory)
     vcpu = kvm_vcpu(kvm=kvm)
+    prepare_vcpu = getattr(versions, "prepare_vcpu", None)   # a translated state's vCPU fields
+    if prepare_vcpu is not None:
+        prepare_vcpu(vcpu)
     kvm.vcpus.append(vcpu)
     call(kvm, "mmu_alloc_direct_roots", vcpu)
     kvm.log.events.clear()          # building the VM is not part of any operation
@@ -176,6 +180,26 @@ def indirect_page(kvm):
     return None
 
 
+INVALID_PAGE = (1 << 64) - 1     # arch/x86/include/asm/kvm_host.h
+
+
+def root_page(kvm, vcpu):
+    """The page the vCPU's root points to: the hand-written ``kvm_mmu`` keeps the page
+    itself in ``root``; a translated state's (``struct kvm_mmu_root_info``) its ``hpa``."""
+    root = vcpu.arch.mmu.root
+    if root is None or isinstance(root, kvm_mmu_page):
+        return root
+    return None if root.hpa in (INVALID_PAGE, 0) else kvm.mmu_pages.get(root.hpa >> PAGE_SHIFT)
+
+
+def drop_root(vcpu) -> None:
+    """``mmu->root.hpa = INVALID_PAGE`` (the hand-written ``kvm_mmu``: no page)."""
+    if vcpu.arch.mmu.root is None or isinstance(vcpu.arch.mmu.root, kvm_mmu_page):
+        vcpu.arch.mmu.root = None
+    else:
+        vcpu.arch.mmu.root.hpa = INVALID_PAGE
+
+
 def slot(kvm):
     """Slot 0, the one every gfn below 1024 is in (the region slots come and go)."""
     return next(memslot for memslot in kvm.memslots if memslot.id == 0)
@@ -216,7 +240,7 @@ def enter_guest(kvm, vcpu) -> None:
     is put; a shadow root loses the vCPU's reference and, once invalid and
     unreferenced, is zapped.  Then a new root is allocated.
     """
-    root = vcpu.arch.mmu.root
+    root = root_page(kvm, vcpu)
     if root is not None and not kvm.is_obsolete_sp(root):
         return
     with generic(kvm, "kvm_mmu_free_obsolete_roots"):
@@ -228,7 +252,7 @@ def enter_guest(kvm, vcpu) -> None:
             if not root.root_count and root.role.invalid:
                 call(kvm, "kvm_mmu_prepare_zap_page", root, invalid_list)
             call(kvm, "kvm_mmu_commit_zap_page", invalid_list)
-        vcpu.arch.mmu.root = None
+        drop_root(vcpu)
     call(kvm, "mmu_alloc_direct_roots", vcpu)
 
 
@@ -245,6 +269,7 @@ def make_fault(kvm, vcpu, gfn: int, err: int, prefetch: bool):
                            max_level=KVM_MAX_HUGEPAGE_LEVEL, req_level=PG_LEVEL_4K,
                            goal_level=PG_LEVEL_4K)
     fault.gfn = fault.addr >> PAGE_SHIFT
+    fault.error_code = err          # read by the kernel's own fault path (translated states)
     fault.slot = kvm.kvm_vcpu_gfn_to_memslot(vcpu, fault.gfn)
     return fault
 
@@ -254,7 +279,7 @@ def error_code(kvm, vcpu, gfn: int, write: bool, exec: bool) -> int:
     err = PFERR_USER_MASK
     err |= PFERR_WRITE_MASK if write else 0
     err |= PFERR_FETCH_MASK if exec else 0
-    sptep = leaf_sptep(kvm, vcpu.arch.mmu.root, gfn)
+    sptep = leaf_sptep(kvm, root_page(kvm, vcpu), gfn)
     if sptep is not None and hardware_present(kvm, sptep.get()):
         err |= PFERR_PRESENT_MASK
     return err
@@ -309,7 +334,7 @@ def guest_access(kvm, gfn: int, write: bool = False) -> None:
     """The guest touches ``gfn`` through the vCPU's root: hardware sets A/D."""
     vcpu = kvm.vcpus[0]
     enter_guest(kvm, vcpu)
-    sptep = leaf_sptep(kvm, vcpu.arch.mmu.root, gfn)
+    sptep = leaf_sptep(kvm, root_page(kvm, vcpu), gfn)
     if sptep is not None:
         hardware_access(kvm, sptep, write)
 
@@ -476,7 +501,7 @@ def collapse(kvm, gfn: int) -> None:
     """Huge page recovery: zap the 4K table under the 2M entry holding ``gfn``
     as kvm_recover_nx_huge_pages does (kvm_tdp_mmu_zap_sp, or
     kvm_mmu_prepare_zap_page), then kvm_mmu_remote_flush_or_zap."""
-    root = kvm.vcpus[0].arch.mmu.root
+    root = root_page(kvm, kvm.vcpus[0])
     sp = table_under(kvm, root, gfn, PG_LEVEL_4K) if root is not None else None
     if sp is None or sp is root:
         return

@@ -130,3 +130,117 @@ def compare_state(state, model, only: tuple[str, ...] = (), drawn: bool = True,
                 continue
             rows.append(compare_function(found, translated, model))
     return rows
+
+
+# ---------------------------------------------------------------------------
+# Operation level: the gate's operation mix on both sources
+# ---------------------------------------------------------------------------
+
+# One call of every operation (after a writable fault of gfn 0, so there is something
+# to act on), besides the kept sequences: together they are the gate's explicit mix.
+OPERATION_EXAMPLES: dict[str, dict] = {
+    "fault": {"gfn": 1, "write": False, "exec": True, "prefetch": False},
+    "fast_fault": {"gfn": 0, "write": True},
+    "async_pf_ready": {"gfn": 0},
+    "guest_access": {"gfn": 0, "write": True},
+    "nested_access": {"index": 0, "write": True},
+    "unmap": {"start": 0, "end": 16},
+    "change_pte": {"gfn": 0, "writable": False},
+    "clear_flush_young": {"start": 0, "end": 16},
+    "clear_young": {"start": 0, "end": 16},
+    "test_young": {"start": 0, "end": 16},
+    "zap_all": {},
+    "memslot_delete": {},
+    "dirty_log_enable": {},
+    "dirty_log_clear": {"gfn": 0, "mask": 1},
+    "dirty_log_disable": {},
+    "split_huge": {"gfn": 0},
+    "collapse": {"gfn": 0},
+    "zap_gfn_range": {"start": 0, "end": 512},
+    "shadow_prefetch": {"index": 0, "gfn": 0, "writable": True, "dirty": True, "accessed": True},
+    "shadow_sync": {"index": 0, "gfn": 0, "writable": False, "dirty": False, "accessed": True},
+}
+PROLOGUE = (("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),)
+
+
+def operation_mix() -> list[tuple[str, tuple]]:
+    """(name, steps) of the explicit mix: the kept sequences, then each operation once."""
+    from harness.check.sequences import KEPT_SEQUENCES
+    mix = [(name, tuple(steps)) for name, steps in KEPT_SEQUENCES]
+    mix += [(f"fault, then {name}", PROLOGUE + ((name, args),))
+            for name, args in OPERATION_EXAMPLES.items()]
+    return mix
+
+
+@dataclass(frozen=True)
+class OperationFidelity:
+    sequence: str
+    mode: str
+    mmu: str
+    outcome: str                       # EQUAL, DIFFERS, NOT_RUN, or "skipped"
+    channels: tuple[str, ...] = ()     # channels the first differing step differs on
+    detail: str = ""
+
+
+SKIPPED = "skipped"
+
+
+def _events(log, mark) -> tuple:
+    return tuple((e.channel, type(e).__name__,
+                  tuple((k, v) for k, v in e.payload().items() if k != "what"))
+                 for e in log.since(mark))
+
+
+def _drive(vm, operations, steps) -> list[tuple]:
+    """Each step's events (channel, event, payload); a stop ends the list with its error."""
+    from harness.translate.environment import KernelStop
+    logs = []
+    for name, args in steps:
+        mark = vm.log.mark()
+        try:
+            operations.run(vm, name, **args)
+        except KernelStop:
+            pass
+        logs.append(_events(vm.log, mark))
+    return logs
+
+
+def compare_sequence(translated, model, name: str, steps, mode: str, mmu: str,
+                     pml: bool = False) -> OperationFidelity:
+    """Run ``steps`` on a VM of each source; compare every step's effects per channel."""
+    from kernel_models import entry_points, operations
+    release = getattr(translated, "release", None)
+    lacking = entry_points.skipped(release) if release else {}
+    missing = [op for op, _ in steps if op in lacking]
+    if missing:
+        return OperationFidelity(name, mode + pml * "+pml", mmu, SKIPPED, (), lacking[missing[0]])
+    mode_name = mode + pml * "+pml"
+    expected = _drive(operations.new_vm(model, mode, mmu, pml=pml), operations, steps)
+    try:
+        got = _drive(operations.new_vm(translated, mode, mmu, pml=pml), operations, steps)
+    except Exception as exc:  # noqa: BLE001 - the translated side's stop is the finding
+        return OperationFidelity(name, mode_name, mmu, NOT_RUN, (), f"{type(exc).__name__}: {exc}")
+    for (step, args), want, have in zip(steps, expected, got):
+        if want != have:
+            channels = tuple(sorted({e[0] for e in set(want) ^ set(have)} or
+                                    {e[0] for e in want + have}))
+            return OperationFidelity(
+                name, mode_name, mmu, DIFFERS, channels,
+                f"step {step}({args}):\n  model:      {_show([e[1:] for e in want])}\n"
+                f"  translated: {_show([e[1:] for e in have])}")
+    return OperationFidelity(name, mode_name, mmu, EQUAL)
+
+
+def compare_operations(translated, model, modes=None, mmus=None) -> list[OperationFidelity]:
+    """The explicit operation mix in every mode and MMU where each sequence applies
+    (with PML too where the mode has it), as the engine's kept sequences run."""
+    from kernel_models import operations
+    rows = []
+    for name, steps in operation_mix():
+        for mode in modes or operations.MODES:
+            for mmu in mmus or operations.MMUS:
+                if not all(operations.OPERATIONS[op].applies_to(mmu, mode) for op, _ in steps):
+                    continue
+                for pml in (False, True) if operations.pml_supported(mode) else (False,):
+                    rows.append(compare_sequence(translated, model, name, steps, mode, mmu, pml))
+    return rows

@@ -84,6 +84,9 @@ class TranslatedState:
         """``kernel_models.vm.VM`` calls it: the kernel-named fields translations read."""
         self._version_set().prepare_vm(vm)
 
+    def prepare_vcpu(self, vcpu) -> None:
+        self._version_set().prepare_vcpu(vcpu)
+
     def signature(self, name: str):
         """The C parameters of ``name`` (drivers adapt their calls to them)."""
         return self._version_set().signature(name)
@@ -172,15 +175,28 @@ TRANSLATED_HOW = ("before and after translated whole from the kernel tree's stat
 
 
 def operations_run(before: TranslatedState, after: TranslatedState) -> str | None:
-    """None when the operation mix builds its VM on both states; else why not."""
+    """None when the operation mix runs on both states; else why not.
+
+    Each state builds its VM through its translated init path and runs a
+    writable fault, an unmap and a zap of everything (the entry points every
+    sequence starts from), under both MMUs: a state where those stop on a name
+    the environment lacks cannot run the mix.
+    """
     from kernel_models import operations
 
+    smoke = (("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+             ("unmap", {"start": 0, "end": 512}), ("zap_all", {}))
     for state in (before, after):
         for mmu in operations.MMUS:
+            step = "building the VM"
             try:
-                operations.new_vm(state, "ept_ad", mmu)
+                vm = operations.new_vm(state, "ept_ad", mmu)
+                for step, args in smoke:
+                    operations.run(vm, step, **args)
             except Exception as exc:   # noqa: BLE001 - the reason is the result
-                return (f"the operation mix cannot build a VM ({mmu} MMU) on '{state.name}': "
+                what = ("cannot build a VM" if step == "building the VM"
+                        else f"stops in its {step} step")
+                return (f"the operation mix {what} ({mmu} MMU) on '{state.name}': "
                         f"{type(exc).__name__}: {exc}")
     return None
 

@@ -138,6 +138,8 @@ class Emitter:
                 prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
             if var.kind == "box":
                 prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
+            if var.kind == "struct":        # passed by value: the callee's own copy
+                prologue.append(f"{py_name(param.name)} = _copy({py_name(param.name)})")
         self.out(0, f"def {py_name(self.sig.name)}({', '.join(params)}):")
         for line in prologue:
             self.out(1, line)
@@ -463,7 +465,17 @@ class Emitter:
             width = UNSIGNED.get(var.ctype)
             if width and RISKY.search(value):
                 value = f"_u{width}({value})"
+        if node.op == "=" and (var is not None and var.kind == "struct"
+                               or self.is_struct_value(node.rvalue)):
+            value = f"_copy({value})"                       # struct assignment copies
         self.store(node.lvalue, value, depth, node)
+
+    def is_struct_value(self, node) -> bool:
+        """A struct-valued local (its assignment to a field must copy it, as C does)."""
+        if isinstance(node, c_ast.ID):
+            var = self.vars.get(node.name)
+            return var is not None and var.kind == "struct"
+        return False
 
     def target(self, node) -> str | None:
         """A Python assignment target for simple lvalues, None when a call must store."""

@@ -82,6 +82,56 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+def single_expression(body: list[str]) -> tuple[str, ...]:
+    """``( { a ; b ; } )`` rewritten to ``( a , b )``: a GNU statement expression whose
+    statements are all expressions has the last one's value, as the comma expression
+    has, so the macro is then an ordinary one (the tree's ``({ lockdep_assert_held(...);
+    }), root`` and ``({ spte = ...; 1; })`` loop tests).  One with a declaration or a
+    nested block is left alone."""
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "(" and body[i + 1:i + 2] == ["{"]:
+            j = i + 2
+            while j < len(body) and body[j] not in ("{", "}"):
+                j += 1
+            inner = body[i + 2:j]
+            statements = " ".join(inner).split(";")
+            if body[j:j + 2] == ["}", ")"] and inner and inner[-1] == ";" and not any(
+                    _declares(part.split()) for part in statements):
+                parts = [part.split() for part in statements[:-1]]
+                if all(parts):
+                    out.append("(")
+                    for k, part in enumerate(parts):
+                        out.extend((["("] if len(parts) > 1 else []) + part +
+                                   ([")"] if len(parts) > 1 else []))
+                        if k + 1 < len(parts):
+                            out.append(",")
+                    out.append(")")
+                    i = j + 2
+                    continue
+        out.append(body[i])
+        i += 1
+    return tuple(out)
+
+
+DECLARING = frozenset({"struct", "union", "enum", "const", "static", "typeof", "__typeof__",
+                       "unsigned", "signed", "int", "long", "char", "bool", "u8", "u16", "u32",
+                       "u64", "s8", "s16", "s32", "s64", "gfn_t", "hpa_t", "gpa_t"})
+
+
+def _declares(words: list[str]) -> bool:
+    """A statement that declares (a type word first, or two names in a row)."""
+    if not words:
+        return False
+    if words[0] in DECLARING:
+        return True
+    return len(words) > 1 and IDENT_WORD.fullmatch(words[0]) is not None and \
+        IDENT_WORD.fullmatch(words[1]) is not None
+
+
+IDENT_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
 def strip_comments(text: str) -> str:
     """Comments removed (newlines inside block comments kept), strings untouched."""
     out = []
@@ -233,8 +283,8 @@ class Preprocessor:
             if variadic:
                 params[-1] = params[-1][:-3].strip() or "__VA_ARGS__"
             body = rest[close + 1:]
-            self.macros[name] = Macro(name, tuple(params), tuple(tokens(body)), variadic,
-                                      path, number)
+            self.macros[name] = Macro(name, tuple(params), single_expression(tokens(body)),
+                                      variadic, path, number)
         else:
             self.macros[name] = Macro(name, None, tuple(tokens(rest[match.end():])), False,
                                       path, number)

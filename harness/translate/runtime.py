@@ -17,6 +17,9 @@ mean what the C means; nothing here is an assumption about the kernel's world
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from kernel_models.mmu_internal import SptePointer, kvm_mmu_page
 
 M64 = (1 << 64) - 1
@@ -162,7 +165,10 @@ def _struct(ctype: str, _positional=(), **fields):
 
 def _copy(value):
     if isinstance(value, Struct):
-        return Struct(value._type, **{k: v for k, v in value.__dict__.items() if k != "_type"})
+        return type(value)(value._type, **{k: v for k, v in value.__dict__.items()
+                                           if k != "_type"})
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return copy.copy(value)         # a hand-written struct value (kvm_mmu_page_role)
     return value
 
 
@@ -197,8 +203,30 @@ def _index(base, index):
     return base[index]
 
 
+def _unlinked(sp) -> bool:
+    """A page the environment allocated that nothing points to yet (no root, no parent
+    SPTE holding its pfn): the hardware cannot see its entries, so filling them is no
+    effect (as the hand-written models fill a split page before linking it)."""
+    if not sp.__dict__.get("_fresh"):
+        return False
+    kvm = sp.kvm
+    parent = sp.ptep
+    linked = (sp in kvm.tdp_mmu_roots or sp.root_count or sp.parent_ptes
+              or (isinstance(parent, SptePointer) and parent.get()
+                  and (parent.get() >> 12) & ((1 << 40) - 1) == sp.pfn))
+    if linked:
+        del sp.__dict__["_fresh"]
+    return not linked
+
+
 def _store_index(base, index, value):
     if isinstance(base, SptePointer):
+        if _unlinked(base.sp):
+            if value:
+                base.sp.spt[base.index + index] = value
+            else:
+                base.sp.spt.pop(base.index + index, None)
+            return value
         Pointer(base.sp, base.index + index).set(value)
     else:
         base[index] = value
@@ -211,6 +239,8 @@ def _ptr_add(base, offset):
     if isinstance(base, Ref):
         return Ref(base.container, base.key + offset)
     if isinstance(base, list):
+        if 0 <= offset < len(base) and isinstance(base[offset], Struct):
+            return base[offset]       # &array[i] of structs: the struct (objects are references)
         return Ref(base, offset)
     return base + offset
 
@@ -303,6 +333,43 @@ class RmapHead:
             self.__dict__[name] = value
 
 
+class RmapCursor(RmapHead):
+    """``&slot->arch.rmap[level][index]``: an rmap head that knows its place in its level's
+    array, so the rmap walk's ``++iterator->rmap <= iterator->end_rmap`` works."""
+
+    def __init__(self, entries: list, level_rmaps, index: int):
+        super().__init__(entries)
+        self.__dict__["level_rmaps"] = level_rmaps
+        self.__dict__["index"] = index
+
+    def __add__(self, offset: int):
+        return self.level_rmaps[self.index + offset]
+
+    def __sub__(self, offset: int):
+        return self.level_rmaps[self.index - offset]
+
+    def _key(self, other):
+        if not isinstance(other, RmapCursor) or other.level_rmaps is not self.level_rmaps:
+            return NotImplemented
+        return other.index
+
+    def __le__(self, other):
+        key = self._key(other)
+        return key if key is NotImplemented else self.index <= key
+
+    def __lt__(self, other):
+        key = self._key(other)
+        return key if key is NotImplemented else self.index < key
+
+    def __ge__(self, other):
+        key = self._key(other)
+        return key if key is NotImplemented else self.index >= key
+
+    def __gt__(self, other):
+        key = self._key(other)
+        return key if key is NotImplemented else self.index > key
+
+
 def _rmap_head(value):
     return RmapHead(value) if isinstance(value, list) else value
 
@@ -325,7 +392,7 @@ def _field_ref(obj, name):
     value = getattr(obj, name)
     if name in RMAP_FIELDS and isinstance(value, list):
         return RmapHead(value)
-    if value is None or isinstance(value, (int, float, list, SptePointer, Ref)):
+    if value is None or isinstance(value, (int, float, list, SptePointer, Ref, RmapCursor)):
         return Ref(obj, name)
     return value
 
@@ -389,8 +456,8 @@ def _u64(value):
         return int(value)
     if isinstance(value, (SptePointer, Struct, kvm_mmu_page)):
         return Address(value)
-    if isinstance(value, Tagged):
-        return value
+    if isinstance(value, (Tagged, dict)):
+        return value        # (unsigned long) of a table the model keeps as a dict: itself
     return _address(value) & M64
 
 

@@ -110,6 +110,7 @@ class TranslatedVersionSet:
                 if name.startswith(prefix):
                     generic = f"FNAME({name[len(prefix):]})"
                     found.setdefault(generic, _by_guest_mode(name[len(prefix):]))
+        found.update(environment.MEMSLOT_FUNCTIONS)
         found.update(dict(self.overrides))
         return found
 
@@ -119,6 +120,11 @@ class TranslatedVersionSet:
     def prepare_vm(self, vm) -> None:
         """Called by ``VM.__init__``: the kernel-named fields the translations read."""
         environment.prepare_vm(vm, self.state.layouts)
+
+    def prepare_vcpu(self, vcpu) -> None:
+        """Called by ``kernel_models.operations.new_vm``: the vCPU's kernel-named fields."""
+        from harness.translate import vm_objects
+        vm_objects.prepare_vcpu(vcpu)
 
     def signature(self, name: str):
         t = self.state.functions.get(name)
@@ -205,7 +211,7 @@ def translator_digest() -> str:
         here = os.path.dirname(__file__)
         digest = hashlib.sha256(TRANSLATOR_REVISION.encode())
         for name in ("preprocess.py", "units.py", "c_types.py", "emit.py", "runtime.py",
-                     "environment.py", "tree.py"):
+                     "environment.py", "vm_objects.py", "tree.py"):
             with open(os.path.join(here, name), "rb") as handle:
                 digest.update(handle.read())
         _DIGEST = digest.hexdigest()

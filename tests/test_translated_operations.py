@@ -1,0 +1,259 @@
+"""The operation mix on translated entry points (harness.translate.vm_objects, fidelity's
+operation level, tree_source.operations_run).
+
+Small trees of our own C pin what the translated init paths need of the environment:
+statement-expression loop macros, struct values copied on assignment, lists and memory
+caches by the kernel's names, silent filling of a page not yet linked.  Each is run both
+ways: the faithful C gives the C answer, a mutant another.  Where the assembled tree of
+``../shared/kernel-trees`` is at /tmp/ktree, the gate mix runs on its v6.9 entry points
+against the hand-written models (all agree; a mutant of make_spte is caught on the spte
+channel) and a later release lists what it skips.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.translate.tree import translate_tree
+from kernel_models.effects import SpteWrite
+from kernel_models.mmu_fault import kvm_vcpu
+from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
+from kernel_models.vm import VM
+
+MMU = "arch/x86/kvm/mmu/"
+KTREE = Path("/tmp/ktree")
+
+
+def make_tree(path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "-m", "c"], check=True)
+    return path
+
+
+def translate(tmp_path: Path, body: str):
+    state = translate_tree(make_tree(tmp_path, {MMU + "mmu.c": body}), "HEAD", cache=False)
+    return state, VM(state.version_set(), "ept_ad")
+
+
+# -- statement expressions in loop macros ---------------------------------------------
+
+LOOP = """
+#define for_each_counted(i, n, seen) \\
+	for (i = 0; ({ seen = seen + 1; 1; }) && ({ WARN_ON_ONCE(i > 100); }), i < (n); i++)
+
+int count_up(int n)
+{
+	int i, seen = 0, sum = 0;
+
+	for_each_counted(i, n, seen)
+		sum += i;
+	return sum * 100 + seen;
+}
+"""
+
+
+def test_a_loop_macro_with_statement_expressions_runs_as_its_c(tmp_path):
+    state, vm = translate(tmp_path, LOOP)
+    assert state.functions["count_up"].translated, state.functions["count_up"].miss
+    assert vm.count_up(4) == 6 * 100 + 5          # 0+1+2+3, the test ran five times
+    _, mutant = translate(tmp_path / "m", LOOP.replace("i < (n)", "i <= (n)"))
+    assert mutant.count_up(4) == 10 * 100 + 6
+
+
+def test_a_statement_expression_that_declares_is_left_unexpanded_and_stops_by_name(tmp_path):
+    from harness.translate.environment import EnvironmentMiss
+    text = LOOP.replace("({ seen = seen + 1; 1; })", "({ int t = seen; seen = t + 1; 1; })")
+    _, vm = translate(tmp_path, text)
+    with pytest.raises(EnvironmentMiss, match="for_each_counted"):
+        vm.count_up(4)
+
+
+# -- struct values ---------------------------------------------------------------------
+
+ROLES = """
+struct page_role { int level; int direct; };
+struct page { struct page_role role; };
+
+static void set_role(struct page *child, struct page_role role)
+{
+	child->role = role;
+	role.level = 9;
+}
+
+int child_level(struct page *parent, struct page *child)
+{
+	struct page_role role;
+
+	role = parent->role;
+	role.level--;
+	set_role(child, role);
+	return parent->role.level * 10 + child->role.level;
+}
+"""
+
+
+def _pages(vm):
+    from harness.translate.runtime import Struct
+    return (Struct("struct page", role=Struct("struct page_role", level=4, direct=1)),
+            Struct("struct page", role=Struct("struct page_role", level=0, direct=0)))
+
+
+def test_struct_assignment_and_by_value_parameters_copy(tmp_path):
+    """The child's role.level-- once changed its parent's role (translated v6.9
+    tdp_mmu_init_child_sp made every table a level-3 table)."""
+    state, vm = translate(tmp_path, ROLES)
+    parent, child = _pages(vm)
+    assert vm.child_level(parent, child) == 43
+    _, mutant = translate(tmp_path / "m", ROLES.replace("role = parent->role;",
+                                                        "role.level = parent->role.level + 1;"))
+    parent, child = _pages(mutant)
+    assert mutant.child_level(parent, child) == 44
+
+
+# -- lists, memory caches, unlinked pages --------------------------------------------
+
+PAGES = """
+struct kvm_mmu_page *new_page(struct kvm_vcpu *vcpu)
+{
+	struct kvm_mmu_page *sp;
+	int i;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	sp->spt = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_shadow_page_cache);
+	for (i = 0; i < 4; i++)
+		sp->spt[i] = 0x100 + i;
+	list_add(&sp->link, &vcpu->kvm->arch.active_mmu_pages);
+	return sp;
+}
+
+int count_pages(struct kvm *kvm)
+{
+	struct kvm_mmu_page *sp;
+	int n = 0;
+
+	sp = list_first_or_null_rcu(&kvm->arch.active_mmu_pages, typeof(*sp), link);
+	while (sp) {
+		n++;
+		sp = list_next_or_null_rcu(&kvm->arch.active_mmu_pages, &sp->link, typeof(*sp), link);
+	}
+	return n;
+}
+
+void drop_page(struct kvm_mmu_page *sp)
+{
+	list_del(&sp->link);
+}
+"""
+
+
+def _vcpu(vm):
+    from harness.translate import vm_objects
+    vcpu = kvm_vcpu(kvm=vm)
+    vm_objects.prepare_vcpu(vcpu)
+    return vcpu
+
+
+def test_pages_come_from_the_memory_caches_and_live_on_the_vms_lists(tmp_path):
+    state, vm = translate(tmp_path, PAGES)
+    vcpu = _vcpu(vm)
+    first, second = vm.new_page(vcpu), vm.new_page(vcpu)
+    assert vm.active_mmu_pages == [second, first]        # list_add puts at the head
+    assert first.pfn != second.pfn and vm.mmu_pages[first.pfn] is first
+    assert vm.count_pages() == 2
+    vm.drop_page(second)
+    assert vm.active_mmu_pages == [first] and vm.count_pages() == 1
+    # filling a page nothing points to is no effect; its entries are there
+    assert not [e for e in vm.log.events if isinstance(e, SpteWrite)]
+    assert [first.spt[i] for i in range(4)] == [0x100, 0x101, 0x102, 0x103]
+
+
+def test_a_linked_page_logs_its_writes(tmp_path):
+    state, vm = translate(tmp_path, PAGES + """
+void refill(struct kvm_mmu_page *sp)
+{
+	sp->spt[0] = 0x777;
+}
+""")
+    vcpu = _vcpu(vm)
+    sp = vm.new_page(vcpu)
+    root = kvm_mmu_page(vm, kvm_mmu_page_role(level=2), 0)
+    vm.tdp_mmu_roots.append(root)
+    sp.ptep = root.sptep(0)
+    root.spt[0] = (sp.pfn << 12) | 7                   # linked under the root
+    vm.refill(sp)
+    assert [e.new for e in vm.log.events if isinstance(e, SpteWrite)] == [0x777]
+
+
+# -- the assembled tree ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def v69():
+    if not (KTREE / ".git").exists() and not (KTREE / "HEAD").exists():
+        pytest.skip("the assembled kernel tree is not at /tmp/ktree "
+                    "(../shared/kernel-trees assembles it)")
+    from harness.resolve import tree_source
+    from harness.resolve.kernel_tree import open_tree
+    tree = open_tree(str(KTREE))
+    texts = tree_source.sources_at(tree, "v6.9")
+    return tree, texts, tree_source.translate_state(texts, "tree v6.9",
+                                                    tree.text_at("v6.9", "Makefile"))
+
+
+def test_the_gate_mix_on_v69_entry_points_agrees_with_the_models(v69):
+    from harness.check import fidelity
+    from kernel_models.model_source import HAND_WRITTEN
+    _, _, state = v69
+    rows = fidelity.compare_operations(state, HAND_WRITTEN.state("base"))
+    assert len(rows) > 200
+    assert [r for r in rows if r.outcome != fidelity.EQUAL] == []
+
+
+def test_a_make_spte_mutant_is_caught_by_the_mix_on_the_spte_channel(v69):
+    from harness.check import fidelity
+    from harness.resolve import tree_source
+    from kernel_models.model_source import HAND_WRITTEN
+    tree, texts, _ = v69
+    spte_c = MMU + "spte.c"
+    lines = "\tif (prefetch)\n\t\tspte = mark_spte_for_access_track(spte);\n"
+    assert lines in texts[spte_c]
+    mutant = tree_source.translate_state({**texts, spte_c: texts[spte_c].replace(lines, "")},
+                                         "tree v6.9 + prefetched SPTEs accessed",
+                                         tree.text_at("v6.9", "Makefile"))
+    steps = dict(fidelity.operation_mix())["map prefetched (not accessed), then unmap"]
+    model = HAND_WRITTEN.state("base")
+    # with A/D bits a prefetched SPTE is never made accessed: the line removed only matters
+    # where access tracking stands for them
+    assert fidelity.compare_sequence(mutant, model, "prefetch", steps, "ept_ad", "tdp"
+                                     ).outcome == fidelity.EQUAL
+    row = fidelity.compare_sequence(mutant, model, "prefetch", steps, "ept_noad", "tdp")
+    assert row.outcome == fidelity.DIFFERS and "spte" in row.channels
+    assert row.detail.startswith("step fault(")
+
+
+def test_the_operation_level_runs_on_v69_states(v69):
+    from harness.resolve import tree_source
+    _, _, state = v69
+    assert tree_source.operations_run(state, state) is None
+
+
+def test_a_release_without_change_pte_skips_it_and_says_why(v69):
+    from harness.check import fidelity
+    from harness.resolve import tree_source
+    from kernel_models.model_source import HAND_WRITTEN
+    tree, _, _ = v69
+    state = tree_source.translate_state(tree_source.sources_at(tree, "v6.12"), "tree v6.12",
+                                        tree.text_at("v6.12", "Makefile"))
+    steps = dict(fidelity.operation_mix())["fault, then change_pte"]
+    row = fidelity.compare_sequence(state, HAND_WRITTEN.state("base"), "change_pte", steps,
+                                    "ept_ad", "tdp")
+    assert row.outcome == fidelity.SKIPPED
+    assert "kvm_set_spte_gfn is not in v6.12" in row.detail
