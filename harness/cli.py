@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write a patchwork check (state success) for a SKIP patch; "
                             "by default a patch kconform does not read gets none")
     add_check_options(check.add_argument)
+    check.add_argument("--apply-first", action="append", default=[], metavar="PATCH",
+                       help="with --kernel-tree: a patch the checked ones were written on top "
+                            "of (an earlier part of their series, the commit a Fixes: names), "
+                            "applied in memory before them and not judged; repeat in order")
     check.add_argument("--quiet", action="store_true", help="print only the verdict lines")
     audit = sub.add_parser("audit", help="compare the models with the C of a kernel tree, "
                                          "function by function",
@@ -203,7 +207,7 @@ def run_check(args) -> int:
     to_stdout = args.json == "-"
     options = pipeline.RunOptions(
         profile=args.profile, seed=args.seed, checks=checks,
-        kernel_tree=args.kernel_tree, rev=args.rev,
+        kernel_tree=args.kernel_tree, rev=args.rev, apply_first=tuple(args.apply_first),
         progress=None if args.quiet else (lambda text: print(text, file=sys.stderr)),
         command=" ".join(["kconform"] + sys.argv[1:]))
     results, run = pipeline.check_paths(args.paths, options)

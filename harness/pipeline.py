@@ -48,6 +48,7 @@ class RunOptions:
     command: str = ""
     kernel_tree: str | None = None    # a kernel tree to find pre-images in (git or directory)
     rev: str | None = None            # the tree's revision patches apply to (default HEAD)
+    apply_first: tuple[str, ...] = ()  # patches in the tree state before the checked ones
     extra: dict = field(default_factory=dict)
 
 
@@ -471,6 +472,31 @@ def resolve_paths(paths: list[str], kernel_tree: str | None = None, rev: str | N
     return states
 
 
+def first_applied(paths: tuple[str, ...], tree, rev: str | None) -> tuple[Position, list]:
+    """The Position ``--apply-first`` patches leave (in memory), and their record."""
+    if not paths:
+        return Position(), []
+    if tree is None:
+        raise UsageError("--apply-first needs --kernel-tree: the patches apply to that tree")
+    from harness.ingest import scope
+    from harness.resolve.preimage import applied_first
+
+    patches, errors, _ = read_inputs(list(paths))
+    if errors:
+        raise errors[0][1]
+    done = []
+    for patch in patches:
+        if patch.is_cover:
+            continue
+        try:
+            done.append((f"{patch.label} (applied first)", scope.scope_patch(patch)))
+        except PatchError as exc:
+            raise PatchError(f"--apply-first: {exc.message}", file=patch.path,
+                             mail=patch.message_id) from None
+    memory, record = applied_first(done, tree, rev or "HEAD", scope.is_read_file)
+    return Position(None, memory), record
+
+
 def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[dict, dict]:
     """Run every stage on ``paths``; returns (results document, run record)."""
     from harness.check import profiles
@@ -484,12 +510,13 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     tree = open_kernel_tree(options.kernel_tree, options.rev)
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
+    base, applied = first_applied(options.apply_first, tree, options.rev)
     patches, errors, ignored = read_inputs(paths)
     entries = [error_entry(path, exc) for path, exc in errors]
-    previous, group, series_entries = Position(), None, []
+    previous, group, series_entries = base, None, []
     for patch in patches:
         if patch.series_group != group:     # another series starts from its own base
-            previous, group, series_entries = Position(), patch.series_group, []
+            previous, group, series_entries = base, patch.series_group, []
         if patch.is_cover:
             entries.append(cover_entry(patch))
             continue
@@ -527,6 +554,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
         "command": options.command,
         "kernel_tree": options.kernel_tree,
         "rev": options.rev,
+        "applied_first": applied,
         "inputs": sorted({e["path"] for e in entries}),
         "ignored": ignored_rows,
         "examples": sum(c.get("cases") or 0 for p in entries for c in p.get("coverage", []))

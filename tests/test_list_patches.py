@@ -8,6 +8,7 @@ README, so the two cannot drift apart.
 """
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ def readme_rows() -> list[Row]:
 
 
 ROWS = readme_rows()
+INDEX = json.loads((LIST / "index.json").read_text())
 
 
 def scoped_files(path: Path) -> tuple[str, ...]:
@@ -136,3 +138,66 @@ def test_a_changed_message_id_or_subject_is_read_as_changed(tmp_path):
     [patch] = read_file(str(copy))
     assert patch.message_id.strip("<>") == "someone-else@example.org"
     assert patch.raw_subject != row.subject and patch.raw_subject.startswith("[RFC PATCH")
+
+
+@pytest.mark.parametrize("mail", INDEX.get("earlier", []), ids=lambda m: m["file"][:5])
+def test_an_earlier_part_reads_as_index_json_says(mail):
+    [patch] = read_file(str(LIST / "earlier" / mail["file"]))
+    assert (patch.raw_subject, patch.message_id.strip("<>")) == (mail["subject"],
+                                                                  mail["message_id"])
+    assert scoped_files(LIST / "earlier" / mail["file"]) == tuple(mail["files"])
+    assert mail["file"] in (LIST / "README.md").read_text()
+    assert all(name in {m["file"] for m in INDEX["mails"]} for name in mail["earlier_part_of"])
+
+
+# -- with the kernel tree: the pre-image routes the last recorded run took ------------------------
+
+TREE = os.environ.get("KCONFORM_LIST_TREE", "/tmp/ktree")
+needs_tree = pytest.mark.skipif(not (Path(TREE) / ".git").exists(),
+                                reason=f"no kernel tree at {TREE} (set KCONFORM_LIST_TREE)")
+
+
+def routes_at_rev(mail: dict, path: Path | None = None) -> dict:
+    """file -> [route, fuzz] for the mail at its rev, after the patches it was written on,
+    as ``bench/list_eval.py`` runs it (route None: no pre-image)."""
+    from bench.list_eval import mail_path, prerequisites
+    from harness.pipeline import first_applied, open_kernel_tree
+    from harness.resolve.preimage import Memory, PreImage, find_preimages
+
+    tree = open_kernel_tree(TREE, mail["rev"])
+    collected = INDEX["mails"] + [m | {"earlier": True} for m in INDEX.get("earlier", [])]
+    first = tuple(str(mail_path(m)) for m in prerequisites(mail, collected))
+    base, _ = first_applied(first, tree, mail["rev"])
+    [patch] = read_file(str(path or LIST / mail["file"]))
+    hunks = scope_patch(patch)
+    read = sorted({h.file for h in hunks if is_read_file(h.file)})
+    if not read:
+        return {}
+    found = find_preimages(hunks, read, tree, mail["rev"], base.memory or Memory())
+    return {f: [p.route, p.fuzz] if isinstance(p, PreImage) else [None, None]
+            for f, p in found.items()}
+
+
+@needs_tree
+@pytest.mark.parametrize("mail", [m for m in INDEX["mails"] if "expected" in m
+                                  and m["expected"]["verdict"] not in ("NO RESULT", "TIMEOUT")],
+                         ids=lambda m: m["file"][:3])
+def test_each_mail_takes_the_routes_the_recorded_run_took(mail):
+    """The routes are pinned where the recorded run reported them (a run that ended without
+    a result, as 013's internal error, reported none)."""
+    assert routes_at_rev(mail) == mail["expected"]["routes"]
+
+
+@needs_tree
+def test_a_mail_whose_removed_line_is_changed_no_longer_takes_its_route(tmp_path):
+    """The mutant way round: the first mail found exactly at its tag, one removed line
+    altered, finds no pre-image of that file."""
+    mail = next(m for m in INDEX["mails"] if "expected" in m
+                and list(m["expected"]["routes"].values()) == [["rev", 0]])
+    text = (LIST / mail["file"]).read_text()
+    removed = next(line for line in text.split("\n")
+                   if line.startswith("-") and not line.startswith("---") and len(line) > 8)
+    damaged = text.replace(removed + "\n", removed + " /* not in any tree */\n", 1)
+    (tmp_path / mail["file"]).write_text(damaged)
+    [file] = mail["expected"]["routes"]
+    assert routes_at_rev(mail, tmp_path / mail["file"]) == {file: [None, None]}

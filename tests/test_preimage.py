@@ -13,7 +13,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.pipeline import RunOptions, check_paths
-from harness.resolve.kernel_tree import PlainDirectory, hash_object, open_tree
+from harness.resolve.kernel_tree import Mismatch, PlainDirectory, already_applied, apply_file, \
+    hash_object, open_tree
 from harness.resolve.preimage import Memory, PreImage, PreImageMiss, Request, file_hunks, \
     find_preimage
 from harness.resolve.strategies import OUT_OF_SCOPE, resolve
@@ -122,6 +123,83 @@ def test_a_whitespace_damaged_copy_applies_at_rev(tmp_path):
     assert "\tbool flush = false;" in found.post          # the tree's own context lines
 
 
+# -- fuzz and the function the header names ----------------------------------------------
+
+def test_an_outer_context_line_that_differs_is_fuzz_and_an_inner_one_is_a_miss(tmp_path):
+    """GNU patch's fuzz: up to two context lines at each end may differ, never one next to a
+    changed line of a three-line-context hunk, never a removed line."""
+    tree = make_tree(tmp_path)
+    patch = make_patch(tree, tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    text = (tree / MMU_C).read_text()
+    hunks = file_hunks(hunks_of(patch), MMU_C)
+    # the hunk's first context line ('if (is_mmu_writable_spte(old_spte) &&' + 2 more) is
+    # three lines above the removed ones: change the line two above the removed lines
+    outer = text.replace("\t      !is_writable_pte(new_spte))", "\t      !is_writable(new_spte))")
+    assert outer != text
+    fuzzy = apply_file(outer, hunks)
+    assert not isinstance(fuzzy, Mismatch) and fuzzy.fuzz == 1
+    assert "is_accessed_spte(old_spte) && !is_accessed_spte" not in fuzzy.text
+    assert "!is_writable(new_spte))" in fuzzy.text            # the tree's own line stays
+    assert isinstance(apply_file(outer, hunks, max_fuzz=0), Mismatch)
+    commit_text(tree, outer, "outer context changed")
+    found = find_preimage(request_for(patch), open_tree(str(tree)))
+    assert (found.route, found.fuzz) == ("history", 0)     # an exact older version comes first
+    only = make_tree(tmp_path / "only", UPDATE_AFTER_3.replace("!is_writable_pte(new_spte))",
+                                                               "!is_writable(new_spte))"))
+    found = find_preimage(request_for(patch), open_tree(str(only)))
+    assert (found.route, found.fuzz, found.as_dict()["applied"]) == ("rev", 1, "fuzz 1")
+    # the line right before the removed ones is past the fuzz: a miss naming it
+    inner = text.replace("\tif (is_accessed_spte(old_spte) && !is_accessed_spte(new_spte))",
+                         "\tif (is_accessed_spte(old_spte) && !is_young(new_spte))")
+    missed = apply_file(inner, hunks)
+    assert isinstance(missed, Mismatch)
+    assert "its removed line 'if (is_accessed_spte(old_spte) && !is_accessed_spte(new_spte))' " \
+           "is nowhere in the file" in missed.describe("mmu.c")
+
+
+def test_a_patch_already_in_the_tree_is_not_applied_again_with_fuzz(tmp_path):
+    patch = make_patch(make_tree(tmp_path), tmp_path, *DROP_ACCESSED_FLUSH)
+    renamed_index(patch)
+    merged = make_tree(tmp_path / "merged", UPDATE_AFTER_3.replace(DROP_ACCESSED_FLUSH[0], ""))
+    found = find_preimage(request_for(patch), open_tree(str(merged)))
+    assert isinstance(found, PreImageMiss)
+    assert "already in mmu.c at HEAD: the patch is in that version" in dict(found.tried)["rev"]
+    assert not already_applied((tmp_path / "linux" / MMU_C).read_text(),
+                               file_hunks(hunks_of(patch), MMU_C))
+
+
+TWIN = ("static bool {name}(u64 *sptep, u64 new_spte)\n{{\n\tbool flush = false;\n\n"
+        "\tif (is_dirty_spte(old_spte))\n\t\tflush = true;\n\n\treturn flush;\n}}\n")
+
+
+def test_of_two_places_the_hunk_goes_into_the_function_its_header_names(tmp_path):
+    first, second = TWIN.format(name="first_helper"), TWIN.format(name="second_helper")
+    tree = tmp_path / "t"
+    tree.mkdir()
+    git(tree, "init", "-q")
+    commit_text(tree, first + "\n" + second, "two helpers")
+    (tree / MMU_C).write_text(first + "\n" + second.replace(
+        "\tif (is_dirty_spte(old_spte))\n\t\tflush = true;\n\n", ""))
+    patch = tmp_path / "second.patch"
+    patch.write_text(git(tree, "diff"))
+    git(tree, "checkout", "-q", ".")
+    # the same patch made on a tree with ten more lines ahead of both: the first helper's
+    # copy of the lines is now nearest the header's line number
+    (tree / MMU_C).write_text("// x\n" * 10 + first + "\n" + second)
+    hunks = file_hunks(hunks_of(patch), MMU_C)
+    applied = apply_file((tree / MMU_C).read_text(), hunks)
+    assert applied.in_function == (True,)
+    assert applied.text.count("is_dirty_spte(old_spte)") == 1
+    assert applied.text.index("is_dirty_spte") < applied.text.index("second_helper")
+    # renamed in the header, the hunk names no function here: the nearest place wins
+    renamed = patch.read_text().replace("@@ static bool second_helper", "@@ static bool other")
+    patch.write_text(renamed)
+    other = apply_file((tree / MMU_C).read_text(), file_hunks(hunks_of(patch), MMU_C))
+    assert other.in_function == (None,)
+    assert other.text.index("is_dirty_spte") > other.text.index("second_helper")
+
+
 # -- a plain directory -------------------------------------------------------------
 
 def test_a_plain_directory_hashes_blobs_as_git_does(tmp_path):
@@ -180,11 +258,53 @@ def test_a_series_applies_patch_after_patch_in_memory(tmp_path):
     assert two.preimages[0].route == "series"
     assert two.preimages[0].detail == "mmu.c as patch 1 left it (in memory)"
     assert two.preimages[0].blob == post_of_first
-    # alone, the second patch finds no pre-image: HEAD still has the accessed flush
+    assert (two.preimages[0].fuzz, two.preimages[0].how) == (0, "exactly")
+    # alone, HEAD still has the accessed flush: the hunk does not fit exactly...
+    head = (tree / MMU_C).read_text()
+    exact = apply_file(head, file_hunks(hunks_of(second), MMU_C), max_fuzz=0)
+    assert isinstance(exact, Mismatch)
+    assert "line 27 reads 'if (is_accessed_spte(old_spte)" in exact.describe("mmu.c")
+    # ...and only with its outer context line ignored (fuzz 1), as GNU patch would apply it
     alone = resolve(hunks_of(second), tree=kernel)
-    assert isinstance(alone.preimages[0], PreImageMiss)
-    assert "line 27 reads 'if (is_accessed_spte(old_spte)" in alone.preimages[0].reason
+    assert (alone.preimages[0].route, alone.preimages[0].fuzz) == ("rev", 1)
+    assert "hunks applied fuzz 1" in alone.preimages[0].note
     assert (tree / MMU_C).read_text() == original     # the tree was never written
+
+
+def test_apply_first_puts_the_patch_a_fix_was_written_on_into_the_tree_state(tmp_path):
+    """A fix mailed on top of an earlier patch the tree lacks: alone it finds no pre-image
+    (the line it removes is nowhere in the tree); with the earlier patch applied first, in
+    memory, its pre-image is what that patch left, and the run record says so."""
+    tree = make_tree(tmp_path)
+    new_line = "\tif (is_accessed_spte(old_spte) && !is_young(new_spte))\n\t\tflush = true;\n\n"
+    first = make_patch(tree, tmp_path, DROP_ACCESSED_FLUSH[0], new_line, name="1.patch")
+    original = (tree / MMU_C).read_text()
+    (tree / MMU_C).write_text(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
+    git(tree, "commit", "-qam", "first applied")
+    fix = make_patch(tree, tmp_path, new_line, "", name="2.patch")
+    git(tree, "reset", "-q", "--hard", "HEAD~1")
+    renamed_index(fix, "abcdef0")
+    alone, _ = check_paths([str(fix)], RunOptions(kernel_tree=str(tree)))
+    (miss,) = alone["patches"][0]["versions"]["preimages"]
+    assert miss["route"] is None and "is_young(new_spte)" in miss["reason"]
+    assert "is nowhere in the file" in miss["reason"]
+    results, run = check_paths([str(fix)], RunOptions(kernel_tree=str(tree),
+                                                      apply_first=(str(first),)))
+    (found,) = results["patches"][0]["versions"]["preimages"]
+    assert found["route"] == "series" and "(applied first)" in found["detail"]
+    assert found["blob"] == hash_object(original.replace(DROP_ACCESSED_FLUSH[0], new_line))
+    [record] = run["applied_first"]
+    assert "(applied first)" in record["patch"] and record["applied"] == [MMU_C]
+    assert [p["route"] for p in record["preimages"]] == ["rev"]
+    assert (tree / MMU_C).read_text() == original     # the tree was never written
+    # given twice, the second finds it already in the state and leaves the file as it is
+    again, run = check_paths([str(fix)], RunOptions(kernel_tree=str(tree),
+                                                    apply_first=(str(first), str(first))))
+    assert again["patches"][0]["versions"]["preimages"][0]["blob"] == found["blob"]
+    assert run["applied_first"][1]["preimages"] == [
+        {"file": MMU_C, "route": None, "reason": "already in HEAD: left as it is"}]
+    with pytest.raises(UsageError, match="--apply-first needs --kernel-tree"):
+        check_paths([str(fix)], RunOptions(apply_first=(str(first),)))
 
 
 # -- which files are read ----------------------------------------------------------------
@@ -228,7 +348,8 @@ def test_the_results_say_which_route_and_blob_were_used(tmp_path):
     (preimage,) = entry["versions"]["preimages"]
     assert preimage == {"file": MMU_C, "route": "rev", "commit": head,
                         "blob": git(tree, "rev-parse", f"HEAD:{MMU_C}").strip(),
-                        "detail": "mmu.c at v1.0"}
+                        "detail": "mmu.c at v1.0", "fuzz": 0, "offsets": [0],
+                        "applied": "exactly"}
     assert run["rev"] == "v1.0"
 
 

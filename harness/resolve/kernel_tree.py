@@ -7,10 +7,13 @@ log``) or a plain source directory (``PlainDirectory``: its files are the
 only revision, and a blob id is what ``git hash-object`` computes for a
 file's bytes).  ``open_tree`` picks the kind.
 
-``apply_file`` applies one file's hunks to a text, checking every context
-and removed line (whitespace-insensitively, so a repaired web-archive copy
-applies; the post-image keeps the text's own context lines); a hunk that
-does not fit is a ``Mismatch`` naming the first line that differs.
+``apply_file`` applies one file's hunks to a text as GNU ``patch`` does,
+checking every context and removed line (whitespace-insensitively, so a
+repaired web-archive copy applies; the post-image keeps the text's own
+context lines), at an offset and with a fuzz of up to two context lines at
+each end of a hunk if need be, preferring the C function the hunk's header
+names; a hunk that does not fit is a ``Mismatch`` naming the first line
+that differs (or the removed line the text holds nowhere).
 
 ``harness.resolve.preimage`` chooses which text a patch applies to.
 Nothing here writes to the tree.
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.ingest.hunks import UnreadableHunk, hunk_lines
+from harness.ingest.scope import definition_name
+from harness.translate.c_source import find_function
 
 
 class TreeMiss(Exception):
@@ -260,6 +265,9 @@ KernelTree = GitTree           # the name the audit and older callers use
 # Applying hunks to a pre-image
 # ---------------------------------------------------------------------------
 
+MAX_FUZZ = 2                   # context lines a hunk may lose at each end, as GNU patch allows
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """Why one file's hunks do not apply to a text: the first line that differs."""
@@ -269,25 +277,43 @@ class Mismatch:
     line: int                  # 1-based line of the text where the hunk was expected
     found: str                 # what the text holds there
     wanted: str                # what the hunk has
+    absent: str = ""           # the hunk's first removed line the text holds nowhere
 
     def describe(self, where: str) -> str:
+        if self.absent:
+            return (f"hunk {self.hunk} ({self.header}) does not apply to {where}: its removed "
+                    f"line '{self.absent.strip()}' is nowhere in the file")
         return (f"hunk {self.hunk} ({self.header}) does not apply to {where}: line "
                 f"{self.line} reads '{self.found.strip()}' where the hunk has "
                 f"'{self.wanted.strip()}', and no other place in the file holds all its old "
-                f"lines")
+                f"lines, even with fuzz {MAX_FUZZ}")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A file's text after its hunks, and how far the hunks had to bend to fit."""
+
+    text: str
+    fuzz: int                  # the most context lines any hunk ignored at one end (0..2)
+    offsets: tuple[int, ...]   # per hunk: lines between its header's place and where it went
+    in_function: tuple[bool | None, ...]   # per hunk: inside the header's function (None: no name)
 
 
 def _key(line: str) -> str:
     return " ".join(line.split())
 
 
-def apply_file(text: str, hunks) -> str | Mismatch:
+def apply_file(text: str, hunks, max_fuzz: int = MAX_FUZZ) -> Applied | Mismatch:
     """``text`` with ``hunks`` (one file's, once each, in order) applied, or the Mismatch.
 
-    Each hunk applies where all its old-side lines (context and removed)
-    match, whitespace-insensitively: at its header's line or, as ``git
-    apply`` allows, at the nearest offset, never before the previous hunk's
-    end.  The post-image keeps the text's own context lines.
+    As GNU ``patch`` does: each hunk applies where all its old-side lines
+    (context and removed) match, whitespace-insensitively, at its header's
+    line or the nearest offset, never before the previous hunk's end; if no
+    place holds them all, up to ``max_fuzz`` context lines at each end of the
+    hunk are ignored (the fuzz), never a removed line.  Among equal places
+    the one inside the C function the hunk's header names wins.  The
+    post-image keeps the text's own context lines.  Each hunk takes the
+    smallest fuzz that places it.
     """
     lines = text.split("\n")
     keys = [_key(line) for line in lines]
@@ -295,20 +321,29 @@ def apply_file(text: str, hunks) -> str | Mismatch:
     for number, key in enumerate(keys):
         where.setdefault(key, []).append(number)
     result: list[str] = []
-    done = 0
+    done, fuzz_used, offsets, inside = 0, 0, [], []
+    spans: dict[str, tuple[int, int] | None] = {}
     for hunk in hunks:
         try:
             rows = hunk_lines(hunk)
         except UnreadableHunk as exc:
             return Mismatch(hunk.index, hunk.header, hunk.source_start, "", str(exc))
-        old = [r for r in rows if r.kind != "+"]
-        start = (old[0].old - 1) if old else max(hunk.source_start, 0)
-        at = _place(keys, where, [_key(r.text) for r in old], start, done)
-        if at is None:
-            return _mismatch(lines, keys, old, start, hunk)
+        span = _function_span(text, _header_function(hunk), spans)
+        placed = None
+        for fuzz in range(max_fuzz + 1):
+            placed = _place_fuzzy(keys, where, rows, fuzz, done, span)
+            if placed is not None:
+                break
+        if placed is None:
+            return _mismatch(lines, keys, where, rows, hunk)
+        at, head, tail, fuzz, expected = placed
+        fuzz_used = max(fuzz_used, fuzz)
+        offsets.append(at - expected)
+        inside.append(None if span is None else span[0] <= at <= span[1])
+        body = rows[head:len(rows) - tail]
         result.extend(lines[done:at])
         position = at
-        for row in rows:
+        for row in body:
             if row.kind == "+":
                 result.append(row.text)
             else:
@@ -317,27 +352,90 @@ def apply_file(text: str, hunks) -> str | Mismatch:
                 position += 1
         done = position
     result.extend(lines[done:])
-    return "\n".join(result)
+    return Applied("\n".join(result), fuzz_used, tuple(offsets), tuple(inside))
 
 
-def _place(keys, where, old_keys, start: int, done: int) -> int | None:
-    if not old_keys:
-        return min(max(start, done), len(keys))
+def _header_function(hunk) -> str | None:
+    """The C function the hunk's ``@@`` header names, if it names one."""
+    return definition_name(hunk.hint) if getattr(hunk, "hint", None) else None
+
+
+def _function_span(text: str, name: str | None, spans: dict) -> tuple[int, int] | None:
+    if name is None:
+        return None
+    if name not in spans:
+        found = find_function(text, name)
+        spans[name] = (found.first, found.last) if found else None
+    return spans[name]
+
+
+def _trim(rows, fuzz: int) -> tuple[int, int]:
+    """How many context rows to drop at the start and at the end for ``fuzz``."""
+    head = 0
+    while head < fuzz and head < len(rows) and rows[head].kind == " ":
+        head += 1
+    tail = 0
+    while tail < fuzz and tail < len(rows) - head and rows[len(rows) - 1 - tail].kind == " ":
+        tail += 1
+    return head, tail
+
+
+def _place_fuzzy(keys, where, rows, fuzz: int, done: int, span):
+    """(line, rows dropped at the start, at the end, fuzz, expected line), or None."""
+    head, tail = _trim(rows, fuzz)
+    if fuzz and head < fuzz and tail < fuzz:
+        return None               # nothing more to drop than at the previous fuzz
+    body = rows[head:len(rows) - tail]
+    old = [r for r in body if r.kind != "+"]
+    first_old = next((r.old for r in rows if r.kind != "+"), None)
+    expected = (first_old - 1 + sum(1 for r in rows[:head] if r.kind != "+")
+                if first_old is not None else 0)
+    if not old:
+        if any(r.kind == "-" for r in rows) or fuzz:
+            return None
+        return min(max(expected, done), len(keys)), head, tail, fuzz, expected
+    old_keys = [_key(r.text) for r in old]
     candidates = [at for at in where.get(old_keys[0], ())
                   if at >= done and at + len(old_keys) <= len(keys)
                   and keys[at:at + len(old_keys)] == old_keys]
     if not candidates:
         return None
-    return min(candidates, key=lambda at: (abs(at - start), at))
+
+    def rank(at):
+        outside = span is not None and not (span[0] <= at <= span[1])
+        return (outside, abs(at - expected), at)
+
+    return min(candidates, key=rank), head, tail, fuzz, expected
 
 
-def _mismatch(lines, keys, old, start: int, hunk) -> Mismatch:
+def _mismatch(lines, keys, where, rows, hunk) -> Mismatch:
+    absent = next((r.text for r in rows if r.kind == "-" and _key(r.text) not in where), "")
+    old = [r for r in rows if r.kind != "+"]
+    start = (old[0].old - 1) if old else max(hunk.source_start, 0)
     for k, row in enumerate(old):
         at = start + k
         found = lines[at] if 0 <= at < len(lines) else "(end of file)"
         if (keys[at] if 0 <= at < len(keys) else None) != _key(row.text):
-            return Mismatch(hunk.index, hunk.header, at + 1, found, row.text)
-    return Mismatch(hunk.index, hunk.header, start + 1, "", "")
+            return Mismatch(hunk.index, hunk.header, at + 1, found, row.text, absent)
+    return Mismatch(hunk.index, hunk.header, start + 1, "", "", absent)
+
+
+def already_applied(text: str, hunks) -> bool:
+    """Does ``text`` hold every hunk's new side (context and added lines) in one piece, and
+    at least one hunk changes lines?  Then the patch is in it, as ``git apply -R`` would see."""
+    keys = [_key(line) for line in text.split("\n")]
+    joined = "\n" + "\n".join(keys) + "\n"
+    changed = False
+    for hunk in hunks:
+        try:
+            rows = hunk_lines(hunk)
+        except UnreadableHunk:
+            return False
+        new = [_key(r.text) for r in rows if r.kind != "-"]
+        changed = changed or any(r.kind != " " for r in rows)
+        if not new or "\n" + "\n".join(new) + "\n" not in joined:
+            return False
+    return changed
 
 
 def apply_hunks(text: str, hunks, where: str) -> str:
@@ -345,4 +443,4 @@ def apply_hunks(text: str, hunks, where: str) -> str:
     post = apply_file(text, hunks)
     if isinstance(post, Mismatch):
         raise TreeMiss(post.describe(where))
-    return post
+    return post.text

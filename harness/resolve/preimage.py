@@ -15,15 +15,23 @@ order, each returning a ``PreImage`` or the reason it could not):
 4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
    ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to.
 
-When none works the file is a ``PreImageMiss`` naming the first hunk line
-that does not apply at ``--rev``.  Nothing here writes to the tree.
+Every route is first tried with the hunks applying exactly (at an offset if
+need be), then again with a fuzz of up to ``MAX_FUZZ`` context lines at each
+end of a hunk, as GNU ``patch`` and ``git am -3``'s fallback do: an exact
+place in an older version beats a fuzzy one in a newer.  The route, the fuzz
+and the offsets used are part of the result.  When none works the file is a
+``PreImageMiss`` naming the first hunk line that does not apply at
+``--rev`` (or the removed line the file holds nowhere).  Nothing here writes
+to the tree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from harness.resolve.kernel_tree import Mismatch, apply_file, hash_object
+from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, already_applied, apply_file, \
+    hash_object
 
 HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
 
@@ -67,6 +75,8 @@ class Request:
     source_blob: str | None    # the index line's pre-image id (abbreviated)
     rev: str
     memory: Memory = Memory()
+    max_fuzz: int = 0          # context lines a hunk may ignore at each end (GNU patch's fuzz)
+    routes: tuple[str, ...] = ("series", "index", "rev", "history")   # the routes to try
 
     @property
     def short(self) -> str:
@@ -84,6 +94,17 @@ class PreImage:
     detail: str                # one sentence for the report
     text: str = field(repr=False, compare=False)
     post: str = field(repr=False, compare=False)
+    fuzz: int = 0              # the most context lines a hunk ignored at one end
+    offsets: tuple[int, ...] = ()   # per hunk: lines from its header's place to where it went
+
+    @property
+    def how(self) -> str:
+        """How the hunks fit: exactly, at an offset, or with fuzz."""
+        moved = sum(1 for offset in self.offsets if offset)
+        parts = [f"fuzz {self.fuzz}"] if self.fuzz else []
+        if moved:
+            parts.append(f"{moved} of {len(self.offsets)} hunks at an offset")
+        return ", ".join(parts) or "exactly"
 
     @property
     def post_blob(self) -> str:
@@ -94,11 +115,12 @@ class PreImage:
         """The line the terminal and HTML reports show."""
         commit = f"commit {self.commit[:12]}, " if self.commit else ""
         return (f"pre-image of {self.file} by route '{self.route}': {self.detail} "
-                f"({commit}blob {self.blob[:12]})")
+                f"({commit}blob {self.blob[:12]}; hunks applied {self.how})")
 
     def as_dict(self) -> dict:
         return {"file": self.file, "route": self.route, "blob": self.blob,
-                "commit": self.commit, "detail": self.detail}
+                "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
+                "offsets": list(self.offsets), "applied": self.how}
 
 
 @dataclass(frozen=True)
@@ -117,10 +139,14 @@ class PreImageMiss:
 
 
 def _found(request, route, text, commit, detail) -> PreImage | str:
-    post = apply_file(text, request.hunks)
-    if isinstance(post, Mismatch):
-        return post.describe(detail)
-    return PreImage(request.file, route, hash_object(text), commit, detail, text, post)
+    if request.max_fuzz and already_applied(text, request.hunks):
+        # with fuzz an added-only hunk fits almost anywhere, also in a text that has it
+        return f"the hunks' new lines are already in {detail}: the patch is in that version"
+    applied = apply_file(text, request.hunks, request.max_fuzz)
+    if isinstance(applied, Mismatch):
+        return applied.describe(detail)
+    return PreImage(request.file, route, hash_object(text), commit, detail, text, applied.text,
+                    applied.fuzz, applied.offsets)
 
 
 def from_series(request: Request, tree) -> PreImage | str:
@@ -175,13 +201,18 @@ ROUTES = (("series", from_series), ("index", from_index), ("rev", from_rev),
 
 
 def find_preimage(request: Request, tree) -> PreImage | PreImageMiss:
-    """The first route's pre-image, or a miss saying why each route failed."""
+    """The first route's exact pre-image, else the first with fuzz, else a miss saying why
+    each route failed (with fuzz)."""
     tried = []
-    for name, route in ROUTES:
-        found = route(request, tree)
-        if isinstance(found, PreImage):
-            return found
-        tried.append((name, found))
+    for fuzz in (0, MAX_FUZZ):
+        tried = []
+        for name, route in ROUTES:
+            if name not in request.routes:
+                continue
+            found = route(dataclasses.replace(request, max_fuzz=fuzz), tree)
+            if isinstance(found, PreImage):
+                return found
+            tried.append((name, found))
     # the first text that was there but did not take the hunks names the line
     reason = next((why for _, why in tried if "does not apply" in why), None)
     if reason is None:
@@ -200,11 +231,59 @@ def file_hunks(hunks, file: str) -> tuple:
 
 
 def find_preimages(hunks, files, tree, rev: str, memory: Memory,
+                   routes: tuple[str, ...] = tuple(name for name, _ in ROUTES),
                    ) -> dict[str, PreImage | PreImageMiss]:
     """Every file of ``files`` the hunks touch -> its pre-image or the miss."""
     found = {}
     for file in files:
         blob = next((h.source_blob for h in hunks if h.file == file), None)
-        found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory),
-                                    tree)
+        found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory,
+                                            routes=routes), tree)
     return found
+
+
+# A patch applied first joins the state at ``rev``: only routes that keep that state (the
+# index blob or an older version of the file would bring another release's text into it).
+FIRST_ROUTES = ("series", "rev")
+
+
+def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict]]:
+    """The state ``patches`` leave on the tree at ``rev``, in memory, and what each did.
+
+    ``patches`` are (label, scoped hunks) of patches the checked ones were
+    written on top of (``--apply-first``: an earlier part of their series,
+    the commit a ``Fixes:`` names), applied in order by the same routes; they
+    are not judged.  A file that already holds the patch (a stable tree holds
+    the commit a backport fixes) stays as it is; so does a file that does not
+    take the hunks exactly (as ``git apply --reject`` leaves it; fuzz is for
+    the patch under check, not for guessing what a tree holds); the record
+    says which file went which way.  Only ``FIRST_ROUTES`` are taken: the index blob
+    or an older version of a file must not bring another release into the
+    state at ``rev``.  ``read_file(path)`` says whether kconform reads a file.
+    """
+    memory, record = Memory(), []
+    for label, hunks in patches:
+        files = list(dict.fromkeys(h.file for h in hunks if read_file(h.file)))
+        held = {f: _state_text(f, tree, rev, memory) for f in files}
+        there = [f for f in files if held[f] is not None
+                 and already_applied(held[f], file_hunks(hunks, f))]
+        found = find_preimages(hunks, [f for f in files if f not in there], tree, rev, memory,
+                               FIRST_ROUTES)
+        # as ``git apply --reject``: each file that takes its hunks, exactly, changes
+        taken = {f: p.post for f, p in found.items()
+                 if isinstance(p, PreImage) and p.fuzz == 0}
+        memory = memory.with_files(taken, label)
+        rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
+                for f in there]
+        rows += [p.as_dict() | ({} if f in taken else {
+                     "route": None, "reason": p.reason if isinstance(p, PreImageMiss) else
+                     f"rejected: it takes the hunks only with fuzz {p.fuzz}"})
+                 for f, p in found.items()]
+        record.append({"patch": label, "applied": sorted(taken), "preimages": rows})
+    return memory, record
+
+
+def _state_text(file: str, tree, rev: str, memory: Memory) -> str | None:
+    """The file as the state holds it: an earlier patch's text, else the tree's at ``rev``."""
+    held = memory.text(file)
+    return held[0] if held is not None else tree.text_at(rev, file)

@@ -54,21 +54,31 @@ def _base(node) -> str:
     return "other"
 
 
+def parameters(func: c_ast.FuncDef):
+    """The function's parameters in order, as (position, param); an ellipsis
+    comes as (position, None) and unnamed parameters (``void``) are left out."""
+    decl = func.decl.type
+    if decl.args is None:
+        return
+    for i, param in enumerate(decl.args.params):
+        if isinstance(param, c_ast.EllipsisParam):
+            yield i, None
+        elif param.name is not None:
+            yield i, param
+
+
 def signature(func: c_ast.FuncDef) -> Signature:
     decl = func.decl.type
     params = []
     takes_kvm = False
-    if decl.args is not None:
-        for i, param in enumerate(decl.args.params):
-            if isinstance(param, c_ast.EllipsisParam):
-                params.append("*varargs")
-                continue
-            if param.name is None:
-                continue
-            if i == 0 and param.name == "kvm" and type_of(param.type) == ("pointer", "struct kvm"):
-                takes_kvm = True
-                continue
-            params.append(param.name)
+    for i, param in parameters(func):
+        if param is None:
+            params.append("*varargs")
+            continue
+        if i == 0 and param.name == "kvm" and type_of(param.type) == ("pointer", "struct kvm"):
+            takes_kvm = True
+            continue
+        params.append(param.name)
     kind, base = type_of(decl.type)
     returns = "pointer" if kind == "pointer" else ("bool" if kind == "bool" else
                                                   ("void" if base == "void" else base))

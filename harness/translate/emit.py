@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pycparser import c_ast
 
 from harness.translate.c_types import (SIGNED, SIZES, UNSIGNED, Signature, _base,  # noqa: F401
-                                       signature, type_of)
+                                       parameters, signature, type_of)
 
 RESERVED = set(keyword.kwlist) | {"_vm", "print", "object"}
 BINARY = {"+": "+", "-": "-", "*": "*", "%": "%", "<<": "<<", ">>": ">>", "&": "&", "|": "|",
@@ -123,25 +123,21 @@ class Emitter:
 
     # -- the function -------------------------------------------------------
     def function(self) -> str:
-        decl = self.func.decl.type
         params = ["_vm"]
         prologue = []
-        if decl.args is not None:
-            for i, param in enumerate(decl.args.params):
-                if isinstance(param, c_ast.EllipsisParam):
-                    params.append("*varargs")
-                    continue
-                if param.name is None:
-                    continue
-                var = self.declare(param.name, param.type)
-                if i == 0 and self.sig.takes_kvm and param.name == "kvm":
-                    prologue.append("kvm = _vm")
-                    continue
-                params.append(py_name(param.name))
-                if type_of(param.type) == ("pointer", "struct kvm_rmap_head"):
-                    prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
-                if var.kind == "box":
-                    prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
+        for i, param in parameters(self.func):
+            if param is None:
+                params.append("*varargs")
+                continue
+            var = self.declare(param.name, param.type)
+            if i == 0 and self.sig.takes_kvm and param.name == "kvm":
+                prologue.append("kvm = _vm")
+                continue
+            params.append(py_name(param.name))
+            if type_of(param.type) == ("pointer", "struct kvm_rmap_head"):
+                prologue.append(f"{py_name(param.name)} = _rmap_head({py_name(param.name)})")
+            if var.kind == "box":
+                prologue.append(f"{py_name(param.name)} = [{py_name(param.name)}]")
         self.out(0, f"def {py_name(self.sig.name)}({', '.join(params)}):")
         for line in prologue:
             self.out(1, line)
