@@ -207,3 +207,12 @@ def test_twin_the_channel_word_on_its_own_is_a_claim():
     # a bit the kernel calls a flag is the SPTE's own, not a code noun
     assert changes(read("KVM: x86/mmu: Flush remote TLBs iff MMU-writable flag is cleared")) \
         >= {("flush", "subset")}
+
+
+def test_what_a_drop_keeps_with_except_is_not_what_it_drops():
+    """"Drop everything except marking the PFN dirty" keeps the dirty mark: no dirty
+    claim; the twin without "except" drops it."""
+    kept = read("KVM: x86/mmu: Drop everything except marking the PFN dirty in make_spte()")
+    assert ("dirty", "subset") not in changes(kept)
+    assert changes(read("KVM: x86/mmu: Drop marking the PFN dirty in make_spte()")) == {
+        ("dirty", "subset")}

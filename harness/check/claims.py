@@ -274,7 +274,8 @@ MOVE_VERBS = r"move|moves|moving|defer|defers|deferring|hoist|hoists|sink|sinks|
 FREE_VERBS = (r"rework|reworks|change|changes|replace|replaces|modify|modifies|rewrite|"
               r"rewrites|adjust|adjusts|tweak|tweaks|fix|fixes|correct|corrects|"
               r"redo|rearrange|reorder|reorders|refine|refines|precisely")
-_BOUNDARY_WORDS = (r"\b(?:if|iff|when|whenever|unless|because|since|but|while|after|before|"
+_BOUNDARY_WORDS = (r"\b(?:if|iff|when|whenever|unless|because|since|but|except|other than|"
+                   r"while|after|before|"
                    r"instead|rather|only|in order|to avoid|to ensure|so that|as opposed|i\.e|"
                    r"e\.g)\b|[,;:.()]")
 _BOUNDARY = rf"(?={_BOUNDARY_WORDS}|$)"
