@@ -170,3 +170,49 @@ def test_docs_describe_every_row_of_the_table():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "claims.md").read_text()
     for row in M.CONVENTIONS:
         assert f"| `{row.name}` |" in docs, row.name
+
+
+@pytest.mark.parametrize("subject", [
+    "KVM: x86/mmu: Accumulate the write-protect flush with |= in mmu_spte_update()",
+    "KVM: x86/mmu: Consolidate the Dirty vs. Writable clearing logic",
+    "KVM: x86/mmu: Handle the Dirty bit first in mmu_spte_clear_track_bits()",
+    "KVM: x86/mmu: Spell out both flush paths in mmu_spte_update()",
+    "KVM: x86/mmu: Fold the dirty marking of make_spte() into one statement",
+])
+def test_a_refactoring_verb_describes_code_shape_and_claims_nothing(subject):
+    """Kernel refactoring subjects say how the code is written: no behaviour claimed,
+    and the unread sentence says it was read as code shape."""
+    intent = read(subject)
+    assert intent.changes == ()
+    (unread,) = intent.unread
+    assert "read as code shape" in unread.reason
+
+
+def test_twin_a_behaviour_verb_after_a_refactoring_verb_still_claims():
+    intent = read("KVM: x86/mmu: Refactor the rmap zap to skip the flush when zapping leaf SPTEs")
+    assert changes(intent) == {("flush", "subset")}
+    assert changes(read("KVM: x86/mmu: Don't flush when zapping leaf SPTEs")) == {
+        ("flush", "subset")}
+
+
+def test_a_channel_word_qualifying_a_code_noun_names_code_not_the_channel():
+    assert read("KVM: x86/mmu: Set the flush flag explicitly in mmu_spte_update()").changes == ()
+    assert read("KVM: x86/mmu: Drop the dirty test from make_spte()").changes == ()
+
+
+def test_twin_the_channel_word_on_its_own_is_a_claim():
+    assert changes(read("KVM: x86/mmu: Set the Dirty bit in make_spte()")) == {("spte", "free")}
+    assert changes(read("KVM: x86/mmu: Drop the flush from mmu_spte_update()")) == {
+        ("flush", "subset")}
+    # a bit the kernel calls a flag is the SPTE's own, not a code noun
+    assert changes(read("KVM: x86/mmu: Flush remote TLBs iff MMU-writable flag is cleared")) \
+        >= {("flush", "subset")}
+
+
+def test_what_a_drop_keeps_with_except_is_not_what_it_drops():
+    """"Drop everything except marking the PFN dirty" keeps the dirty mark: no dirty
+    claim; the twin without "except" drops it."""
+    kept = read("KVM: x86/mmu: Drop everything except marking the PFN dirty in make_spte()")
+    assert ("dirty", "subset") not in changes(kept)
+    assert changes(read("KVM: x86/mmu: Drop marking the PFN dirty in make_spte()")) == {
+        ("dirty", "subset")}

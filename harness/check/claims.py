@@ -173,8 +173,18 @@ CHANNEL_NOUNS: tuple[tuple[str, re.Pattern], ...] = (
 )
 
 
+# A channel word that qualifies one of these nouns names a piece of code, not
+# the channel's behaviour: "the flush flag", "the write-protect flush check",
+# "the Dirty bit handling", "the dirty test", "the flush logic".
+CODE_NOUNS = _re(r"^[\s\"']*(?:flags?|variables?|locals?|booleans?|bools?|parameters?|params?|"
+                 r"arguments?|fields?|checks?|tests?|conditions?|expressions?|statements?|"
+                 r"logic|code|helpers?|macros?|wrappers?|handling|return values?|"
+                 r"comments?)\b")
+
+
 def channels_named(text: str) -> list[tuple[int, str]]:
-    """(position, channel) of every channel noun in ``text``, in order."""
+    """(position, channel) of every channel noun in ``text``, in order; a noun
+    qualifying a code noun (``CODE_NOUNS``) names code, not a channel."""
     found = []
     taken: list[tuple[int, int]] = []
     for channel, pattern in CHANNEL_NOUNS:
@@ -182,6 +192,8 @@ def channels_named(text: str) -> list[tuple[int, str]]:
             if any(a <= match.start() < b for a, b in taken):
                 continue
             taken.append(match.span())
+            if CODE_NOUNS.match(text[match.end():]):
+                continue
             found.append((match.start(), channel))
     return sorted(found)
 
@@ -254,19 +266,33 @@ def places_named(text: str, functions: frozenset[str]) -> tuple[str, ...]:
 DROP_VERBS = (r"don't|do not|doesn't|does not|no longer|never|skip|skips|skipping|drop|drops|"
               r"dropping|avoid|avoids|avoiding|stop|stops|stopping|remove|removes|removing|omit|"
               r"omits|elide|elides|eliminate|eliminates|delete|deletes|get rid of|"
-              r"batch|batches|coalesce|coalesces|consolidate|consolidates|"
+              r"batch|batches|coalesce|coalesces|"
               r"(?:don't|do not|doesn't|does not) (?:need|bother) to")
 ADD_VERBS = (r"add|adds|mark|marks|force|forces|always|flush|flushes|take|takes|grab|grabs|"
              r"hold|holds|acquire|acquires|set|sets|warn|warns|WARN|BUG|yell|assert|asserts|"
              r"re-mark|emit|emits|trigger|triggers")
 MOVE_VERBS = r"move|moves|moving|defer|defers|deferring|hoist|hoists|sink|sinks|delay|delays"
 FREE_VERBS = (r"rework|reworks|change|changes|replace|replaces|modify|modifies|rewrite|"
-              r"rewrites|adjust|adjusts|tweak|tweaks|fix|fixes|correct|corrects|handle|handles|"
+              r"rewrites|adjust|adjusts|tweak|tweaks|fix|fixes|correct|corrects|"
               r"redo|rearrange|reorder|reorders|refine|refines|precisely")
-_BOUNDARY_WORDS = (r"\b(?:if|iff|when|whenever|unless|because|since|but|while|after|before|"
+_BOUNDARY_WORDS = (r"\b(?:if|iff|when|whenever|unless|because|since|but|except|other than|"
+                   r"while|after|before|"
                    r"instead|rather|only|in order|to avoid|to ensure|so that|as opposed|i\.e|"
                    r"e\.g)\b|[,;:.()]")
 _BOUNDARY = rf"(?={_BOUNDARY_WORDS}|$)"
+# Verbs that say how the code is written, not what it does (kernel refactoring
+# and cleanup subjects): no row reads a claim from them.  A behaviour verb later
+# in the sentence still speaks ("Refactor X to skip the flush when ...").
+CODE_SHAPE_VERBS = (r"accumulate|accumulates|rename|renames|use|uses|open[- ]code|open[- ]codes|"
+                    r"consolidate|consolidates|refactor|refactors|fold|folds|spell out|"
+                    r"spells out|group|groups|simplify|simplifies|clean up|cleans up|tidy|"
+                    r"tidies|inline|inlines|extract|extracts|factor out|factors out|split out|"
+                    r"restructure|restructures|reorganize|reorganise|reorganizes|deduplicate|"
+                    r"dedup|combine|combines|handle|handles|check|checks|test|tests|compute|"
+                    r"computes|walk|walks|read|reads|let|lets|introduce|introduces|wrap|wraps|"
+                    r"pass|passes|return|returns|compare|compares|trim|trims|tighten|tightens")
+_CODE_SHAPE = _re(rf"^(?:(?:\w+ly|just|also|only|always|explicitly)\s+)*(?P<verb>"
+                  rf"{CODE_SHAPE_VERBS})\b")
 _NOT_BEHAVIOUR = _re(r"\b(?:comments?|typos?|documentation|docs?|changelog|spelling|names?|"
                      r"variables?|prototypes?|declarations?|whitespace|indentation|helpers? name)\b")
 
@@ -550,11 +576,18 @@ _CHANGE_WORDS = _re(rf"(?<![\w-])(?:{DROP_VERBS}|{ADD_VERBS}|{MOVE_VERBS}|{FREE_
 def unused(sentence: str, is_subject: bool) -> Unread | None:
     """A sentence that names a channel and a change but gave no change claim: why."""
     names = tuple(dict.fromkeys(c for _, c in channels_named(sentence)))
-    if not names or not _CHANGE_WORDS.search(sentence):
+    if not names:
         return None
     spoken, _ = speaker(sentence, is_subject)
+    shape = _CODE_SHAPE.match(spoken) if spoken is not None else None
+    if not shape and not _CHANGE_WORDS.search(sentence):
+        return None
     if spoken is None:
         return Unread(sentence, names, "not read as a claim: it describes behaviour (not in the "
                                        "imperative, not about this patch)")
+    if shape:
+        return Unread(sentence, names, f"read as code shape: '{shape.group('verb').lower()}' "
+                                       "says how the code is written, not a change of "
+                                       f"{', '.join(names)}")
     return Unread(sentence, names, "no convention in the claims table reads a change of "
                                    f"{', '.join(names)} from it")

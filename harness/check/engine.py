@@ -475,6 +475,7 @@ class Run:
     failure: StepFailed | None = None
     observed: set = field(default_factory=set)   # channels on which the two logs differed
     seek_fixes: bool = False     # stop on what the before side fails and the after holds
+    directed: tuple = ()         # operations reaching a changed function (sequences.DIRECTED_STEPS)
 
 
 def _state(vm) -> tuple:
@@ -631,7 +632,8 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
-    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after))
+    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after),
+              directed=directed_operations(before, after))
     findings, runs = _searches(run, operations, profile, seed, as_finding)
     if observed is not None:
         observed |= run.observed
@@ -676,7 +678,8 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
     invariants = _invariant_checks(checks)
     if operations is None or not invariants:
         return []
-    run = Run(before, after, contract, invariants, seek_fixes=True)
+    run = Run(before, after, contract, invariants, seek_fixes=True,
+              directed=directed_operations(before, after))
     found, _ = _searches(run, operations, profile, seed, _operation_finding)
     return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
                     f"fix confirmed: {f.check} held after, failed before: {f.summary}",
@@ -696,11 +699,22 @@ def skipped_operations(before, after) -> dict[str, str]:
     return found
 
 
+def directed_operations(before: VersionSet, after: VersionSet) -> tuple[str, ...]:
+    """The operations whose steps run a function that differs between the two states."""
+    from harness.check.reach import operations_reaching
+    found: list[str] = []
+    for function in changed_functions(before, after):
+        found += [name for name in operations_reaching((before, after), function)
+                  if name not in found]
+    return tuple(found)
+
+
 def _kept_sequences(run: Run, operations, as_finding) -> list[Finding]:
-    """Run harness.check.sequences.KEPT_SEQUENCES in every mode and MMU where they apply."""
-    from harness.check.sequences import KEPT_SEQUENCES
+    """Run harness.check.sequences.KEPT_SEQUENCES, then the directed sequences of the
+    operations that reach the change, in every mode and MMU where they apply."""
+    from harness.check.sequences import KEPT_SEQUENCES, directed_sequences
     findings = []
-    for _, steps in KEPT_SEQUENCES:
+    for _, steps in KEPT_SEQUENCES + directed_sequences(run.directed):
         for mode in operations.MODES:
             for mmu in operations.MMUS:
                 if not all(operations.OPERATIONS[n].applies_to(mmu, mode)

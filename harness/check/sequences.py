@@ -8,6 +8,14 @@ they never suppress one.  A sequence is kept here when it stands for a flow
 the random search reaches only rarely (a gfn that a shadow page shadows, a
 non-accessed SPTE being zapped), so the gate profile, which runs few random
 examples, still walks it.  Each entry: (name, [(operation, arguments)...]).
+
+``DIRECTED_STEPS`` are the other half: for every operation, the steps that
+drive it over a writable mapping of gfn 0 (``MAP_WRITABLE``).  The engine
+runs them for the operations that reach a function the patch changes
+(``harness.check.reach.operations_reaching``), in every mode, MMU and PML
+setting where they apply, so the gate profile walks each such operation over
+a present SPTE at least once however its few random examples fall.  The diff
+says where to look; it never says what may change.
 """
 
 from __future__ import annotations
@@ -91,3 +99,54 @@ KEPT_SEQUENCES: tuple[tuple[str, tuple[tuple[str, dict], ...]], ...] = (
         ("fault", {"gfn": 7, "write": True, "exec": False, "prefetch": False}),
         ("external_write_track", {"gfn": 7, "add": False}))),
 )
+
+
+MAP_WRITABLE = ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False})
+WHOLE_SLOT = {"start": 0, "end": 1024}
+
+# operation -> the steps, after MAP_WRITABLE, that run it over that mapping
+DIRECTED_STEPS: dict[str, tuple[tuple[str, dict], ...]] = {
+    "fault": (("fault", {"gfn": 1, "write": False, "exec": False, "prefetch": False}),),
+    "fast_fault": (("fast_fault", {"gfn": 0, "write": True}),),
+    "async_pf_ready": (("async_pf_ready", {"gfn": 0}),),
+    "guest_access": (("guest_access", {"gfn": 0, "write": True}),),
+    "nested_access": (
+        ("shadow_prefetch", {"index": 1, "gfn": 0, "writable": True, "dirty": False,
+                             "accessed": True}),
+        ("nested_access", {"index": 1, "write": True})),
+    "unmap": (("unmap", {"start": 0, "end": 1}),),
+    "change_pte": (("change_pte", {"gfn": 0, "writable": True}),),
+    "clear_flush_young": (("clear_flush_young", WHOLE_SLOT),),
+    "clear_young": (("clear_young", WHOLE_SLOT),),
+    "test_young": (("test_young", WHOLE_SLOT),),
+    "zap_all": (("zap_all", {}),),
+    "memslot_delete": (("memslot_delete", {}),),
+    "dirty_log_enable": (("dirty_log_enable", {}),),
+    "dirty_log_clear": (
+        ("dirty_log_enable", {}),
+        MAP_WRITABLE,
+        ("dirty_log_clear", {"gfn": 0, "mask": 1})),
+    "dirty_log_disable": (
+        ("dirty_log_enable", {}),
+        MAP_WRITABLE,
+        ("dirty_log_disable", {})),
+    "split_huge": (("split_huge", {"gfn": 0}),),
+    "collapse": (
+        ("split_huge", {"gfn": 0}),
+        ("collapse", {"gfn": 0})),
+    "zap_gfn_range": (("zap_gfn_range", {"start": 0, "end": 1}),),
+    "shadow_prefetch": (
+        ("shadow_prefetch", {"index": 1, "gfn": 0, "writable": True, "dirty": True,
+                             "accessed": False}),),
+    "shadow_sync": (
+        ("shadow_prefetch", {"index": 2, "gfn": 0, "writable": True, "dirty": True,
+                             "accessed": True}),
+        ("shadow_sync", {"index": 2, "gfn": 0, "writable": False, "dirty": False,
+                         "accessed": True})),
+}
+
+
+def directed_sequences(operations) -> tuple[tuple[str, tuple[tuple[str, dict], ...]], ...]:
+    """The directed sequence of each of ``operations`` (names), in the given order."""
+    return tuple((f"map gfn 0 writable, then {name}", (MAP_WRITABLE,) + DIRECTED_STEPS[name])
+                 for name in operations)
