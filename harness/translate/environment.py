@@ -550,8 +550,8 @@ MEMSLOT_FUNCTIONS = vm_objects.MEMSLOT_FUNCTIONS
 
 
 def _host_models() -> dict:
-    from kernel_models import kvm_main
-    found = {row.name: row.function for row in kvm_main.MODEL_TABLE}
+    from kernel_models import kvm_main, x86
+    found = {row.name: row.function for row in kvm_main.MODEL_TABLE + x86.MODEL_TABLE}
     found.update({"folio_mark_accessed": folio_mark_accessed, "folio_mark_dirty": folio_mark_dirty,
                   "kvm_release_faultin_page": kvm_release_faultin_page,
                   "mark_page_accessed": folio_mark_accessed, "SetPageDirty": folio_mark_dirty,
