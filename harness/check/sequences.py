@@ -143,6 +143,26 @@ DIRECTED_STEPS: dict[str, tuple[tuple[str, dict], ...]] = {
                              "accessed": True}),
         ("shadow_sync", {"index": 2, "gfn": 0, "writable": False, "dirty": False,
                          "accessed": True})),
+    # memslot layouts, MMIO and write tracking (kernel_models/reach_operations.py)
+    "memslot_create": (("memslot_create", {"base_gfn": REGION_START, "npages": 16}),),
+    "memslot_remove": (
+        ("memslot_create", {"base_gfn": REGION_START, "npages": 16}),
+        ("slot_access", {"gfn": REGION_START, "write": True}),
+        ("memslot_remove", {"gfn": REGION_START})),
+    "memslot_move": (
+        ("memslot_create", {"base_gfn": REGION_START, "npages": 16}),
+        ("slot_access", {"gfn": REGION_START, "write": True}),
+        ("memslot_move", {"gfn": REGION_START, "new_base_gfn": REGION_START + 64})),
+    "slot_access": (("slot_access", {"gfn": 0, "write": True}),),
+    "shadow_page": (("shadow_page", {"gfn": 0, "level": 1}),),
+    "unprotect": (
+        ("shadow_page", {"gfn": 0, "level": 2}),
+        ("unprotect", {"gfn": 0})),
+    "sync_shadow": (
+        ("shadow_page", {"gfn": 0, "level": 1}),
+        ("fault", {"gfn": 0, "write": True, "exec": False, "prefetch": False}),
+        ("sync_shadow", {"gfn": 0})),
+    "external_write_track": (("external_write_track", {"gfn": 0, "add": True}),),
 }
 
 
