@@ -121,14 +121,21 @@ def error_entry(path: str, exc: KconformError, sha256: str | None = None) -> dic
 NOT_READ = "not a file kconform reads (it reads the KVM x86 MMU)"
 
 
-def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None = None) -> dict:
+def hunk_rows(hunks, resolution, outcome) -> list[dict]:
+    """One row per hunk: where it is, whether a model checked it, and why (not)."""
+    from harness.check.engine import operation_level_only, operation_level_stopped
     from harness.ingest.scope import is_read_file
     coverage_by_index = {h.index: h for h in resolution.hunks} if resolution else {}
-    hunk_rows = []
+    stopped = operation_level_stopped(outcome.coverage) if outcome else None
+    unchecked = operation_level_only(outcome.coverage) if stopped else set()
+    rows = []
     for hunk in hunks:
         cover = coverage_by_index.get(hunk.index)
+        if cover and cover.covered and hunk.function in unchecked:
+            # only the operation level checks this function, and it did not finish
+            cover = dataclasses.replace(cover, covered=False, reason=stopped)
         read = is_read_file(hunk.file)
-        hunk_rows.append({
+        rows.append({
             "index": hunk.index, "file": hunk.file, "function": hunk.function,
             "kind": hunk.kind, "covered": bool(cover and cover.covered), "read": read,
             "model": cover.model if cover else None,
@@ -136,13 +143,18 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
                 hunk.reason if read else NOT_READ),
             "scope": hunk.reason, "header": hunk.header, "line": hunk.line, "text": hunk.text,
         })
+    return rows
+
+
+def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None = None) -> dict:
+    rows = hunk_rows(hunks, resolution, outcome)
     findings = [to_jsonable(f) for f in outcome.findings] if outcome else []
     findings.sort(key=lambda f: (f.get("inherited", False),) + worst_and_smallest_first(f))
     # worst and smallest first; an inherited finding never sets this patch's verdict
     verdict = patch_verdict(error=error is not None,
-                            hunks_covered=[h["covered"] for h in hunk_rows],
+                            hunks_covered=[h["covered"] for h in rows],
                             severities=[f["severity"] for f in findings if not f.get("inherited")],
-                            hunks_read=[h["read"] for h in hunk_rows])
+                            hunks_read=[h["read"] for h in rows])
     return {
         "path": patch.path, "sha256": patch.source_sha256,
         "subject": patch.subject, "raw_subject": patch.raw_subject,
@@ -157,7 +169,7 @@ def patch_entry(patch, hunks, resolution, outcome, error: KconformError | None =
         "verdict": verdict.name,
         "contract": outcome.contract.as_dict() if outcome and outcome.contract else None,
         "versions": resolution.as_dict() if resolution else None,
-        "hunks": hunk_rows,
+        "hunks": rows,
         "coverage": [to_jsonable(c) for c in outcome.coverage] if outcome else [],
         "findings": findings,
         "fixes": [to_jsonable(f) for f in outcome.fixes] if outcome else [],

@@ -369,7 +369,7 @@ def check_function(function: str, before: VersionSet, after: VersionSet, contrac
                             f"callers (their function checks and the operations)")
     if driver is None:
         return [], Coverage("function", function, "sampled", 0, None,
-                            f"{function}: no function driver; covered at operation level only")
+                            f"{function}: {OPERATION_LEVEL_ONLY}")
     budget = profiles.budget(profile)
     all_cases = [case for mode in D.MODES for case in driver.cases(mode)]
     total = len(all_cases)
@@ -469,13 +469,18 @@ class Run:
     contract: C.Contract
     checks: tuple
     excluded: set = field(default_factory=set)
-    skipped: dict = field(default_factory=dict)   # operation -> why this state lacks it
+    skipped: dict | None = None   # operation -> why a side lacks it (None: work it out)
     examples: int = 0
     steps_run: int = 0
     failure: StepFailed | None = None
     observed: set = field(default_factory=set)   # channels on which the two logs differed
     seek_fixes: bool = False     # stop on what the before side fails and the after holds
     directed: tuple = ()         # operations reaching a changed function (sequences.DIRECTED_STEPS)
+
+    def __post_init__(self):
+        # every search, fix search, pre-existing and culprit replay skips the same operations
+        if self.skipped is None:
+            self.skipped = skipped_operations(self.before, self.after)
 
 
 def _state(vm) -> tuple:
@@ -618,6 +623,20 @@ def _step_sptes(step: K.Step) -> list[dict]:
     return [_spte_entry(name, mode, value) for name, value in seen[:8]]
 
 
+OPERATIONS_STOPPED = "operation level: stopped on this state"
+OPERATION_LEVEL_ONLY = "no function driver; covered at operation level only"
+
+
+def operation_level_stopped(coverage) -> str | None:
+    """The note of an operation level that stopped part-way, if it did."""
+    return next((c.text for c in coverage if c.text.startswith(OPERATIONS_STOPPED)), None)
+
+
+def operation_level_only(coverage) -> set[str]:
+    """Functions that only the operation level checks (they have no function driver)."""
+    return {c.function for c in coverage if c.text.endswith(OPERATION_LEVEL_ONLY)}
+
+
 def check_operations(before: VersionSet, after: VersionSet, contract, *, profile="gate",
                      seed: int = 0, checks=None, observed: set | None = None, as_finding=None
                      ) -> tuple[list[Finding], list[Coverage]]:
@@ -632,9 +651,15 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
     if operations is None:
         return [], [Coverage("operations", None, "sampled", 0, None,
                              "operation level: no operations model yet (not checked)")]
-    run = Run(before, after, contract, selected, skipped=skipped_operations(before, after),
+    run = Run(before, after, contract, selected,
               directed=directed_operations(before, after))
-    findings, runs = _searches(run, operations, profile, seed, as_finding)
+    from harness.translate.runtime import EnvironmentMiss
+    try:
+        findings, runs = _searches(run, operations, profile, seed, as_finding)
+    except EnvironmentMiss as exc:  # a translated state reached a name the environment lacks
+        return [], [Coverage("operations", None, "sampled", 0, None,
+                             f"{OPERATIONS_STOPPED} after {run.examples:,} "
+                             f"sequences, none of its results kept (EnvironmentMiss: {exc})")]
     if observed is not None:
         observed |= run.observed
     config = profiles.get(profile)
@@ -680,22 +705,30 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
         return []
     run = Run(before, after, contract, invariants, seek_fixes=True,
               directed=directed_operations(before, after))
-    found, _ = _searches(run, operations, profile, seed, _operation_finding)
+    from harness.translate.runtime import EnvironmentMiss
+    try:
+        found, _ = _searches(run, operations, profile, seed, _operation_finding)
+    except EnvironmentMiss:     # the operation level says so in its coverage; no fix to tell
+        return []
     return [Finding(f.check, f.channel, "NOTE", f.operation, f.function,
                     f"fix confirmed: {f.check} held after, failed before: {f.summary}",
                     f.counterexample, f.replay, f.example) for f in found]
 
 
 def skipped_operations(before, after) -> dict[str, str]:
-    """Operations a side's release lacks (``kernel_models.entry_points``), with the reason."""
+    """Operations a side's release lacks (``kernel_models.entry_points``), and those the
+    translation environment cannot run yet (``environment.OPERATIONS_NOT_YET``), with the
+    reason."""
+    from harness.translate.environment import OPERATIONS_NOT_YET
     from kernel_models.entry_points import skipped
     from kernel_models.model_source import release_of
 
     found: dict[str, str] = {}
     for state in (before, after):
         release = release_of(state)
-        if release is not None:
+        if release is not None:         # a translated state
             found.update(skipped(release))
+            found.update(OPERATIONS_NOT_YET)
     return found
 
 

@@ -67,7 +67,10 @@ def usable_pages(vm) -> list:
 def entry_gfn(sp, index: int) -> int:
     """mmu.c kvm_mmu_page_get_gfn, read from state: the first gfn entry ``index`` maps."""
     if not sp.role.direct:
-        return sp.shadowed_translation[index][0]
+        entry = sp.shadowed_translation[index]
+        # the hand-written models keep (gfn, access) pairs (kernel_models/simplifications.py);
+        # a translated state keeps the kernel's packed word, gfn << PAGE_SHIFT | access
+        return entry[0] if isinstance(entry, tuple) else entry >> 12
     return sp.gfn + index * (1 << (9 * (sp.role.level - 1)))
 
 
