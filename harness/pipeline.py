@@ -131,6 +131,10 @@ def hunk_rows(hunks, resolution, outcome) -> list[dict]:
     rows = []
     for hunk in hunks:
         cover = coverage_by_index.get(hunk.index)
+        alone = sum(1 for h in hunks if h.index == hunk.index) == 1
+        if cover and alone and hunk.function is None and cover.function is not None:
+            hunk = dataclasses.replace(hunk, function=cover.function, reason=(  # by resolve
+                f"{hunk.reason}; named {cover.function} by the pre-image it applied to"))
         if cover and cover.covered and hunk.function in unchecked:
             # only the operation level checks this function, and it did not finish
             cover = dataclasses.replace(cover, covered=False, reason=stopped)

@@ -369,3 +369,62 @@ def test_the_terminal_report_names_the_route(tmp_path):
     assert line in done.stdout
     page = html.unescape((tmp_path / "r" / "index.html").read_text())
     assert line in page
+
+
+# -- a label header named from the pre-image -------------------------------------------
+
+LABELLED = """static int other(void)
+{
+\treturn 0;
+}
+
+static bool walk(struct kvm *kvm, int start)
+{
+\tint i;
+
+retry:
+\tfor (i = start; i < 4; i++) {
+\t\tif (step(kvm, i))
+\t\t\tgoto retry;
+\t}
+\treturn true;
+}
+
+int tail;
+"""
+
+
+def test_a_line_in_a_body_is_named_by_its_definition_and_one_outside_is_not():
+    from harness.resolve.preimage import enclosing_function
+    assert enclosing_function(LABELLED, 12) == ("walk", 6)
+    assert enclosing_function(LABELLED, 3) == ("other", 1)
+    # twin: after a function's closing brace nothing encloses the line
+    assert enclosing_function(LABELLED, 19) is None
+
+
+def test_a_hunk_under_a_label_header_gets_its_function_from_the_pre_image():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from harness.resolve.preimage import UNNAMED_HINT, functions_in_preimages
+    hunk = SimpleNamespace(index=0, file="f.c", function=None, source_start=11,
+                           reason=f"{UNNAMED_HINT} ('retry:') and no definition precedes it")
+    hunk = _Hunk(**vars(hunk))
+    image = SimpleNamespace(text=LABELLED, offsets=(0,), detail="f.c at v1")
+    named = functions_in_preimages((hunk,), {"f.c": image})[0]
+    assert named.function == "walk" and "defined at line 6" in named.reason
+    # twin: a part scope placed outside any function for another reason stays unnamed
+    outside = dataclasses.replace(hunk, reason="outside any function (top-level declaration)")
+    assert functions_in_preimages((outside,), {"f.c": image})[0].function is None
+    # twin: at an offset that puts the hunk after the function, it stays unnamed
+    moved = SimpleNamespace(text=LABELLED, offsets=(8,), detail="f.c at v1")
+    assert functions_in_preimages((hunk,), {"f.c": moved})[0].function is None
+
+
+@__import__("dataclasses").dataclass(frozen=True)
+class _Hunk:
+    index: int
+    file: str
+    function: str | None
+    source_start: int
+    reason: str

@@ -287,3 +287,49 @@ def _state_text(file: str, tree, rev: str, memory: Memory) -> str | None:
     """The file as the state holds it: an earlier patch's text, else the tree's at ``rev``."""
     held = memory.text(file)
     return held[0] if held is not None else tree.text_at(rev, file)
+
+
+# The reason scope gives a hunk part whose header hint is no definition (a label such as
+# ``retry:``, which git's hunk-header rule takes for one) and before which the hunk shows none.
+UNNAMED_HINT = "the header hint is not a function definition"
+
+
+def enclosing_function(text: str, line: int) -> tuple[str, int] | None:
+    """The function whose body holds line ``line`` (1-based) of a C text, read backwards
+    to its definition line: (name, definition line), or None when a top-level closing
+    brace comes first (the line is outside any function)."""
+    from harness.ingest.scope import definition_name
+
+    lines = text.splitlines()
+    for number in range(min(line, len(lines)) - 1, -1, -1):
+        code = lines[number]
+        if not code or code[0].isspace():
+            continue
+        if code.startswith("}"):
+            return None
+        name = definition_name(code)
+        if name is not None:
+            return name, number + 1
+    return None
+
+
+def functions_in_preimages(hunks, found: dict) -> tuple:
+    """Hunks scope could not name a function for (``UNNAMED_HINT``), named from the
+    pre-image they were applied to: the function whose body holds the hunk's first line
+    there (at its offset).  Other hunks, and those a pre-image does not place inside a
+    function, are returned as they came."""
+    result = []
+    for hunk in hunks:
+        image = found.get(hunk.file)
+        if hunk.function is None and image is not None and hunk.reason.startswith(UNNAMED_HINT):
+            order = [h.index for h in file_hunks(hunks, hunk.file)]
+            offset = image.offsets[order.index(hunk.index)] if len(image.offsets) == len(
+                order) else 0
+            where = enclosing_function(image.text, hunk.source_start + offset)
+            if where is not None:
+                name, number = where
+                hunk = dataclasses.replace(hunk, function=name, reason=(
+                    f"{hunk.reason}; named from the pre-image ({image.detail}): the hunk "
+                    f"lies in the body of {name}, defined at line {number}"))
+        result.append(hunk)
+    return tuple(result)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from harness.ingest.hunks import hunk_lines, side_code
 from harness.ingest.scope import is_read_file
 from harness.resolve import labels
-from harness.resolve.preimage import Memory, PreImage, PreImageMiss, find_preimages
+from harness.resolve.preimage import (Memory, PreImage, PreImageMiss, find_preimages,
+                                      functions_in_preimages)
 from kernel_models import registry
 from kernel_models.model_source import HAND_WRITTEN
 from kernel_models.registry import Version, VersionSet
@@ -387,6 +388,7 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
     found = {f: r for f, r in routes.items() if isinstance(r, PreImage)}
     missed = {f: r for f, r in routes.items() if isinstance(r, PreImageMiss)}
     preimages = tuple(routes[f] for f in read)
+    hunks = functions_in_preimages(hunks, found)    # a label header: the pre-image names it
     if missed:
         reason = "; ".join(f"no pre-image of {f}: {m.reason}" for f, m in missed.items())
         coverage = tuple(_cover(h, None, None, derive_miss=(
