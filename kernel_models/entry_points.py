@@ -68,6 +68,7 @@ OLDEST: Release = (6, 1, 0)
 V6_6: Release = (6, 6, 0)
 V6_9: Release = (6, 9, 0)
 V6_10: Release = (6, 10, 0)
+V6_12: Release = (6, 12, 0)
 V6_13: Release = (6, 13, 0)
 V6_18: Release = (6, 18, 0)
 
@@ -131,6 +132,22 @@ CALLS: tuple[Call, ...] = (
          "FNAME(sync_page) from FNAME(invlpg)"),
     Call("mmu_page_zap_pte", "mmu_page_zap_pte", ("kvm", "sp", "spte", "invalid_list"), OLDEST,
          None, "mmu.c, same at every tag"),
+    # the memslot, MMIO and write-tracking operations (reach_operations.py)
+    Call("kvm_mmu_page_fault", "kvm_mmu_page_fault",
+         ("vcpu", "cr2_or_gpa", "error_code", "insn", "insn_len"), OLDEST, None,
+         "mmu.c, same form at every tag"),
+    Call("kvm_arch_flush_shadow_memslot", "kvm_arch_flush_shadow_memslot", ("kvm", "slot"),
+         V6_6, None, "mmu.c from v6.6 (at v6.1.15 it is x86.c's, outside the MMU files)"),
+    Call("kvm_mmu_unprotect_page", "kvm_mmu_unprotect_page", ("kvm", "gfn"), OLDEST, V6_12,
+         "mmu.c v6.1.15 to v6.9; not at v6.12 or later"),
+    Call("mmu_sync_children", "mmu_sync_children", ("vcpu", "parent", "can_yield"), OLDEST,
+         None, "mmu.c, same form at every tag"),
+    Call("kvm_page_track_register_notifier", "kvm_page_track_register_notifier", ("kvm", "n"),
+         V6_6, None, "page_track.c from v6.6 (v6.1.15 has the older page-track interface)"),
+    Call("kvm_write_track_add_gfn", "kvm_write_track_add_gfn", ("kvm", "gfn"), V6_6, None,
+         "page_track.c from v6.6"),
+    Call("kvm_write_track_remove_gfn", "kvm_write_track_remove_gfn", ("kvm", "gfn"), V6_6,
+         None, "page_track.c from v6.6"),
     Call("kvm_flush_remote_tlbs_sptep", "kvm_flush_remote_tlbs_sptep", ("kvm", "sptep"), V6_6,
          None, "mmu.c at v6.6..v7.1.5; absent at v6.1.15"),
 )
@@ -159,6 +176,16 @@ OPERATION_STEPS: dict[str, tuple[str, ...]] = {
     "shadow_prefetch": ("kvm_mmu_get_shadow_page", "FNAME(pte_prefetch)"),
     "shadow_sync": ("kvm_mmu_get_shadow_page", "kvm_sync_spte", "mmu_page_zap_pte",
                     "kvm_flush_remote_tlbs_sptep"),
+    # host steps only (kvm_swap_active_memslots -> kvm_arch_memslots_updated, environment)
+    "memslot_create": (),
+    "memslot_remove": ("kvm_arch_flush_shadow_memslot",),
+    "memslot_move": ("kvm_arch_flush_shadow_memslot",),
+    "slot_access": ("kvm_mmu_page_fault",),
+    "shadow_page": ("kvm_mmu_get_shadow_page",),
+    "unprotect": ("kvm_mmu_unprotect_page",),
+    "sync_shadow": ("mmu_sync_children",),
+    "external_write_track": ("kvm_page_track_register_notifier", "kvm_write_track_add_gfn",
+                             "kvm_write_track_remove_gfn"),
 }
 # Every vCPU operation first reloads an obsolete root (operations.enter_guest).
 ROOT_RELOAD = ("kvm_tdp_mmu_put_root", "kvm_mmu_prepare_zap_page", "kvm_mmu_commit_zap_page",
