@@ -78,3 +78,20 @@ def test_a_function_only_the_stopped_level_checks_is_uncovered():
 
     assert covered((only, stopped)) is False
     assert covered((only, finished)) is True
+
+
+def test_a_name_missing_in_one_operation_stops_the_level_instead_of_erroring(monkeypatch):
+    import dataclasses as dc
+
+    from kernel_models import operations
+
+    def lacks(kvm, **args):
+        raise EnvironmentMiss("tdp_mmu_clear_spte_bits: defined neither in the tree nor in "
+                              "the environment")
+
+    monkeypatch.setitem(operations.OPERATIONS, "zap_all",
+                        dc.replace(operations.OPERATIONS["zap_all"], function=lacks))
+    base = HAND_WRITTEN.state("base")
+    findings, coverage = engine.check_operations(base, base, None)
+    assert findings == []
+    assert "tdp_mmu_clear_spte_bits" in engine.operation_level_stopped(coverage)

@@ -38,6 +38,7 @@ from harness.check import engine
 from harness.ingest.hunks import HEADER, hunk_lines, side_code
 from harness.translate import derive
 from harness.errors import KconformError
+from harness.translate.runtime import EnvironmentMiss
 from kernel_models import registry
 from kernel_models.registry import VersionSet
 
@@ -270,7 +271,7 @@ def _try(finding, reverter: Reverter, contract, reverted, partial=()) -> Reversi
         return Reversion(hunks, UNBUILT, str(exc))
     try:
         stays = reproduces(finding, reverter.before, after, contract)
-    except KconformError as exc:
+    except (KconformError, EnvironmentMiss) as exc:
         return Reversion(hunks, UNBUILT, f"the counterexample does not run there: {exc}")
     return Reversion(hunks, STAYS if stays else GONE)
 

@@ -43,6 +43,7 @@ from harness.check.replay import (_contract_json, _contract_named, _replayed,  #
                                   _versions_from, _versions_json, decode_replay, encode_replay,
                                   replay, replay_needs_inputs)
 from harness.errors import KconformError, ModelError
+from harness.translate.runtime import EnvironmentMiss
 from kernel_models.registry import VersionSet
 
 # ---------------------------------------------------------------------------
@@ -528,8 +529,8 @@ class Lockstep:
         for vm in dict.fromkeys(self.vms):     # a VM both sides share runs once
             try:
                 operation.function(vm, **args)
-            except KconformError:
-                raise
+            except (KconformError, EnvironmentMiss):
+                raise       # EnvironmentMiss: check_operations says the level stopped
             except Exception as exc:
                 raise ModelError(f"operation {name} failed on '{vm.versions.name}' "
                                  f"({self.mode}, {self.mmu}) after steps "
@@ -653,7 +654,6 @@ def check_operations(before: VersionSet, after: VersionSet, contract, *, profile
                              "operation level: no operations model yet (not checked)")]
     run = Run(before, after, contract, selected,
               directed=directed_operations(before, after))
-    from harness.translate.runtime import EnvironmentMiss
     try:
         findings, runs = _searches(run, operations, profile, seed, as_finding)
     except EnvironmentMiss as exc:  # a translated state reached a name the environment lacks
@@ -705,7 +705,6 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
         return []
     run = Run(before, after, contract, invariants, seek_fixes=True,
               directed=directed_operations(before, after))
-    from harness.translate.runtime import EnvironmentMiss
     try:
         found, _ = _searches(run, operations, profile, seed, _operation_finding)
     except EnvironmentMiss:     # the operation level says so in its coverage; no fix to tell
@@ -888,4 +887,6 @@ def preexisting_status(finding: Finding, versions: VersionSet, checks=None) -> s
             lockstep.do(name, dict(args))      # runs every invariant on the step
     except StepFailed as failure:
         return KEEPS if failure.violation.check == finding.check else CHANGES
+    except EnvironmentMiss:       # the steps do not run on that (translated) state
+        return CHANGES
     return FIXES
