@@ -95,3 +95,32 @@ def test_a_name_missing_in_one_operation_stops_the_level_instead_of_erroring(mon
     findings, coverage = engine.check_operations(base, base, None)
     assert findings == []
     assert "tdp_mmu_clear_spte_bits" in engine.operation_level_stopped(coverage)
+
+
+def _failing_zap_all(monkeypatch):
+    import dataclasses as dc
+
+    from kernel_models import operations
+
+    def breaks(kvm, **args):
+        raise AttributeError("no model of 'spte_to_child_sp' in this version set")
+
+    monkeypatch.setitem(operations.OPERATIONS, "zap_all",
+                        dc.replace(operations.OPERATIONS["zap_all"], function=breaks))
+
+
+def test_a_crash_in_translated_code_stops_the_level_but_in_a_model_is_our_error(monkeypatch):
+    import copy
+
+    import pytest
+
+    from harness.errors import ModelError
+    _failing_zap_all(monkeypatch)
+    base = HAND_WRITTEN.state("base")
+    with pytest.raises(ModelError, match="spte_to_child_sp"):   # a hand-written model: a bug
+        engine.check_operations(base, base, None)
+    translated = copy.copy(base)
+    object.__setattr__(translated, "release", (6, 9, 0))         # as a tree state has
+    findings, coverage = engine.check_operations(translated, translated, None)
+    assert findings == []
+    assert "spte_to_child_sp" in engine.operation_level_stopped(coverage)

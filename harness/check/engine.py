@@ -44,6 +44,7 @@ from harness.check.replay import (_contract_json, _contract_named, _replayed,  #
                                   replay, replay_needs_inputs)
 from harness.errors import KconformError, ModelError
 from harness.translate.runtime import EnvironmentMiss
+from kernel_models.model_source import release_of
 from kernel_models.registry import VersionSet
 
 # ---------------------------------------------------------------------------
@@ -532,10 +533,15 @@ class Lockstep:
             except (KconformError, EnvironmentMiss):
                 raise       # EnvironmentMiss: check_operations says the level stopped
             except Exception as exc:
-                raise ModelError(f"operation {name} failed on '{vm.versions.name}' "
-                                 f"({self.mode}, {self.mmu}) after steps "
-                                 f"{[_describe_step(n, a) for n, a in self.steps]}: {exc!r}"
-                                 ) from exc
+                where = (f"operation {name} failed on '{vm.versions.name}' ({self.mode}, "
+                         f"{self.mmu}) after steps "
+                         f"{[_describe_step(n, a) for n, a in self.steps]}: {exc!r}")
+                if release_of(vm.versions) is not None:
+                    # translated C in our environment: a gap of the translation or of the
+                    # environment, which stops the operation level on this state (MISS
+                    # for what only it checks), never a verdict and never a crash
+                    raise EnvironmentMiss(where) from exc
+                raise ModelError(where) from exc      # a hand-written model: our bug
         step = K.Step("operation", name,
                       K.Side("before", self.vms[0], marks[0], self.memory[0]),
                       K.Side("after", self.vms[1], marks[1], self.memory[1]),
