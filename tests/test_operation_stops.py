@@ -124,3 +124,24 @@ def test_a_crash_in_translated_code_stops_the_level_but_in_a_model_is_our_error(
     findings, coverage = engine.check_operations(translated, translated, None)
     assert findings == []
     assert "spte_to_child_sp" in engine.operation_level_stopped(coverage)
+
+
+def test_a_check_that_cannot_read_a_translated_state_stops_the_level(monkeypatch):
+    import copy
+
+    import pytest
+
+    from harness.check import checks as K
+
+    def unreadable(step):
+        raise KeyError(0)           # e.g. a per-index table the translated VM has not filled
+
+    check = K.Check("reads_state", "f", ("spte",), ("operation",), "d", unreadable)
+    base = HAND_WRITTEN.state("base")
+    with pytest.raises(KeyError):                                  # hand-written: our bug
+        engine.check_operations(base, base, None, checks=[check])
+    translated = copy.copy(base)
+    object.__setattr__(translated, "release", (6, 9, 0))
+    findings, coverage = engine.check_operations(translated, translated, None, checks=[check])
+    assert findings == []
+    assert "check reads_state cannot read" in engine.operation_level_stopped(coverage)
