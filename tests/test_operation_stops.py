@@ -145,3 +145,12 @@ def test_a_check_that_cannot_read_a_translated_state_stops_the_level(monkeypatch
     findings, coverage = engine.check_operations(translated, translated, None, checks=[check])
     assert findings == []
     assert "check reads_state cannot read" in engine.operation_level_stopped(coverage)
+
+
+def test_a_limit_struck_during_hypothesis_replay_is_the_limit_not_an_internal_error():
+    from harness.errors import LimitError
+    limit = LimitError("the check of 2/4 took longer than 120 s", file="p.patch")
+    flaky = BaseExceptionGroup("Flaky", [ValueError("other"), ExceptionGroup("x", [limit])])
+    assert engine._first_of(flaky, (LimitError,)) is limit
+    # twin: a group without one is left as it is
+    assert engine._first_of(BaseExceptionGroup("Flaky", [ValueError("v")]), (LimitError,)) is None
