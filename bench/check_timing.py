@@ -13,7 +13,8 @@ SECTION = "check"
 
 def missing_engine() -> str | None:
     try:
-        from harness import pipeline, scope  # noqa: F401
+        from harness import pipeline  # noqa: F401
+        from harness.ingest import scope  # noqa: F401
         from harness.check import engine as check
     except ImportError as exc:
         return f"the engine has not landed ({exc})"

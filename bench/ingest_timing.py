@@ -23,7 +23,7 @@ def scope_all(patches: list) -> int:
 
 def have_scope() -> str | None:
     try:
-        from harness import scope  # noqa: F401
+        from harness.ingest import scope  # noqa: F401
     except ImportError as exc:
         return f"harness/ingest/scope.py has not landed ({exc})"
     return None
