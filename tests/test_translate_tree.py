@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared import make_tree
+
 from harness.translate import coverage
 from harness.translate.environment import EnvironmentMiss, KernelStop
 from harness.translate.tree import translate_tree
@@ -39,18 +41,6 @@ static inline bool our_present(u64 spte)
 }
 #endif
 """
-
-
-def make_tree(path: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "-m", "c"], check=True)
-    return path
 
 
 def translate(tmp_path: Path, body: str, header: str = HEADER, extra: dict | None = None):

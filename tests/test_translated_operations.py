@@ -12,10 +12,11 @@ channel) and a later release lists what it skips.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.shared import make_tree
 
 from harness.translate.tree import translate_tree
 from kernel_models.effects import SpteWrite
@@ -25,18 +26,6 @@ from kernel_models.vm import VM
 
 MMU = "arch/x86/kvm/mmu/"
 KTREE = Path("/tmp/ktree")
-
-
-def make_tree(path: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    subprocess.run(["git", "init", "-q", str(path)], check=True)
-    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "-m", "c"], check=True)
-    return path
 
 
 def translate(tmp_path: Path, body: str):
