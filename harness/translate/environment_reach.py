@@ -276,6 +276,9 @@ ADAPTERS = {"mmu_sync_children": _sync_children}
 CONSTANTS: dict[str, int] = {
     "USHRT_MAX": 0xFFFF,            # include/linux/limits.h (page_track.c's count limit)
     "ESRCH": 3,                     # include/uapi/asm-generic/errno-base.h
+    # arch/x86/include/asm/page_64_types.h __PAGE_OFFSET_BASE_L4 (4-level, no KASLR): the
+    # KVM_HVA_ERR_BAD that v6.12's kvm_mmu_do_page_fault starts fault.hva with
+    "PAGE_OFFSET": 0xFFFF888000000000,
 }
 
 PRIMITIVES.update(BITOPS)
