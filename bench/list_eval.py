@@ -354,7 +354,9 @@ def markdown(report: dict) -> str:
         f"wall, {sum(r['cpu_s'] for r in rows):.0f} s CPU; translation cache "
         f"{settings.get('translation_cache', 'not recorded')}.", "",
         "Route per file: `index` (the blob the index line names), `rev` (the file at the tag), "
-        "`history` (an older tag), `series` (what an earlier patch left, in memory), `none`; "
+        "`history` (an older tag), `series` (what an earlier patch left, in memory), "
+        "`reverse` (a later tag that holds the patch as merged, with the patch taken out "
+        "again: an approximate base), `none`; "
         "in brackets how the hunks fit (exactly, at an offset, with fuzz N: N outer context "
         "lines ignored, as GNU patch does).", "",
         "| file | rev | applied first | verdict | pre-image route (fit) | findings (check: channel) "

@@ -13,7 +13,17 @@ order, each returning a ``PreImage`` or the reason it could not):
    applies there (at an offset if need be; whitespace-insensitively, so a
    repaired web-archive copy applies);
 4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
-   ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to.
+   ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to;
+5. ``reverse`` - only when a file has no pre-image by the four above, and for
+   the whole patch at once: the oldest commit after ``REV`` (towards the
+   tree's ``HEAD``) that holds the patch as merged, i.e. from which every
+   read file's hunks can be taken out again as ``git apply -R`` would (the
+   added lines and context must match; removed lines are put back as the
+   patch has them).  Before = that commit minus the patch, after = that
+   commit.  The base is approximate (changes between ``REV`` and that commit
+   are on both sides), and a removed line that no version of the file from
+   ``REV`` up to that commit holds is taken from the patch alone: the detail
+   says both, listing those lines.
 
 Every route is first tried with the hunks applying exactly (at an offset if
 need be), then again with a fuzz of up to ``MAX_FUZZ`` context lines at each
@@ -30,8 +40,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from harness.ingest.hunks import UnreadableHunk, hunk_lines
 from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, already_applied, apply_file, \
-    hash_object
+    hash_object, reverse_hunk
 
 HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
 
@@ -76,7 +87,7 @@ class Request:
     rev: str
     memory: Memory = Memory()
     max_fuzz: int = 0          # context lines a hunk may ignore at each end (GNU patch's fuzz)
-    routes: tuple[str, ...] = ("series", "index", "rev", "history")   # the routes to try
+    routes: tuple[str, ...] = ("series", "index", "rev", "history", "reverse")   # to try
 
     @property
     def short(self) -> str:
@@ -230,15 +241,135 @@ def file_hunks(hunks, file: str) -> tuple:
     return tuple(sorted(result, key=lambda h: h.source_start))
 
 
+# After the per-file routes: the patch as merged in a later commit, taken out again.
+REVERSE = "reverse"
+ALL_ROUTES = tuple(name for name, _ in ROUTES) + (REVERSE,)
+
+
 def find_preimages(hunks, files, tree, rev: str, memory: Memory,
-                   routes: tuple[str, ...] = tuple(name for name, _ in ROUTES),
+                   routes: tuple[str, ...] = ALL_ROUTES,
                    ) -> dict[str, PreImage | PreImageMiss]:
-    """Every file of ``files`` the hunks touch -> its pre-image or the miss."""
+    """Every file of ``files`` the hunks touch -> its pre-image or the miss.
+
+    When a file has no pre-image by the per-file ``ROUTES`` and ``reverse`` is
+    allowed, every file's pre-image comes from one later commit that holds the
+    patch (``from_reverse``), so the files of one patch are of one tree state."""
     found = {}
     for file in files:
         blob = next((h.source_blob for h in hunks if h.file == file), None)
         found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory,
                                             routes=routes), tree)
+    if REVERSE in routes and any(isinstance(p, PreImageMiss) for p in found.values()):
+        reversed_ = from_reverse(hunks, files, tree, rev, memory)
+        if isinstance(reversed_, dict):
+            return reversed_
+        found = {f: p if isinstance(p, PreImage) else dataclasses.replace(
+                     p, tried=p.tried + ((REVERSE, reversed_),)) for f, p in found.items()}
+    return found
+
+
+def removed_runs(hunk) -> list[list[str]]:
+    """The hunk's runs of consecutive removed lines (each as the text holds it)."""
+    runs, current = [], []
+    for row in hunk_lines(hunk):
+        if row.kind == "-":
+            current.append(row.text)
+        elif row.kind == " " and current:
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
+
+
+def _holds(text: str | None, run: list[str]) -> bool:
+    if text is None:
+        return False
+    keys = "\n" + "\n".join(" ".join(line.split()) for line in text.split("\n")) + "\n"
+    return "\n" + "\n".join(" ".join(line.split()) for line in run) + "\n" in keys
+
+
+def _unseen_removed(hunks, versions: list[str | None]) -> list[str]:
+    """Removed lines of ``hunks`` that none of ``versions`` (texts of the file) holds as the
+    hunk has them (each run of removed lines in one piece): lines only the patch gives."""
+    unseen = []
+    for hunk in hunks:
+        for run in removed_runs(hunk):
+            if not any(_holds(text, run) for text in versions):
+                unseen.extend(line.strip() for line in run)
+    return unseen
+
+
+def _reverse_detail(request_file: str, tree, commit: str, rev: str, unseen: list[str]) -> str:
+    short = request_file.rsplit("/", 1)[-1]
+    detail = (f"{short} at {commit[:12]} ({tree.describe(commit)}) with the patch taken out "
+              f"again (git apply -R): the oldest commit after {rev} that holds the patch as "
+              f"merged; the base is approximate (that commit minus the patch, not the tree "
+              f"the patch was written on: what changed between {rev} and it is on both sides)")
+    if unseen:
+        shown = "; ".join(f"'{line}'" for line in unseen[:6] if line)
+        more = f" and {len(unseen) - 6} more" if len(unseen) > 6 else ""
+        lines = "line is" if len(unseen) == 1 else "lines are"
+        detail += (f"; {len(unseen)} removed {lines} in no version of {short} from {rev} "
+                   f"to it, taken from the patch alone: {shown}{more}")
+    return detail
+
+
+def from_reverse(hunks, files, tree, rev: str, memory: Memory) -> dict[str, PreImage] | str:
+    """Every file's pre-image from the oldest later commit that holds the whole patch, or
+    why there is none.  Exact fits first (in every commit), then with fuzz, which a hunk
+    that only removes lines never takes."""
+    commits = tree.later(rev, list(files), HISTORY_LIMIT)
+    if commits is None:
+        return "the tree has no history (a plain directory)"
+    if not commits:
+        return f"no commit after {rev} (towards HEAD) changes {', '.join(files)}"
+    by_file = {f: file_hunks(hunks, f) for f in files}
+    try:
+        backwards = {f: tuple(reverse_hunk(h) for h in hs) for f, hs in by_file.items()}
+        for hs in by_file.values():
+            for hunk in hs:
+                hunk_lines(hunk)
+    except UnreadableHunk as exc:
+        return f"a hunk cannot be read ({exc})"
+    # reversed, a hunk that only removes lines only adds them back: with fuzz it would fit
+    # almost anywhere, so it must fit exactly (its context whole)
+    only_removing = frozenset(h.index for hs in by_file.values() for h in hs if not h.added)
+    first_reason = ""
+    for fuzz in (0, MAX_FUZZ):
+        for commit in commits:
+            images = {}
+            for file in files:
+                text = tree.text_at(commit, file)
+                if text is None:
+                    reason = f"{file} does not exist at {commit[:12]}"
+                    break
+                undone = apply_file(text, backwards[file], fuzz, only_removing)
+                if isinstance(undone, Mismatch):
+                    reason = undone.describe(f"{file.rsplit('/', 1)[-1]} at {commit[:12]} "
+                                             f"(reversed)")
+                    break
+                images[file] = (text, undone)
+            else:
+                return _reverse_images(by_file, images, tree, commit, commits, rev, memory)
+            first_reason = first_reason or reason
+    return (f"none of the {len(commits)} commits after {rev} that change "
+            f"{', '.join(f.rsplit('/', 1)[-1] for f in files)} holds the patch as merged "
+            f"(first: {first_reason})")
+
+
+def _reverse_images(by_file, images, tree, commit, commits, rev, memory) -> dict:
+    found = {}
+    for file, (text, undone) in images.items():
+        # the versions a removed line may be checked in: the state at rev, then every later
+        # commit before the one that holds the patch
+        versions = [_state_text(file, tree, rev, memory)] + [
+            tree.text_at(c, file) for c in commits[:commits.index(commit)]]
+        unseen = _unseen_removed(by_file[file], versions)
+        # offsets as the other routes give them: from each header's place in the pre-image
+        forward = apply_file(undone.text, by_file[file], MAX_FUZZ)
+        offsets = undone.offsets if isinstance(forward, Mismatch) else forward.offsets
+        found[file] = PreImage(file, REVERSE, hash_object(undone.text), commit,
+                               _reverse_detail(file, tree, commit, rev, unseen), undone.text,
+                               text, undone.fuzz, offsets)
     return found
 
 
