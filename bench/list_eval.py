@@ -199,6 +199,7 @@ def miss_reasons(item: dict) -> list[str]:
 # what blocks a verdict first - no pre-image, a file no model reads, a function the subset
 # cannot translate, a translated function nothing drives.
 REASON_CLASSES = (
+    ("is in no version of", "no applicable pre-image (a removed line in no version of the tree)"),
     ("does not apply to", "no applicable pre-image"),
     ("is nowhere in the file", "no applicable pre-image"),
     ("already in", "no applicable pre-image"),

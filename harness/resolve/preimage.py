@@ -61,6 +61,9 @@ class Memory:
     """The texts earlier patches of this run left: path -> (text, the patch's label)."""
 
     files: tuple[tuple[str, str, str], ...] = ()
+    # (file, line, label): lines the patches applied first add, applied or not; what the
+    # base the checked patch was written on held ('reverse' checks removed lines against them)
+    added: tuple[tuple[str, str, str], ...] = ()
 
     def text(self, path: str) -> tuple[str, str] | None:
         for file, text, label in self.files:
@@ -70,7 +73,16 @@ class Memory:
 
     def with_files(self, posts: dict[str, str], label: str) -> "Memory":
         kept = [row for row in self.files if row[0] not in posts]
-        return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])))
+        return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])),
+                      self.added)
+
+    def with_added(self, hunks, label: str) -> "Memory":
+        rows = {(h.file, " ".join(line.split()), label) for h in hunks for line in h.added}
+        return Memory(self.files, tuple(sorted(set(self.added) | rows)))
+
+    def added_lines(self, path: str) -> dict[str, str]:
+        """Line (whitespace-normalised) -> the label of a patch applied first that adds it."""
+        return {line: label for file, line, label in self.added if file == path}
 
 
 # ---------------------------------------------------------------------------
@@ -107,6 +119,9 @@ class PreImage:
     post: str = field(repr=False, compare=False)
     fuzz: int = 0              # the most context lines a hunk ignored at one end
     offsets: tuple[int, ...] = ()   # per hunk: lines from its header's place to where it went
+    # route 'reverse': (hunk index, removed line) no version of the file holds, nor a patch
+    # applied first adds: the patch alone gives them, so those hunks cannot be checked
+    unverified: tuple[tuple[int, str], ...] = ()
 
     @property
     def how(self) -> str:
@@ -129,9 +144,24 @@ class PreImage:
                 f"({commit}blob {self.blob[:12]}; hunks applied {self.how})")
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "route": self.route, "blob": self.blob,
-                "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
-                "offsets": list(self.offsets), "applied": self.how}
+        found = {"file": self.file, "route": self.route, "blob": self.blob,
+                 "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
+                 "offsets": list(self.offsets), "applied": self.how}
+        if self.unverified:
+            found["removed_lines_unverified"] = [{"hunk": h, "line": line}
+                                                 for h, line in self.unverified]
+        return found
+
+    def unverified_reason(self, hunk_index: int) -> str | None:
+        """Why a hunk of this pre-image cannot be checked (route 'reverse'), or None."""
+        lines = [line for h, line in self.unverified if h == hunk_index]
+        if not lines:
+            return None
+        return (f"no applicable pre-image for this hunk: its removed line '{lines[0]}'"
+                f"{f' (and {len(lines) - 1} more)' if len(lines) > 1 else ''} is in no "
+                f"version of {self.file.rsplit('/', 1)[-1]} in the tree nor added by a patch "
+                f"applied first; the pre-image ({self.detail.split(':')[0]}) takes it from the "
+                f"patch alone, so the before side of this hunk is unverified")
 
 
 @dataclass(frozen=True)
@@ -287,14 +317,18 @@ def _holds(text: str | None, run: list[str]) -> bool:
     return "\n" + "\n".join(" ".join(line.split()) for line in run) + "\n" in keys
 
 
-def _unseen_removed(hunks, versions: list[str | None]) -> list[str]:
-    """Removed lines of ``hunks`` that none of ``versions`` (texts of the file) holds as the
-    hunk has them (each run of removed lines in one piece): lines only the patch gives."""
+def _unseen_removed(hunks, versions: list[str | None], added: dict[str, str],
+                    ) -> list[tuple[int, str]]:
+    """(hunk index, line) of removed lines of ``hunks`` that none of ``versions`` (texts
+    of the file) holds as the hunk has them (each run of removed lines in one piece) and
+    that no patch applied first adds (``added``): lines only the patch gives."""
     unseen = []
     for hunk in hunks:
         for run in removed_runs(hunk):
-            if not any(_holds(text, run) for text in versions):
-                unseen.extend(line.strip() for line in run)
+            if any(_holds(text, run) for text in versions):
+                continue
+            unseen.extend((hunk.index, line.strip()) for line in run
+                          if " ".join(line.split()) not in added)
     return unseen
 
 
@@ -305,11 +339,12 @@ def _reverse_detail(request_file: str, tree, commit: str, rev: str, unseen: list
               f"merged; the base is approximate (that commit minus the patch, not the tree "
               f"the patch was written on: what changed between {rev} and it is on both sides)")
     if unseen:
-        shown = "; ".join(f"'{line}'" for line in unseen[:6] if line)
+        shown = "; ".join(f"'{line}'" for _, line in unseen[:6] if line)
         more = f" and {len(unseen) - 6} more" if len(unseen) > 6 else ""
         lines = "line is" if len(unseen) == 1 else "lines are"
         detail += (f"; {len(unseen)} removed {lines} in no version of {short} from {rev} "
-                   f"to it, taken from the patch alone: {shown}{more}")
+                   f"to it nor added by a patch applied first, taken from the patch alone "
+                   f"(their hunks are not checked): {shown}{more}")
     return detail
 
 
@@ -345,7 +380,8 @@ def from_reverse(hunks, files, tree, rev: str, memory: Memory) -> dict[str, PreI
                 undone = apply_file(text, backwards[file], fuzz, only_removing)
                 if isinstance(undone, Mismatch):
                     reason = undone.describe(f"{file.rsplit('/', 1)[-1]} at {commit[:12]} "
-                                             f"(reversed)")
+                                             f"(reversed)").replace(
+                        "its removed line", "its added line")
                     break
                 images[file] = (text, undone)
             else:
@@ -363,13 +399,13 @@ def _reverse_images(by_file, images, tree, commit, commits, rev, memory) -> dict
         # commit before the one that holds the patch
         versions = [_state_text(file, tree, rev, memory)] + [
             tree.text_at(c, file) for c in commits[:commits.index(commit)]]
-        unseen = _unseen_removed(by_file[file], versions)
+        unseen = _unseen_removed(by_file[file], versions, memory.added_lines(file))
         # offsets as the other routes give them: from each header's place in the pre-image
         forward = apply_file(undone.text, by_file[file], MAX_FUZZ)
         offsets = undone.offsets if isinstance(forward, Mismatch) else forward.offsets
         found[file] = PreImage(file, REVERSE, hash_object(undone.text), commit,
                                _reverse_detail(file, tree, commit, rev, unseen), undone.text,
-                               text, undone.fuzz, offsets)
+                               text, undone.fuzz, offsets, tuple(unseen))
     return found
 
 
@@ -403,7 +439,8 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
         # as ``git apply --reject``: each file that takes its hunks, exactly, changes
         taken = {f: p.post for f, p in found.items()
                  if isinstance(p, PreImage) and p.fuzz == 0}
-        memory = memory.with_files(taken, label)
+        memory = memory.with_files(taken, label).with_added(
+            [h for h in hunks if read_file(h.file)], label)
         rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
                 for f in there]
         rows += [p.as_dict() | ({} if f in taken else {

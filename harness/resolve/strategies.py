@@ -410,8 +410,9 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
         state_memory = Memory()
     resolution = _models_for(hunks, touched, previous, found, tree, state_rev, state_memory)
     if merged_at:
-        resolution = dataclasses.replace(resolution, reason=(
-            f"{resolution.reason}; {REVERSE_CAVEAT}" if resolution.reason else REVERSE_CAVEAT))
+        resolution = _unverified_hunks(dataclasses.replace(resolution, reason=(
+            f"{resolution.reason}; {REVERSE_CAVEAT}" if resolution.reason else REVERSE_CAVEAT)),
+            found)
     notes = resolution.notes + tuple(p.note for p in preimages)
     return _not_read(dataclasses.replace(resolution, preimages=preimages, notes=notes,
                                          memory=after_memory), hunks)
@@ -420,6 +421,19 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
 REVERSE_CAVEAT = ("the base is approximate: the pre-images are a later commit of the tree "
                   "with the patch taken out again (route 'reverse'), not the tree the patch "
                   "was written on")
+
+
+def _unverified_hunks(resolution: Resolution, found: dict) -> Resolution:
+    """A hunk whose removed lines only the patch gives (route 'reverse') is not covered: its
+    before side was never seen in a tree, so no check of it may pass."""
+    coverage = []
+    for cover in resolution.hunks:
+        image = found.get(cover.file)
+        why = image.unverified_reason(cover.index) if image is not None else None
+        if why is not None and cover.kind != DOCUMENTATION:
+            cover = dataclasses.replace(cover, covered=False, model=None, reason=why)
+        coverage.append(cover)
+    return dataclasses.replace(resolution, hunks=tuple(coverage))
 
 
 # Hand-written states chosen this way hold exactly the tree's functions (or the blobs the
