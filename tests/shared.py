@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,12 +12,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PATCHES = ROOT / "patches"
 
 
+# The tests that read the bundled series' gate run (the session fixture ``bundled_gate_json``)
+# carry this xdist group, so ``pytest -n auto --dist loadgroup`` runs them in one worker and the
+# series is checked once for all of them instead of once per worker that draws one.
+BUNDLED_SERIES = "bundled-series"
+
+
 def gate_json_of_the_bundled_series(json_path: Path) -> bytes:
-    """``kconform check --quiet patches --json FILE`` in this process: the bytes written."""
+    """``kconform check --quiet patches --json FILE`` from the repository root, in this
+    process, as the README runs it (paths in the results read ``patches/...``): the bytes
+    written."""
     from harness import cli
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        cli.main(["check", "--quiet", str(PATCHES), "--json", str(json_path)])
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            cli.main(["check", "--quiet", "patches", "--json", str(json_path)])
+    finally:
+        os.chdir(here)
     return json_path.read_bytes()
 
 

@@ -243,7 +243,8 @@ def test_readme_documents_skip_and_every_exit_code():
 
 @pytest.fixture(scope="module")
 def two_and_three(tmp_path_factory):
-    """2/4 (which introduces the refs_balanced failure) and 3/4 (which inherits it)."""
+    """2/4 (which introduces the refs_balanced failure) and 3/4 (which inherits it).  The
+    tests reading it share an xdist group, so one worker checks the pair once."""
     out = tmp_path_factory.mktemp("blame")
     code = cli.main(["check", str(PATCHES / "rfc-2-of-4.patch"),
                      str(PATCHES / "000_e8ee204d4a7b7ba7.txt"), "--quiet", "--report-dir",
@@ -251,6 +252,7 @@ def two_and_three(tmp_path_factory):
     return code, check_reports(out)
 
 
+@pytest.mark.xdist_group("ci-two-and-three")
 def test_an_inherited_finding_is_the_introducing_patchs_in_the_json(two_and_three):
     code, reports = two_and_three
     assert code == ExitCode.FAIL
@@ -267,6 +269,7 @@ def test_an_inherited_finding_is_the_introducing_patchs_in_the_json(two_and_thre
     assert introduced["severity"] == "FAIL" and introduced["blame"]["inherited_by"] == ["3/4"]
 
 
+@pytest.mark.xdist_group("ci-two-and-three")
 def test_every_output_labels_the_inherited_finding_and_spares_3_of_4(two_and_three):
     _, reports = two_and_three
     states = {c["description"][:3]: c for c in reports["patchwork"]}

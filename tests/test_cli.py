@@ -15,6 +15,7 @@ import pytest
 
 from harness import cli
 from harness.errors import ExitCode
+from tests.shared import BUNDLED_SERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 PATCHES = ROOT / "patches"
@@ -64,6 +65,7 @@ def test_exit_code_follows_the_worst_verdict(capsys, tmp_path):
     assert sorted(p["verdict"] for p in results["patches"]) == ["ERROR", "MISS"]
 
 
+@pytest.mark.xdist_group(BUNDLED_SERIES)
 def test_gate_results_are_byte_identical_across_runs(bundled_gate_json, tmp_path):
     """The bundled series checked three times: this process's first run (the session's,
     shared), a second run in this same process (whatever a run leaves behind in the
@@ -75,7 +77,7 @@ def test_gate_results_are_byte_identical_across_runs(bundled_gate_json, tmp_path
     fresh = tmp_path / "fresh.json"
     seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "check", "--quiet", str(PATCHES), "--json", str(fresh)],
+        [sys.executable, "-m", "harness", "check", "--quiet", "patches", "--json", str(fresh)],
         cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -21,7 +21,13 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:          # run as a script (--regenerate): tests.shared importable
+    sys.path.insert(0, str(ROOT))
+from tests.shared import BUNDLED_SERIES  # noqa: E402
+
 GOLDEN = ROOT / "tests" / "data" / "golden" / "gate-patches.json"
 
 # Fields that change with no change to what was checked or found.
@@ -80,20 +86,32 @@ def differences(expected, actual, where: str = "") -> list[str]:
     return found[:20]
 
 
-def test_gate_results_of_the_bundled_series_equal_the_committed_copy():
+# Both runs below read or make the bundled series' gate run; in one xdist worker (loadgroup)
+# with test_cli's byte-identical test, the session's run is made once for all three.
+pytestmark = pytest.mark.xdist_group(BUNDLED_SERIES)
+
+
+def test_gate_results_of_the_bundled_series_equal_the_committed_copy(bundled_gate_json):
+    """The session's ``kconform check --quiet patches --json`` (the CLI as the README runs it,
+    with its default ``--jobs``: the usable cores) against the committed copy."""
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    actual = gate_results()
+    actual = json.loads(as_text(json.loads(bundled_gate_json)))
     found = differences(expected, actual)
     assert not found, ("gate results of patches/ differ from tests/data/golden/"
                        "gate-patches.json:\n" + "\n".join(found))
 
 
-def test_two_jobs_give_the_committed_copy_too():
-    """The process pool (``--jobs``): same document, merged in input order."""
+def test_the_other_job_count_gives_the_committed_copy_too():
+    """The run above used the CLI's default job count; this one the other way: one job
+    (no pool) where the default is a pool, two (the process pool, merged in input order)
+    where the default is one.  So both the serial and the pooled run are compared."""
+    from harness.check import parallel
+
+    jobs = 1 if parallel.cores() > 1 else 2
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    found = differences(expected, gate_results(jobs=2))
-    assert not found, ("gate results of patches/ with two jobs differ from tests/data/golden/"
-                       "gate-patches.json:\n" + "\n".join(found))
+    found = differences(expected, gate_results(jobs=jobs))
+    assert not found, (f"gate results of patches/ with {jobs} job(s) differ from tests/data/"
+                       "golden/gate-patches.json:\n" + "\n".join(found))
 
 
 def test_the_comparison_sees_a_changed_verdict_and_a_changed_coverage_line():
@@ -115,7 +133,6 @@ def test_the_comparison_sees_a_changed_verdict_and_a_changed_coverage_line():
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regenerate"]:
         sys.exit("usage: python tests/test_golden.py --regenerate")
-    sys.path.insert(0, str(ROOT))
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text(json.dumps(gate_results(), indent=2, sort_keys=True,
                                  ensure_ascii=False) + "\n", encoding="utf-8")

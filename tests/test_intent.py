@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import pytest
+
 from harness.pipeline import RunOptions, check_paths
 from harness.report import html_report, outputs
 
@@ -20,6 +22,8 @@ RUN = {"started": "2026-12-01T00:00:00Z", "elapsed_s": 1.0, "host": "test",
 
 @functools.lru_cache(maxsize=None)
 def results_for(path: str) -> dict:
+    """One run per path and process; the tests reading the same patch share an xdist group,
+    so under ``--dist loadgroup`` one worker makes that run for all of them."""
     results, _ = check_paths([path], RunOptions())
     return results
 
@@ -45,6 +49,7 @@ def findings(entry, check="matches_contract", channel=None, severity=None):
             and (severity is None or f["severity"] == severity)]
 
 
+@pytest.mark.xdist_group("intent-skip-accessed-flush")
 def test_a_patch_that_does_what_its_message_claims_passes():
     entry = entry_for(DATA / "skip-accessed-flush.patch")
     assert entry["contract"]["source"] == "message"
@@ -70,6 +75,7 @@ def test_twin_the_same_diff_without_its_message_fails_on_the_flush(tmp_path):
     assert flush[0]["counterexample"]["difference"]["flush"]["missing"]
 
 
+@pytest.mark.xdist_group("intent-claims-flush-drops-dirty")
 def test_a_message_claiming_a_flush_change_for_a_dirty_change_fails_with_a_counterexample():
     entry = entry_for(DATA / "claims-flush-drops-dirty.patch")
     assert entry["verdict"] == "FAIL"
@@ -114,6 +120,7 @@ def test_a_claimed_change_the_patch_does_not_make_warns():
     assert "Don't mark folios dirty when zapping SPTEs" in warning["summary"]
 
 
+@pytest.mark.xdist_group("intent-skip-accessed-flush")
 def test_twin_a_claimed_change_that_happens_does_not_warn():
     entry = entry_for(DATA / "skip-accessed-flush.patch")
     assert not [f for f in entry["findings"] if "claimed change not observed" in f["summary"]]
@@ -155,6 +162,7 @@ def test_a_message_in_another_language_gets_the_all_equal_contract(tmp_path):
     assert findings(entry, channel="flush", severity="FAIL")
 
 
+@pytest.mark.xdist_group("intent-claims-flush-drops-dirty")
 def test_every_output_shows_the_claims_and_their_sentences(capsys):
     from harness.cli import print_summary
 
@@ -176,6 +184,7 @@ def test_every_output_shows_the_claims_and_their_sentences(capsys):
         in shown
 
 
+@pytest.mark.xdist_group("intent-claims-flush-drops-dirty")
 def test_a_replayed_counterexample_keeps_the_message_contract():
     from harness.check import engine
 

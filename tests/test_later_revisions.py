@@ -39,6 +39,13 @@ def _checked(paths: tuple[str, ...]) -> list[dict]:
     return [e for e in results["patches"] if not e.get("is_cover")]
 
 
+# Tests reading the same run of _checked share an xdist group: under ``--dist loadgroup`` one
+# worker makes the run for all of them.
+_SHARES_RFC_1 = pytest.mark.xdist_group("later-rfc-1-original")
+_SHARES_04_OF_18 = pytest.mark.xdist_group("later-04-of-18-alone")
+_SHARES_V12_07 = pytest.mark.xdist_group("later-v12-07-of-84")
+
+
 def later(prefix: str) -> Path:
     (path,) = [p for p in FILES if p.name.startswith(prefix)]
     return path
@@ -59,8 +66,8 @@ def test_each_mail_is_read_as_a_mail(path):
 
 
 @pytest.mark.parametrize("repost, original", [
-    ("v12-06-of-84", "rfc-1-of-4.patch"),
-    ("v13-04-of-85", "rfc-1-of-4.patch"),
+    pytest.param("v12-06-of-84", "rfc-1-of-4.patch", marks=_SHARES_RFC_1),
+    pytest.param("v13-04-of-85", "rfc-1-of-4.patch", marks=_SHARES_RFC_1),
     ("v12-09-of-84", "rfc-4-of-4.patch"),
 ])
 def test_a_repost_of_an_unchanged_patch_gets_the_originals_verdict(repost, original):
@@ -74,6 +81,7 @@ def test_a_repost_of_an_unchanged_patch_gets_the_originals_verdict(repost, origi
         {(f["check"], f["channel"], f["severity"]) for f in theirs["findings"]}
 
 
+@_SHARES_04_OF_18
 def test_04_of_18_alone_is_a_miss_naming_its_unknown_pre_image():
     """01/18 changed mmu_spte_update's write-protect test first: the pre-image
     of 04/18 is a version no model holds, and its context shows it."""
@@ -145,6 +153,7 @@ def test_the_rfc_3_reposts_miss_on_a_constant_of_a_later_kernel(prefix):
     assert "Right border not aligned" in docs["summary"] and "spte.W = 0" in docs["summary"]
 
 
+@_SHARES_V12_07
 def test_the_rfc_2_repost_misses_naming_each_function():
     (entry,) = entry_for([later("v12-07-of-84")])
     assert entry["verdict"] == "MISS"
@@ -181,6 +190,7 @@ def test_a_counterexample_of_a_derived_model_replays_from_the_patch_files(tmp_pa
     assert f"derived mmu.c@176fc37540df" in again.stdout
 
 
+@_SHARES_V12_07
 def test_each_missed_function_says_whether_it_fits_and_literals_are_not_names():
     (entry,) = entry_for([later("v12-07-of-84")])
     reasons = {h["function"]: h["reason"] for h in entry["hunks"] if h["kind"] == "behaviour"}
@@ -191,6 +201,7 @@ def test_each_missed_function_says_whether_it_fits_and_literals_are_not_names():
     assert "check the patches together" in entry["versions"]["reason"]
 
 
+@_SHARES_04_OF_18
 def test_a_damaged_copy_of_a_one_hunk_patch_over_two_functions_is_read(tmp_path):
     """04/18's one hunk spans the comment above mmu_spte_update and its body, so scope
     gives it twice (one per function).  Copied with its context lines' indentation

@@ -94,6 +94,9 @@ def _real_patch_for(name):
     raise AssertionError(f"{name}: no RFC patch with the same headers")
 
 
+# _run_real's runs are kept per process: in one xdist worker (loadgroup) each RFC patch is
+# checked once for all the equivalents made from it, not once per worker that draws one.
+@pytest.mark.xdist_group("mutants-real-rfc-patches")
 @pytest.mark.parametrize("name", sorted(n for n, want in M.MUTANTS.items() if want is None))
 def test_equivalent_raises_no_finding_the_real_patch_does_not(name):
     outcome = _run(os.path.join(HERE, name))
