@@ -264,7 +264,9 @@ def time_limit(seconds: int, patch):
                          hint="use --profile gate, or --checks to run fewer checks")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # repeat every 0.1 s after expiry: an exception raised while the collector runs a
+    # callback is printed and dropped by Python, so one alarm alone could be lost
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
     try:
         yield
     finally:
