@@ -132,34 +132,45 @@ def _declares(words: list[str]) -> bool:
 IDENT_WORD = re.compile(r"[A-Za-z_]\w*")
 
 
+# A comment, or a string or character literal (whose contents are never a comment): a
+# literal ends at its closing quote or at the end of its line, a backslash escapes the
+# character after it, the newline included.
+_COMMENT_OR_LITERAL = re.compile(r"""
+    /\*[\s\S]*?(?:\*/|\Z)
+  | //[^\n]*
+  | "(?:\\[\s\S]?|[^"\\\n])*(?:"|\n)?
+  | '(?:\\[\s\S]?|[^'\\\n])*(?:'|\n)?
+""", re.VERBOSE)
+
+
+def _uncomment(match: re.Match) -> str:
+    found = match.group()
+    if found.startswith("/*"):
+        return " " + "\n" * found.count("\n")
+    if found.startswith("//"):
+        return ""
+    return found
+
+
 def strip_comments(text: str) -> str:
     """Comments removed (newlines inside block comments kept), strings untouched."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "/" and i + 1 < n and text[i + 1] == "*":
-            end = text.find("*/", i + 2)
-            end = n if end < 0 else end + 2
-            out.append(" " + "\n" * text.count("\n", i, end))
-            i = end
-        elif c == "/" and i + 1 < n and text[i + 1] == "/":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return _COMMENT_OR_LITERAL.sub(_uncomment, text)
+
+
+_LOGICAL: dict[str, list[tuple[int, str]]] = {}
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
-    """(first line number, text) with backslash-continued lines joined."""
+    """(first line number, text) with backslash-continued lines joined.  A header is read
+    by every unit and tree state that includes it: its lines are cut once (not to be
+    changed by the caller)."""
+    found = _LOGICAL.get(text)
+    if found is None:
+        found = _LOGICAL[text] = _logical_lines(text)
+    return found
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
     rows = strip_comments(text).split("\n")
     out, i = [], 0
     while i < len(rows):
