@@ -71,15 +71,18 @@ class Macro:
         return any(a == "(" and b == "{" for a, b in zip(self.body, self.body[1:]))
 
 
+_TOKENS: dict[str, tuple[str, ...]] = {}
+
+
 def tokens(text: str) -> list[str]:
-    """C tokens of ``text``; blanks dropped, newlines kept."""
-    out = []
-    for match in TOKEN.finditer(text):
-        kind = match.lastgroup
-        if kind == "space":
-            continue
-        out.append(match.group())
-    return out
+    """C tokens of ``text``; blanks dropped, newlines kept.  A header's lines are read by
+    every unit and tree state that includes them: each text is cut once (a new list each
+    call, so a caller may change it)."""
+    found = _TOKENS.get(text)
+    if found is None:
+        found = _TOKENS[text] = tuple(match.group() for match in TOKEN.finditer(text)
+                                      if match.lastgroup != "space")
+    return list(found)
 
 
 def single_expression(body: list[str]) -> tuple[str, ...]:
@@ -200,6 +203,7 @@ class Preprocessor:
     output: list[Line] = field(default_factory=list)
     included: list[str] = field(default_factory=list)
     depth: int = 0
+    text: bool = True          # False: directives only (the macro table), no code expanded
 
     # -- includes -----------------------------------------------------------
     def resolve(self, name: str, quoted: bool, current: str) -> str | None:
@@ -229,7 +233,8 @@ class Preprocessor:
 
         def flush():
             if pending:
-                self.emit(path, pending)
+                if self.text:
+                    self.emit(path, pending)
                 pending.clear()
 
         for number, line in logical_lines(text):
