@@ -199,6 +199,7 @@ def miss_reasons(item: dict) -> list[str]:
 # what blocks a verdict first - no pre-image, a file no model reads, a function the subset
 # cannot translate, a translated function nothing drives.
 REASON_CLASSES = (
+    ("is in no version of", "no applicable pre-image (a removed line in no version of the tree)"),
     ("does not apply to", "no applicable pre-image"),
     ("is nowhere in the file", "no applicable pre-image"),
     ("already in", "no applicable pre-image"),
@@ -354,7 +355,9 @@ def markdown(report: dict) -> str:
         f"wall, {sum(r['cpu_s'] for r in rows):.0f} s CPU; translation cache "
         f"{settings.get('translation_cache', 'not recorded')}.", "",
         "Route per file: `index` (the blob the index line names), `rev` (the file at the tag), "
-        "`history` (an older tag), `series` (what an earlier patch left, in memory), `none`; "
+        "`history` (an older tag), `series` (what an earlier patch left, in memory), "
+        "`reverse` (a later tag that holds the patch as merged, with the patch taken out "
+        "again: an approximate base), `none`; "
         "in brackets how the hunks fit (exactly, at an offset, with fuzz N: N outer context "
         "lines ignored, as GNU patch does).", "",
         "| file | rev | applied first | verdict | pre-image route (fit) | findings (check: channel) "

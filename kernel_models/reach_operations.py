@@ -161,7 +161,7 @@ def slot_access(kvm, gfn: int, write: bool = False) -> None:
     ops = _ops()
     vcpu = kvm.vcpus[0]
     ops.enter_guest(kvm, vcpu)
-    root = vcpu.arch.mmu.root
+    root = ops.root_page(kvm, vcpu)
     sptep = ops.leaf_sptep(kvm, root, gfn)
     if sptep is not None and ops.hardware_present(kvm, sptep.get()) and \
             (not write or kvm.is_writable_pte(sptep.get())):
@@ -217,15 +217,30 @@ def sync_shadow(kvm, gfn: int) -> None:
         call(kvm, "mmu_sync_children", vcpu, pages, True)
 
 
+@dataclasses.dataclass(eq=False)
+class kvm_page_track_notifier_node:  # noqa: N801 - the kernel's struct name
+    """KVMGT's ``struct kvm_page_track_notifier_node`` (kvm_page_track.h): ``node`` links
+    it into kvm->arch.track_notifier_head; its callbacks (kvmgt_page_track_write,
+    kvmgt_page_track_remove_region) act on KVMGT's own state, so none is set here
+    (``_forget_external`` does the second's part)."""
+
+    node: object = None
+    track_write: object = None
+    track_remove_region: object = None
+
+
 def external_write_track(kvm, gfn: int, add: bool = True) -> None:
-    """An external user (KVMGT) write-tracks ``gfn`` (registering its notifier first) or
+    """An external user (KVMGT) write-tracks ``gfn`` (registering its notifier node first,
+    once, as intel_vgpu_open_device does) or
     drops its own tracker of it; it never drops one it did not add."""
     tracked = getattr(kvm, "external_tracked", set())
     with _ops().generic(kvm, "kvmgt_protect_table_add" if add else "kvmgt_protect_table_del"):
         if add:
             if gfn in tracked or kvm.gfn_to_memslot(gfn) is None:
                 return
-            call(kvm, "kvm_page_track_register_notifier", None)
+            if getattr(kvm, "track_node", None) is None:     # KVMGT registers once per vGPU
+                kvm.track_node = kvm_page_track_notifier_node()
+                call(kvm, "kvm_page_track_register_notifier", kvm.track_node)
             call(kvm, "kvm_write_track_add_gfn", gfn)
             kvm.external_tracked = tracked | {gfn}
         elif gfn in tracked:

@@ -74,6 +74,10 @@ def test_reasons_are_classed_by_kconforms_generic_phrases():
     assert list_eval.reason_class("arch/x86/kvm/x86.c is not read: kconform reads the MMU") == \
         "a file kconform does not read"
     assert list_eval.reason_class("something new") == "other"
+    assert list_eval.reason_class(
+        "no applicable pre-image for this hunk: its removed line 'x;' is in no version of "
+        "mmu.c in the tree nor added by a patch applied first; ...") == \
+        "no applicable pre-image (a removed line in no version of the tree)"
 
 
 def test_a_function_blocked_by_translation_or_by_no_driver_is_named():

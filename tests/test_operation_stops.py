@@ -27,7 +27,10 @@ def test_an_indirect_pages_gfn_reads_both_the_models_pairs_and_the_kernels_packe
     assert entry_gfn(SimpleNamespace(role=role, shadowed_translation={3: 0x77 << 12}), 3) == 0x77
 
 
-def test_translated_states_skip_what_the_environment_cannot_run_and_hand_written_do_not():
+def test_translated_states_skip_what_the_environment_cannot_run_and_hand_written_do_not(
+        monkeypatch):
+    # the environment runs every operation today; one it could not is stood in for here
+    monkeypatch.setitem(OPERATIONS_NOT_YET, "slot_access", "no MMIO caching (a stand-in)")
     base = HAND_WRITTEN.state("base")
     assert not set(engine.skipped_operations(base, base)) & set(OPERATIONS_NOT_YET)
     translated = SimpleNamespace(release=(6, 9, 0))

@@ -428,3 +428,200 @@ class _Hunk:
     function: str | None
     source_start: int
     reason: str
+
+
+# -- the reverse route: the patch as merged in a later commit, taken out again --------------
+
+from harness.resolve.kernel_tree import reverse_hunk          # noqa: E402
+from harness.resolve.preimage import find_preimages           # noqa: E402
+from tests import shared                                       # noqa: E402
+
+FIRST_AT_V1 = """\
+static int first(int a)
+{
+	int x = a;
+
+	x += 1;
+	x += 2;
+	x += 3;
+	if (x > 10)
+		return 10;
+	return x;
+}
+
+static int second(int b)
+{
+	return b;
+}
+"""
+# upstream, after v1: the lines around the check change, and the check's return value too
+FIRST_BETWEEN = (FIRST_AT_V1.replace("x += 1;", "x += 11;").replace("x += 2;", "x += 12;")
+                 .replace("x += 3;", "x += 13;").replace("return 10;", "return 100;")
+                 .replace("return x;", "return x + 0;"))
+CHECK_BEFORE = "\tif (x > 10)\n\t\treturn 100;\n"
+CHECK_AFTER = "\tif (x > 20)\n\t\treturn 20;\n"
+
+
+def tagged(tree, text: str, tag: str | None, message: str) -> str:
+    head = commit_text(tree, text, message)
+    if tag:
+        git(tree, "tag", tag)
+    return head
+
+
+def patch_on(tmp_path, text: str, old: str, new: str):
+    """The patch ``git diff`` makes of one replacement in ``text`` (written on that text),
+    its index line naming a blob no tree here holds (a mail's base is not in the tree)."""
+    scratch = shared.make_tree(tmp_path / "scratch", {MMU_C: text})
+    patch = make_patch(scratch, tmp_path, old, new)
+    renamed_index(patch)
+    return patch
+
+
+def reverse_tree(tmp_path, between_committed: bool, merged: str):
+    """v1, then (optionally) the upstream change, then ``merged`` tagged v2."""
+    tree = shared.make_tree(tmp_path / "linux", {MMU_C: FIRST_AT_V1})
+    git(tree, "tag", "v1")
+    if between_committed:
+        tagged(tree, FIRST_BETWEEN, None, "upstream change")
+    merged_at = tagged(tree, merged, "v2", "merged")
+    return tree, merged_at
+
+
+def reverse_preimages(tree, patch, rev: str = "v1"):
+    hunks = hunks_of(patch)
+    return find_preimages(hunks, [MMU_C], open_tree(str(tree)), rev, Memory())[MMU_C]
+
+
+def test_reverse_hunk_undoes_what_the_hunk_does(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    hunks = file_hunks(hunks_of(patch), MMU_C)
+    after = apply_file(FIRST_BETWEEN, hunks)
+    assert after.text == FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER)
+    back = apply_file(after.text, tuple(reverse_hunk(h) for h in hunks), 0)
+    assert back.text == FIRST_BETWEEN
+    assert all(reverse_hunk(reverse_hunk(h)) == h for h in hunks)
+    # the wrong way round: the reversed hunk does not take the text it was written on
+    assert isinstance(apply_file(FIRST_BETWEEN, tuple(reverse_hunk(h) for h in hunks)),
+                      Mismatch)
+
+
+def test_a_patch_written_between_tags_is_found_reversed_in_the_later_tag(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    merged = FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER)
+    tree, merged_at = reverse_tree(tmp_path, True, merged)
+    # at v1 the hunk's context differs in more lines than the fuzz ignores
+    assert isinstance(apply_file(FIRST_AT_V1, file_hunks(hunks_of(patch), MMU_C)), Mismatch)
+    found = reverse_preimages(tree, patch)
+    assert isinstance(found, PreImage) and found.route == "reverse"
+    assert found.commit == merged_at and found.fuzz == 0
+    assert found.text == FIRST_BETWEEN and found.post == merged
+    assert "(v2)" in found.detail and "approximate" in found.detail
+    assert "taken from the patch alone" not in found.detail      # the upstream commit has them
+    assert found.as_dict()["route"] == "reverse" and found.as_dict()["commit"] == merged_at
+
+
+def test_removed_lines_no_version_holds_are_listed_as_the_patchs_alone(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, False, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    found = reverse_preimages(tree, patch)
+    assert isinstance(found, PreImage) and found.route == "reverse"
+    assert "2 removed lines are in no version of mmu.c from v1" in found.detail
+    assert "'return 100;'" in found.detail
+    [hunk] = file_hunks(hunks_of(patch), MMU_C)
+    assert found.unverified == ((hunk.index, "if (x > 10)"), (hunk.index, "return 100;"))
+    assert "its removed line 'if (x > 10)' (and 1 more)" in found.unverified_reason(hunk.index)
+    assert found.as_dict()["removed_lines_unverified"][1] == {"hunk": hunk.index,
+                                                              "line": "return 100;"}
+
+
+def test_removed_lines_a_patch_applied_first_adds_are_verified(tmp_path):
+    """The base a patch was written on held what the patches applied first add."""
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, False, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    earlier = patch_on(tmp_path / "earlier", FIRST_AT_V1, "\t\treturn 10;\n",
+                       "\t\treturn 100;\n")
+    memory = Memory().with_added(hunks_of(earlier), "0001")
+    found = find_preimages(hunks_of(patch), [MMU_C], open_tree(str(tree)), "v1",
+                           memory)[MMU_C]
+    assert isinstance(found, PreImage) and found.route == "reverse"
+    # 'return 100;' is added by 0001; 'if (x > 10)' is held by v1, but not in one piece with
+    # it, so only the run's other line is still unverified
+    assert [line for _, line in found.unverified] == ["if (x > 10)"]
+
+
+def test_a_later_commit_without_the_patchs_new_lines_is_not_taken(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    other = FIRST_BETWEEN.replace(CHECK_BEFORE, "\tif (x > 20)\n\t\treturn 30;\n")
+    tree, _ = reverse_tree(tmp_path, True, other)
+    found = reverse_preimages(tree, patch)
+    assert isinstance(found, PreImageMiss)
+    assert "line" in found.reason and "does not apply to mmu.c at v1" in found.reason
+    [(route, why)] = [row for row in found.tried if row[0] == "reverse"]
+    # the commit nearest v1 is named: the upstream change, which lacks the new lines
+    assert "holds the patch as merged" in why
+    assert "its added line 'if (x > 20)' is nowhere in the file" in why
+
+
+def test_the_new_lines_elsewhere_in_a_later_commit_are_not_a_place_for_the_hunk(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    elsewhere = FIRST_BETWEEN.replace("\treturn b;\n", "\tint x = b;\n\n" + CHECK_AFTER
+                                      + "\treturn b;\n")
+    tree, _ = reverse_tree(tmp_path, True, elsewhere)
+    assert CHECK_AFTER in elsewhere and CHECK_BEFORE in elsewhere
+    assert isinstance(reverse_preimages(tree, patch), PreImageMiss)
+
+
+def test_a_hunk_that_only_removes_lines_must_fit_exactly(tmp_path):
+    removed = "\tx += 12;\n"
+    patch = patch_on(tmp_path, FIRST_BETWEEN, removed, "")
+    exact = FIRST_BETWEEN.replace(removed, "")
+    tree, merged_at = reverse_tree(tmp_path, True, exact)
+    found = reverse_preimages(tree, patch)
+    assert isinstance(found, PreImage) and found.route == "reverse" and found.fuzz == 0
+    # the outermost context line changed too: with fuzz 1 it would fit, but a hunk that only
+    # removes lines, reversed, would fit almost anywhere with fuzz
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    tree, _ = reverse_tree(moved, True, exact.replace("int x = a;", "int x = a - 0;"))
+    assert isinstance(reverse_preimages(tree, patch), PreImageMiss)
+
+
+def test_reverse_comes_only_after_the_other_routes_and_not_in_a_plain_directory(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    # at the commit before the merge, the file at rev takes the patch: no reverse
+    found = reverse_preimages(tree, patch, rev="v2~1")
+    assert isinstance(found, PreImage) and found.route == "rev"
+    plain = tmp_path / "plain"
+    (plain / MMU_C).parent.mkdir(parents=True)
+    (plain / MMU_C).write_text(FIRST_AT_V1)
+    found = reverse_preimages(plain, patch, rev="HEAD")
+    assert isinstance(found, PreImageMiss)
+    assert ("reverse", "the tree has no history (a plain directory)") in found.tried
+
+
+def test_a_reverse_pre_image_says_in_the_reason_that_the_base_is_approximate(tmp_path):
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)), rev="v1")
+    [image] = resolution.preimages
+    assert image.route == "reverse" and not image.unverified
+    assert "the base is approximate" in resolution.reason
+    assert any("by route 'reverse'" in note for note in resolution.notes)
+    assert not any("unverified" in cover.reason for cover in resolution.hunks)
+
+
+def test_a_hunk_whose_removed_line_no_tree_holds_is_not_covered_naming_the_line(tmp_path):
+    """The mutant way round: one removed line altered, the patch still reverses from v2 (its
+    new lines are there), but no version holds the altered line: that hunk is a MISS."""
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    text = patch.read_text()
+    patch.write_text(text.replace("-\t\treturn 100;", "-\t\treturn 100; /* altered */"))
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)), rev="v1")
+    [image] = resolution.preimages
+    assert image.route == "reverse"
+    [cover] = [c for c in resolution.hunks if c.file == MMU_C]
+    assert not cover.covered
+    assert "its removed line 'if (x > 10)' (and 1 more) is in no version" in cover.reason

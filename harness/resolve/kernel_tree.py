@@ -21,8 +21,10 @@ Nothing here writes to the tree.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 
@@ -131,6 +133,13 @@ class GitTree:
         found = self._git("log", "--format=%H", f"-n{limit}", rev, "--", path)
         return found.split() if found else []
 
+    def later(self, rev: str, paths, limit: int) -> list[str]:
+        """Commits after ``rev`` on the way to ``HEAD`` that changed one of ``paths``,
+        oldest first (at most ``limit``)."""
+        found = self._git("log", "--format=%H", "--reverse", "--ancestry-path",
+                          f"{rev}..HEAD", "--", *paths)
+        return found.split()[:limit] if found else []
+
     def files(self, rev: str, prefixes: tuple[str, ...]) -> dict[str, str]:
         """path -> text of every file at ``rev`` whose path starts with one of ``prefixes``."""
         listing = self._git("ls-tree", "-r", rev, "--", *sorted({p.rstrip("/") for p in prefixes}))
@@ -233,6 +242,9 @@ class PlainDirectory:
     def history(self, rev: str, path: str, limit: int) -> None:
         return None            # no history to search
 
+    def later(self, rev: str, paths, limit: int) -> None:
+        return None            # no later commits either
+
     def files(self, rev: str, prefixes: tuple[str, ...]) -> dict[str, str]:
         self.text_at(rev, "")          # refuses any other revision
         found = {}
@@ -303,7 +315,8 @@ def _key(line: str) -> str:
     return " ".join(line.split())
 
 
-def apply_file(text: str, hunks, max_fuzz: int = MAX_FUZZ) -> Applied | Mismatch:
+def apply_file(text: str, hunks, max_fuzz: int = MAX_FUZZ,
+               exact: frozenset[int] = frozenset()) -> Applied | Mismatch:
     """``text`` with ``hunks`` (one file's, once each, in order) applied, or the Mismatch.
 
     As GNU ``patch`` does: each hunk applies where all its old-side lines
@@ -313,7 +326,7 @@ def apply_file(text: str, hunks, max_fuzz: int = MAX_FUZZ) -> Applied | Mismatch
     hunk are ignored (the fuzz), never a removed line.  Among equal places
     the one inside the C function the hunk's header names wins.  The
     post-image keeps the text's own context lines.  Each hunk takes the
-    smallest fuzz that places it.
+    smallest fuzz that places it; the hunks whose index is in ``exact`` take none.
     """
     lines = text.split("\n")
     keys = [_key(line) for line in lines]
@@ -330,7 +343,7 @@ def apply_file(text: str, hunks, max_fuzz: int = MAX_FUZZ) -> Applied | Mismatch
             return Mismatch(hunk.index, hunk.header, hunk.source_start, "", str(exc))
         span = _function_span(text, _header_function(hunk), spans)
         placed = None
-        for fuzz in range(max_fuzz + 1):
+        for fuzz in range((0 if hunk.index in exact else max_fuzz) + 1):
             placed = _place_fuzzy(keys, where, rows, fuzz, done, span)
             if placed is not None:
                 break
@@ -436,6 +449,28 @@ def already_applied(text: str, hunks) -> bool:
         if not new or "\n" + "\n".join(new) + "\n" not in joined:
             return False
     return changed
+
+
+_FULL_HEADER = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+
+
+def reverse_hunk(hunk):
+    """The hunk as ``git apply -R`` reads it: its two sides swapped (the header's ranges,
+    removed and added lines, the index line's blobs), so applying it undoes the change."""
+    rows = hunk.text.split("\n")
+    match = _FULL_HEADER.match(rows[0]) if rows else None
+    if match is None:
+        return hunk                  # apply_file reports the unreadable header
+    old, old_len, new, new_len = match.groups()
+    header = f"@@ -{new}{new_len or ''} +{old}{old_len or ''} @@" + rows[0][match.end():]
+    swap = {"-": "+", "+": "-"}
+    body = [swap[row[0]] + row[1:] if row[:1] in swap else row for row in rows[1:]]
+    return dataclasses.replace(
+        hunk, text="\n".join([header] + body),
+        source_start=hunk.target_start, source_length=hunk.target_length,
+        target_start=hunk.source_start, target_length=hunk.source_length,
+        removed=hunk.added, added=hunk.removed,
+        source_blob=hunk.target_blob, target_blob=hunk.source_blob)
 
 
 def apply_hunks(text: str, hunks, where: str) -> str:

@@ -13,7 +13,17 @@ order, each returning a ``PreImage`` or the reason it could not):
    applies there (at an offset if need be; whitespace-insensitively, so a
    repaired web-archive copy applies);
 4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
-   ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to.
+   ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to;
+5. ``reverse`` - only when a file has no pre-image by the four above, and for
+   the whole patch at once: the oldest commit after ``REV`` (towards the
+   tree's ``HEAD``) that holds the patch as merged, i.e. from which every
+   read file's hunks can be taken out again as ``git apply -R`` would (the
+   added lines and context must match; removed lines are put back as the
+   patch has them).  Before = that commit minus the patch, after = that
+   commit.  The base is approximate (changes between ``REV`` and that commit
+   are on both sides), and a removed line that no version of the file from
+   ``REV`` up to that commit holds is taken from the patch alone: the detail
+   says both, listing those lines.
 
 Every route is first tried with the hunks applying exactly (at an offset if
 need be), then again with a fuzz of up to ``MAX_FUZZ`` context lines at each
@@ -30,8 +40,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from harness.ingest.hunks import UnreadableHunk, hunk_lines
 from harness.resolve.kernel_tree import MAX_FUZZ, Mismatch, already_applied, apply_file, \
-    hash_object
+    hash_object, reverse_hunk
 
 HISTORY_LIMIT = 200           # commits of one file's history tried, newest first
 
@@ -50,6 +61,9 @@ class Memory:
     """The texts earlier patches of this run left: path -> (text, the patch's label)."""
 
     files: tuple[tuple[str, str, str], ...] = ()
+    # (file, line, label): lines the patches applied first add, applied or not; what the
+    # base the checked patch was written on held ('reverse' checks removed lines against them)
+    added: tuple[tuple[str, str, str], ...] = ()
 
     def text(self, path: str) -> tuple[str, str] | None:
         for file, text, label in self.files:
@@ -59,7 +73,16 @@ class Memory:
 
     def with_files(self, posts: dict[str, str], label: str) -> "Memory":
         kept = [row for row in self.files if row[0] not in posts]
-        return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])))
+        return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])),
+                      self.added)
+
+    def with_added(self, hunks, label: str) -> "Memory":
+        rows = {(h.file, " ".join(line.split()), label) for h in hunks for line in h.added}
+        return Memory(self.files, tuple(sorted(set(self.added) | rows)))
+
+    def added_lines(self, path: str) -> dict[str, str]:
+        """Line (whitespace-normalised) -> the label of a patch applied first that adds it."""
+        return {line: label for file, line, label in self.added if file == path}
 
 
 # ---------------------------------------------------------------------------
@@ -76,7 +99,7 @@ class Request:
     rev: str
     memory: Memory = Memory()
     max_fuzz: int = 0          # context lines a hunk may ignore at each end (GNU patch's fuzz)
-    routes: tuple[str, ...] = ("series", "index", "rev", "history")   # the routes to try
+    routes: tuple[str, ...] = ("series", "index", "rev", "history", "reverse")   # to try
 
     @property
     def short(self) -> str:
@@ -96,6 +119,9 @@ class PreImage:
     post: str = field(repr=False, compare=False)
     fuzz: int = 0              # the most context lines a hunk ignored at one end
     offsets: tuple[int, ...] = ()   # per hunk: lines from its header's place to where it went
+    # route 'reverse': (hunk index, removed line) no version of the file holds, nor a patch
+    # applied first adds: the patch alone gives them, so those hunks cannot be checked
+    unverified: tuple[tuple[int, str], ...] = ()
 
     @property
     def how(self) -> str:
@@ -118,9 +144,24 @@ class PreImage:
                 f"({commit}blob {self.blob[:12]}; hunks applied {self.how})")
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "route": self.route, "blob": self.blob,
-                "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
-                "offsets": list(self.offsets), "applied": self.how}
+        found = {"file": self.file, "route": self.route, "blob": self.blob,
+                 "commit": self.commit, "detail": self.detail, "fuzz": self.fuzz,
+                 "offsets": list(self.offsets), "applied": self.how}
+        if self.unverified:
+            found["removed_lines_unverified"] = [{"hunk": h, "line": line}
+                                                 for h, line in self.unverified]
+        return found
+
+    def unverified_reason(self, hunk_index: int) -> str | None:
+        """Why a hunk of this pre-image cannot be checked (route 'reverse'), or None."""
+        lines = [line for h, line in self.unverified if h == hunk_index]
+        if not lines:
+            return None
+        return (f"no applicable pre-image for this hunk: its removed line '{lines[0]}'"
+                f"{f' (and {len(lines) - 1} more)' if len(lines) > 1 else ''} is in no "
+                f"version of {self.file.rsplit('/', 1)[-1]} in the tree nor added by a patch "
+                f"applied first; the pre-image ({self.detail.split(':')[0]}) takes it from the "
+                f"patch alone, so the before side of this hunk is unverified")
 
 
 @dataclass(frozen=True)
@@ -230,15 +271,141 @@ def file_hunks(hunks, file: str) -> tuple:
     return tuple(sorted(result, key=lambda h: h.source_start))
 
 
+# After the per-file routes: the patch as merged in a later commit, taken out again.
+REVERSE = "reverse"
+ALL_ROUTES = tuple(name for name, _ in ROUTES) + (REVERSE,)
+
+
 def find_preimages(hunks, files, tree, rev: str, memory: Memory,
-                   routes: tuple[str, ...] = tuple(name for name, _ in ROUTES),
+                   routes: tuple[str, ...] = ALL_ROUTES,
                    ) -> dict[str, PreImage | PreImageMiss]:
-    """Every file of ``files`` the hunks touch -> its pre-image or the miss."""
+    """Every file of ``files`` the hunks touch -> its pre-image or the miss.
+
+    When a file has no pre-image by the per-file ``ROUTES`` and ``reverse`` is
+    allowed, every file's pre-image comes from one later commit that holds the
+    patch (``from_reverse``), so the files of one patch are of one tree state."""
     found = {}
     for file in files:
         blob = next((h.source_blob for h in hunks if h.file == file), None)
         found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory,
                                             routes=routes), tree)
+    if REVERSE in routes and any(isinstance(p, PreImageMiss) for p in found.values()):
+        reversed_ = from_reverse(hunks, files, tree, rev, memory)
+        if isinstance(reversed_, dict):
+            return reversed_
+        found = {f: p if isinstance(p, PreImage) else dataclasses.replace(
+                     p, tried=p.tried + ((REVERSE, reversed_),)) for f, p in found.items()}
+    return found
+
+
+def removed_runs(hunk) -> list[list[str]]:
+    """The hunk's runs of consecutive removed lines (each as the text holds it)."""
+    runs, current = [], []
+    for row in hunk_lines(hunk):
+        if row.kind == "-":
+            current.append(row.text)
+        elif row.kind == " " and current:
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
+
+
+def _holds(text: str | None, run: list[str]) -> bool:
+    if text is None:
+        return False
+    keys = "\n" + "\n".join(" ".join(line.split()) for line in text.split("\n")) + "\n"
+    return "\n" + "\n".join(" ".join(line.split()) for line in run) + "\n" in keys
+
+
+def _unseen_removed(hunks, versions: list[str | None], added: dict[str, str],
+                    ) -> list[tuple[int, str]]:
+    """(hunk index, line) of removed lines of ``hunks`` that none of ``versions`` (texts
+    of the file) holds as the hunk has them (each run of removed lines in one piece) and
+    that no patch applied first adds (``added``): lines only the patch gives."""
+    unseen = []
+    for hunk in hunks:
+        for run in removed_runs(hunk):
+            if any(_holds(text, run) for text in versions):
+                continue
+            unseen.extend((hunk.index, line.strip()) for line in run
+                          if " ".join(line.split()) not in added)
+    return unseen
+
+
+def _reverse_detail(request_file: str, tree, commit: str, rev: str, unseen: list[str]) -> str:
+    short = request_file.rsplit("/", 1)[-1]
+    detail = (f"{short} at {commit[:12]} ({tree.describe(commit)}) with the patch taken out "
+              f"again (git apply -R): the oldest commit after {rev} that holds the patch as "
+              f"merged; the base is approximate (that commit minus the patch, not the tree "
+              f"the patch was written on: what changed between {rev} and it is on both sides)")
+    if unseen:
+        shown = "; ".join(f"'{line}'" for _, line in unseen[:6] if line)
+        more = f" and {len(unseen) - 6} more" if len(unseen) > 6 else ""
+        lines = "line is" if len(unseen) == 1 else "lines are"
+        detail += (f"; {len(unseen)} removed {lines} in no version of {short} from {rev} "
+                   f"to it nor added by a patch applied first, taken from the patch alone "
+                   f"(their hunks are not checked): {shown}{more}")
+    return detail
+
+
+def from_reverse(hunks, files, tree, rev: str, memory: Memory) -> dict[str, PreImage] | str:
+    """Every file's pre-image from the oldest later commit that holds the whole patch, or
+    why there is none.  Exact fits first (in every commit), then with fuzz, which a hunk
+    that only removes lines never takes."""
+    commits = tree.later(rev, list(files), HISTORY_LIMIT)
+    if commits is None:
+        return "the tree has no history (a plain directory)"
+    if not commits:
+        return f"no commit after {rev} (towards HEAD) changes {', '.join(files)}"
+    by_file = {f: file_hunks(hunks, f) for f in files}
+    try:
+        backwards = {f: tuple(reverse_hunk(h) for h in hs) for f, hs in by_file.items()}
+        for hs in by_file.values():
+            for hunk in hs:
+                hunk_lines(hunk)
+    except UnreadableHunk as exc:
+        return f"a hunk cannot be read ({exc})"
+    # reversed, a hunk that only removes lines only adds them back: with fuzz it would fit
+    # almost anywhere, so it must fit exactly (its context whole)
+    only_removing = frozenset(h.index for hs in by_file.values() for h in hs if not h.added)
+    first_reason = ""
+    for fuzz in (0, MAX_FUZZ):
+        for commit in commits:
+            images = {}
+            for file in files:
+                text = tree.text_at(commit, file)
+                if text is None:
+                    reason = f"{file} does not exist at {commit[:12]}"
+                    break
+                undone = apply_file(text, backwards[file], fuzz, only_removing)
+                if isinstance(undone, Mismatch):
+                    reason = undone.describe(f"{file.rsplit('/', 1)[-1]} at {commit[:12]} "
+                                             f"(reversed)").replace(
+                        "its removed line", "its added line")
+                    break
+                images[file] = (text, undone)
+            else:
+                return _reverse_images(by_file, images, tree, commit, commits, rev, memory)
+            first_reason = first_reason or reason
+    return (f"none of the {len(commits)} commits after {rev} that change "
+            f"{', '.join(f.rsplit('/', 1)[-1] for f in files)} holds the patch as merged "
+            f"(first: {first_reason})")
+
+
+def _reverse_images(by_file, images, tree, commit, commits, rev, memory) -> dict:
+    found = {}
+    for file, (text, undone) in images.items():
+        # the versions a removed line may be checked in: the state at rev, then every later
+        # commit before the one that holds the patch
+        versions = [_state_text(file, tree, rev, memory)] + [
+            tree.text_at(c, file) for c in commits[:commits.index(commit)]]
+        unseen = _unseen_removed(by_file[file], versions, memory.added_lines(file))
+        # offsets as the other routes give them: from each header's place in the pre-image
+        forward = apply_file(undone.text, by_file[file], MAX_FUZZ)
+        offsets = undone.offsets if isinstance(forward, Mismatch) else forward.offsets
+        found[file] = PreImage(file, REVERSE, hash_object(undone.text), commit,
+                               _reverse_detail(file, tree, commit, rev, unseen), undone.text,
+                               text, undone.fuzz, offsets, tuple(unseen))
     return found
 
 
@@ -272,7 +439,8 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
         # as ``git apply --reject``: each file that takes its hunks, exactly, changes
         taken = {f: p.post for f, p in found.items()
                  if isinstance(p, PreImage) and p.fuzz == 0}
-        memory = memory.with_files(taken, label)
+        memory = memory.with_files(taken, label).with_added(
+            [h for h in hunks if read_file(h.file)], label)
         rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
                 for f in there]
         rows += [p.as_dict() | ({} if f in taken else {

@@ -9,7 +9,9 @@ only when its function is modelled in both (or deleted/added on purpose).
 
 With a kernel tree (``resolve(..., tree=...)``) resolution is an ordered list
 too: first each read file's pre-image (``preimage.ROUTES``: series memory,
-index blob, ``--rev``, history), then the models (``_models_for``): a
+index blob, ``--rev``, history; then, for the whole patch, ``reverse``: a
+later commit minus the patch, whose state the models then come from, the
+approximate base said in the reason), then the models (``_models_for``): a
 hand-written state that holds exactly the tree's functions
 (``STATE_STRATEGIES`` index / equal models), else the tree's own state
 translated whole (``tree_source``) if kconform can run it, else the
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from harness.ingest.hunks import hunk_lines, side_code
 from harness.ingest.scope import is_read_file
 from harness.resolve import labels
-from harness.resolve.preimage import (Memory, PreImage, PreImageMiss, find_preimages,
+from harness.resolve.preimage import (REVERSE, Memory, PreImage, PreImageMiss, find_preimages,
                                       functions_in_preimages)
 from kernel_models import registry
 from kernel_models.model_source import HAND_WRITTEN
@@ -399,10 +401,39 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
                                     memory=memory, notes=tuple(p.note for p in preimages)),
                          hunks)
     after_memory = memory.with_files({f: p.post for f, p in found.items()}, label)
-    resolution = _models_for(hunks, touched, previous, found, tree, rev, memory)
+    state_rev, state_memory = rev, memory
+    merged_at = {p.commit for p in found.values() if p.route == REVERSE}
+    if merged_at:
+        # the pre-images are a later commit minus the patch: the state is that commit's,
+        # which holds what the earlier patches in memory were (they are merged before it)
+        [state_rev] = merged_at
+        state_memory = Memory()
+    resolution = _models_for(hunks, touched, previous, found, tree, state_rev, state_memory)
+    if merged_at:
+        resolution = _unverified_hunks(dataclasses.replace(resolution, reason=(
+            f"{resolution.reason}; {REVERSE_CAVEAT}" if resolution.reason else REVERSE_CAVEAT)),
+            found)
     notes = resolution.notes + tuple(p.note for p in preimages)
     return _not_read(dataclasses.replace(resolution, preimages=preimages, notes=notes,
                                          memory=after_memory), hunks)
+
+
+REVERSE_CAVEAT = ("the base is approximate: the pre-images are a later commit of the tree "
+                  "with the patch taken out again (route 'reverse'), not the tree the patch "
+                  "was written on")
+
+
+def _unverified_hunks(resolution: Resolution, found: dict) -> Resolution:
+    """A hunk whose removed lines only the patch gives (route 'reverse') is not covered: its
+    before side was never seen in a tree, so no check of it may pass."""
+    coverage = []
+    for cover in resolution.hunks:
+        image = found.get(cover.file)
+        why = image.unverified_reason(cover.index) if image is not None else None
+        if why is not None and cover.kind != DOCUMENTATION:
+            cover = dataclasses.replace(cover, covered=False, model=None, reason=why)
+        coverage.append(cover)
+    return dataclasses.replace(resolution, hunks=tuple(coverage))
 
 
 # Hand-written states chosen this way hold exactly the tree's functions (or the blobs the

@@ -324,8 +324,8 @@ class Emitter:
         positions = self.context.foreach_cursors.get(macro, (0,))
         cursors = [args[1 + p] for p in positions if 1 + p < len(args)]
         others = [a for i, a in enumerate(args[1:]) if i not in positions]
-        rest = ", ".join(self.expr(a) if not isinstance(a, c_ast.ID) or a.name in self.vars
-                         else repr(a.name) for a in others)
+        rest = ", ".join(repr(_member_name(a)) if _member_name(a) not in (None, *self.vars)
+                         else self.expr(a) for a in others)
         self.out(depth, f"for _cursor in _foreach(_vm, {macro!r}, ({rest}{',' if rest else ''})):")
         for k, cursor in enumerate(cursors):
             value = "_cursor" if len(cursors) == 1 else f"_cursor[{k}]"
@@ -788,6 +788,14 @@ def _is_boolean(node) -> bool:
     if isinstance(node, c_ast.ID):
         return node.name in ("true", "false")
     return False
+
+
+def _member_name(arg) -> str | None:
+    """An iterator macro's member argument (``node``, ``id_node[slots->node_idx]``): a
+    bare name or an indexed one, passed by name (it names a field, it holds no value)."""
+    if isinstance(arg, c_ast.ArrayRef):
+        arg = arg.name
+    return arg.name if isinstance(arg, c_ast.ID) else None
 
 
 def _foreach_call(node: c_ast.For) -> c_ast.FuncCall | None:

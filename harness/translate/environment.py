@@ -42,7 +42,11 @@ names of ``namespace()``, which the translated functions read as globals.
    ``vcpu->arch.mmu->root`` as a ``struct kvm_mmu_root_info`` (``prepare_vcpu``;
    ``root_role``/``cpu_role`` come from the model's MMU fields), ``refcount_*``,
    and the ``kvm->arch`` counters of the shadow MMU's page limit.
-5. **Runtime support** (``harness.translate.runtime``: ``_load``, ``_store``,
+5. **The reach operations' world** (``harness.translate.environment_reach``, merged
+   into these tables): the memslot generation, error pfns in the kernel's encoding,
+   the emulator's place, the slots' write-track counts, the external tracker's
+   notifier list, the nested MMU a shadowed L2 table is synced under.
+6. **Runtime support** (``harness.translate.runtime``: ``_load``, ``_store``,
    ``_u64``, ``_Goto``...): C semantics the generated code needs, no assumptions.
 
 A name that is neither translated from the tree nor here is ``_unknown``:
@@ -51,7 +55,7 @@ calling it raises ``EnvironmentMiss`` naming it.
 
 from __future__ import annotations
 
-from harness.translate import runtime, vm_objects
+from harness.translate import environment_reach, runtime, vm_objects
 from harness.translate.runtime import (M64, PTE_LIST_EXT, EnvironmentMiss, Pointer, Ref, RmapCursor,
                                        RmapHead,
                                        SptePointer, Struct, _address, _load, _store, new_struct)
@@ -349,6 +353,7 @@ PRIMITIVES: dict = {
 
 
 PRIMITIVES.update(vm_objects.PRIMITIVES)
+PRIMITIVES.update(environment_reach.PRIMITIVES)     # the reach operations' world
 
 
 def _page_count(vm, page):
@@ -482,7 +487,7 @@ def gfn_to_pfn_memslot(kvm, slot, gfn, *args):
     for ref, value in ((async_ref, False), (writable_ref, writable), (hva_ref, 0)):
         if ref is not None:
             ref.set(value)
-    return pfn
+    return environment_reach.kernel_pfn(pfn)
 
 
 def gfn_to_page_many_atomic(kvm, slot, gfn, *args):
@@ -531,7 +536,7 @@ def kvm_faultin_pfn_host(kvm, slot, gfn, foll, writable_ref, page_ref):
                                                   bool(foll & FOLL["FOLL_WRITE"]))
     writable_ref.set(writable)
     page_ref.set(kvm.kvm_pfn_to_refcounted_page(pfn) if pfn < (1 << 52) else None)
-    return pfn
+    return environment_reach.kernel_pfn(pfn)
 
 
 def kvm_vcpu_gfn_to_memslot(kvm, vcpu, gfn):
@@ -547,6 +552,7 @@ def gfn_to_memslot(kvm, gfn):
 # (an rbtree, a hash and last_used_slot); the environment's memslots are the VM's list, so
 # these replace the translations (harness.translate.vm_objects).
 MEMSLOT_FUNCTIONS = vm_objects.MEMSLOT_FUNCTIONS
+MEMSLOT_FUNCTIONS = {**MEMSLOT_FUNCTIONS, **environment_reach.MEMSLOT_FUNCTIONS}
 
 
 def _host_models() -> dict:
@@ -584,22 +590,13 @@ _HOST = None
 
 # Operations of the mix (kernel_models/reach_operations.py) that a translated state cannot run
 # yet, each with what the environment lacks for it; they are skipped on translated states and
-# listed in the operation level's coverage, as a release's missing entry points are.
-OPERATIONS_NOT_YET = {
-    name: why for names, why in (
-        (("slot_access", "memslot_create", "memslot_remove", "memslot_move"),
-         "the environment does not set up MMIO caching (shadow_mmio_* masks, the MMIO "
-         "generation) for translated states yet"),
-        (("shadow_page", "unprotect", "sync_shadow"),
-         "the environment does not build shadowed guest tables (USHRT_MAX, unsync "
-         "children) for translated states yet"),
-        (("external_write_track",),
-         "the environment has no external page-track notifier for translated states yet"),
-    ) for name in names}
+# listed in the operation level's coverage, as a release's missing entry points are.  None
+# since the memslot, MMIO and write-tracking primitives (harness.translate.environment_reach).
+OPERATIONS_NOT_YET: dict[str, str] = {}
 
 
 # Globals defined outside the tree's files that the translated C reads (prepare_vm sets them).
-OUTSIDE_GLOBALS = frozenset({"kvm_host", "kvm_ad_enabled"})
+OUTSIDE_GLOBALS = frozenset({"kvm_host", "kvm_ad_enabled"}) | environment_reach.OUTSIDE_GLOBALS
 
 
 # Kernel globals the translated C reads that the VM's SPTE mode does not set.
@@ -676,11 +673,13 @@ def _lpage_info(slot, level: int) -> list:
 
 def _slot_arch(slot):
     """``slot->arch``: its rmaps as the model keeps them, the huge-page info as x86.c
-    makes it for a new slot; write tracking reads as 0 (no gfn is write-tracked)."""
+    makes it for a new slot; the write-track counts are the model's
+    (``environment_reach.gfn_write_track``)."""
     if "_arch" not in slot.__dict__:
         slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
                                         rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)],
-                                        lpage_info=[_lpage_info(slot, level) for level in (2, 3)])
+                                        lpage_info=[_lpage_info(slot, level) for level in (2, 3)],
+                                        gfn_write_track=environment_reach.gfn_write_track(slot))
     return slot.__dict__["_arch"]
 
 
@@ -774,6 +773,7 @@ def prepare_vm(vm, layouts: dict | None = None) -> None:
                                          mmu_page_hash=PageHash(vm),
                                          **vm_objects.ARCH_FIELDS)
         vm_objects.bind_arch(vm.__dict__["arch"], vm)
+    environment_reach.prepare_vm(vm)
 
 
 
@@ -805,6 +805,7 @@ CONSTANTS: dict[str, int] = {
     "KVM_MEMORY_ATTRIBUTE_PRIVATE": 1 << 3,     # include/uapi/linux/kvm.h
     **FOLL,
     **vm_objects.CONSTANTS,
+    **environment_reach.CONSTANTS,
     "KVM_DIRTY_LOG_INITIALLY_SET": 1 << 1, "KVM_X86_DEFAULT_VM": 0,
     "KVM_X86_SW_PROTECTED_VM": 1, "KVM_X86_SEV_VM": 2, "KVM_X86_SEV_ES_VM": 3,
     "KVM_X86_SNP_VM": 4, "KVM_X86_TDX_VM": 5, "KVM_PAGE_TRACK_WRITE": 0, "KVM_PAGE_TRACK_MAX": 1,
@@ -858,6 +859,8 @@ FOREACH: dict = {
         lambda vm, head, member: ((e, None) for e in reversed(list(_list_entries(vm, head)))),
     "for_each_set_bit": _set_bits,
 }
+FOREACH.update(environment_reach.FOREACH)
+FOREACH_CURSORS.update(environment_reach.FOREACH_CURSORS)
 
 def namespace() -> dict:
     """The globals of a translated function."""

@@ -125,7 +125,9 @@ def new_struct(layouts: dict, ctype: str, _positional=(), **fields):
     """A fresh struct value laid out as the tree defines ``ctype`` (fields zeroed)."""
     values = {}
     for name, kind, base, size in layouts.get(ctype, ()):
-        if kind == "array":
+        if kind == "array" and base in layouts:      # an array of structs: one each
+            values[name] = [new_struct(layouts, base) for _ in range(max(size, 1))]
+        elif kind == "array":
             values[name] = [None if base == "pointer" else 0] * max(size, 1)
         elif kind == "struct":
             values[name] = new_struct(layouts, base)

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 
-from harness.translate import emit, environment, units
+from harness.translate import emit, environment, environment_reach, units
 from harness.translate.preprocess import Preprocessor, PreprocessError
 
 MMU = "arch/x86/kvm/mmu/"
@@ -81,7 +81,7 @@ class TreeState:
                 scope = environment.namespace()
                 layouts = self.layouts
                 scope["_struct"] = lambda ctype, _positional=(), **fields: \
-                    environment.new_struct(layouts, ctype, _positional, **fields)
+                    environment_reach.new_struct(layouts, ctype, _positional, **fields)
                 self._namespace = scope
             scope = dict(self._namespace)
             exec(compiled(name, translation.python), scope)  # noqa: S102
@@ -117,6 +117,9 @@ class TranslatedVersionSet:
                 if name.startswith(prefix):
                     generic = f"FNAME({name[len(prefix):]})"
                     found.setdefault(generic, _by_guest_mode(name[len(prefix):]))
+        for name, adapt in environment_reach.ADAPTERS.items():
+            if name in found and self.state.functions.get(name) is not None:
+                found[name] = adapt(found[name])
         found.update(environment.MEMSLOT_FUNCTIONS)
         found.update(dict(self.overrides))
         return found
@@ -130,8 +133,9 @@ class TranslatedVersionSet:
 
     def prepare_vcpu(self, vcpu) -> None:
         """Called by ``kernel_models.operations.new_vm``: the vCPU's kernel-named fields."""
-        from harness.translate import vm_objects
+        from harness.translate import environment_reach, vm_objects
         vm_objects.prepare_vcpu(vcpu)
+        environment_reach.prepare_vcpu(vcpu)
 
     def signature(self, name: str):
         t = self.state.functions.get(name)
@@ -218,7 +222,7 @@ def translator_digest() -> str:
         here = os.path.dirname(__file__)
         digest = hashlib.sha256(TRANSLATOR_REVISION.encode())
         for name in ("preprocess.py", "units.py", "c_types.py", "emit.py", "runtime.py",
-                     "environment.py", "vm_objects.py", "tree.py"):
+                     "environment.py", "vm_objects.py", "tree.py", "environment_reach.py"):
             with open(os.path.join(here, name), "rb") as handle:
                 digest.update(handle.read())
         _DIGEST = digest.hexdigest()

@@ -545,9 +545,20 @@ def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int
                                 fields.append(_field(sub, constants, type_of))
                     continue
                 fields.append(_field(decl, constants, type_of))
+                _nested_layouts(decl.type, layouts, constants, type_of)
             kind = "union" if isinstance(target, c_ast.Union) else "struct"
             layouts[f"{kind} {target.name}"] = tuple(fields)
     return layouts
+
+
+def _nested_layouts(node, layouts: dict, constants, type_of) -> None:
+    """A struct defined inside a field's declaration (mmu.c ``struct kvm_mmu_pages``'s
+    ``struct mmu_page_and_offset {...} page[...]``) is laid out too."""
+    while isinstance(node, (c_ast.ArrayDecl, c_ast.TypeDecl)):
+        node = node.type
+    if isinstance(node, c_ast.Struct) and node.name and node.decls:
+        layouts[f"struct {node.name}"] = tuple(_field(d, constants, type_of)
+                                               for d in node.decls if d.name)
 
 
 def _field(decl, constants, type_of):
@@ -555,4 +566,6 @@ def _field(decl, constants, type_of):
     size = 0
     if kind == "array" and decl.type.dim is not None:
         size = _constant_value(decl.type.dim, constants) or 0
+    if kind == "array" and isinstance(decl.type.type, c_ast.PtrDecl):
+        base = "pointer"            # an array of pointers: its entries start NULL
     return (decl.name, kind, base, size)

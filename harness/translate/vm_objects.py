@@ -247,18 +247,25 @@ def _invalidate_end(vm, *args):
 
 # -- union kvm_mmu_page_role ------------------------------------------------------
 
-# The role's bit fields, in the union's order (arch/x86/include/asm/kvm_host.h).
-ROLE_FIELDS = ("level", "has_4_byte_gpte", "quadrant", "direct", "access", "invalid",
-               "efer_nx", "cr0_wp", "smep_andnot_wp", "smap_andnot_wp", "ad_disabled",
-               "guest_mode", "passthrough", "is_private", "smm")
+# The role's bit fields and widths, in the union's order (arch/x86/include/asm/kvm_host.h
+# at v6.9: five unused bits before smm; later releases take one for is_mirror, here the
+# environment's is_private).
+ROLE_BITS = (("level", 4), ("has_4_byte_gpte", 1), ("quadrant", 2), ("direct", 1),
+             ("access", 3), ("invalid", 1), ("efer_nx", 1), ("cr0_wp", 1),
+             ("smep_andnot_wp", 1), ("smap_andnot_wp", 1), ("ad_disabled", 1),
+             ("guest_mode", 1), ("passthrough", 1), ("is_private", 1), ("", 4), ("smm", 8))
+ROLE_FIELDS = tuple(name for name, _ in ROLE_BITS if name)
 
 
 def role_word(role) -> int:
-    """``role.word``: the union's other view, as an encoding of the fields (translated code
-    compares words, as kvm_mmu_find_shadow_page does; it never decodes one)."""
-    word = 0
-    for name in ROLE_FIELDS:
-        word = word * 257 + int(getattr(role, name, 0) or 0) % 257
+    """``role.word``: the union's other view, the bit fields packed as the C lays them
+    out (kvm_sync_page_check masks it with a role of ignored fields; the shadow-page
+    hash compares whole words)."""
+    word, shift = 0, 0
+    for name, width in ROLE_BITS:
+        if name:
+            word |= (int(getattr(role, name, 0) or 0) & ((1 << width) - 1)) << shift
+        shift += width
     return word
 
 
@@ -429,12 +436,21 @@ GLOBALS = {"mmu_page_header_cache": memory_cache("page_header"),
 class VmArch(Struct):
     """``kvm->arch``: fields the operations keep on the VM itself are read from it."""
 
-    FROM_VM = ("shadow_root_allocated", "tdp_mmu_enabled")     # the latter per VM in v6.1
+    FROM_VM = ("shadow_root_allocated", "tdp_mmu_enabled",     # the latter per VM in v6.1
+               "external_write_tracking_enabled")
 
     def __getattr__(self, name):
         if name in VmArch.FROM_VM:
             return self.__dict__["_vm"].__dict__.get(name, False)
         return super().__getattr__(name)
+
+    def __setattr__(self, name, value):
+        """What the C writes of those fields is the VM's (page_track.c's enable,
+        mmu_first_shadow_root_alloc), as the models and operations read it."""
+        if name in VmArch.FROM_VM:
+            setattr(self.__dict__["_vm"], name, value)
+        else:
+            super().__setattr__(name, value)
 
 
 def bind_arch(arch, vm) -> None:
