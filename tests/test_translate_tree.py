@@ -448,6 +448,67 @@ def test_the_tdp_page_counter_has_no_level_in_the_c_nor_in_the_model(tmp_path):
     assert vm.log.events != model_vm.log.events
 
 
+# -- what the translator reuses between units, tree states and runs --------------
+
+CAST_OR_SUBTRACT = """#include "spte.h"
+static u64 cast_or_subtract(u64 x)
+{
+	return (our_t) - x;
+}
+"""
+
+
+def test_a_parse_reused_across_trees_follows_each_trees_typedefs(tmp_path):
+    """The same function text at the same line parses two ways: ``(our_t) - x`` is a cast
+    of ``-x`` where our_t is a type, a subtraction where it is a constant.  Parses are
+    reused across units and tree states, so the reuse must be keyed by the typedef names
+    the text holds, or the second tree would run the first tree's cast."""
+    as_type = translate(tmp_path / "type", CAST_OR_SUBTRACT, header="typedef u64 our_t;\n")
+    as_constant = translate(tmp_path / "constant", CAST_OR_SUBTRACT,
+                            header="enum { our_t = 5 };\n")
+    assert run(as_type, "cast_or_subtract", 1)[0] == (1 << 64) - 1
+    assert run(as_constant, "cast_or_subtract", 1)[0] == 4
+
+
+def test_a_warm_cache_reads_back_the_rows_and_their_compiled_code(tmp_path, monkeypatch):
+    """The disk cache keeps each state's rows and, beside them, the code objects of its
+    translations (bytecode of this Python), so a warm run compiles nothing; a code file
+    that does not match the rows is ignored, never run."""
+    from harness.translate import tree
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("KCONFORM_NO_CACHE", raising=False)
+    monkeypatch.setattr(tree, "_MEMORY", {})
+    monkeypatch.setattr(tree, "_CODE", {})
+    sources = {MMU + "spte.h": HEADER, MMU + "mmu.c": '#include "spte.h"\n' + MACROS}
+    cold = tree.translate_sources(sources, cache=True)
+    answer = run(cold, "level_shift", 2)[0]
+    assert answer == 21
+    translated = sorted(n for n, t in cold.functions.items() if t.translated)
+    assert len(translated) >= 2
+
+    def warm():
+        tree._MEMORY.clear()
+        tree._CODE.clear()
+        state = tree.translate_sources(sources, cache=True)
+        assert list(state.functions.values()) == list(cold.functions.values())
+        return state
+
+    state = warm()
+    python = state.functions["level_shift"].python
+    assert ("level_shift", python) in tree._CODE        # read from disk, not compiled
+    assert run(state, "level_shift", 2)[0] == answer
+    # the same code objects in another order: names do not match rows, nothing is taken
+    (code_file,) = (tmp_path / "cache").rglob("*.code")
+    import marshal
+    codes = marshal.loads(code_file.read_bytes())
+    code_file.write_bytes(marshal.dumps(codes[::-1]))
+    state = warm()
+    assert tree._CODE == {}
+    assert run(state, "level_shift", 2)[0] == answer
+    code_file.write_bytes(b"not marshal data")
+    assert run(warm(), "level_shift", 2)[0] == answer
+
+
 def test_the_install_script_keeps_its_tree_outside_the_repository():
     script = ROOT / ".ci" / "install-linux-source"
     text = script.read_text()

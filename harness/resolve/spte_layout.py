@@ -101,7 +101,7 @@ def read_layout(texts: dict[str, str], source: str = SPTE_H) -> SpteLayout | str
 
     if SPTE_H not in texts:
         return f"{SPTE_H} is not in this state"
-    pre = Preprocessor(texts.get)
+    pre = Preprocessor(texts.get, text=False)     # only the macro table is read
     try:
         pre.run(SPTE_H)
     except PreprocessError as exc:

@@ -73,15 +73,18 @@ class Macro:
         return any(a == "(" and b == "{" for a, b in zip(self.body, self.body[1:]))
 
 
+_TOKENS: dict[str, tuple[str, ...]] = {}
+
+
 def tokens(text: str) -> list[str]:
-    """C tokens of ``text``; blanks dropped, newlines kept."""
-    out = []
-    for match in TOKEN.finditer(text):
-        kind = match.lastgroup
-        if kind == "space":
-            continue
-        out.append(match.group())
-    return out
+    """C tokens of ``text``; blanks dropped, newlines kept.  A header's lines are read by
+    every unit and tree state that includes them: each text is cut once (a new list each
+    call, so a caller may change it)."""
+    found = _TOKENS.get(text)
+    if found is None:
+        found = _TOKENS[text] = tuple(match.group() for match in TOKEN.finditer(text)
+                                      if match.lastgroup != "space")
+    return list(found)
 
 
 def single_expression(body: list[str]) -> tuple[str, ...]:
@@ -134,34 +137,45 @@ def _declares(words: list[str]) -> bool:
 IDENT_WORD = re.compile(r"[A-Za-z_]\w*")
 
 
+# A comment, or a string or character literal (whose contents are never a comment): a
+# literal ends at its closing quote or at the end of its line, a backslash escapes the
+# character after it, the newline included.
+_COMMENT_OR_LITERAL = re.compile(r"""
+    /\*[\s\S]*?(?:\*/|\Z)
+  | //[^\n]*
+  | "(?:\\[\s\S]?|[^"\\\n])*(?:"|\n)?
+  | '(?:\\[\s\S]?|[^'\\\n])*(?:'|\n)?
+""", re.VERBOSE)
+
+
+def _uncomment(match: re.Match) -> str:
+    found = match.group()
+    if found.startswith("/*"):
+        return " " + "\n" * found.count("\n")
+    if found.startswith("//"):
+        return ""
+    return found
+
+
 def strip_comments(text: str) -> str:
     """Comments removed (newlines inside block comments kept), strings untouched."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "/" and i + 1 < n and text[i + 1] == "*":
-            end = text.find("*/", i + 2)
-            end = n if end < 0 else end + 2
-            out.append(" " + "\n" * text.count("\n", i, end))
-            i = end
-        elif c == "/" and i + 1 < n and text[i + 1] == "/":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    return _COMMENT_OR_LITERAL.sub(_uncomment, text)
+
+
+_LOGICAL: dict[str, list[tuple[int, str]]] = {}
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
-    """(first line number, text) with backslash-continued lines joined."""
+    """(first line number, text) with backslash-continued lines joined.  A header is read
+    by every unit and tree state that includes it: its lines are cut once (not to be
+    changed by the caller)."""
+    found = _LOGICAL.get(text)
+    if found is None:
+        found = _LOGICAL[text] = _logical_lines(text)
+    return found
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
     rows = strip_comments(text).split("\n")
     out, i = [], 0
     while i < len(rows):
@@ -191,6 +205,7 @@ class Preprocessor:
     output: list[Line] = field(default_factory=list)
     included: list[str] = field(default_factory=list)
     depth: int = 0
+    text: bool = True          # False: directives only (the macro table), no code expanded
 
     # -- includes -----------------------------------------------------------
     def resolve(self, name: str, quoted: bool, current: str) -> str | None:
@@ -220,7 +235,8 @@ class Preprocessor:
 
         def flush():
             if pending:
-                self.emit(path, pending)
+                if self.text:
+                    self.emit(path, pending)
                 pending.clear()
 
         for number, line in logical_lines(text):

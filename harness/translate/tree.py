@@ -6,7 +6,9 @@ The API is documented in the package docstring (``harness.translate``).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import marshal
 import os
 import subprocess
 import tempfile
@@ -65,6 +67,7 @@ class TreeState:
     seconds: float = 0.0
     layouts: dict = field(default_factory=dict, repr=False)   # "struct x" -> fields
     _compiled: dict = field(default_factory=dict, repr=False)
+    _namespace: dict | None = field(default=None, repr=False, compare=False)
 
     def model(self, name: str):
         """The translated function ``name`` as a callable model, or None."""
@@ -73,11 +76,15 @@ class TreeState:
         translation = self.functions.get(name)
         fn = None
         if translation is not None and translation.python is not None:
-            scope = environment.namespace()
-            layouts = self.layouts
-            scope["_struct"] = lambda ctype, _positional=(), **fields: environment_reach.new_struct(
-                layouts, ctype, _positional, **fields)
-            exec(compile(translation.python, f"<translated {name}>", "exec"), scope)  # noqa: S102
+            if self._namespace is None:
+                # the environment's names, once per state; each function gets its own copy
+                scope = environment.namespace()
+                layouts = self.layouts
+                scope["_struct"] = lambda ctype, _positional=(), **fields: \
+                    environment_reach.new_struct(layouts, ctype, _positional, **fields)
+                self._namespace = scope
+            scope = dict(self._namespace)
+            exec(compiled(name, translation.python), scope)  # noqa: S102
             fn = scope[emit.py_name(name)]
             fn.__doc__ = f"{name}: translated from {translation.file}:{translation.line}"
         self._compiled[name] = fn
@@ -286,9 +293,10 @@ def _read_unit(unit: str, read, parse_cache: dict) -> _Unit:
     except PreprocessError as exc:
         return _Unit(unit, [], {}, frozenset(), frozenset(),
                      FunctionTranslation("<unit>", unit, exc.line, miss=f"preprocessor: {exc}"))
-    parser = units.Parser(units.typedef_names(lines))
+    items = units.scan_items(lines)
+    parser = units.Parser(units.typedef_names(lines, items))
     parsed = []
-    for definition in units.definitions(lines):
+    for definition in units.definitions(lines, items):
         # a header's function reads the same in every unit that includes it: parse it once
         key = (definition.file, definition.line, definition.text)
         if key not in parse_cache:
@@ -302,11 +310,11 @@ def _read_unit(unit: str, read, parse_cache: dict) -> _Unit:
             definition = replace(definition, name=node.decl.name)
         parsed.append((definition, node, miss))
     constants = dict(environment.CONSTANTS)
-    constants.update(units.enum_constants(lines, parser))
+    constants.update(units.enum_constants(lines, parser, items))
     return _Unit(unit, parsed, constants,
-                 frozenset(units.global_names(lines)) | GLOBALS_FROM_OUTSIDE,
+                 frozenset(units.global_names(lines, items)) | GLOBALS_FROM_OUTSIDE,
                  frozenset(n for n, m in pre.macros.items() if m.statement_expression),
-                 layouts=units.struct_layouts(lines, parser, constants))
+                 layouts=units.struct_layouts(lines, parser, constants, items))
 
 
 def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], dict]:
@@ -340,6 +348,20 @@ def translate_units(paths: list[str], read) -> tuple[list[FunctionTranslation], 
     return out, layouts
 
 
+# (C name, Python source) -> its code object: compiled once to check the translation, and
+# that object is what ``TreeState.model`` runs; read back from the disk cache when warm.
+_CODE: dict[tuple[str, str], object] = {}
+
+
+def compiled(name: str, python: str):
+    """The code object of one translated function's source."""
+    key = (name, python)
+    code = _CODE.get(key)
+    if code is None:
+        code = _CODE[key] = compile(python, f"<translated {name}>", "exec")
+    return code
+
+
 def _translate_one(definition, node, miss, context) -> FunctionTranslation:
     where = (definition.name, definition.file, definition.line)
     if node is None:
@@ -347,7 +369,7 @@ def _translate_one(definition, node, miss, context) -> FunctionTranslation:
     sig = emit.signature(node)
     try:
         python = emit.Emitter(node, context, definition.file).function()
-        compile(python, f"<translated {definition.name}>", "exec")
+        compiled(definition.name, python)
     except emit.Miss as exc:
         return FunctionTranslation(*where, miss=str(exc), takes_kvm=sig.takes_kvm,
                                    params=sig.params)
@@ -378,6 +400,12 @@ def cache_dir() -> str:
     return os.path.join(base, "kconform", f"translate-{__version__}")
 
 
+def _code_path(key: str) -> str:
+    """The compiled translations of one cache entry: bytecode is this Python's own, so the
+    file is named by its magic number (another Python compiles the sources again)."""
+    return os.path.join(cache_dir(), f"{key}.{importlib.util.MAGIC_NUMBER.hex()}.code")
+
+
 def _disk_read(key: str):
     if os.environ.get("KCONFORM_NO_CACHE"):
         return None
@@ -392,9 +420,27 @@ def _disk_read(key: str):
                                             "unknown": tuple(row["unknown"])})
                      for row in rows["functions"]]
         layouts = {k: tuple(tuple(f) for f in v) for k, v in rows["layouts"].items()}
-        return functions, layouts
     except (TypeError, KeyError):
         return None
+    _read_code(key, functions)
+    return functions, layouts
+
+
+def _read_code(key: str, functions: list[FunctionTranslation]) -> None:
+    """The code objects ``_disk_write`` kept beside the rows, one per translated row in
+    order, taken only when they match the rows (else the sources compile on first use)."""
+    try:
+        with open(_code_path(key), "rb") as handle:
+            codes = marshal.load(handle)
+    except (OSError, EOFError, ValueError, TypeError):
+        return
+    translated = [f for f in functions if f.python is not None]
+    if not isinstance(codes, list) or len(codes) != len(translated) or any(
+            getattr(code, "co_filename", None) != f"<translated {translation.name}>"
+            for translation, code in zip(translated, codes)):
+        return
+    for translation, code in zip(translated, codes):
+        _CODE.setdefault((translation.name, translation.python), code)
 
 
 def _disk_write(key: str, found) -> None:
@@ -407,6 +453,12 @@ def _disk_write(key: str, found) -> None:
         fd, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"functions": [asdict(r) for r in rows], "layouts": layouts}, handle)
+        codes = [compiled(r.name, r.python) for r in rows if r.python is not None]
+        fd, code_temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            marshal.dump(codes, handle)
+        # the code first: rows found on disk always have their code beside them
+        os.replace(code_temporary, _code_path(key))
         os.replace(temporary, os.path.join(directory, key + ".json"))
     except OSError:
         pass    # a cache that cannot be written is only slower

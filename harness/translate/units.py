@@ -135,10 +135,15 @@ def function_name(head: str) -> str | None:
     return None
 
 
-def definitions(lines: list[Line]) -> list[Definition]:
+def scan_items(lines: list[Line]) -> list[tuple[int, int, str, bool]]:
+    """The unit's top-level items, once: each reader below takes them as ``items``."""
+    return list(_scan_items(lines))
+
+
+def definitions(lines: list[Line], items=None) -> list[Definition]:
     """Every function definition in the unit, in order."""
     found = []
-    for first, last, text, is_function in _scan_items(lines):
+    for first, last, text, is_function in (items if items is not None else _scan_items(lines)):
         if not is_function:
             continue
         head = text.split("{", 1)[0]
@@ -152,10 +157,10 @@ def definitions(lines: list[Line]) -> list[Definition]:
     return found
 
 
-def typedef_names(lines: list[Line]) -> set[str]:
+def typedef_names(lines: list[Line], items=None) -> set[str]:
     """Names the unit's own ``typedef`` declarations introduce."""
     names = set()
-    for _, _, text, is_function in _scan_items(lines):
+    for _, _, text, is_function in (items if items is not None else _scan_items(lines)):
         if is_function or not text.lstrip().startswith("typedef"):
             continue
         flat = text.replace("\n", " ")
@@ -245,8 +250,18 @@ def rewrite_macros(rows: list[list[str]]) -> None:
             rows[name_r][name_c] = rows[name_r][name_c]
 
 
+_CLEANED: dict[str, str] = {}
+
+
 def clean(text: str) -> str:
     """The definition without the GNU forms pycparser does not read (line count kept)."""
+    found = _CLEANED.get(text)
+    if found is None:
+        found = _CLEANED[text] = _clean(text)
+    return found
+
+
+def _clean(text: str) -> str:
     items = text.split("\n")
     out_lines = []
     skip_depth = 0
@@ -294,25 +309,98 @@ def diagnose(text: str, first_line: int) -> tuple[str, int] | None:
     return None
 
 
+class _SeededParser(c_parser.CParser):
+    """pycparser with typedef names declared before the text is read: the same scope a
+    prelude of ``typedef __kconform_opaque NAME;`` lines leaves, without parsing them
+    (the prelude was most of every parse)."""
+
+    seed: frozenset[str] = frozenset()
+
+    def _parse_translation_unit_or_empty(self):
+        self._scope_stack[0].update(dict.fromkeys(self.seed, True))
+        return super()._parse_translation_unit_or_empty()
+
+
+# pycparser 3 reads recursively through this method; pycparser 2 (PLY) does not call it,
+# and there the prelude is parsed as text.
+_SEEDABLE = hasattr(c_parser.CParser, "_parse_translation_unit_or_empty")
+
+# (Parser._key, file, line, text) -> FuncDef, or the ParseMiss as (file, line, construct).
+# A parse reads the typedef table only for identifiers of its text, so this key decides the
+# result; a header's function parsed for one unit or tree state serves the next.
+_PARSED: dict[tuple, object] = {}
+# (Parser._key, file name, text) -> FileAST, or None when it does not parse.
+_PARSED_ITEMS: dict[tuple, object] = {}
+
+
 class Parser:
     """pycparser, reused, with the unit's typedef names declared opaque."""
 
     def __init__(self, typedefs: set[str]):
-        self.parser = c_parser.CParser()
-        self.typedefs = set(KERNEL_TYPEDEFS) | set(typedefs)
+        self.parser = _SeededParser() if _SEEDABLE else c_parser.CParser()
+        self.typedefs = frozenset(KERNEL_TYPEDEFS) | frozenset(typedefs)
+        keywords = getattr(self.parser.clex, "_keyword_map", None)
+        # seeding stands for the prelude only when every name reads as an identifier there
+        self.seeded = _SEEDABLE and keywords is not None and all(
+            IDENT.fullmatch(n) and n not in keywords for n in self.typedefs)
+        self._keywords = keywords or {}
 
     def prelude(self, extra: set[str]) -> str:
         names = sorted((self.typedefs | extra) - {"__kconform_opaque"})
         return PRELUDE_TYPES + "".join(f"typedef __kconform_opaque {n};\n" for n in names)
 
+    def parse_text(self, text: str, filename: str, extra: frozenset[str] = frozenset()
+                   ) -> c_ast.FileAST:
+        """pycparser on ``text`` with the typedef names (and ``extra``) declared opaque."""
+        if self.seeded and all(IDENT.fullmatch(n) and n not in self._keywords for n in extra):
+            self.parser.seed = self.typedefs | extra | {"__kconform_opaque"}
+            return self.parser.parse(text, filename)
+        self.prelude_read = True
+        if _SEEDABLE:
+            self.parser.seed = frozenset()
+        return self.parser.parse(self.prelude(set(extra)) + text, filename)
+
+    def _key(self, body: str) -> tuple:
+        """What a parse of ``body`` depends on of this parser: the typedef names among its
+        words when they are declared by seeding; the whole table when the prelude is read
+        (a name the prelude cannot declare fails at a line that depends on all of them)."""
+        if not self.seeded:
+            return (False, self.typedefs)
+        return (True, self.typedefs & set(IDENT.findall(body)))
+
+    def parse_item(self, text: str, filename: str):
+        """A file-scope item (struct, enum) parsed, or None when pycparser cannot read it."""
+        body = clean(text)
+        key = (self._key(body), filename, body)
+        if key not in _PARSED_ITEMS:
+            try:
+                _PARSED_ITEMS[key] = self.parse_text(body, filename)
+            except (c_parser.ParseError, AssertionError):
+                _PARSED_ITEMS[key] = None
+        return _PARSED_ITEMS[key]
+
     def parse(self, definition: Definition) -> c_ast.FuncDef:
         body = clean(definition.text)
+        key = (self._key(body), definition.file, definition.line, body)
+        found = _PARSED.get(key)
+        if found is None:
+            self.prelude_read = False
+            try:
+                found = self._parse(definition, body)
+            except ParseMiss as exc:
+                found = (exc.file, exc.line, exc.construct)
+            if not self.prelude_read:      # a retry read the prelude: its result is not keyed
+                _PARSED[key] = found
+        if isinstance(found, tuple):
+            raise ParseMiss(*found)
+        return found
+
+    def _parse(self, definition: Definition, body: str) -> c_ast.FuncDef:
         extra: set[str] = set()
         for _ in range(8):
-            prelude = self.prelude(extra)
-            text = f'{prelude}# {definition.line} "{definition.file}"\n{body}\n'
+            text = f'# {definition.line} "{definition.file}"\n{body}\n'
             try:
-                unit = self.parser.parse(text, definition.file)
+                unit = self.parse_text(text, definition.file, frozenset(extra))
             except c_parser.ParseError as exc:
                 match = re.match(r"[^:]*:(\d+):(?:\d+:)?\s*(.*)", str(exc))
                 line = int(match.group(1)) if match else definition.line
@@ -336,12 +424,14 @@ class Parser:
         raise ParseMiss(definition.file, definition.line, "too many unknown type names")
 
 
-def global_names(lines: list[Line]) -> set[str]:
+def global_names(lines: list[Line], items=None) -> set[str]:
     """Variables the unit declares at file scope (``shadow_accessed_mask``...)."""
     names = set()
-    for _, _, text, is_function in _scan_items(lines):
+    for _, _, text, is_function in (items if items is not None else _scan_items(lines)):
+        if is_function:
+            continue
         flat = " ".join(clean(text).split())
-        if is_function or flat.startswith(("typedef", "#")) or "{" in flat.split("=")[0]:
+        if flat.startswith(("typedef", "#")) or "{" in flat.split("=")[0]:
             continue
         declarator = flat.split("=", 1)[0]
         if "(" in declarator:
@@ -356,16 +446,15 @@ def global_names(lines: list[Line]) -> set[str]:
     return names
 
 
-def enum_constants(lines: list[Line], parser: "Parser") -> dict[str, int]:
+def enum_constants(lines: list[Line], parser: "Parser", items=None) -> dict[str, int]:
     """Enumerator values of the unit's ``enum`` definitions (file scope)."""
     values: dict[str, int] = {}
-    for _, _, text, is_function in _scan_items(lines):
+    for _, _, text, is_function in (items if items is not None else _scan_items(lines)):
         flat = " ".join(text.split())
         if is_function or not re.match(r"(typedef )?enum\b[^;]*\{", flat):
             continue
-        try:
-            unit = parser.parser.parse(parser.prelude(set()) + clean(text), "<enum>")
-        except (c_parser.ParseError, AssertionError):
+        unit = parser.parse_item(text, "<enum>")
+        if unit is None:
             continue
 
         class Visitor(c_ast.NodeVisitor):
@@ -423,7 +512,8 @@ def _constant_value(node, known: dict[str, int]) -> int | None:
     return None
 
 
-def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int]) -> dict:
+def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int],
+                   items=None) -> dict:
     """``struct NAME`` -> ((field, kind, base type, array size), ...) for the unit's structs.
 
     kind is "scalar", "bool", "pointer", "struct" or "array"; what a fresh
@@ -431,13 +521,12 @@ def struct_layouts(lines: list[Line], parser: "Parser", constants: dict[str, int
     """
     from harness.translate.emit import type_of
     layouts: dict[str, tuple] = {}
-    for _, _, text, is_function in _scan_items(lines):
+    for _, _, text, is_function in (items if items is not None else _scan_items(lines)):
         flat = " ".join(text.split())
         if is_function or not re.match(r"(typedef )?(struct|union) \w+ \{", flat):
             continue
-        try:
-            unit = parser.parser.parse(parser.prelude(set()) + clean(text), "<struct>")
-        except (c_parser.ParseError, AssertionError):
+        unit = parser.parse_item(text, "<struct>")
+        if unit is None:
             continue
         for node in unit.ext:
             target = node.type if isinstance(node, c_ast.Decl) else None
