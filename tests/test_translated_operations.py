@@ -261,3 +261,130 @@ def test_a_release_without_change_pte_skips_it_and_says_why(v69):
                                     "ept_ad", "tdp")
     assert row.outcome == fidelity.SKIPPED
     assert "kvm_set_spte_gfn is not in v6.12" in row.detail
+
+
+# -- C names, unions and work items the older releases use --------------------------------
+
+def test_func_is_the_enclosing_functions_name(tmp_path):
+    """``__func__`` (C99: a string naming the enclosing function), as v6.1.15's
+    pte_list_remove passes it to pr_err before a BUG."""
+    state, vm = translate(tmp_path, """
+const char *first_name(void)
+{
+	return __func__;
+}
+
+const char *second_name(void)
+{
+	return __func__;
+}
+""")
+    assert state.functions["first_name"].unknown == ()
+    assert (vm.first_name(), vm.second_name()) == ("first_name", "second_name")
+
+
+UNION = """
+int count_through_the_union(struct kvm_vcpu *vcpu)
+{
+	struct kvm_mmu_page *sp;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	refcount_set(&sp->tdp_mmu_root_count, 2);
+	sp->unsync_children = 5;
+	return sp->root_count * 10 + sp->unsync_children;
+}
+"""
+
+
+def test_root_count_and_tdp_mmu_root_count_are_one_union_member(tmp_path):
+    """struct kvm_mmu_page's anonymous union: v6.1.15's is_tdp_mmu reads a TDP MMU root's
+    count as ``root_count`` (as two fields, the TDP MMU never ran a fault there)."""
+    _, vm = translate(tmp_path, UNION)
+    assert vm.count_through_the_union(_vcpu(vm)) == 25
+    # a field outside the union keeps its own storage
+    _, other = translate(tmp_path / "m", UNION.replace("sp->unsync_children = 5;",
+                                                       "sp->root_count = 7;"))
+    vcpu = _vcpu(other)
+    assert other.count_through_the_union(vcpu) == 70       # root_count 7 is the refcount too
+
+
+WORK = """
+static void count_run(struct work_struct *work)
+{
+	struct kvm_mmu_page *sp = container_of(work, struct kvm_mmu_page, tdp_mmu_async_work);
+
+	sp->unsync_children++;
+}
+
+int queue_twice_then_flush(struct kvm_vcpu *vcpu)
+{
+	struct kvm *kvm = vcpu->kvm;
+	struct kvm_mmu_page *sp;
+	int before;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	sp->tdp_mmu_async_data = kvm;
+	INIT_WORK(&sp->tdp_mmu_async_work, count_run);
+	queue_work(kvm->arch.tdp_mmu_zap_wq, &sp->tdp_mmu_async_work);
+	queue_work(kvm->arch.tdp_mmu_zap_wq, &sp->tdp_mmu_async_work);
+	before = sp->unsync_children;
+	flush_workqueue(kvm->arch.tdp_mmu_zap_wq);
+	return before * 10 + sp->unsync_children;
+}
+"""
+
+
+def test_a_queued_work_item_runs_once_when_its_queue_is_flushed(tmp_path):
+    """v6.1.15 zaps an invalidated TDP MMU root from a work item that
+    kvm_tdp_mmu_zap_invalidated_roots waits for (flush_workqueue)."""
+    _, vm = translate(tmp_path, WORK)
+    assert vm.queue_twice_then_flush(_vcpu(vm)) == 1        # not before the flush, once
+    _, mutant = translate(tmp_path / "m", WORK.replace(
+        "\tflush_workqueue(kvm->arch.tdp_mmu_zap_wq);\n", ""))
+    assert mutant.queue_twice_then_flush(_vcpu(mutant)) == 0
+
+
+CHILD = """
+struct kvm_mmu_page *to_shadow_page(hpa_t shadow_page)
+{
+	struct page *page = pfn_to_page(shadow_page >> PAGE_SHIFT);
+
+	return (struct kvm_mmu_page *)page_private(page);
+}
+
+kvm_pfn_t spte_to_pfn(u64 pte)
+{
+	return (pte & (((1ULL << 52) - 1) & ~(u64)(PAGE_SIZE - 1))) >> PAGE_SHIFT;
+}
+"""
+
+
+def test_a_tree_without_spte_to_child_sp_is_walked_through_its_to_shadow_page(tmp_path):
+    """The operations find a non-leaf SPTE's page as the state's C does: v6.1.15 has
+    to_shadow_page(hpa) and no spte_to_child_sp."""
+    from kernel_models import operations
+    state, vm = translate(tmp_path, CHILD)
+    assert "spte_to_child_sp" not in vm.functions
+    child = kvm_mmu_page(vm, kvm_mmu_page_role(level=1), 0)
+    spte = (child.pfn << 12) | 0x907
+    assert operations.child_page(vm, spte) is child
+    _, mutant = translate(tmp_path / "m", CHILD.replace("shadow_page >> PAGE_SHIFT",
+                                                        "shadow_page >> (PAGE_SHIFT + 1)"))
+    child = kvm_mmu_page(mutant, kvm_mmu_page_role(level=1), 0)
+    assert operations.child_page(mutant, (child.pfn << 12) | 0x907) is not child
+
+
+def test_the_gate_mix_runs_on_v6_1_15_entry_points(v69):
+    """v6.1.15 (no spte_to_child_sp, root counts through the union, roots zapped by work
+    items): every sequence runs or names its reason; only the environment's known gaps stop."""
+    from harness.check import fidelity
+    from harness.resolve import tree_source
+    from kernel_models.model_source import HAND_WRITTEN
+    tree, _, _ = v69
+    state = tree_source.translate_state(tree_source.sources_at(tree, "v6.1.15"),
+                                        "tree v6.1.15", tree.text_at("v6.1.15", "Makefile"))
+    assert tree_source.operations_run(state, state) is None
+    rows = fidelity.compare_operations(state, HAND_WRITTEN.state("base"))
+    stopped = {r.sequence.split(":")[0] for r in rows if r.outcome == "not run"}
+    assert stopped <= NOT_YET_IN_THE_ENVIRONMENT, stopped - NOT_YET_IN_THE_ENVIRONMENT
+    assert [r for r in rows if r.outcome == fidelity.EQUAL]
