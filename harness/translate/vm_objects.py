@@ -155,6 +155,15 @@ def typeof(vm, value):
 
 # -- memory caches ---------------------------------------------------------------
 
+class PageMemory(dict):
+    """A page the environment allocates (``sp->spt``, ``sp->shadowed_translation``), as
+    a sparse dict of its entries.  A pointer to it is never NULL, however empty the page:
+    ``if (sp->shadowed_translation)`` (mmu.c from v6.12) is true for a fresh page."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
 def memory_cache(kind: str) -> Struct:
     return Struct("struct kvm_mmu_memory_cache", kind=kind, nobjs=0)
 
@@ -183,9 +192,9 @@ def kvm_mmu_memory_cache_alloc(vm, cache):
         sp.__dict__["_fresh"] = True        # filled silently until linked (runtime._unlinked)
         return sp
     if kind == "shadow_page":
-        return {}                                   # sp->spt: the page's (sparse) table
+        return PageMemory()                         # sp->spt: the page's (sparse) table
     if kind == "shadowed_info":
-        return {}                                   # sp->shadowed_translation
+        return PageMemory()                         # sp->shadowed_translation
     return Struct("struct pte_list_desc", more=None, spte_count=0, tail_count=0,
                   sptes=[None] * PTE_LIST_EXT)
 
@@ -420,7 +429,8 @@ PRIMITIVES: dict = {
     "kvm_mmu_invalidate_range_add": lambda vm, *args: None,
     "kmem_cache_alloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
     "kmem_cache_zalloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
-    "__get_free_page": lambda vm, gfp=0: {}, "get_zeroed_page": lambda vm, gfp=0: {},
+    "__get_free_page": lambda vm, gfp=0: PageMemory(),
+    "get_zeroed_page": lambda vm, gfp=0: PageMemory(),
     "pgd_offset": lambda vm, mm, hva: HostEntry(5, hva),
     "p4d_offset": lambda vm, pgd, hva: HostEntry(4, hva),
     "pud_offset": lambda vm, p4d, hva: HostEntry(3, hva),
