@@ -374,10 +374,11 @@ def test_a_tree_without_spte_to_child_sp_is_walked_through_its_to_shadow_page(tm
     assert operations.child_page(mutant, (child.pfn << 12) | 0x907) is not child
 
 
-@pytest.mark.parametrize("tag", ["v6.1.15", "v6.13.2"])
+@pytest.mark.parametrize("tag", ["v6.1.15", "v6.13.2", "v6.18.2"])
 def test_the_gate_mix_runs_on_older_and_newer_entry_points(v69, tag):
     """v6.1.15 (no spte_to_child_sp, root counts through the union, roots zapped by work
-    items) and v6.13.2 (gfns kept only ``if (sp->shadowed_translation)``, hflags read): every
+    items), v6.13.2 (gfns kept only ``if (sp->shadowed_translation)``, hflags read) and
+    v6.18.2 (the rmap lock bit, free_page of a NULL external table): every
     sequence runs or names its reason; only the environment's known gaps stop."""
     from harness.check import fidelity
     from harness.resolve import tree_source
@@ -426,3 +427,68 @@ def test_a_fresh_page_is_a_pointer_that_is_not_null(tmp_path):
     assert vm.shadowed_gfn(vcpu, 0) == -1
     # the vCPU is not in SMM (kvm_arch_vcpu_memslots_id reads hflags) until set so
     assert vm.memslots_id(vcpu, 0) == 0 and vm.memslots_id(vcpu, 1) == 1
+
+
+# -- the rmap word's lock bit, NULL as an address (v6.18.2 on) ----------------------------
+
+RMAP_LOCK = """
+#define HEAD_LOCKED BIT(1)
+
+static unsigned long take(struct kvm_rmap_head *head)
+{
+	unsigned long seen = atomic_long_read(&head->val);
+
+	if (!seen)
+		return 0;
+	for (;;) {
+		if (seen & HEAD_LOCKED)
+			return 99;
+		if (atomic_long_try_cmpxchg_acquire(&head->val, &seen, seen | HEAD_LOCKED))
+			return seen;
+	}
+}
+
+int entries_while_locked(struct kvm_rmap_head *head)
+{
+	unsigned long seen = take(head);
+	struct pte_list_desc *desc;
+	int n;
+
+	if (seen == 99)
+		return -1;
+	if (!seen)
+		return 0;
+	if (!(seen & 1)) {
+		n = 1;
+	} else {
+		desc = (struct pte_list_desc *)(seen & ~1ul);
+		n = desc->spte_count + desc->tail_count;
+	}
+	atomic_long_set_release(&head->val, seen);
+	return n;
+}
+
+unsigned long null_address(struct kvm_mmu_page *sp)
+{
+	return (unsigned long)sp->external_spt;
+}
+"""
+
+
+def test_the_rmap_lock_bit_is_its_own_bit_and_unlock_restores(tmp_path):
+    """v6.18.2's kvm_rmap_lock sets KVM_RMAP_LOCKED (bit 1) in the rmap word by cmpxchg and
+    returns the old word; unlock stores it back.  Bit 1 read as the pointer made every rmap
+    look locked, and the chain built afresh on each read never matched the cmpxchg."""
+    from harness.translate.runtime import RmapHead
+    _, vm = translate(tmp_path, RMAP_LOCK)
+    sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=1), 0)
+    for count in (0, 1, 3, 20):
+        entries = [sp.sptep(i) for i in range(count)]
+        assert vm.entries_while_locked(RmapHead(entries)) == count
+        assert entries == [sp.sptep(i) for i in range(count)]       # unlock restored it
+    _, mutant = translate(tmp_path / "m", RMAP_LOCK.replace("if (seen & HEAD_LOCKED)",
+                                                            "if (seen & 1)"))
+    assert mutant.entries_while_locked(RmapHead([sp.sptep(i) for i in range(3)])) == -1
+    assert mutant.entries_while_locked(RmapHead([sp.sptep(0)])) == 1
+    sp.external_spt = None
+    assert vm.null_address(sp) == 0
