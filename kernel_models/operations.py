@@ -145,6 +145,21 @@ def gpte_gpa(index: int) -> int:
 
 # -- inspection (reads state, calls no kernel function with effects) ----------
 
+def child_page(kvm, spte: int):
+    """The page a present non-leaf SPTE points to, found as the state's own C finds it.
+
+    From v6.6 the MMU headers have ``spte_to_child_sp(spte)``.  v6.1.15 has no such
+    helper: mmu_internal.h has ``to_shadow_page(hpa)``, and mmu.c open-codes
+    ``to_shadow_page(spte & SPTE_BASE_ADDR_MASK)``; ``spte_to_pfn(spte) << PAGE_SHIFT``
+    is that address (spte.h's ``spte_to_pfn`` is ``(spte & SPTE_BASE_ADDR_MASK) >>
+    PAGE_SHIFT``).  Which form a state has is read from its functions, not its release, so
+    a series that adds the helper is followed too.
+    """
+    if "spte_to_child_sp" in kvm.functions or "to_shadow_page" not in kvm.functions:
+        return kvm.spte_to_child_sp(spte)
+    return kvm.to_shadow_page(kvm.spte_to_pfn(spte) << PAGE_SHIFT)
+
+
 def leaf_sptep(kvm, root, gfn: int):
     """The present leaf SPTE mapping ``gfn`` under ``root``, or None (what the
     CPU's page walk would use)."""
@@ -157,7 +172,7 @@ def leaf_sptep(kvm, root, gfn: int):
             return None
         if kvm.is_last_spte(spte, level):
             return sptep
-        sp = kvm.spte_to_child_sp(spte)
+        sp = child_page(kvm, spte)
     return None
 
 
@@ -168,7 +183,7 @@ def table_under(kvm, root, gfn: int, level: int):
         spte = sp.sptep((gfn >> ((sp.role.level - 1) * 9)) % SPTE_ENT_PER_PAGE).get()
         if not kvm.is_shadow_present_pte(spte) or kvm.is_last_spte(spte, sp.role.level):
             return None
-        sp = kvm.spte_to_child_sp(spte)
+        sp = child_page(kvm, spte)
     return sp
 
 

@@ -183,7 +183,7 @@ def _mmio_leaf(kvm, root, gfn: int) -> bool:
             return True
         if not kvm.is_shadow_present_pte(spte) or kvm.is_last_spte(spte, level):
             return False
-        sp = kvm.spte_to_child_sp(spte)
+        sp = _ops().child_page(kvm, spte)
     return False
 
 

@@ -358,3 +358,234 @@ def test_a_release_without_change_pte_skips_it_and_says_why(v69):
                                     "ept_ad", "tdp")
     assert row.outcome == fidelity.SKIPPED
     assert "kvm_set_spte_gfn is not in v6.12" in row.detail
+
+
+# -- C names, unions and work items the older releases use --------------------------------
+
+def test_func_is_the_enclosing_functions_name(tmp_path):
+    """``__func__`` (C99: a string naming the enclosing function), as v6.1.15's
+    pte_list_remove passes it to pr_err before a BUG."""
+    state, vm = translate(tmp_path, """
+const char *first_name(void)
+{
+	return __func__;
+}
+
+const char *second_name(void)
+{
+	return __func__;
+}
+""")
+    assert state.functions["first_name"].unknown == ()
+    assert (vm.first_name(), vm.second_name()) == ("first_name", "second_name")
+
+
+UNION = """
+int count_through_the_union(struct kvm_vcpu *vcpu)
+{
+	struct kvm_mmu_page *sp;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	refcount_set(&sp->tdp_mmu_root_count, 2);
+	sp->unsync_children = 5;
+	return sp->root_count * 10 + sp->unsync_children;
+}
+"""
+
+
+def test_root_count_and_tdp_mmu_root_count_are_one_union_member(tmp_path):
+    """struct kvm_mmu_page's anonymous union: v6.1.15's is_tdp_mmu reads a TDP MMU root's
+    count as ``root_count`` (as two fields, the TDP MMU never ran a fault there)."""
+    _, vm = translate(tmp_path, UNION)
+    assert vm.count_through_the_union(_vcpu(vm)) == 25
+    # a field outside the union keeps its own storage
+    _, other = translate(tmp_path / "m", UNION.replace("sp->unsync_children = 5;",
+                                                       "sp->root_count = 7;"))
+    vcpu = _vcpu(other)
+    assert other.count_through_the_union(vcpu) == 70       # root_count 7 is the refcount too
+
+
+WORK = """
+static void count_run(struct work_struct *work)
+{
+	struct kvm_mmu_page *sp = container_of(work, struct kvm_mmu_page, tdp_mmu_async_work);
+
+	sp->unsync_children++;
+}
+
+int queue_twice_then_flush(struct kvm_vcpu *vcpu)
+{
+	struct kvm *kvm = vcpu->kvm;
+	struct kvm_mmu_page *sp;
+	int before;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	sp->tdp_mmu_async_data = kvm;
+	INIT_WORK(&sp->tdp_mmu_async_work, count_run);
+	queue_work(kvm->arch.tdp_mmu_zap_wq, &sp->tdp_mmu_async_work);
+	queue_work(kvm->arch.tdp_mmu_zap_wq, &sp->tdp_mmu_async_work);
+	before = sp->unsync_children;
+	flush_workqueue(kvm->arch.tdp_mmu_zap_wq);
+	return before * 10 + sp->unsync_children;
+}
+"""
+
+
+def test_a_queued_work_item_runs_once_when_its_queue_is_flushed(tmp_path):
+    """v6.1.15 zaps an invalidated TDP MMU root from a work item that
+    kvm_tdp_mmu_zap_invalidated_roots waits for (flush_workqueue)."""
+    _, vm = translate(tmp_path, WORK)
+    assert vm.queue_twice_then_flush(_vcpu(vm)) == 1        # not before the flush, once
+    _, mutant = translate(tmp_path / "m", WORK.replace(
+        "\tflush_workqueue(kvm->arch.tdp_mmu_zap_wq);\n", ""))
+    assert mutant.queue_twice_then_flush(_vcpu(mutant)) == 0
+
+
+CHILD = """
+struct kvm_mmu_page *to_shadow_page(hpa_t shadow_page)
+{
+	struct page *page = pfn_to_page(shadow_page >> PAGE_SHIFT);
+
+	return (struct kvm_mmu_page *)page_private(page);
+}
+
+kvm_pfn_t spte_to_pfn(u64 pte)
+{
+	return (pte & (((1ULL << 52) - 1) & ~(u64)(PAGE_SIZE - 1))) >> PAGE_SHIFT;
+}
+"""
+
+
+def test_a_tree_without_spte_to_child_sp_is_walked_through_its_to_shadow_page(tmp_path):
+    """The operations find a non-leaf SPTE's page as the state's C does: v6.1.15 has
+    to_shadow_page(hpa) and no spte_to_child_sp."""
+    from kernel_models import operations
+    state, vm = translate(tmp_path, CHILD)
+    assert "spte_to_child_sp" not in vm.functions
+    child = kvm_mmu_page(vm, kvm_mmu_page_role(level=1), 0)
+    spte = (child.pfn << 12) | 0x907
+    assert operations.child_page(vm, spte) is child
+    _, mutant = translate(tmp_path / "m", CHILD.replace("shadow_page >> PAGE_SHIFT",
+                                                        "shadow_page >> (PAGE_SHIFT + 1)"))
+    child = kvm_mmu_page(mutant, kvm_mmu_page_role(level=1), 0)
+    assert operations.child_page(mutant, (child.pfn << 12) | 0x907) is not child
+
+
+@pytest.mark.parametrize("tag", ["v6.1.15", "v6.13.2", "v6.18.2"])
+def test_the_gate_mix_runs_on_older_and_newer_entry_points(v69, tag):
+    """v6.1.15 (no spte_to_child_sp, root counts through the union, roots zapped by work
+    items), v6.13.2 (gfns kept only ``if (sp->shadowed_translation)``, hflags read) and
+    v6.18.2 (the rmap lock bit, free_page of a NULL external table): every
+    sequence runs or names its reason; only the environment's known gaps stop."""
+    from harness.check import fidelity
+    from harness.resolve import tree_source
+    from kernel_models.model_source import HAND_WRITTEN
+    tree, _, _ = v69
+    state = tree_source.translate_state(tree_source.sources_at(tree, tag),
+                                        f"tree {tag}", tree.text_at(tag, "Makefile"))
+    assert tree_source.operations_run(state, state) is None
+    rows = fidelity.compare_operations(state, HAND_WRITTEN.state("base"))
+    stopped = {r.sequence.split(":")[0] for r in rows if r.outcome == "not run"}
+    assert stopped <= NOT_YET_IN_THE_ENVIRONMENT, stopped - NOT_YET_IN_THE_ENVIRONMENT
+    # they run (a release's behaviour may differ from the v6.9 models', e.g. v6.13.2's)
+    assert len([r for r in rows if r.outcome in (fidelity.EQUAL, fidelity.DIFFERS)]) > 200
+
+
+TRANSLATION = """
+int shadowed_gfn(struct kvm_vcpu *vcpu, int allocate)
+{
+	struct kvm_mmu_page *sp;
+
+	sp = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_page_header_cache);
+	sp->shadowed_translation = NULL;
+	if (allocate)
+		sp->shadowed_translation = kvm_mmu_memory_cache_alloc(&vcpu->arch.mmu_shadowed_info_cache);
+	if (!sp->shadowed_translation)
+		return -1;
+	sp->shadowed_translation[3] = (0x42 << PAGE_SHIFT) | 7;
+	return sp->shadowed_translation[3] >> PAGE_SHIFT;
+}
+
+int memslots_id(struct kvm_vcpu *vcpu, int smm)
+{
+	if (smm)
+		vcpu->arch.hflags |= 2;
+	return (vcpu->arch.hflags & 2) ? 1 : 0;
+}
+"""
+
+
+def test_a_fresh_page_is_a_pointer_that_is_not_null(tmp_path):
+    """v6.12+'s kvm_mmu_page_set_translation stores a gfn only ``if
+    (sp->shadowed_translation)``: an empty page read as NULL lost every gfn."""
+    _, vm = translate(tmp_path, TRANSLATION)
+    vcpu = _vcpu(vm)
+    assert vm.shadowed_gfn(vcpu, 1) == 0x42
+    assert vm.shadowed_gfn(vcpu, 0) == -1
+    # the vCPU is not in SMM (kvm_arch_vcpu_memslots_id reads hflags) until set so
+    assert vm.memslots_id(vcpu, 0) == 0 and vm.memslots_id(vcpu, 1) == 1
+
+
+# -- the rmap word's lock bit, NULL as an address (v6.18.2 on) ----------------------------
+
+RMAP_LOCK = """
+#define HEAD_LOCKED BIT(1)
+
+static unsigned long take(struct kvm_rmap_head *head)
+{
+	unsigned long seen = atomic_long_read(&head->val);
+
+	if (!seen)
+		return 0;
+	for (;;) {
+		if (seen & HEAD_LOCKED)
+			return 99;
+		if (atomic_long_try_cmpxchg_acquire(&head->val, &seen, seen | HEAD_LOCKED))
+			return seen;
+	}
+}
+
+int entries_while_locked(struct kvm_rmap_head *head)
+{
+	unsigned long seen = take(head);
+	struct pte_list_desc *desc;
+	int n;
+
+	if (seen == 99)
+		return -1;
+	if (!seen)
+		return 0;
+	if (!(seen & 1)) {
+		n = 1;
+	} else {
+		desc = (struct pte_list_desc *)(seen & ~1ul);
+		n = desc->spte_count + desc->tail_count;
+	}
+	atomic_long_set_release(&head->val, seen);
+	return n;
+}
+
+unsigned long null_address(struct kvm_mmu_page *sp)
+{
+	return (unsigned long)sp->external_spt;
+}
+"""
+
+
+def test_the_rmap_lock_bit_is_its_own_bit_and_unlock_restores(tmp_path):
+    """v6.18.2's kvm_rmap_lock sets KVM_RMAP_LOCKED (bit 1) in the rmap word by cmpxchg and
+    returns the old word; unlock stores it back.  Bit 1 read as the pointer made every rmap
+    look locked, and the chain built afresh on each read never matched the cmpxchg."""
+    from harness.translate.runtime import RmapHead
+    _, vm = translate(tmp_path, RMAP_LOCK)
+    sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=1), 0)
+    for count in (0, 1, 3, 20):
+        entries = [sp.sptep(i) for i in range(count)]
+        assert vm.entries_while_locked(RmapHead(entries)) == count
+        assert entries == [sp.sptep(i) for i in range(count)]       # unlock restored it
+    _, mutant = translate(tmp_path / "m", RMAP_LOCK.replace("if (seen & HEAD_LOCKED)",
+                                                            "if (seen & 1)"))
+    assert mutant.entries_while_locked(RmapHead([sp.sptep(i) for i in range(3)])) == -1
+    assert mutant.entries_while_locked(RmapHead([sp.sptep(0)])) == 1
+    sp.external_spt = None
+    assert vm.null_address(sp) == 0

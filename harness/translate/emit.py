@@ -582,6 +582,8 @@ class Emitter:
             return "True" if name == "true" else "False"
         if name == "NULL":
             return "None"
+        if name in ("__func__", "__FUNCTION__"):    # C99 6.4.2.2: the enclosing function's name
+            return repr(self.func.decl.name)
         if name in self.context.constants:
             return str(self.context.constants[name])
         if name in self.context.signatures:

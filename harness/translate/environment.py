@@ -620,7 +620,10 @@ FIELD_DEFAULTS = {
     "kvm_vcpu_arch": {"mmu_pte_list_desc_cache": Struct("kvm_mmu_memory_cache"),
                       "mmu_page_header_cache": Struct("kvm_mmu_memory_cache"),
                       "mmu_shadow_page_cache": Struct("kvm_mmu_memory_cache"),
-                      "mmu_shadowed_info_cache": Struct("kvm_mmu_memory_cache")},
+                      "mmu_shadowed_info_cache": Struct("kvm_mmu_memory_cache"),
+                      # not in SMM: the one bit the tree reads (kvm_host.h's
+                      # kvm_arch_vcpu_memslots_id, v6.13.2 on)
+                      "hflags": 0},
     # kvm_mmu_do_page_fault's initialiser (x86.c side): the fields the operations leave out
     "kvm_page_fault": {"error_code": 0, "rsvd": False, "is_private": False,
                        "nx_huge_page_workaround_enabled": False, "mmu_seq": 0, "hva": 0,

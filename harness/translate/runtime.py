@@ -266,29 +266,54 @@ PTE_LIST_EXT = 14
 
 
 class Tagged:
-    """An ``unsigned long`` holding a pointer and a low tag bit."""
+    """An ``unsigned long`` holding a pointer and tag bits in its low (alignment) bits:
+    bit 0 marks a pte_list_desc chain, bit 1 is KVM_RMAP_LOCKED (mmu.c from v6.18)."""
 
     __slots__ = ("target", "tag")
+    LOW = 7                         # the bits an 8-byte aligned pointer leaves free
 
     def __init__(self, target, tag=0):
         self.target, self.tag = target, tag
 
     def __and__(self, mask):
-        if mask == 1:
-            return self.tag
-        return Tagged(self.target, self.tag & mask) if mask & 1 else self.target
+        if 0 <= mask <= Tagged.LOW:
+            return self.tag & mask                # the tag bits alone
+        low = self.tag & mask
+        return Tagged(self.target, low) if mask & 1 or low else self.target
 
     def __or__(self, bits):
-        return Tagged(self.target, self.tag | (bits & 1))
+        return Tagged(self.target, self.tag | (bits & Tagged.LOW))
 
     def __bool__(self):
         return True
 
     def __eq__(self, other):
-        return isinstance(other, Tagged) and other.target == self.target and other.tag == self.tag
+        return (isinstance(other, Tagged) and other.tag == self.tag
+                and _same_target(other.target, self.target))
 
     def __hash__(self):
-        return hash((id(self.target), self.tag))
+        return hash(self.tag)
+
+
+def _chain(desc) -> list:
+    entries = []
+    while desc:
+        entries.extend(desc.sptes[:desc.spte_count])
+        desc = desc.more
+    return entries
+
+
+def _same_target(a, b) -> bool:
+    """Two reads of one rmap word point to the same place: ``RmapHead.val`` builds its
+    descriptor chain afresh on each read, so two chains it built are the same pointer
+    when they hold the same entries (the lock's cmpxchg compares a word it just read)."""
+    if a is b:
+        return True
+    if isinstance(a, Struct) and isinstance(b, Struct):
+        if a.__dict__.get("_view") and b.__dict__.get("_view"):
+            return _chain(a) == _chain(b)
+        return False
+    return a == b
 
 
 class RmapHead:
@@ -308,7 +333,8 @@ class RmapHead:
         chunks = [entries[i:i + PTE_LIST_EXT] for i in range(0, len(entries), PTE_LIST_EXT)]
         for chunk in reversed(chunks):
             head = Struct("struct pte_list_desc", more=head, spte_count=len(chunk),
-                          tail_count=0, sptes=chunk + [None] * (PTE_LIST_EXT - len(chunk)))
+                          tail_count=0, sptes=chunk + [None] * (PTE_LIST_EXT - len(chunk)),
+                          _view=True)
         head.tail_count = len(entries) - head.spte_count
         return Tagged(head, 1)
 
@@ -316,8 +342,10 @@ class RmapHead:
     def val(self, value):
         entries = self.entries
         entries.clear()
+        # Only bit 0 (a desc chain) is state: the lock bit (KVM_RMAP_LOCKED) is not kept,
+        # as one thread holds mmu_lock and no other walker can see the rmap locked
         if isinstance(value, Tagged):
-            value = value.target if not value.tag else value
+            value = value.target if not value.tag & 1 else value
         if isinstance(value, Tagged):           # a desc chain
             desc = value.target
             while desc:
@@ -394,7 +422,8 @@ def _field_ref(obj, name):
     value = getattr(obj, name)
     if name in RMAP_FIELDS and isinstance(value, list):
         return RmapHead(value)
-    if value is None or isinstance(value, (int, float, list, SptePointer, Ref, RmapCursor)):
+    if value is None or isinstance(value, (int, float, list, SptePointer, Ref, RmapCursor,
+                                           Tagged)):
         return Ref(obj, name)
     return value
 
@@ -431,6 +460,8 @@ def _div(a, b):
 
 def _address(value):
     """A pointer's address: table pfn and entry index (a page stands for its table)."""
+    if value is None:
+        return 0                        # NULL: (unsigned long)NULL is 0
     if isinstance(value, SptePointer):
         return (value.sp.pfn << 12) + value.index * 8
     if isinstance(value, kvm_mmu_page):

@@ -28,6 +28,7 @@ hand-written objects of ``kernel_models``.
 from __future__ import annotations
 
 from harness.translate.runtime import Ref, Struct
+from kernel_models.mmu_internal import kvm_mmu_page
 
 INVALID_PAGE = (1 << 64) - 1
 
@@ -154,23 +155,46 @@ def typeof(vm, value):
 
 # -- memory caches ---------------------------------------------------------------
 
+class PageMemory(dict):
+    """A page the environment allocates (``sp->spt``, ``sp->shadowed_translation``), as
+    a sparse dict of its entries.  A pointer to it is never NULL, however empty the page:
+    ``if (sp->shadowed_translation)`` (mmu.c from v6.12) is true for a fresh page."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
 def memory_cache(kind: str) -> Struct:
     return Struct("struct kvm_mmu_memory_cache", kind=kind, nobjs=0)
 
 
+def _union_member(other: str) -> property:
+    """A member of an anonymous union: the same storage as ``other``."""
+    return property(lambda sp: getattr(sp, other), lambda sp, value: setattr(sp, other, value))
+
+
+class TreePage(kvm_mmu_page):
+    """``struct kvm_mmu_page`` as the translated code allocates it: the hand-written page
+    with the anonymous union ``{ int root_count; refcount_t tdp_mmu_root_count; }``
+    (mmu_internal.h at every tag) as one counter, as in the C (v6.1.15's is_tdp_mmu
+    reads a TDP MMU root's count as ``root_count``)."""
+
+    root_count = _union_member("tdp_mmu_root_count")
+
+
 def kvm_mmu_memory_cache_alloc(vm, cache):
-    from kernel_models.mmu_internal import kvm_mmu_page, kvm_mmu_page_role
+    from kernel_models.mmu_internal import kvm_mmu_page_role
     from harness.translate.runtime import PTE_LIST_EXT
 
     kind = getattr(cache, "__dict__", {}).get("kind", "pte_list_desc")
     if kind == "page_header":
-        sp = kvm_mmu_page(vm, kvm_mmu_page_role(level=0), 0)
+        sp = TreePage(vm, kvm_mmu_page_role(level=0), 0)
         sp.__dict__["_fresh"] = True        # filled silently until linked (runtime._unlinked)
         return sp
     if kind == "shadow_page":
-        return {}                                   # sp->spt: the page's (sparse) table
+        return PageMemory()                         # sp->spt: the page's (sparse) table
     if kind == "shadowed_info":
-        return {}                                   # sp->shadowed_translation
+        return PageMemory()                         # sp->shadowed_translation
     return Struct("struct pte_list_desc", more=None, spte_count=0, tail_count=0,
                   sptes=[None] * PTE_LIST_EXT)
 
@@ -369,7 +393,40 @@ def refcount_read(vm, ref):
     return ref.get()
 
 
+# -- work items (include/linux/workqueue.h) -------------------------------------------
+# One thread: a queued item runs when its queue is flushed (flush_workqueue, and
+# destroy_workqueue, which waits for it), never in between; an item runs once per queueing.
+# v6.1.15 zaps invalidated TDP MMU roots so (tdp_mmu_schedule_zap_root queues,
+# kvm_tdp_mmu_zap_invalidated_roots flushes).
+
+def _work_key(work):
+    return (id(work.container), work.key) if isinstance(work, Ref) else id(work)
+
+
+def INIT_WORK(vm, work, function):  # noqa: N802 - kernel macro name
+    vm.__dict__.setdefault("_work_functions", {})[_work_key(work)] = (work, function)
+
+
+def queue_work(vm, queue, work) -> bool:
+    pending = vm.__dict__.setdefault("_work_pending", [])
+    if any(_work_key(item) == _work_key(work) for _, item in pending):
+        return False                       # already pending: queued once
+    pending.append((queue, work))
+    return True
+
+
+def flush_workqueue(vm, queue) -> None:
+    pending = vm.__dict__.setdefault("_work_pending", [])
+    while any(q is queue for q, _ in pending):
+        position = next(i for i, (q, _) in enumerate(pending) if q is queue)
+        _, work = pending.pop(position)
+        item, function = vm.__dict__["_work_functions"][_work_key(work)]
+        function(item)
+
+
 PRIMITIVES: dict = {
+    "INIT_WORK": INIT_WORK, "queue_work": queue_work, "flush_workqueue": flush_workqueue,
+    "destroy_workqueue": flush_workqueue,
     "pte_pfn": lambda vm, pte: pte[0], "pte_write": lambda vm, pte: bool(pte[1]),
     "ERR_PTR": lambda vm, code: ErrorPointer(code),
     "IS_ERR": lambda vm, p: isinstance(p, ErrorPointer),
@@ -379,7 +436,8 @@ PRIMITIVES: dict = {
     "kvm_mmu_invalidate_range_add": lambda vm, *args: None,
     "kmem_cache_alloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
     "kmem_cache_zalloc": lambda vm, cache, gfp=0: kvm_mmu_memory_cache_alloc(vm, cache),
-    "__get_free_page": lambda vm, gfp=0: {}, "get_zeroed_page": lambda vm, gfp=0: {},
+    "__get_free_page": lambda vm, gfp=0: PageMemory(),
+    "get_zeroed_page": lambda vm, gfp=0: PageMemory(),
     "pgd_offset": lambda vm, mm, hva: HostEntry(5, hva),
     "p4d_offset": lambda vm, pgd, hva: HostEntry(4, hva),
     "pud_offset": lambda vm, p4d, hva: HostEntry(3, hva),
@@ -423,6 +481,7 @@ SLOT_FIELDS = {"userspace_addr": 0}
 
 # Fields of struct kvm_mmu_page the hand-written class lacks (entry nodes of the lists).
 PAGE_FIELDS = {"link": None, "hash_link": None, "mmu_valid_gen": 0,
+               "tdp_mmu_async_work": None, "tdp_mmu_async_data": None,     # v6.1.15
                # v6.1's name of nx_huge_page_disallowed
                "lpage_disallowed": property(lambda sp: sp.nx_huge_page_disallowed,
                                             lambda sp, v: setattr(sp, "nx_huge_page_disallowed",
