@@ -67,6 +67,8 @@ NOT_DRAWN: dict[str, str] = {
     "kvm_mmu_unlink_parents": "walks the page's parent list",
     "kvm_mmu_free_shadow_page": "the page must be on the VM's page lists and hash",
     "account_shadowed": "updates the slot's write-tracking counts of a memslot lookup",
+    "unaccount_shadowed": "drops the slot's write-tracking and lpage counts that its "
+                          "account_shadowed made; a drawn page was never accounted",
     "kvm_unlink_unsync_page": "the page must be unsync and counted in the VM's unsync pages",
     "kvm_unsync_page": "the page must be on the VM's lists and its parents markable",
     "kvm_tdp_mmu_zap_sp": "the page must be linked under a root (its ptep)",

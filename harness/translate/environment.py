@@ -295,7 +295,9 @@ PRIMITIVES: dict = {
     "might_sleep": _nothing, "pr_err": _nothing, "pr_info": _nothing, "pr_warn": _nothing,
     "pr_debug": _nothing, "pr_err_ratelimited": _nothing, "printk": _nothing,
     "pr_warn_once": _nothing, "pr_info_once": _nothing, "pr_err_once": _nothing,
-    "pr_warn_ratelimited": _nothing, "dump_stack": _nothing, "local_irq_disable": _nothing, "local_irq_enable": _nothing,
+    "pr_warn_ratelimited": _nothing, "pr_debug_ratelimited": _nothing,
+    "task_pid_nr": lambda vm, task: 0,     # kvm_debug_ratelimited's message argument only
+    "dump_stack": _nothing, "local_irq_disable": _nothing, "local_irq_enable": _nothing,
     "preempt_disable": _nothing, "preempt_enable": _nothing,
     "kvm_make_all_cpus_request": _nothing, "kvm_make_request": _nothing,
     "kvm_vcpu_kick": _nothing,
