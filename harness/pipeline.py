@@ -599,7 +599,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     """Run every stage on ``paths``; returns (results document, run record)."""
     from harness.check import memo
 
-    memo.clear()         # function-level runs are reused within this run only
+    memo.start()         # function-level runs and trajectories are reused within this run only
     try:
         return _check_paths(paths, options or RunOptions())
     finally:

@@ -104,6 +104,9 @@ class Side:
     vm: object
     start: int                     # log position when the step began
     memory: dict = field(default_factory=dict)   # per-check state kept across steps
+    # what the invariants say of this side's step, when already worked out (a kept
+    # trajectory, harness.check.lockstep.Track): per_side's one-side function -> violations
+    said: dict | None = None
 
     @property
     def events(self) -> list:
@@ -550,23 +553,35 @@ def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
 def per_side(function):
     """Run a one-side invariant on both sides; report the after side, noting inheritance.
 
+    ``function(step, side)`` looks at one side only (its log, state and memory, and the
+    step's operation) and words its violations without naming the side; this adds the
+    side's name.  A side that already knows what ``function`` says (``Side.said``) is
+    not looked at again.
+
     A violation on the before side whose channel the after side holds in the
     same step is returned too, marked ``fixed`` (the evidence a fix is
     confirmed by); every consumer but the fix search skips those."""
+    def one_side(step: Step, side: Side) -> tuple[Violation, ...]:
+        said = side.said
+        if said is not None and function in said:
+            return said[function]
+        return tuple(function(step, side))
+
     def run(step: Step) -> list[Violation]:
-        before = function(step, step.before)
-        after = function(step, step.after)
+        before = one_side(step, step.before)
+        after = one_side(step, step.after)
         before_channels = {v.channel for v in before}
         after_channels = {v.channel for v in after}
-        return [Violation(v.check, v.channel, v.summary, side="after", severity=v.severity,
-                          missing=v.missing, extra=v.extra,
+        return [Violation(v.check, v.channel, f"{step.after.name}: {v.summary}", side="after",
+                          severity=v.severity, missing=v.missing, extra=v.extra,
                           inherited=v.channel in before_channels, defect=v.defect)
                 for v in after] + \
-            [Violation(v.check, v.channel, v.summary, side="before", severity="NOTE",
-                       missing=v.missing, extra=v.extra, fixed=True)
+            [Violation(v.check, v.channel, f"{step.before.name}: {v.summary}", side="before",
+                       severity="NOTE", missing=v.missing, extra=v.extra, fixed=True)
              for v in before if v.channel not in after_channels]
     run.__name__ = function.__name__
     run.__doc__ = function.__doc__
+    run.one_side = function
     return run
 
 
@@ -580,7 +595,7 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
         if getattr(mapping, held) and not _marked(tracker, side, event_type, mapping):
             found.append(Violation(
                 check_name, channel,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
+                f"the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
                 f"went away in {step.operation}, but the folio was never marked "
                 f"{'dirty while mapped' if event_type is FolioDirty else _ACCESSED_WINDOW}",
                 severity=severity,
@@ -617,7 +632,7 @@ def accessed_preserved(step: Step, side: Side) -> list[Violation]:
         if not _marked(tracker, side, FolioAccessed, mapping):
             found.append(Violation(
                 "accessed_preserved", ACCESSED,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed since "
+                f"the mapping {where} of pfn {mapping.pfn:#x} was accessed since "
                 f"its last aging and {step.operation} cleared its accessed state, but the folio "
                 f"was never marked accessed since that aging", severity="WARN",
                 missing=(f"FolioAccessed(pfn={_show(mapping.pfn)})",)))
@@ -642,7 +657,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
             folio = tracker.folio(event.pfn)
             if counts[folio] <= 0:
                 found.append(Violation("refs_balanced", REFS,
-                                       f"{side.name}: pfn {event.pfn:#x} released with no "
+                                       f"pfn {event.pfn:#x} released with no "
                                        f"reference held (double release) in {step.operation}",
                                        extra=(event.describe(),), defect="double page release"))
             counts[folio] -= 1
@@ -650,7 +665,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
     if held:
         shown = ", ".join(f"folio {pfn:#x}: {n:+d}" for pfn, n in sorted(held.items()))
         found.append(Violation("refs_balanced", REFS,
-                               f"{side.name}: page references not back to 0 after "
+                               f"page references not back to 0 after "
                                f"{step.operation} ({shown})",
                                extra=tuple(f"references held on folio {_show(p)}: {n}"
                                            for p, n in sorted(held.items()))))
@@ -681,7 +696,7 @@ def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
             continue
         found.append(Violation(
             "flush_after_write_protect", FLUSH,
-            f"{side.name}: {event.where} {reason} in {step.operation} and no TLB flush "
+            f"{event.where} {reason} in {step.operation} and no TLB flush "
             f"followed", missing=("TlbFlush or FlushRequested",),
             extra=(event.describe(),)))
     return found
@@ -782,7 +797,7 @@ def no_warnings(step: Step, side: Side) -> list[Violation]:
         return []
     shown = "; ".join(sorted({e.describe() for e in fired}))
     return [Violation("no_warnings", WARN,
-                      f"{side.name}: {len(fired)} WARN/BUG fired in {step.operation}: {shown}",
+                      f"{len(fired)} WARN/BUG fired in {step.operation}: {shown}",
                       extra=tuple(e.describe() for e in fired))]
 
 
