@@ -128,6 +128,8 @@ class Step:
     compare: bool = True           # False once the two VMs' states diverged by design
     extra_before: tuple = ()       # pseudo-events (return values) for function calls
     extra_after: tuple = ()
+    # comparisons of the two logs already made on this step (checks._compared)
+    compared: dict = field(default_factory=dict, compare=False, repr=False)
 
     def sides(self):
         return (self.before, self.after)
@@ -196,6 +198,9 @@ def compare_channel(relation: str, before: list, after: list, common: set | None
     its caller) is compared without ``by`` - the code moved because the
     function is gone, which is not a change of behaviour.
     """
+    if len(before) == len(after) and all(b == a and b.by == a.by
+                                         for b, a in zip(before, after)):
+        return True, (), ()        # the same events in the same order: every relation holds
     if relation == C.EQUAL:
         b = Counter((e, e.by) for e in before)
         a = Counter((e, e.by) for e in after)
@@ -220,17 +225,22 @@ def compare_channel(relation: str, before: list, after: list, common: set | None
 
 def _cancel_one_sided(missing: Counter, extra: Counter, common: set) -> tuple[Counter, Counter]:
     """Pair a missing and an extra event that differ only in ``by`` when one of the
-    two functions exists on one side only (deleted, added or inlined)."""
+    two functions exists on one side only (deleted, added or inlined).  Each missing
+    event, in order, pairs with the extra copies of the same event, in order."""
     missing, extra = Counter(missing), Counter(extra)
+    same: dict = {}                 # event -> the extra (event, by) keys, in order
+    for key in extra:
+        same.setdefault(key[0], []).append(key)
     for (event, by), count in list(missing.items()):
-        for (other, other_by), other_count in list(extra.items()):
+        for other in same.get(event, ()):
             if count <= 0:
                 break
-            if other != event or other_count <= 0 or (by in common and other_by in common):
+            other_count = extra[other]
+            if other_count <= 0 or (by in common and other[1] in common):
                 continue
             paired = min(count, other_count)
             missing[(event, by)] -= paired
-            extra[(other, other_by)] -= paired
+            extra[other] -= paired
             count -= paired
     return +missing, +extra
 
@@ -283,14 +293,11 @@ def matches_contract(step: Step) -> list[Violation]:
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return []           # identical logs: every relation holds
     found = []
-    common = _common_functions(step)
-    by_channel = _by_channel(before, after)
     for channel in CHANNELS:
-        if channel not in by_channel:
+        if channel not in _channels(step, before, after):
             continue            # no event on either side: every relation holds
         rule = step.contract.rule_for(channel, step.operation)
-        b, a = by_channel[channel]
-        holds, missing, extra = compare_channel(rule.relation, b, a, common)
+        holds, missing, extra = _compared(step, rule.relation, channel, before, after)
         if holds:
             continue
         found.append(Violation(
@@ -326,9 +333,27 @@ def changed_channels(step: Step) -> set[str]:
     after = list(step.after.events) + list(step.extra_after)
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return set()
-    common = _common_functions(step)
-    return {channel for channel, (b, a) in _by_channel(before, after).items()
-            if channel in CHANNELS and not compare_channel(C.EQUAL, b, a, common)[0]}
+    return {channel for channel in _channels(step, before, after)
+            if channel in CHANNELS and not _compared(step, C.EQUAL, channel, before, after)[0]}
+
+
+def _channels(step: Step, before: list, after: list) -> dict[str, tuple[list, list]]:
+    """``_by_channel`` of the step's two logs, worked out once per step."""
+    found = step.compared.get("channels")
+    if found is None:
+        found = step.compared["channels"] = _by_channel(before, after)
+    return found
+
+
+def _compared(step: Step, relation: str, channel: str, before: list, after: list):
+    """``compare_channel`` on one channel of the step, worked out once per relation
+    (``changed_channels`` and ``matches_contract`` both ask for ``equal``)."""
+    key = (relation, channel)
+    found = step.compared.get(key)
+    if found is None:
+        b, a = _channels(step, before, after)[channel]
+        found = step.compared[key] = compare_channel(relation, b, a, _common_functions(step))
+    return found
 
 
 def _by_channel(before: list, after: list) -> dict[str, tuple[list, list]]:
@@ -343,7 +368,18 @@ def _by_channel(before: list, after: list) -> dict[str, tuple[list, list]]:
 def _common_functions(step: Step) -> set[str]:
     before = step.before.vm.functions
     after = step.after.vm.functions
-    return {name for name in before if name in after} | {""}
+    key = (id(before), id(after))
+    kept = _COMMON.get(key)
+    if kept is None or kept[0] is not before or kept[1] is not after:
+        if len(_COMMON) > 64:
+            _COMMON.clear()
+        kept = _COMMON[key] = (before, after, {name for name in before if name in after} | {""})
+    return kept[2]
+
+
+# (id of one side's functions, id of the other's) -> (the two, the names both have); the
+# two are held, so an id is not reused while it is a key
+_COMMON: dict[tuple[int, int], tuple[dict, dict, set]] = {}
 
 
 # ---------------------------------------------------------------------------
