@@ -63,6 +63,7 @@ SPTE's A/D type), never through the VM, so checking adds nothing to a log.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -581,9 +582,30 @@ def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
     start = min(mapping.since, tracker.since.get(folio, mapping.since))
     if kind is FolioAccessed:
         start = max(start, mapping.aged_at)     # a mark covers accesses up to the next aging
-    return any(isinstance(e, kind) and (e.pfn == mapping.pfn or tracker.folio(e.pfn) == folio
-                                        or tracker.folio(e.pfn) == mapping.folio)
-               for e in side.window(start))
+    positions, pfns = _marks(side, kind)
+    return any(pfn == mapping.pfn or tracker.folio(pfn) == folio
+               or tracker.folio(pfn) == mapping.folio
+               for pfn in pfns[bisect_left(positions, start):])
+
+
+def _marks(side: Side, kind) -> tuple[list, list]:
+    """(log positions, pfns) of the ``kind`` marks in the side's whole log, in order,
+    indexed once per event in the side's memory: a zap ending 512 mappings looks
+    at the marks since each one began, not at every event since."""
+    index = side.memory.setdefault(("marks", kind), [[], [], 0])
+    positions, pfns, seen = index
+    events = side.vm.log.events
+    if len(events) < seen:          # a log started afresh: index it again
+        positions.clear()
+        pfns.clear()
+        seen = 0
+    for position in range(seen, len(events)):
+        event = events[position]
+        if isinstance(event, kind):
+            positions.append(position)
+            pfns.append(event.pfn)
+    index[2] = len(events)
+    return positions, pfns
 
 
 def per_side(function):
