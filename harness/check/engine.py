@@ -37,8 +37,9 @@ from harness.check import memo
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
-from harness.check.lockstep import (Lockstep, Run, StepFailed, _describe_step, _machine,  # noqa: F401
-                                    _py, _spte_entry, _state, skipped_operations)
+from harness.check.lockstep import (  # noqa: F401 - moved there; callers still name them here
+    Lockstep, Run, StepFailed, _describe_step, _machine, _py, _spte_entry, _state,
+    skipped_operations)
 from harness.check.reach import affected_functions, changed_functions, where_for
 from harness.check.replay import (_contract_json, _contract_named, _replayed,  # noqa: F401
                                   _versions_from, _versions_json, decode_replay, encode_replay,
