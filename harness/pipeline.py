@@ -58,7 +58,13 @@ def settle_imports() -> None:
     """Import the engine, the models and Hypothesis, then move every object alive now out
     of the collector's reach (``gc.freeze``): the checks make many short-lived objects, and
     each collection would otherwise walk the whole import graph again.  For a process that
-    checks once (the CLI, a pool worker); a long-lived caller need not call it."""
+    checks once (the CLI, a pool worker); a long-lived caller need not call it.
+
+    The collector then runs less often (a young generation of 20,000 objects, not 700):
+    the kept trajectories and function-level runs (``harness.check.memo``) stay alive for
+    the whole run, and each collection of the older generations walks them again; on
+    ``patches/`` this halves the collector's time.  Nothing the checks do depends on when
+    it runs."""
     import gc
 
     from harness.check import engine  # noqa: F401
@@ -69,6 +75,7 @@ def settle_imports() -> None:
 
     gc.collect()
     gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def check_size(path: str) -> None:
@@ -601,7 +608,7 @@ def check_paths(paths: list[str], options: RunOptions | None = None) -> tuple[di
     """Run every stage on ``paths``; returns (results document, run record)."""
     from harness.check import memo
 
-    memo.clear()         # function-level runs are reused within this run only
+    memo.start()         # function-level runs and trajectories are reused within this run only
     try:
         return _check_paths(paths, options or RunOptions())
     finally:

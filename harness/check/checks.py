@@ -55,14 +55,15 @@ kernel fact with its source (C function, file, blob):
   bug on every version; a WARN only at function level (a function called
   with an SPTE its callers never pass) is compared by the contract instead.
 
-How the invariants read SPTEs: with small pure predicates written here from
+How the invariants read SPTEs: with small pure predicates written from
 KERNEL-FACTS section 1 (present = MMU-present bit, W = bit 1, A/D per the
-SPTE's A/D type), never through the VM, so checking adds nothing to a log.
+SPTE's A/D type), never through the VM, so checking adds nothing to a log;
+they and the mapping tracker live in ``harness.check.mappings``.
 """
 
 from __future__ import annotations
 
-import re
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -72,6 +73,11 @@ from kernel_models.effects import (ACCESSED, CHANNELS, DIRTY, FLUSH, REFS, WARN,
                                    PageRefPut, SpteWrite, TlbFlush, Warn)
 
 from harness.check import contracts as C
+from harness.check.mappings import (  # noqa: F401 - state_checks and tests read them here
+    Mapping, Mappings, Reading, _AD_DISABLED, _AD_MASK, _LARGE, _MMU_PRESENT, _PFN_MASK,
+    _WHERE, _WRITABLE, read_spte, spte_gfn, spte_level)
+
+
 # ---------------------------------------------------------------------------
 # Values
 # ---------------------------------------------------------------------------
@@ -104,6 +110,9 @@ class Side:
     vm: object
     start: int                     # log position when the step began
     memory: dict = field(default_factory=dict)   # per-check state kept across steps
+    # what the invariants say of this side's step, when already worked out (a kept
+    # trajectory, harness.check.lockstep.Track): per_side's one-side function -> violations
+    said: dict | None = None
 
     @property
     def events(self) -> list:
@@ -125,6 +134,8 @@ class Step:
     compare: bool = True           # False once the two VMs' states diverged by design
     extra_before: tuple = ()       # pseudo-events (return values) for function calls
     extra_after: tuple = ()
+    # comparisons of the two logs already made on this step (checks._compared)
+    compared: dict = field(default_factory=dict, compare=False, repr=False)
 
     def sides(self):
         return (self.before, self.after)
@@ -193,6 +204,9 @@ def compare_channel(relation: str, before: list, after: list, common: set | None
     its caller) is compared without ``by`` - the code moved because the
     function is gone, which is not a change of behaviour.
     """
+    if len(before) == len(after) and all(b == a and b.by == a.by
+                                         for b, a in zip(before, after)):
+        return True, (), ()        # the same events in the same order: every relation holds
     if relation == C.EQUAL:
         b = Counter((e, e.by) for e in before)
         a = Counter((e, e.by) for e in after)
@@ -217,17 +231,22 @@ def compare_channel(relation: str, before: list, after: list, common: set | None
 
 def _cancel_one_sided(missing: Counter, extra: Counter, common: set) -> tuple[Counter, Counter]:
     """Pair a missing and an extra event that differ only in ``by`` when one of the
-    two functions exists on one side only (deleted, added or inlined)."""
+    two functions exists on one side only (deleted, added or inlined).  Each missing
+    event, in order, pairs with the extra copies of the same event, in order."""
     missing, extra = Counter(missing), Counter(extra)
+    same: dict = {}                 # event -> the extra (event, by) keys, in order
+    for key in extra:
+        same.setdefault(key[0], []).append(key)
     for (event, by), count in list(missing.items()):
-        for (other, other_by), other_count in list(extra.items()):
+        for other in same.get(event, ()):
             if count <= 0:
                 break
-            if other != event or other_count <= 0 or (by in common and other_by in common):
+            other_count = extra[other]
+            if other_count <= 0 or (by in common and other[1] in common):
                 continue
             paired = min(count, other_count)
             missing[(event, by)] -= paired
-            extra[(other, other_by)] -= paired
+            extra[other] -= paired
             count -= paired
     return +missing, +extra
 
@@ -280,14 +299,11 @@ def matches_contract(step: Step) -> list[Violation]:
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return []           # identical logs: every relation holds
     found = []
-    common = _common_functions(step)
-    by_channel = _by_channel(before, after)
     for channel in CHANNELS:
-        if channel not in by_channel:
+        if channel not in _channels(step, before, after):
             continue            # no event on either side: every relation holds
         rule = step.contract.rule_for(channel, step.operation)
-        b, a = by_channel[channel]
-        holds, missing, extra = compare_channel(rule.relation, b, a, common)
+        holds, missing, extra = _compared(step, rule.relation, channel, before, after)
         if holds:
             continue
         found.append(Violation(
@@ -323,9 +339,27 @@ def changed_channels(step: Step) -> set[str]:
     after = list(step.after.events) + list(step.extra_after)
     if len(before) == len(after) and all(b == a and b.by == a.by for b, a in zip(before, after)):
         return set()
-    common = _common_functions(step)
-    return {channel for channel, (b, a) in _by_channel(before, after).items()
-            if channel in CHANNELS and not compare_channel(C.EQUAL, b, a, common)[0]}
+    return {channel for channel in _channels(step, before, after)
+            if channel in CHANNELS and not _compared(step, C.EQUAL, channel, before, after)[0]}
+
+
+def _channels(step: Step, before: list, after: list) -> dict[str, tuple[list, list]]:
+    """``_by_channel`` of the step's two logs, worked out once per step."""
+    found = step.compared.get("channels")
+    if found is None:
+        found = step.compared["channels"] = _by_channel(before, after)
+    return found
+
+
+def _compared(step: Step, relation: str, channel: str, before: list, after: list):
+    """``compare_channel`` on one channel of the step, worked out once per relation
+    (``changed_channels`` and ``matches_contract`` both ask for ``equal``)."""
+    key = (relation, channel)
+    found = step.compared.get(key)
+    if found is None:
+        b, a = _channels(step, before, after)[channel]
+        found = step.compared[key] = compare_channel(relation, b, a, _common_functions(step))
+    return found
 
 
 def _by_channel(before: list, after: list) -> dict[str, tuple[list, list]]:
@@ -340,180 +374,18 @@ def _by_channel(before: list, after: list) -> dict[str, tuple[list, list]]:
 def _common_functions(step: Step) -> set[str]:
     before = step.before.vm.functions
     after = step.after.vm.functions
-    return {name for name in before if name in after} | {""}
+    key = (id(before), id(after))
+    kept = _COMMON.get(key)
+    if kept is None or kept[0] is not before or kept[1] is not after:
+        if len(_COMMON) > 64:
+            _COMMON.clear()
+        kept = _COMMON[key] = (before, after, {name for name in before if name in after} | {""})
+    return kept[2]
 
 
-# ---------------------------------------------------------------------------
-# Reading SPTEs without the VM (pure, from KERNEL-FACTS section 1)
-# ---------------------------------------------------------------------------
-
-_MMU_PRESENT = 1 << 11
-_WRITABLE = 1 << 1
-_LARGE = 1 << 7
-_AD_MASK = 3 << 52
-_AD_DISABLED = 1 << 52
-_PFN_MASK = ((1 << 52) - 1) & ~0xFFF
-_WHERE = re.compile(r"^[a-z]+(\d)@(0x[0-9a-f]+|\d+)\[(\d+)\]")
-
-
-def spte_level(where: str) -> int:
-    match = _WHERE.match(where)
-    return int(match.group(1)) if match else 1
-
-
-def spte_gfn(where: str) -> int | None:
-    """The first gfn an SPTE maps, from its ``where`` (direct tables)."""
-    match = _WHERE.match(where)
-    if not match:
-        return None
-    level, base, index = int(match.group(1)), int(match.group(2), 0), int(match.group(3))
-    return base + index * (1 << (9 * (level - 1)))
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What an invariant needs to know about one SPTE value at one place."""
-
-    present_leaf: bool
-    nonleaf: bool
-    pfn: int
-    pages: int
-    writable: bool
-    dirty: bool
-    accessed: bool
-    tracked: bool
-    ad_enabled: bool
-
-
-def read_spte(vm, value: int, level: int) -> Reading:
-    present = bool(value & _MMU_PRESENT)
-    leaf = present and (level == 1 or bool(value & _LARGE))
-    ad_enabled = (value & _AD_MASK) != _AD_DISABLED
-    accessed_mask = vm.shadow_accessed_mask if ad_enabled else 0
-    dirty_mask = vm.shadow_dirty_mask if ad_enabled else 0
-    tracked = (not ad_enabled) and (value & vm.shadow_acc_track_mask) == 0
-    accessed = bool(value & accessed_mask) if accessed_mask else not tracked
-    dirty = bool(value & dirty_mask) if dirty_mask else bool(value & _WRITABLE)
-    return Reading(present_leaf=leaf, nonleaf=present and not leaf,
-                   pfn=(value & _PFN_MASK) >> 12, pages=1 << (9 * (level - 1)),
-                   writable=bool(value & _WRITABLE), dirty=leaf and dirty,
-                   accessed=leaf and accessed, tracked=tracked, ad_enabled=ad_enabled)
-
-
-# ---------------------------------------------------------------------------
-# Mapping lifetimes (dirty_preserved, accessed_preserved)
-# ---------------------------------------------------------------------------
-
-@dataclass
-class Mapping:
-    pfn: int
-    pages: int
-    wrote: bool          # W or D seen at any time while mapped
-    touched: bool        # accessed seen at any time while mapped
-    folio: int = 0       # the folio key counted when the mapping began
-    since: int = 0       # log position from which a mark counts for this mapping
-    aged_at: int = 0     # log position after the last aging that cleared its A (accessed)
-
-
-class Mappings:
-    """Present leaf SPTEs of one VM and the folios they map, followed step by step.
-
-    A folio is the pfn range of the largest huge mapping seen over it (a
-    huge SPTE needs a huge host folio), else its single pfn.  ``since`` holds,
-    per folio, the log position at the start of the step in which the folio
-    went from unmapped to mapped: a mark made anywhere from there counts for
-    every mapping of the folio ("marked at creation counts"), because the
-    host cannot clean or reclaim a folio without first zapping KVM's
-    mappings of it (mmu_notifier).
-    """
-
-    def __init__(self):
-        self.live: dict[str, Mapping] = {}
-        self.ranges: dict[int, int] = {}        # head pfn -> pages (huge folios)
-        self.since: dict[int, int] = {}
-        self.count: Counter = Counter()
-        self.cleared: list[tuple[str, Mapping]] = []    # A cleared in place this step
-
-    def folio(self, pfn: int) -> int:
-        best_head, best_pages = pfn, 1
-        for head, pages in self.ranges.items():
-            if head <= pfn < head + pages and pages > best_pages:
-                best_head, best_pages = head, pages
-        return best_head
-
-    def advance(self, vm, events: list, step_start: int, aging: bool = False
-                ) -> list[tuple[str, Mapping]]:
-        """Apply a step's SPTE writes; return the mappings that ended in it.
-
-        Two cases the log alone does not show: SPTEs some models fill in
-        silently (the children of a huge page being split are written into a
-        table before it is linked), and a huge leaf replaced by a table of its
-        own children.  A write whose old value is a present leaf we never saw
-        starts tracking that mapping from the folio's history (or the start of
-        the run); a huge leaf turned into a table hands its folio on to the
-        children, so the folio stays mapped and keeps its history.
-
-        Accessed information follows page aging: when an aging operation
-        (``aging``) clears a mapping's A (or access-tracks it), the access is
-        taken as reported young, ``touched`` starts afresh and only marks made
-        after the step count for later accesses (``aged_at``).  When any other
-        operation clears A in place, the mapping lands in ``self.cleared``: the
-        access left the SPTE and must have reached the folio by then.
-        """
-        ended = []
-        self.cleared = []
-        step_end = step_start + len(events)
-        for event in events:
-            if not isinstance(event, SpteWrite):
-                continue
-            level = spte_level(event.where)
-            old = read_spte(vm, event.old, level)
-            new = read_spte(vm, event.new, level)
-            current = self.live.get(event.where)
-            if current is None and old.present_leaf:
-                current = self._begin(event.where, old, 0)
-            if current is not None and new.nonleaf:
-                del self.live[event.where]      # split: the children carry the folio on
-                current = None
-            elif current is not None and (not new.present_leaf or new.pfn != current.pfn):
-                del self.live[event.where]
-                self.count[current.folio] -= 1
-                ended.append((event.where, current))
-                current = None
-            if new.present_leaf:
-                if current is None:
-                    current = self._begin(event.where, new, step_start)
-                current.wrote |= new.writable or new.dirty
-                if current.touched and old.present_leaf and old.accessed and not new.accessed:
-                    if aging:
-                        current.aged_at = step_end
-                    else:
-                        self.cleared.append((event.where, current))
-                    current.touched = False
-                current.touched |= new.accessed
-        return ended
-
-    def _begin(self, where: str, reading: Reading, step_start: int) -> Mapping:
-        if reading.pages > 1:
-            self.ranges[reading.pfn] = max(self.ranges.get(reading.pfn, 1), reading.pages)
-        folio = self.folio(reading.pfn)
-        if self.count[folio] <= 0:
-            # unmapped folios are forgotten only between steps (settle), so a
-            # mapping replaced within one step keeps the folio's history
-            self.since.setdefault(folio, step_start)
-            self.count[folio] = 0
-        self.count[folio] += 1
-        mapping = Mapping(reading.pfn, reading.pages, reading.writable or reading.dirty,
-                          reading.accessed, folio, self.since[folio])
-        self.live[where] = mapping
-        return mapping
-
-    def settle(self) -> None:
-        """Forget folios that are no longer mapped (after the step was checked)."""
-        for folio, count in list(self.count.items()):
-            if count <= 0:
-                self.count.pop(folio, None)
-                self.since.pop(folio, None)
+# (id of one side's functions, id of the other's) -> (the two, the names both have); the
+# two are held, so an id is not reused while it is a key
+_COMMON: dict[tuple[int, int], tuple[dict, dict, set]] = {}
 
 
 _ACCESSED_WINDOW = "accessed since the mapping's last aging (or its creation)"
@@ -542,31 +414,64 @@ def _marked(tracker: Mappings, side: Side, kind, mapping: Mapping) -> bool:
     start = min(mapping.since, tracker.since.get(folio, mapping.since))
     if kind is FolioAccessed:
         start = max(start, mapping.aged_at)     # a mark covers accesses up to the next aging
-    return any(isinstance(e, kind) and (e.pfn == mapping.pfn or tracker.folio(e.pfn) == folio
-                                        or tracker.folio(e.pfn) == mapping.folio)
-               for e in side.window(start))
+    positions, pfns = _marks(side, kind)
+    return any(pfn == mapping.pfn or tracker.folio(pfn) == folio
+               or tracker.folio(pfn) == mapping.folio
+               for pfn in pfns[bisect_left(positions, start):])
+
+
+def _marks(side: Side, kind) -> tuple[list, list]:
+    """(log positions, pfns) of the ``kind`` marks in the side's whole log, in order,
+    indexed once per event in the side's memory: a zap ending 512 mappings looks
+    at the marks since each one began, not at every event since."""
+    index = side.memory.setdefault(("marks", kind), [[], [], 0])
+    positions, pfns, seen = index
+    events = side.vm.log.events
+    if len(events) < seen:          # a log started afresh: index it again
+        positions.clear()
+        pfns.clear()
+        seen = 0
+    for position in range(seen, len(events)):
+        event = events[position]
+        if isinstance(event, kind):
+            positions.append(position)
+            pfns.append(event.pfn)
+    index[2] = len(events)
+    return positions, pfns
 
 
 def per_side(function):
     """Run a one-side invariant on both sides; report the after side, noting inheritance.
 
+    ``function(step, side)`` looks at one side only (its log, state and memory, and the
+    step's operation) and words its violations without naming the side; this adds the
+    side's name.  A side that already knows what ``function`` says (``Side.said``) is
+    not looked at again.
+
     A violation on the before side whose channel the after side holds in the
     same step is returned too, marked ``fixed`` (the evidence a fix is
     confirmed by); every consumer but the fix search skips those."""
+    def one_side(step: Step, side: Side) -> tuple[Violation, ...]:
+        said = side.said
+        if said is not None and function in said:
+            return said[function]
+        return tuple(function(step, side))
+
     def run(step: Step) -> list[Violation]:
-        before = function(step, step.before)
-        after = function(step, step.after)
+        before = one_side(step, step.before)
+        after = one_side(step, step.after)
         before_channels = {v.channel for v in before}
         after_channels = {v.channel for v in after}
-        return [Violation(v.check, v.channel, v.summary, side="after", severity=v.severity,
-                          missing=v.missing, extra=v.extra,
+        return [Violation(v.check, v.channel, f"{step.after.name}: {v.summary}", side="after",
+                          severity=v.severity, missing=v.missing, extra=v.extra,
                           inherited=v.channel in before_channels, defect=v.defect)
                 for v in after] + \
-            [Violation(v.check, v.channel, v.summary, side="before", severity="NOTE",
-                       missing=v.missing, extra=v.extra, fixed=True)
+            [Violation(v.check, v.channel, f"{step.before.name}: {v.summary}", side="before",
+                       severity="NOTE", missing=v.missing, extra=v.extra, fixed=True)
              for v in before if v.channel not in after_channels]
     run.__name__ = function.__name__
     run.__doc__ = function.__doc__
+    run.one_side = function
     return run
 
 
@@ -580,7 +485,7 @@ def _lost_marks(step: Step, side: Side, *, check_name: str, channel: str, event_
         if getattr(mapping, held) and not _marked(tracker, side, event_type, mapping):
             found.append(Violation(
                 check_name, channel,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
+                f"the mapping {where} of pfn {mapping.pfn:#x} was {words} and "
                 f"went away in {step.operation}, but the folio was never marked "
                 f"{'dirty while mapped' if event_type is FolioDirty else _ACCESSED_WINDOW}",
                 severity=severity,
@@ -617,7 +522,7 @@ def accessed_preserved(step: Step, side: Side) -> list[Violation]:
         if not _marked(tracker, side, FolioAccessed, mapping):
             found.append(Violation(
                 "accessed_preserved", ACCESSED,
-                f"{side.name}: the mapping {where} of pfn {mapping.pfn:#x} was accessed since "
+                f"the mapping {where} of pfn {mapping.pfn:#x} was accessed since "
                 f"its last aging and {step.operation} cleared its accessed state, but the folio "
                 f"was never marked accessed since that aging", severity="WARN",
                 missing=(f"FolioAccessed(pfn={_show(mapping.pfn)})",)))
@@ -642,7 +547,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
             folio = tracker.folio(event.pfn)
             if counts[folio] <= 0:
                 found.append(Violation("refs_balanced", REFS,
-                                       f"{side.name}: pfn {event.pfn:#x} released with no "
+                                       f"pfn {event.pfn:#x} released with no "
                                        f"reference held (double release) in {step.operation}",
                                        extra=(event.describe(),), defect="double page release"))
             counts[folio] -= 1
@@ -650,7 +555,7 @@ def refs_balanced(step: Step, side: Side) -> list[Violation]:
     if held:
         shown = ", ".join(f"folio {pfn:#x}: {n:+d}" for pfn, n in sorted(held.items()))
         found.append(Violation("refs_balanced", REFS,
-                               f"{side.name}: page references not back to 0 after "
+                               f"page references not back to 0 after "
                                f"{step.operation} ({shown})",
                                extra=tuple(f"references held on folio {_show(p)}: {n}"
                                            for p, n in sorted(held.items()))))
@@ -681,7 +586,7 @@ def flush_after_write_protect(step: Step, side: Side) -> list[Violation]:
             continue
         found.append(Violation(
             "flush_after_write_protect", FLUSH,
-            f"{side.name}: {event.where} {reason} in {step.operation} and no TLB flush "
+            f"{event.where} {reason} in {step.operation} and no TLB flush "
             f"followed", missing=("TlbFlush or FlushRequested",),
             extra=(event.describe(),)))
     return found
@@ -782,7 +687,7 @@ def no_warnings(step: Step, side: Side) -> list[Violation]:
         return []
     shown = "; ".join(sorted({e.describe() for e in fired}))
     return [Violation("no_warnings", WARN,
-                      f"{side.name}: {len(fired)} WARN/BUG fired in {step.operation}: {shown}",
+                      f"{len(fired)} WARN/BUG fired in {step.operation}: {shown}",
                       extra=tuple(e.describe() for e in fired))]
 
 

@@ -26,10 +26,9 @@ report consequences of the allowed change, not new ones.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 from harness.check import cause as plain_words
 from harness.check import checks as K
@@ -38,13 +37,15 @@ from harness.check import memo
 from harness.check import contracts as C
 from harness.check import drivers as D
 from harness.check import profiles
+from harness.check.lockstep import (  # noqa: F401 - moved there; callers still name them here
+    Lockstep, Run, StepFailed, _describe_step, _machine, _py, _spte_entry, _state,
+    skipped_operations)
 from harness.check.reach import affected_functions, changed_functions, where_for
 from harness.check.replay import (_contract_json, _contract_named, _replayed,  # noqa: F401
                                   _versions_from, _versions_json, decode_replay, encode_replay,
                                   replay, replay_needs_inputs)
 from harness.errors import KconformError, ModelError
 from harness.translate.runtime import EnvironmentMiss
-from kernel_models.model_source import release_of
 from kernel_models.registry import VersionSet
 
 # ---------------------------------------------------------------------------
@@ -126,15 +127,6 @@ class CheckOutcome:
                 "coverage": [c.as_dict() for c in self.coverage],
                 "contract": self.contract.as_dict(),
                 "fixes": [f.as_dict() for f in self.fixes]}
-
-
-class StepFailed(AssertionError):
-    """Raised inside Hypothesis when a step violates a check; carries the record."""
-
-    def __init__(self, violation: K.Violation, record: dict):
-        super().__init__(violation.summary)
-        self.violation = violation
-        self.record = record
 
 
 MAX_FINDINGS_PER_LEVEL = 12
@@ -434,19 +426,6 @@ def _function_finding(function, before, after, contract, case, step, violation) 
                    counterexample["example"], cause)
 
 
-def _py(value):
-    if isinstance(value, int) and not isinstance(value, bool) and value > 9:
-        return hex(value)
-    return repr(value)
-
-
-def _spte_entry(name: str, mode: str, value: int) -> dict:
-    from kernel_models.spte_domain import describe_spte
-    facts = describe_spte(mode, value)
-    bits = " ".join(k if v is True else f"{k}={v}" for k, v in facts.items()
-                    if k != "value" and v not in (False, None))
-    return {"name": name, "value": hex(value), "bits": bits}
-
 
 # ---------------------------------------------------------------------------
 # Operation level
@@ -461,182 +440,6 @@ def _operations_module():
         return None
     return operations
 
-
-@dataclass
-class Run:
-    """One operation-level search: what to compare and what is already known."""
-
-    before: VersionSet
-    after: VersionSet
-    contract: C.Contract
-    checks: tuple
-    excluded: set = field(default_factory=set)
-    skipped: dict | None = None   # operation -> why a side lacks it (None: work it out)
-    examples: int = 0
-    steps_run: int = 0
-    failure: StepFailed | None = None
-    observed: set = field(default_factory=set)   # channels on which the two logs differed
-    seek_fixes: bool = False     # stop on what the before side fails and the after holds
-    directed: tuple = ()         # operations reaching a changed function (sequences.DIRECTED_STEPS)
-
-    def __post_init__(self):
-        # every search, fix search, pre-existing and culprit replay skips the same operations
-        if self.skipped is None:
-            self.skipped = skipped_operations(self.before, self.after)
-
-
-def _state(vm) -> tuple:
-    """The page tables of a VM, comparable across the two sides."""
-    return tuple(sorted((pfn, tuple(sorted(sp.spt.items())))
-                        for pfn, sp in vm.mmu_pages.items()))
-
-
-def _describe_step(name: str, args: dict) -> str:
-    shown = ", ".join(f"{k}={_py(v)}" for k, v in args.items())
-    return f"{name}({shown})"
-
-
-class Lockstep:
-    """Two VMs, one per side, driven through the same operations (no Hypothesis here)."""
-
-    def __init__(self, run: Run, operations, mode: str, mmu: str, inline=None, pml=False):
-        run.examples += 1
-        self.run, self.operations = run, operations
-        self.inline = run.checks if inline is None else inline   # checks run inside do()
-        self.last: K.Step | None = None
-        self.checked: dict = {}             # invariant name -> the step it last checked
-        self.mode, self.mmu = mode, mmu
-        self.pml = pml and operations.pml_supported(mode)
-        first = operations.new_vm(run.before, mode, mmu, pml=self.pml)
-        # one state against itself (the pre-existing check): both sides are the same run,
-        # so it is run once and each side reads it (each keeps its own check memory)
-        self.vms = (first, first if run.after is run.before else
-                    operations.new_vm(run.after, mode, mmu, pml=self.pml))
-        self.memory = ({}, {})
-        self.steps = []
-        self.compare = True
-
-    def applies(self, name: str) -> bool:
-        return (name not in self.run.skipped
-                and self.operations.OPERATIONS[name].applies_to(self.mmu, self.mode))
-
-    def do(self, name: str, args: dict) -> None:
-        """Run one operation on both sides; raise StepFailed on a new violation."""
-        run = self.run
-        run.steps_run += 1
-        self.steps.append((name, args))
-        marks = [vm.log.mark() for vm in self.vms]
-        operation = self.operations.OPERATIONS[name]
-        for vm in dict.fromkeys(self.vms):     # a VM both sides share runs once
-            try:
-                operation.function(vm, **args)
-            except (KconformError, EnvironmentMiss):
-                raise       # EnvironmentMiss: check_operations says the level stopped
-            except Exception as exc:
-                where = (f"operation {name} failed on '{vm.versions.name}' ({self.mode}, "
-                         f"{self.mmu}) after steps "
-                         f"{[_describe_step(n, a) for n, a in self.steps]}: {exc!r}")
-                if release_of(vm.versions) is not None:
-                    # translated C in our environment: a gap of the translation or of the
-                    # environment, which stops the operation level on this state (MISS
-                    # for what only it checks), never a verdict and never a crash
-                    raise EnvironmentMiss(where) from exc
-                raise ModelError(where) from exc      # a hand-written model: our bug
-        step = K.Step("operation", name,
-                      K.Side("before", self.vms[0], marks[0], self.memory[0]),
-                      K.Side("after", self.vms[1], marks[1], self.memory[1]),
-                      run.contract, compare=self.compare)
-        self.last = step
-        if self.compare:
-            run.observed |= K.changed_channels(step)
-        if self.compare and _state(self.vms[0]) != _state(self.vms[1]):
-            self.compare = False
-        for check in self.inline:
-            self.verify(check, step)
-
-    def verify(self, check, step: K.Step) -> None:
-        """Run one check on ``step``; raise StepFailed on a violation not yet reported."""
-        try:
-            violations = list(check.function(step))
-        except Exception as exc:
-            if not any(release_of(vm.versions) is not None for vm in self.vms):
-                raise                     # a check failing on the hand-written models: a bug
-            # the check reads state a translated VM keeps in a form it does not know
-            raise EnvironmentMiss(f"check {check.name} cannot read the translated state "
-                                  f"after steps {[_describe_step(n, a) for n, a in self.steps]}"
-                                  f": {exc!r}") from exc
-        for violation in violations:
-            if violation.key in self.run.excluded or violation.fixed != self.run.seek_fixes:
-                continue
-            record = {"mode": self.mode, "mmu": self.mmu, "pml": self.pml,
-                      "steps": list(self.steps),
-                      "before": [e.describe() for e in step.before.events],
-                      "after": [e.describe() for e in step.after.events],
-                      "sptes": _step_sptes(step),
-                      "cause": plain_words.line(check, violation, step.before.events,
-                                                step.after.events,
-                                                before_name=self.run.before.name)}
-            raise StepFailed(violation, record)
-
-
-def _machine(run: Run, operations):
-    """A RuleBasedStateMachine class for ``run``: one rule per operation."""
-    from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
-                                     rule)
-    comparisons = [c for c in run.checks if c.name == "matches_contract"]
-    invariants = [c for c in run.checks if c.name != "matches_contract"]
-
-    def create_vms(self, mode, mmu, pml):
-        self.lockstep = Lockstep(run, operations, mode, mmu, inline=comparisons, pml=pml)
-
-    namespace = {
-        "create_vms": initialize(mode=st.sampled_from(operations.MODES),
-                                 mmu=st.sampled_from(operations.MMUS),
-                                 pml=st.booleans())(create_vms),
-    }
-    for name, operation in operations.OPERATIONS.items():
-        namespace[name] = _rule_for(name, operation, rule, precondition)
-    for check in invariants:
-        namespace[check.name] = _invariant_for(check, invariant)
-    return type("LockstepMachine", (RuleBasedStateMachine,), namespace)
-
-
-def _invariant_for(check, invariant):
-    """A Hypothesis invariant named after the property: checks the step just run."""
-    def holds(self):
-        lockstep = getattr(self, "lockstep", None)
-        if lockstep is None or lockstep.last is None:
-            return              # right after initialisation: no step to check yet
-        if lockstep.checked.get(check.name) is not lockstep.last:
-            lockstep.checked[check.name] = lockstep.last
-            lockstep.verify(check, lockstep.last)
-
-    holds.__name__ = check.name
-    holds.__doc__ = check.description
-    return invariant()(holds)
-
-
-def _rule_for(name, operation, rule, precondition):
-    def step(self, args):
-        self.lockstep.do(name, dict(args))
-
-    step.__name__ = name
-    step.__doc__ = operation.description
-    step = precondition(lambda self: self.lockstep.applies(name))(step)
-    return rule(args=operation.arguments)(step)
-
-
-def _step_sptes(step: K.Step) -> list[dict]:
-    seen = []
-    for side in step.sides():
-        for event in side.events:
-            if type(event).__name__ == "SpteWrite":
-                for label, value in (("old", event.old), ("new", event.new)):
-                    entry = (f"{event.where} {label}", value)
-                    if entry not in seen:
-                        seen.append(entry)
-    mode = step.before.vm.mode
-    return [_spte_entry(name, mode, value) for name, value in seen[:8]]
 
 
 OPERATIONS_STOPPED = "operation level: stopped on this state"
@@ -728,22 +531,6 @@ def find_fixes(before: VersionSet, after: VersionSet, contract, *, profile="gate
                     f"fix confirmed: {f.check} held after, failed before: {f.summary}",
                     f.counterexample, f.replay, f.example) for f in found]
 
-
-def skipped_operations(before, after) -> dict[str, str]:
-    """Operations a side's release lacks (``kernel_models.entry_points``), and those the
-    translation environment cannot run yet (``environment.OPERATIONS_NOT_YET``), with the
-    reason."""
-    from harness.translate.environment import OPERATIONS_NOT_YET
-    from kernel_models.entry_points import skipped
-    from kernel_models.model_source import release_of
-
-    found: dict[str, str] = {}
-    for state in (before, after):
-        release = release_of(state)
-        if release is not None:         # a translated state
-            found.update(skipped(release))
-            found.update(OPERATIONS_NOT_YET)
-    return found
 
 
 def directed_operations(before: VersionSet, after: VersionSet) -> tuple[str, ...]:

@@ -19,11 +19,18 @@ graph from the function and its driver's code, over that side's models, as
 (name, body) pairs: a body changed anywhere in the closure makes a new key.
 Only the hand-written models' version sets are kept this way; a translated
 tree state is always run (its environment is more than its bodies).
+
+The operation level keeps a side the same way (``harness.check.lockstep.Track``):
+what one side of a lockstep did at each step of a sequence (its events, its page
+tables, what each invariant said of it) depends only on that side's bodies, the
+VM's shape (mode, MMU, PML), the invariants asked and the steps so far, so it is
+kept as a tree of ``Point``s per (bodies, mode, MMU, PML, invariants), one branch
+per step, while a run of kconform is on (``start`` .. ``clear``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.check.reach import called_words, calls
 from kernel_models.registry import VersionSet
@@ -153,10 +160,74 @@ def keep_transition(key, outcome) -> None:
         _TRANSITIONS[key] = outcome
 
 
+# (bodies, mode, MMU, PML, invariant names) -> the Point before the first step; None
+# outside a run of kconform (``start``), so nothing else relies on it.
+_TRAJECTORIES: dict[tuple, "Point"] | None = None
+_POINTS = [0]
+MAX_POINTS = 400_000          # a safety bound, as MAX_RUNS
+
+
+@dataclass(eq=False)
+class Point:
+    """Where one side of a lockstep stands after a step: what that step left on it."""
+
+    events: tuple             # the step's effect log
+    tables: tuple | None      # the page tables after it (lockstep._state); None at the start
+    said: dict | None         # each invariant's one-side function -> its violations here
+    next: dict = field(default_factory=dict)     # memo.step_key -> the Point after it
+
+
+def trajectory(versions, mode: str, mmu: str, pml: bool, invariants) -> Point | None:
+    """The start of the kept trajectory of ``versions`` in that VM shape, or None (not kept)."""
+    if _TRAJECTORIES is None:
+        return None
+    sides = bodies(versions)
+    if sides is None:
+        return None
+    key = (sides, mode, mmu, pml, tuple(c.name for c in invariants))
+    found = _TRAJECTORIES.get(key)
+    if found is None:
+        found = _TRAJECTORIES[key] = Point((), None, None)
+    return found
+
+
+def step_key(name: str, args: dict) -> tuple | None:
+    """The branch a step takes (values by type too: ``1`` is not ``True``), or None."""
+    key = (name, tuple((k, type(v), v) for k, v in args.items()))
+    try:
+        hash(key)
+    except TypeError:           # an argument that is not a value: not kept
+        return None
+    return key
+
+
+def keep_point(point: Point, key: tuple | None, events: tuple, tables: tuple,
+               said: dict) -> Point | None:
+    """The point after ``point``'s step ``key`` (kept; None when ``key`` is None)."""
+    if key is None or _TRAJECTORIES is None:
+        return None
+    if _POINTS[0] >= MAX_POINTS:
+        _TRAJECTORIES.clear()       # the tracks holding points keep them; new ones start over
+        _POINTS[0] = 0
+    _POINTS[0] += 1
+    point.next[key] = found = Point(events, tables, said)
+    return found
+
+
+def start() -> None:
+    """A run of kconform starts: forget every kept run and keep trajectories from now on."""
+    global _TRAJECTORIES
+    clear()
+    _TRAJECTORIES = {}
+
+
 def clear() -> None:
-    """Forget every kept run (a new run of kconform starts)."""
+    """Forget every kept run (a new run of kconform starts, or one ended)."""
+    global _TRAJECTORIES
     _RUNS.clear()
     _TRANSITIONS.clear()
+    _TRAJECTORIES = None
+    _POINTS[0] = 0
 
 
 def size() -> int:

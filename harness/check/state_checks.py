@@ -118,7 +118,7 @@ def write_tracking_respected(step: K.Step, side: K.Side) -> list[K.Violation]:
                 where = f"{'tdp' if sp.tdp_mmu_page else 'sp'}{level}@{sp.gfn:#x}[{index}]"
                 found.append(K.Violation(
                     "write_tracking_respected", SPTE,
-                    f"{side.name}: after {step.operation}, {where} = {value:#x} is present and "
+                    f"after {step.operation}, {where} = {value:#x} is present and "
                     f"writable and maps gfn {gfn:#x}, which {why}",
                     extra=(f"writable SPTE {where} -> gfn {gfn:#x}",)))
     return found
@@ -151,7 +151,7 @@ def mmio_outside_memslots(step: K.Step, side: K.Side) -> list[K.Violation]:
                 where = f"{'tdp' if sp.tdp_mmu_page else 'sp'}{sp.role.level}@{sp.gfn:#x}[{index}]"
                 found.append(K.Violation(
                     "mmio_outside_memslots", SPTE,
-                    f"{side.name}: after {step.operation}, the MMIO SPTE {where} = {value:#x} "
+                    f"after {step.operation}, the MMIO SPTE {where} = {value:#x} "
                     f"carries the current memslot generation {current:#x} but gfn {gfn:#x} is "
                     f"in memslot {memslot.id}: an access there is emulated as MMIO",
                     extra=(f"current MMIO SPTE {where} -> gfn {gfn:#x}",)))
@@ -162,7 +162,7 @@ def mmio_outside_memslots(step: K.Step, side: K.Side) -> list[K.Violation]:
             if memslot is not None:
                 found.append(K.Violation(
                     "mmio_outside_memslots", SPTE,
-                    f"{side.name}: after {step.operation}, vCPU {vcpu.vcpu_id} caches gfn "
+                    f"after {step.operation}, vCPU {vcpu.vcpu_id} caches gfn "
                     f"{arch.mmio_gfn:#x} as MMIO for the current memslot generation, but memslot "
                     f"{memslot.id} holds it",
                     extra=(f"MMIO cache gfn {arch.mmio_gfn:#x} gen {arch.mmio_gen:#x}",)))
