@@ -476,7 +476,7 @@ def test_the_gate_mix_runs_on_older_and_newer_entry_points(v69, tag):
     """v6.1.15 (no spte_to_child_sp, root counts through the union, roots zapped by work
     items), v6.13.2 (gfns kept only ``if (sp->shadowed_translation)``, hflags read) and
     v6.18.2 (the rmap lock bit, free_page of a NULL external table): every
-    sequence runs or names its reason; only the environment's known gaps stop."""
+    sequence runs (the environment has no known gap left)."""
     from harness.check import fidelity
     from harness.resolve import tree_source
     from kernel_models.model_source import HAND_WRITTEN
@@ -485,8 +485,8 @@ def test_the_gate_mix_runs_on_older_and_newer_entry_points(v69, tag):
                                         f"tree {tag}", tree.text_at(tag, "Makefile"))
     assert tree_source.operations_run(state, state) is None
     rows = fidelity.compare_operations(state, HAND_WRITTEN.state("base"))
-    stopped = {r.sequence.split(":")[0] for r in rows if r.outcome == "not run"}
-    assert stopped <= NOT_YET_IN_THE_ENVIRONMENT, stopped - NOT_YET_IN_THE_ENVIRONMENT
+    stopped = {(r.sequence.split(":")[0], r.detail[:200]) for r in rows if r.outcome == "not run"}
+    assert not stopped, sorted(stopped)[:5]
     # they run (a release's behaviour may differ from the v6.9 models', e.g. v6.13.2's)
     assert len([r for r in rows if r.outcome in (fidelity.EQUAL, fidelity.DIFFERS)]) > 200
 
@@ -589,3 +589,17 @@ def test_the_rmap_lock_bit_is_its_own_bit_and_unlock_restores(tmp_path):
     assert mutant.entries_while_locked(RmapHead([sp.sptep(0)])) == 1
     sp.external_spt = None
     assert vm.null_address(sp) == 0
+
+
+def test_writing_a_roles_word_sets_its_fields():
+    """``role.word = x`` (v6.1.15 kvm_mmu_after_set_cpuid clears the MMUs' root roles as
+    words) sets every bit field, as the union does; reading gives the word back."""
+    from harness.translate.vm_objects import PageRole, role_word
+    source = PageRole("union kvm_mmu_page_role", level=3, direct=1, access=7, ad_disabled=1)
+    role = PageRole("union kvm_mmu_page_role", level=1, guest_mode=1)
+    role.word = role_word(source)
+    assert (role.level, role.direct, role.access, role.ad_disabled, role.guest_mode) == \
+        (3, 1, 7, 1, 0)
+    assert role.word == source.word
+    role.word = 0
+    assert (role.level, role.direct, role.access) == (0, 0, 0) and role.word == 0

@@ -679,12 +679,16 @@ def _lpage_info(slot, level: int) -> list:
 def _slot_arch(slot):
     """``slot->arch``: its rmaps as the model keeps them, the huge-page info as x86.c
     makes it for a new slot; the write-track counts are the model's
-    (``environment_reach.gfn_write_track``)."""
+    (``environment_reach.gfn_write_track``), under both releases' names: up to v6.5
+    ``gfn_track[mode]`` per tracking mode, whose only mode is KVM_PAGE_TRACK_WRITE = 0
+    (v6.1.15 kvm_host.h ``kvm_arch_memory_slot``, page_track.c ``update_gfn_track``), from
+    v6.6 ``gfn_write_track``."""
     if "_arch" not in slot.__dict__:
         slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
                                         rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)],
                                         lpage_info=[_lpage_info(slot, level) for level in (2, 3)],
-                                        gfn_write_track=environment_reach.gfn_write_track(slot))
+                                        gfn_write_track=environment_reach.gfn_write_track(slot),
+                                        gfn_track=[environment_reach.gfn_write_track(slot)])
     return slot.__dict__["_arch"]
 
 

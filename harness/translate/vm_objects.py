@@ -213,7 +213,8 @@ VCPU_CACHES = {"mmu_page_header_cache": "page_header", "mmu_shadow_page_cache": 
 
 def prepare_vcpu(vcpu) -> None:
     """Give a hand-written ``kvm_vcpu`` the fields the translated init paths use;
-    the MMU's ``sync_spte`` is the guest mode's ``FNAME(sync_spte)`` (the nested table's)."""
+    the MMU's ``sync_spte`` (``sync_page`` up to v6.3) is the guest mode's
+    ``FNAME(sync_spte)`` (``FNAME(sync_page)``), the nested table's."""
     mmu = vcpu.arch.mmu
     if vcpu.kvm is not None and "_root_role" not in mmu.__dict__:
         # kvm_calc_tdp_mmu_root_page_role: A/D bits off in the root's pages exactly when
@@ -223,6 +224,10 @@ def prepare_vcpu(vcpu) -> None:
             ad_disabled=not vcpu.kvm.shadow_accessed_mask, access=7, cr0_wp=True, efer_nx=True)
     if vcpu.kvm is not None and "sync_spte" not in mmu.__dict__:
         mmu.sync_spte = lambda vcpu_, sp, i: getattr(vcpu.kvm, "FNAME(sync_spte)")(vcpu_, sp, i)
+    if vcpu.kvm is not None and "sync_page" not in mmu.__dict__:
+        # up to v6.3 the hook is per page: kvm_sync_page calls mmu->sync_page, the guest
+        # mode's FNAME(sync_page) (v6.1.15 mmu.c kvm_sync_page, paging_tmpl.h)
+        mmu.sync_page = lambda vcpu_, sp: getattr(vcpu.kvm, "FNAME(sync_page)")(vcpu_, sp)
     if not isinstance(mmu.root, Struct):
         mmu.root = Struct("struct kvm_mmu_root_info", hpa=INVALID_PAGE, pgd=0)
     mmu.__dict__.setdefault("prev_roots", [Struct("struct kvm_mmu_root_info", hpa=INVALID_PAGE,
@@ -299,6 +304,16 @@ class PageRole(Struct):
     @property
     def word(self):
         return role_word(self)
+
+    @word.setter
+    def word(self, value):
+        """Writing the union's word sets every field (mmu.c kvm_mmu_after_set_cpuid and
+        the init paths clear or copy whole roles as words)."""
+        shift = 0
+        for name, width in ROLE_BITS:
+            if name:
+                setattr(self, name, (int(value) >> shift) & ((1 << width) - 1))
+            shift += width
 
 
 # -- mmu_notifier arguments -------------------------------------------------------
