@@ -625,3 +625,30 @@ def test_a_hunk_whose_removed_line_no_tree_holds_is_not_covered_naming_the_line(
     [cover] = [c for c in resolution.hunks if c.file == MMU_C]
     assert not cover.covered
     assert "its removed line 'if (x > 10)' (and 1 more) is in no version" in cover.reason
+
+
+def test_a_patch_applied_first_changes_no_file_when_one_of_its_files_does_not_take_it(tmp_path):
+    """As ``git am``: an earlier patch that applies to one of its files and not to the other
+    leaves the state as it was (never half a patch, one file calling what the other removed);
+    the record names the file that refused and why the other was not applied."""
+    from harness.resolve.preimage import applied_first
+    spte_h = "arch/x86/kvm/mmu/spte.h"
+    tree = make_tree(tmp_path)
+    commit_text(tree, "static inline int helper(void)\n{\n\treturn 1;\n}\n", "spte", file=spte_h)
+    original = (tree / MMU_C).read_text()
+    (tree / MMU_C).write_text(original.replace(*DROP_ACCESSED_FLUSH))
+    (tree / spte_h).write_text("static inline int helper(void)\n{\n\treturn 2;\n}\n")
+    patch = tmp_path / "both.patch"
+    patch.write_text(git(tree, "diff"))
+    git(tree, "checkout", "-q", ".")
+    both = open_tree(str(tree))
+    memory, [record] = applied_first([("both", hunks_of(patch))], both, "HEAD", lambda f: True)
+    assert record["applied"] == [MMU_C, spte_h] and memory.text(spte_h) is not None
+    # the tree moves on in mmu.c so the patch's mmu.c hunk no longer fits there
+    commit_text(tree, original.replace(DROP_ACCESSED_FLUSH[0], DIRTY_FLUSH), "moved on")
+    memory, [record] = applied_first([("both", hunks_of(patch))], open_tree(str(tree)),
+                                     "HEAD", lambda f: True)
+    assert record["applied"] == [] and memory.text(MMU_C) is None and memory.text(spte_h) is None
+    reasons = {row["file"]: row["reason"] for row in record["preimages"]}
+    assert "not applied: arch/x86/kvm/mmu/mmu.c of the same patch" in reasons[spte_h]
+    assert "whole or not at all" in reasons[spte_h]

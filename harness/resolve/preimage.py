@@ -422,9 +422,11 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
     the commit a ``Fixes:`` names), applied in order by the same routes; they
     are not judged.  A file that already holds the patch (a stable tree holds
     the commit a backport fixes) stays as it is; so does a file that does not
-    take the hunks exactly (as ``git apply --reject`` leaves it; fuzz is for
-    the patch under check, not for guessing what a tree holds); the record
-    says which file went which way.  Only ``FIRST_ROUTES`` are taken: the index blob
+    take the hunks exactly (fuzz is for the patch under check, not for guessing
+    what a tree holds).  As ``git am`` does, a patch applies whole or not at all:
+    when one of its files does not take its hunks, none of its files change, so
+    the state never holds half a patch (one file calling what the patch's other
+    file removed); the record says which file went which way and why.  Only ``FIRST_ROUTES`` are taken: the index blob
     or an older version of a file must not bring another release into the
     state at ``rev``.  ``read_file(path)`` says whether kconform reads a file.
     """
@@ -436,16 +438,21 @@ def applied_first(patches, tree, rev: str, read_file) -> tuple[Memory, list[dict
                  and already_applied(held[f], file_hunks(hunks, f))]
         found = find_preimages(hunks, [f for f in files if f not in there], tree, rev, memory,
                                FIRST_ROUTES)
-        # as ``git apply --reject``: each file that takes its hunks, exactly, changes
-        taken = {f: p.post for f, p in found.items()
-                 if isinstance(p, PreImage) and p.fuzz == 0}
+        # as ``git am``: the patch changes its files only when every one takes its hunks
+        fits = {f: p.post for f, p in found.items()
+                if isinstance(p, PreImage) and p.fuzz == 0}
+        refused = [f for f in found if f not in fits]
+        taken = {} if refused else fits
         memory = memory.with_files(taken, label).with_added(
             [h for h in hunks if read_file(h.file)], label)
         rows = [{"file": f, "route": None, "reason": f"already in {rev}: left as it is"}
                 for f in there]
         rows += [p.as_dict() | ({} if f in taken else {
                      "route": None, "reason": p.reason if isinstance(p, PreImageMiss) else
-                     f"rejected: it takes the hunks only with fuzz {p.fuzz}"})
+                     f"rejected: it takes the hunks only with fuzz {p.fuzz}"
+                     if f in refused else
+                     f"not applied: {', '.join(refused)} of the same patch does not take "
+                     "its hunks, and a patch applies whole or not at all (as git am)"})
                  for f, p in found.items()]
         record.append({"patch": label, "applied": sorted(taken), "preimages": rows})
     return memory, record
