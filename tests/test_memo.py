@@ -81,6 +81,7 @@ def test_a_translated_state_is_never_kept():
 def test_a_transition_is_kept_whole_only_for_the_same_bodies_and_contract(callee_mutant,
                                                                         monkeypatch):
     base, mutant = callee_mutant
+    memo.start()                # whole transitions are kept inside a run of kconform only
     functions = ("mmu_spte_update",)
     quiet = E.check_transition("t", base, base, IDENTITY, functions=functions,
                                operations=False)
@@ -100,3 +101,26 @@ def test_a_transition_is_kept_whole_only_for_the_same_bodies_and_contract(callee
     assert again.findings == caught.findings and again.coverage == caught.coverage
     with pytest.raises(AssertionError, match="run again"):
         E.check_transition("t", base, mutant, other, functions=functions, operations=False)
+
+
+def test_whole_transitions_are_kept_only_inside_a_run():
+    """Outside a run of kconform (``memo.start``) a transition is checked afresh each time:
+    its key holds the states' bodies, not the operation table, so a caller that swaps an
+    operation between two checks (tests/test_entry_points.py does) must not read the first."""
+    base = VersionSet.series_state("base")
+    key = memo.transition_key(base, base, IDENTITY, "gate", 0, ["matches_contract"], (), True)
+    assert key is not None
+
+    def check():
+        return E.check_transition("base", base, base, IDENTITY, checks=["matches_contract"],
+                                  functions=())
+
+    memo.clear()
+    check()
+    assert memo.kept_transition(key) is None
+    memo.start()
+    try:
+        check()
+        assert memo.kept_transition(key) is not None, "inside a run the transition is kept"
+    finally:
+        memo.clear()

@@ -123,7 +123,10 @@ def keep(run_key: tuple | None, run: Run) -> None:
 # A whole transition (engine.check_transition): the same two states (by every body), the
 # same contract (by value) and the same settings give the same outcome.  A series checked
 # twice in one run (an mbox holding v2 and v3 of the same patches) checks each once.
-_TRANSITIONS: dict[tuple, object] = {}
+# None outside a run of kconform (``start``): the key holds the states' bodies, not the
+# operation table, so a caller that swaps an operation between two checks must not be
+# answered from the first.
+_TRANSITIONS: dict[tuple, object] | None = None
 
 
 def bodies(versions) -> frozenset | None:
@@ -152,11 +155,11 @@ def transition_key(before, after, contract, profile, seed, checks, functions, op
 
 
 def kept_transition(key):
-    return None if key is None else _TRANSITIONS.get(key)
+    return None if key is None or _TRANSITIONS is None else _TRANSITIONS.get(key)
 
 
 def keep_transition(key, outcome) -> None:
-    if key is not None:
+    if key is not None and _TRANSITIONS is not None:
         _TRANSITIONS[key] = outcome
 
 
@@ -216,16 +219,17 @@ def keep_point(point: Point, key: tuple | None, events: tuple, tables: tuple,
 
 def start() -> None:
     """A run of kconform starts: forget every kept run and keep trajectories from now on."""
-    global _TRAJECTORIES
+    global _TRAJECTORIES, _TRANSITIONS
     clear()
     _TRAJECTORIES = {}
+    _TRANSITIONS = {}
 
 
 def clear() -> None:
     """Forget every kept run (a new run of kconform starts, or one ended)."""
-    global _TRAJECTORIES
+    global _TRAJECTORIES, _TRANSITIONS
     _RUNS.clear()
-    _TRANSITIONS.clear()
+    _TRANSITIONS = None
     _TRAJECTORIES = None
     _POINTS[0] = 0
 
