@@ -553,8 +553,7 @@ def gfn_to_memslot(kvm, gfn):
 # Memslot lookup (include/linux/kvm_host.h): the tree defines it over struct kvm_memslots
 # (an rbtree, a hash and last_used_slot); the environment's memslots are the VM's list, so
 # these replace the translations (harness.translate.vm_objects).
-MEMSLOT_FUNCTIONS = vm_objects.MEMSLOT_FUNCTIONS
-MEMSLOT_FUNCTIONS = {**MEMSLOT_FUNCTIONS, **environment_reach.MEMSLOT_FUNCTIONS}
+MEMSLOT_FUNCTIONS = {**vm_objects.MEMSLOT_FUNCTIONS, **environment_reach.MEMSLOT_FUNCTIONS}
 
 
 def _host_models() -> dict:
@@ -684,11 +683,11 @@ def _slot_arch(slot):
     (v6.1.15 kvm_host.h ``kvm_arch_memory_slot``, page_track.c ``update_gfn_track``), from
     v6.6 ``gfn_write_track``."""
     if "_arch" not in slot.__dict__:
+        write_track = environment_reach.gfn_write_track(slot)
         slot.__dict__["_arch"] = Struct("kvm_arch_memory_slot",
                                         rmap=[LevelRmaps(slot, level) for level in (1, 2, 3)],
                                         lpage_info=[_lpage_info(slot, level) for level in (2, 3)],
-                                        gfn_write_track=environment_reach.gfn_write_track(slot),
-                                        gfn_track=[environment_reach.gfn_write_track(slot)])
+                                        gfn_write_track=write_track, gfn_track=[write_track])
     return slot.__dict__["_arch"]
 
 

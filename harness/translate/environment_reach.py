@@ -51,7 +51,8 @@ tree's files, each read in the C at v6.9 (``/tmp/ktree``) first:
   (``vm_objects.role_word``) and a ``union kvm_mmu_page_role`` local of translated
   code reads its word from its fields (``new_struct``).
 - **The vCPU** (``prepare_vcpu``): ``vcpu->arch.hflags`` is 0 (not in guest mode, not
-  in SMM: kvm_arch_vcpu_memslots_id gives address space 0); ``mmu->page_fault`` is
+  in SMM: kvm_arch_vcpu_memslots_id gives address space 0; the default is
+  ``environment.FIELD_DEFAULTS``); ``mmu->page_fault`` is
   kvm_tdp_page_fault (init_kvm_tdp_mmu: both MMUs of the mix are TDP), which
   kvm_mmu_do_page_fault calls through and compares against.
 - **The emulator** (x86.c ``x86_emulate_instruction``, where
@@ -212,8 +213,6 @@ def prepare_vcpu(vcpu) -> None:
     kvm_mmu_do_page_fault calls and compares against)."""
     from harness.translate.runtime import _FunctionRef
     mmu = vcpu.arch.mmu
-    # vcpu->arch.hflags: not in guest mode, not in SMM (kvm_arch_vcpu_memslots_id: as 0)
-    vcpu.arch.__dict__.setdefault("hflags", 0)
     if vcpu.kvm is not None and "page_fault" not in mmu.__dict__:
         mmu.page_fault = _FunctionRef(vcpu.kvm, "kvm_tdp_page_fault")
 
