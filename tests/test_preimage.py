@@ -433,7 +433,7 @@ class _Hunk:
 # -- the reverse route: the patch as merged in a later commit, taken out again --------------
 
 from harness.resolve.kernel_tree import reverse_hunk          # noqa: E402
-from harness.resolve.preimage import find_preimages           # noqa: E402
+from harness.resolve.preimage import ALL_ROUTES, find_preimages  # noqa: E402
 from tests import shared                                       # noqa: E402
 
 FIRST_AT_V1 = """\
@@ -458,6 +458,10 @@ static int second(int b)
 FIRST_BETWEEN = (FIRST_AT_V1.replace("x += 1;", "x += 11;").replace("x += 2;", "x += 12;")
                  .replace("x += 3;", "x += 13;").replace("return 10;", "return 100;")
                  .replace("return x;", "return x + 0;"))
+# upstream, nearer the patch's base than v1 but still not it: two context lines above the
+# check differ (more than the fuzz ignores), so no commit takes the patch and only
+# 'reverse' can place it; the check's removed lines are as the patch has them
+NEAR_BETWEEN = FIRST_BETWEEN.replace("x += 12;", "x += 120;").replace("x += 13;", "x += 130;")
 CHECK_BEFORE = "\tif (x > 10)\n\t\treturn 100;\n"
 CHECK_AFTER = "\tif (x > 20)\n\t\treturn 20;\n"
 
@@ -478,19 +482,19 @@ def patch_on(tmp_path, text: str, old: str, new: str):
     return patch
 
 
-def reverse_tree(tmp_path, between_committed: bool, merged: str):
-    """v1, then (optionally) the upstream change, then ``merged`` tagged v2."""
+def reverse_tree(tmp_path, between_committed: bool, merged: str, between: str = NEAR_BETWEEN):
+    """v1, then (optionally) the upstream change ``between``, then ``merged`` tagged v2."""
     tree = shared.make_tree(tmp_path / "linux", {MMU_C: FIRST_AT_V1})
     git(tree, "tag", "v1")
     if between_committed:
-        tagged(tree, FIRST_BETWEEN, None, "upstream change")
+        tagged(tree, between, None, "upstream change")
     merged_at = tagged(tree, merged, "v2", "merged")
     return tree, merged_at
 
 
-def reverse_preimages(tree, patch, rev: str = "v1"):
+def reverse_preimages(tree, patch, rev: str = "v1", routes=ALL_ROUTES):
     hunks = hunks_of(patch)
-    return find_preimages(hunks, [MMU_C], open_tree(str(tree)), rev, Memory())[MMU_C]
+    return find_preimages(hunks, [MMU_C], open_tree(str(tree)), rev, Memory(), routes)[MMU_C]
 
 
 def test_reverse_hunk_undoes_what_the_hunk_does(tmp_path):
@@ -569,7 +573,10 @@ def test_the_new_lines_elsewhere_in_a_later_commit_are_not_a_place_for_the_hunk(
                                       + "\treturn b;\n")
     tree, _ = reverse_tree(tmp_path, True, elsewhere)
     assert CHECK_AFTER in elsewhere and CHECK_BEFORE in elsewhere
-    assert isinstance(reverse_preimages(tree, patch), PreImageMiss)
+    # v2 still takes the patch forward (route 'later' finds it); reversed, it does not
+    assert reverse_preimages(tree, patch).route == "later"
+    without_later = tuple(r for r in ALL_ROUTES if r != "later")
+    assert isinstance(reverse_preimages(tree, patch, routes=without_later), PreImageMiss)
 
 
 def test_a_hunk_that_only_removes_lines_must_fit_exactly(tmp_path):
@@ -589,7 +596,8 @@ def test_a_hunk_that_only_removes_lines_must_fit_exactly(tmp_path):
 
 def test_reverse_comes_only_after_the_other_routes_and_not_in_a_plain_directory(tmp_path):
     patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
-    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER))
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER),
+                           FIRST_BETWEEN)
     # at the commit before the merge, the file at rev takes the patch: no reverse
     found = reverse_preimages(tree, patch, rev="v2~1")
     assert isinstance(found, PreImage) and found.route == "rev"
@@ -652,3 +660,62 @@ def test_a_patch_applied_first_changes_no_file_when_one_of_its_files_does_not_ta
     reasons = {row["file"]: row["reason"] for row in record["preimages"]}
     assert "not applied: arch/x86/kvm/mmu/mmu.c of the same patch" in reasons[spte_h]
     assert "whole or not at all" in reasons[spte_h]
+
+
+# -- route 'later': a commit after --rev the patch applies to -------------------------
+
+def test_a_patch_posted_before_a_release_is_found_in_the_commit_after_rev_that_takes_it(tmp_path):
+    """The patch's base is in the tree, only after --rev: that real state is the pre-image,
+    before 'reverse' (the merged v2 could be taken out again, but it is a constructed base)."""
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER),
+                           FIRST_BETWEEN)
+    between = git(tree, "rev-parse", "v2~1").strip()
+    found = reverse_preimages(tree, patch)
+    assert isinstance(found, PreImage) and found.route == "later"
+    assert found.commit == between and found.fuzz == 0 and not found.unverified
+    assert found.text == FIRST_BETWEEN
+    assert "oldest commit after v1 that takes the whole patch" in found.detail
+    resolution = resolve(hunks_of(patch), tree=open_tree(str(tree)), rev="v1")
+    [image] = resolution.preimages
+    assert image.route == "later" and "approximate" not in (resolution.reason or "")
+    assert resolution.memory.rev == between       # the run's next patch reads that commit
+
+
+def test_later_is_not_taken_over_an_earlier_patch_of_the_run(tmp_path):
+    """An earlier patch of the run changed a file: a later commit's files would drop it."""
+    patch = patch_on(tmp_path, FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    tree, _ = reverse_tree(tmp_path, True, FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER),
+                           FIRST_BETWEEN)
+    memory = Memory().with_files({"arch/x86/kvm/mmu/spte.h": "int x;\n"}, "0001")
+    found = find_preimages(hunks_of(patch), [MMU_C], open_tree(str(tree)), "v1", memory)[MMU_C]
+    assert found.route == "reverse"
+    plain = tmp_path / "plain"
+    (plain / MMU_C).parent.mkdir(parents=True)
+    (plain / MMU_C).write_text(FIRST_AT_V1)
+    found = reverse_preimages(plain, patch, rev="HEAD")
+    assert ("later", "the tree has no history (a plain directory)") in found.tried
+
+
+def test_the_patch_after_one_found_later_reads_the_rest_of_the_tree_at_that_commit(tmp_path):
+    """Patch 2 of a run changes mmu.c (in memory from patch 1) and spte.h, which only the
+    commit patch 1 was found at holds as patch 2 needs it: read there, not at --rev."""
+    spte_h = "arch/x86/kvm/mmu/spte.h"
+    tree = shared.make_tree(tmp_path / "linux", {MMU_C: FIRST_AT_V1, spte_h: "#define A 1\n"})
+    git(tree, "tag", "v1")
+    commit_text(tree, "#define A 2\n", "upstream spte.h", file=spte_h)
+    commit_text(tree, FIRST_BETWEEN, "upstream mmu.c")
+    one = patch_on(tmp_path / "one", FIRST_BETWEEN, CHECK_BEFORE, CHECK_AFTER)
+    after_one = FIRST_BETWEEN.replace(CHECK_BEFORE, CHECK_AFTER)
+    scratch = shared.make_tree(tmp_path / "scratch2", {MMU_C: after_one, spte_h: "#define A 2\n"})
+    (scratch / MMU_C).write_text(after_one.replace("return 20;", "return 21;"))
+    (scratch / spte_h).write_text("#define A 3\n")
+    two = tmp_path / "two.patch"
+    two.write_text(git(scratch, "diff"))
+    renamed_index(two)
+    first = resolve(hunks_of(one), tree=open_tree(str(tree)), rev="v1")
+    assert first.preimages[0].route == "later"
+    second = resolve(hunks_of(two), tree=open_tree(str(tree)), rev="v1", memory=first.memory)
+    routes = {p.file: p.route for p in second.preimages}
+    assert routes == {MMU_C: "series", spte_h: "rev"}
+    assert [p.commit for p in second.preimages if p.file == spte_h] == [first.memory.rev]

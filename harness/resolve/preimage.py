@@ -14,7 +14,13 @@ order, each returning a ``PreImage`` or the reason it could not):
    repaired web-archive copy applies);
 4. ``history`` - the newest commit of ``git log REV -- FILE`` (at most
    ``HISTORY_LIMIT`` commits) whose text of the file the hunks apply to;
-5. ``reverse`` - only when a file has no pre-image by the four above, and for
+5. ``later``   - only when a file has no pre-image by the four above, no earlier
+   patch of the run changed a file, and for the whole patch at once: the oldest
+   commit after ``REV`` (towards the tree's ``HEAD``) at which every read file
+   takes the hunks, as ``git apply`` would (a patch posted before a release and
+   merged after it applies to that release).  Before = that commit's files, so the
+   pre-image is a real tree state, only newer than ``REV``: the detail says so;
+6. ``reverse`` - only when a file has no pre-image by the five above, and for
    the whole patch at once: the oldest commit after ``REV`` (towards the
    tree's ``HEAD``) that holds the patch as merged, i.e. from which every
    read file's hunks can be taken out again as ``git apply -R`` would (the
@@ -64,6 +70,9 @@ class Memory:
     # (file, line, label): lines the patches applied first add, applied or not; what the
     # base the checked patch was written on held ('reverse' checks removed lines against them)
     added: tuple[tuple[str, str, str], ...] = ()
+    # the commit the texts sit on when a patch's pre-images came from one after --rev
+    # (routes 'later', 'reverse'): the patches after it read the rest of the tree there
+    rev: str | None = None
 
     def text(self, path: str) -> tuple[str, str] | None:
         for file, text, label in self.files:
@@ -71,14 +80,15 @@ class Memory:
                 return text, label
         return None
 
-    def with_files(self, posts: dict[str, str], label: str) -> "Memory":
+    def with_files(self, posts: dict[str, str], label: str, rev: str | None = None,
+                   ) -> "Memory":
         kept = [row for row in self.files if row[0] not in posts]
         return Memory(tuple(sorted(kept + [(f, t, label) for f, t in posts.items()])),
-                      self.added)
+                      self.added, rev or self.rev)
 
     def with_added(self, hunks, label: str) -> "Memory":
         rows = {(h.file, " ".join(line.split()), label) for h in hunks for line in h.added}
-        return Memory(self.files, tuple(sorted(set(self.added) | rows)))
+        return Memory(self.files, tuple(sorted(set(self.added) | rows)), self.rev)
 
     def added_lines(self, path: str) -> dict[str, str]:
         """Line (whitespace-normalised) -> the label of a patch applied first that adds it."""
@@ -271,9 +281,11 @@ def file_hunks(hunks, file: str) -> tuple:
     return tuple(sorted(result, key=lambda h: h.source_start))
 
 
-# After the per-file routes: the patch as merged in a later commit, taken out again.
+# After the per-file routes, for the whole patch: a later commit it applies to, then the
+# patch as merged in a later commit, taken out again.
+LATER = "later"
 REVERSE = "reverse"
-ALL_ROUTES = tuple(name for name, _ in ROUTES) + (REVERSE,)
+ALL_ROUTES = tuple(name for name, _ in ROUTES) + (LATER, REVERSE)
 
 
 def find_preimages(hunks, files, tree, rev: str, memory: Memory,
@@ -281,21 +293,65 @@ def find_preimages(hunks, files, tree, rev: str, memory: Memory,
                    ) -> dict[str, PreImage | PreImageMiss]:
     """Every file of ``files`` the hunks touch -> its pre-image or the miss.
 
-    When a file has no pre-image by the per-file ``ROUTES`` and ``reverse`` is
-    allowed, every file's pre-image comes from one later commit that holds the
-    patch (``from_reverse``), so the files of one patch are of one tree state."""
+    When a file has no pre-image by the per-file ``ROUTES``, every file's
+    pre-image comes from one later commit: the oldest the patch applies to
+    (``from_later``), else the oldest that holds the patch (``from_reverse``), so
+    the files of one patch are of one tree state."""
     found = {}
     for file in files:
         blob = next((h.source_blob for h in hunks if h.file == file), None)
         found[file] = find_preimage(Request(file, file_hunks(hunks, file), blob, rev, memory,
                                             routes=routes), tree)
-    if REVERSE in routes and any(isinstance(p, PreImageMiss) for p in found.values()):
-        reversed_ = from_reverse(hunks, files, tree, rev, memory)
-        if isinstance(reversed_, dict):
-            return reversed_
+    for name, route in ((LATER, from_later), (REVERSE, from_reverse)):
+        if name not in routes or not any(isinstance(p, PreImageMiss) for p in found.values()):
+            continue
+        whole = route(hunks, files, tree, rev, memory)
+        if isinstance(whole, dict):
+            return whole
         found = {f: p if isinstance(p, PreImage) else dataclasses.replace(
-                     p, tried=p.tried + ((REVERSE, reversed_),)) for f, p in found.items()}
+                     p, tried=p.tried + ((name, whole),)) for f, p in found.items()}
     return found
+
+
+def from_later(hunks, files, tree, rev: str, memory: Memory) -> dict[str, PreImage] | str:
+    """Every file's pre-image at the oldest commit after ``rev`` at which all of ``files``
+    take their hunks (exactly in every commit first, then with fuzz), or why there is none.
+    Not when an earlier patch of the run changed a file: that commit would drop its change."""
+    if memory.files:
+        return ("not tried: an earlier patch of this run changed "
+                f"{', '.join(sorted({f for f, _, _ in memory.files}))}, and a later commit's "
+                "files would drop that change")
+    commits = tree.later(rev, list(files), HISTORY_LIMIT)
+    if commits is None:
+        return "the tree has no history (a plain directory)"
+    if not commits:
+        return f"no commit after {rev} (towards HEAD) changes {', '.join(files)}"
+    by_file = {f: file_hunks(hunks, f) for f in files}
+    first_reason = ""
+    for fuzz in (0, MAX_FUZZ):
+        for commit in commits:
+            images = {}
+            for file in files:
+                request = Request(file, by_file[file], None, commit, max_fuzz=fuzz)
+                text = tree.text_at(commit, file)
+                found = (f"{file} does not exist at {commit[:12]}" if text is None else
+                         _found(request, LATER, text, commit, _later_detail(
+                             file, tree, commit, rev)))
+                if not isinstance(found, PreImage):
+                    first_reason = first_reason or found
+                    break
+                images[file] = found
+            else:
+                return images
+    return (f"none of the {len(commits)} commits after {rev} that change "
+            f"{', '.join(f.rsplit('/', 1)[-1] for f in files)} takes the whole patch "
+            f"(first: {first_reason})")
+
+
+def _later_detail(file: str, tree, commit: str, rev: str) -> str:
+    return (f"{file.rsplit('/', 1)[-1]} at {commit[:12]} ({tree.describe(commit)}): the "
+            f"oldest commit after {rev} that takes the whole patch; a real tree state, newer "
+            f"than {rev}")
 
 
 def removed_runs(hunk) -> list[list[str]]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from harness.ingest.hunks import hunk_lines, side_code
 from harness.ingest.scope import is_read_file
 from harness.resolve import labels
-from harness.resolve.preimage import (REVERSE, Memory, PreImage, PreImageMiss, find_preimages,
+from harness.resolve.preimage import (LATER, REVERSE, Memory, PreImage, PreImageMiss, find_preimages,
                                       functions_in_preimages)
 from kernel_models import registry
 from kernel_models.model_source import HAND_WRITTEN
@@ -386,6 +386,7 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
     read = sorted({h.file for h in hunks if is_read_file(h.file)})
     if not read:
         return _not_read(_resolve_plain(hunks, {}, previous), hunks, OUT_OF_SCOPE)
+    rev = memory.rev or rev      # an earlier patch of the run moved the state to a later commit
     routes = find_preimages(hunks, read, tree, rev, memory)
     found = {f: r for f, r in routes.items() if isinstance(r, PreImage)}
     missed = {f: r for f, r in routes.items() if isinstance(r, PreImageMiss)}
@@ -400,14 +401,18 @@ def _resolve_with_tree(hunks, touched, tree, previous: str | None, rev: str, mem
         return _not_read(Resolution(None, None, (), coverage, reason, preimages=preimages,
                                     memory=memory, notes=tuple(p.note for p in preimages)),
                          hunks)
-    after_memory = memory.with_files({f: p.post for f, p in found.items()}, label)
     state_rev, state_memory = rev, memory
-    merged_at = {p.commit for p in found.values() if p.route == REVERSE}
-    if merged_at:
-        # the pre-images are a later commit minus the patch: the state is that commit's,
-        # which holds what the earlier patches in memory were (they are merged before it)
-        [state_rev] = merged_at
+    moved_to = {p.commit for p in found.values() if p.route in (LATER, REVERSE)}
+    if moved_to:
+        # the pre-images are a later commit's ('later'), or that commit minus the patch
+        # ('reverse'): the state is that commit's, which holds what the earlier patches in
+        # memory were ('reverse': they are merged before it; 'later': there were none)
+        [state_rev] = moved_to
         state_memory = Memory()
+    # the next patch of the run reads that commit too, with this patch's texts on it
+    after_memory = (Memory(added=memory.added) if moved_to else memory).with_files(
+        {f: p.post for f, p in found.items()}, label, rev=state_rev if moved_to else None)
+    merged_at = {p.commit for p in found.values() if p.route == REVERSE}
     resolution = _models_for(hunks, touched, previous, found, tree, state_rev, state_memory)
     if merged_at:
         resolution = _unverified_hunks(dataclasses.replace(resolution, reason=(
