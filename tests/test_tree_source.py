@@ -136,3 +136,57 @@ def test_a_bug_in_translated_code_ends_the_run_with_its_event(monkeypatch):
     with pytest.raises(Exception):
         engine._function_step("mmu_spte_update", base, stops, identity, case)
     assert issubclass(KernelStop, Exception)
+
+
+# -- a prototype in a header: covered by its definition's hunks, never alone ----------
+
+class _Rows:
+    """A translated state reduced to what ``cover`` asks of it: which file defines what."""
+
+    def __init__(self, defined: dict[str, str]):
+        self.defined = defined
+
+    def rows(self):
+        from types import SimpleNamespace
+        return {name: SimpleNamespace(file=file) for name, file in self.defined.items()}
+
+    def version(self, file, name):
+        return self.rows().get(name) if self.defined.get(name) == file else None
+
+    def miss(self, file, name):
+        return None if self.defined.get(name) == file else \
+            f"{name} is not defined in {file.rsplit('/', 1)[-1]} of this state"
+
+
+def _hunk(index, file, function):
+    from types import SimpleNamespace
+    from harness.resolve.strategies import BEHAVIOUR
+    return SimpleNamespace(index=index, file=file, function=function, kind=BEHAVIOUR, reason="")
+
+
+TDP_C, TDP_H = "arch/x86/kvm/mmu/tdp_mmu.c", "arch/x86/kvm/mmu/tdp_mmu.h"
+
+
+def test_a_declaration_hunk_is_covered_by_the_definition_the_patch_also_changes():
+    state = _Rows({"clear_dirty_slot": TDP_C})
+    header = _hunk(1, TDP_H, "clear_dirty_slot")
+    both = frozenset({(TDP_C, "clear_dirty_slot"), (TDP_H, "clear_dirty_slot")})
+    found = tree_source.cover(header, state, state, both)
+    assert found.covered and found.model == "declaration of clear_dirty_slot (defined in " \
+                                            "tdp_mmu.c)"
+    assert "this patch's hunks there carry the change" in found.reason
+
+
+def test_a_declaration_changed_without_its_definition_is_not_covered():
+    state = _Rows({"clear_dirty_slot": TDP_C})
+    header = _hunk(1, TDP_H, "clear_dirty_slot")
+    alone = frozenset({(TDP_H, "clear_dirty_slot")})
+    found = tree_source.cover(header, state, state, alone)
+    assert not found.covered and found.reason == "clear_dirty_slot is defined on neither side"
+    # nor when the definition is missing on one side, or is the environment's stand-in
+    gone = _Rows({})
+    assert not tree_source.cover(header, state, gone, alone | {(TDP_C, "clear_dirty_slot")}
+                                 ).covered
+    host = _Rows({"clear_dirty_slot": tree_source.ENVIRONMENT})
+    assert not tree_source.cover(header, host, host, alone | {(tree_source.ENVIRONMENT,
+                                                               "clear_dirty_slot")}).covered

@@ -235,8 +235,23 @@ def runs(before: TranslatedState, after: TranslatedState, function: str,
     return f"{why}, and {operations}"
 
 
-def cover(hunk, before: TranslatedState, after: TranslatedState):
-    """How a translated tree state covers one hunk (``strategies.HunkCoverage``)."""
+def defined_elsewhere(hunk, before: TranslatedState, after: TranslatedState,
+                      changed: frozenset) -> str | None:
+    """The file that defines the function a header hunk only declares (a prototype), when
+    it is translated on both sides and this patch changes that definition too; else None.
+    The declaration has no behaviour of its own: the definition's hunks carry the change
+    (a prototype changed without its definition does not compile, and is not modelled)."""
+    rows = [state.rows().get(hunk.function) for state in (before, after)]
+    if any(row is None or row.file in (hunk.file, ENVIRONMENT) for row in rows):
+        return None
+    file = rows[1].file
+    return file if rows[0].file == file and (file, hunk.function) in changed else None
+
+
+def cover(hunk, before: TranslatedState, after: TranslatedState,
+          changed: frozenset = frozenset()):
+    """How a translated tree state covers one hunk (``strategies.HunkCoverage``);
+    ``changed``: the (file, function) pairs of the patch's other behaviour hunks."""
     from harness.ingest.scope import is_read_file
     from harness.resolve.strategies import BEHAVIOUR, COMMENT, DOCUMENTATION, WHITESPACE, \
         HunkCoverage
@@ -265,7 +280,14 @@ def cover(hunk, before: TranslatedState, after: TranslatedState):
                 return result(False, None, f"{hunk.function} does not translate {side} the "
                                            f"change: {why}")
     if old is None and new is None:
-        return result(False, None, f"{hunk.function} is defined on neither side")
+        definition = defined_elsewhere(hunk, before, after, changed)
+        if definition is None:
+            return result(False, None, f"{hunk.function} is defined on neither side")
+        short = definition.rsplit("/", 1)[-1]
+        return result(True, f"declaration of {hunk.function} (defined in {short})", (
+            f"a declaration in {hunk.file.rsplit('/', 1)[-1]}: {hunk.function} is defined in "
+            f"{short}, translated before and after, and this patch's hunks there carry the "
+            f"change"))
     model = " -> ".join(f"translated {hunk.function}" if row else "(absent)"
                         for row in (old, new))
     return result(True, model, TRANSLATED_HOW)
@@ -275,7 +297,8 @@ def translated_resolution(hunks, before: TranslatedState, after: TranslatedState
     """The Resolution over two translated states, or the reason they cannot be used."""
     from harness.resolve.strategies import BEHAVIOUR, FunctionPair, Resolution
 
-    coverage = tuple(cover(h, before, after) for h in hunks)
+    changed = frozenset((h.file, h.function) for h in hunks if h.kind == BEHAVIOUR)
+    coverage = tuple(cover(h, before, after, changed) for h in hunks)
     pairs, seen = [], set()
     for hunk, covered in zip(hunks, coverage):
         key = (hunk.file, hunk.function)
