@@ -175,6 +175,9 @@ def test_a_declaration_hunk_is_covered_by_the_definition_the_patch_also_changes(
     assert found.covered and found.model == "declaration of clear_dirty_slot (defined in " \
                                             "tdp_mmu.c)"
     assert "this patch's hunks there carry the change" in found.reason
+    # a new function: declared and defined by the patch, so defined after only
+    new = tree_source.cover(header, _Rows({}), state, both)
+    assert new.covered and new.model.startswith("declaration of clear_dirty_slot")
 
 
 def test_a_declaration_changed_without_its_definition_is_not_covered():
@@ -183,9 +186,10 @@ def test_a_declaration_changed_without_its_definition_is_not_covered():
     alone = frozenset({(TDP_H, "clear_dirty_slot")})
     found = tree_source.cover(header, state, state, alone)
     assert not found.covered and found.reason == "clear_dirty_slot is defined on neither side"
-    # nor when the definition is missing on one side, or is the environment's stand-in
-    gone = _Rows({})
-    assert not tree_source.cover(header, state, gone, alone | {(TDP_C, "clear_dirty_slot")}
+    # nor when the definition is the environment's stand-in, or is in two files
+    other = _Rows({"clear_dirty_slot": MMU_C})
+    assert not tree_source.cover(header, state, other, alone | {(TDP_C, "clear_dirty_slot"),
+                                                                (MMU_C, "clear_dirty_slot")}
                                  ).covered
     host = _Rows({"clear_dirty_slot": tree_source.ENVIRONMENT})
     assert not tree_source.cover(header, host, host, alone | {(tree_source.ENVIRONMENT,

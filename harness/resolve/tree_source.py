@@ -238,14 +238,20 @@ def runs(before: TranslatedState, after: TranslatedState, function: str,
 def defined_elsewhere(hunk, before: TranslatedState, after: TranslatedState,
                       changed: frozenset) -> str | None:
     """The file that defines the function a header hunk only declares (a prototype), when
-    it is translated on both sides and this patch changes that definition too; else None.
-    The declaration has no behaviour of its own: the definition's hunks carry the change
-    (a prototype changed without its definition does not compile, and is not modelled)."""
+    it is translated there on each side that has it (a new function: after only; a removed
+    one: before only) and this patch changes that definition too; else None.  The
+    declaration has no behaviour of its own: the definition's hunks carry the change (a
+    prototype changed without its definition does not compile, and is not modelled)."""
     rows = [state.rows().get(hunk.function) for state in (before, after)]
-    if any(row is None or row.file in (hunk.file, ENVIRONMENT) for row in rows):
+    files = {row.file for row in rows if row is not None}
+    if len(files) != 1 or files & {hunk.file, ENVIRONMENT}:
         return None
-    file = rows[1].file
-    return file if rows[0].file == file and (file, hunk.function) in changed else None
+    [file] = files
+    if any(row is None and state.miss(file, hunk.function) not in (None, "") and
+           "is not defined" not in state.miss(file, hunk.function)
+           for row, state in zip(rows, (before, after))):
+        return None                   # there, but not translated: that side is not modelled
+    return file if (file, hunk.function) in changed else None
 
 
 def cover(hunk, before: TranslatedState, after: TranslatedState,
@@ -286,8 +292,8 @@ def cover(hunk, before: TranslatedState, after: TranslatedState,
         short = definition.rsplit("/", 1)[-1]
         return result(True, f"declaration of {hunk.function} (defined in {short})", (
             f"a declaration in {hunk.file.rsplit('/', 1)[-1]}: {hunk.function} is defined in "
-            f"{short}, translated before and after, and this patch's hunks there carry the "
-            f"change"))
+            f"{short}, translated on each side that has it, and this patch's hunks there "
+            f"carry the change"))
     model = " -> ".join(f"translated {hunk.function}" if row else "(absent)"
                         for row in (old, new))
     return result(True, model, TRANSLATED_HOW)
