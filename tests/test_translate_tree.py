@@ -516,3 +516,40 @@ def test_the_install_script_keeps_its_tree_outside_the_repository():
     assert text.startswith("#!/usr/bin/env bash\n") and "apt-get download" in text
     assert "dpkg-deb -x" in text and "linux-source-6.1/arch/x86/kvm/*" in text
     assert "/.cache}/kconform/linux-source-6.1" in text and "exit 3" in text
+
+
+WARNS = """static void unrelated(void)
+{
+}
+
+static int warns(struct kvm *kvm, int x)
+{
+	WARN_ON_ONCE(x > 3);
+	if (x > 5)
+		WARN_ON_ONCE(x > 3);
+	WARN_ON(x < 0);
+	return x;
+}
+"""
+
+
+def _warn_events(state, x):
+    _, vm = run(state, "warns", x)
+    return [e for e in vm.log if isinstance(e, Warn)]
+
+
+def test_a_warn_is_named_by_its_condition_not_its_line(tmp_path):
+    """A patch above a WARN moves its line: the same WARN of both versions must be the same
+    event, else every WARN below any hunk would read as a changed one; a WARN whose
+    condition changed, or the second of two identical ones, stays apart."""
+    before = translate(tmp_path / "a", WARNS)
+    moved = translate(tmp_path / "b", "/* two lines\n   above */\n" + WARNS.replace(
+        "static void unrelated(void)\n{\n}\n", ""))
+    assert _warn_events(before, 4) == _warn_events(moved, 4)
+    [event] = _warn_events(before, 4)
+    assert event.what == "warns: WARN_ON_ONCE(x > 3)"
+    second = [e.what for e in _warn_events(before, 6)]
+    assert second == ["warns: WARN_ON_ONCE(x > 3)", "warns: WARN_ON_ONCE(x > 3) #2"]
+    changed = translate(tmp_path / "c", WARNS.replace("WARN_ON(x < 0)", "WARN_ON(x < 1)"))
+    assert [e.what for e in _warn_events(changed, -1)] == ["warns: WARN_ON(x < 1)"]
+    assert [e.what for e in _warn_events(before, -1)] == ["warns: WARN_ON(x < 0)"]

@@ -30,7 +30,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from pycparser import c_ast
+from pycparser import c_ast, c_generator
 
 from harness.translate.c_types import (SIGNED, SIZES, UNSIGNED, Signature, _base,  # noqa: F401
                                        parameters, signature, type_of)
@@ -85,6 +85,7 @@ class Emitter:
         self.frames: list[list] = []        # ["loop"] / ["switch", flag, kinds] / ["dispatch", ...]
         self.sig = signature(func)
         self.boxed = self._address_taken()
+        self.warn_sites: dict[str, int] = {}   # a WARN's call text -> how many so far
 
     # -- helpers ------------------------------------------------------------
     def miss(self, construct: str, node) -> Miss:
@@ -740,7 +741,7 @@ class Emitter:
         else:
             text = ", ".join(self.argument(a) for a in args)
         if name in WARN_LIKE:
-            where = f"{self.sig.name}: {name} at {self.where(node)}"
+            where = self.warn_site(name, args)
             return f"{name}(_vm, {text}, what={where!r})" if text else f"{name}(_vm, what={where!r})"
         if name in self.context.primitives:
             return f"{name}(_vm{', ' if text else ''}{text})"
@@ -754,10 +755,15 @@ class Emitter:
             return repr(_base(node.type))
         return self.expr(node)
 
-    def where(self, node) -> str:
-        coord = getattr(node, "coord", None)
-        file = (coord.file if coord and coord.file else self.file).rsplit("/", 1)[-1]
-        return f"{file}:{coord.line if coord else 0}"
+    def warn_site(self, name: str, args) -> str:
+        """A WARN's identity in the events: its function and its condition as the C reads
+        it (the nth of identical ones), never its line, which a patch above it moves: the
+        same WARN of two versions must compare equal."""
+        condition = " ".join(c_generator.CGenerator().visit(args[0]).split()) if args else ""
+        site = f"{name}({condition})"
+        self.warn_sites[site] = self.warn_sites.get(site, 0) + 1
+        count = self.warn_sites[site]
+        return f"{self.sig.name}: {site}" + (f" #{count}" if count > 1 else "")
 
 
 WARN_LIKE = frozenset({"WARN_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE", "KVM_BUG_ON",
