@@ -135,6 +135,7 @@ def hunk_rows(hunks, resolution, outcome) -> list[dict]:
     coverage_by_index = {h.index: h for h in resolution.hunks} if resolution else {}
     stopped = operation_level_stopped(outcome.coverage) if outcome else None
     unchecked = operation_level_only(outcome.coverage) if stopped else set()
+    unexercised = dict(outcome.unexercised) if outcome else {}
     rows = []
     for hunk in hunks:
         cover = coverage_by_index.get(hunk.index)
@@ -145,6 +146,10 @@ def hunk_rows(hunks, resolution, outcome) -> list[dict]:
         if cover and cover.covered and hunk.function in unchecked:
             # only the operation level checks this function, and it did not finish
             cover = dataclasses.replace(cover, covered=False, reason=stopped)
+        if cover and cover.covered and hunk.function in unexercised:
+            cover = dataclasses.replace(cover, covered=False, reason=(
+                f"translated, but no check ran the change: in {hunk.function}, "
+                f"{unexercised[hunk.function]}"))
         read = is_read_file(hunk.file)
         rows.append({
             "index": hunk.index, "file": hunk.file, "function": hunk.function,

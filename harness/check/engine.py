@@ -33,6 +33,7 @@ from hypothesis import seed as hypothesis_seed
 from harness.check import cause as plain_words
 from harness.check import checks as K
 from harness.check import docs
+from harness.check import exercised
 from harness.check import memo
 from harness.check import contracts as C
 from harness.check import drivers as D
@@ -121,12 +122,14 @@ class CheckOutcome:
     contract: C.Contract
     observed: frozenset = frozenset()     # channels on which before and after ever differed
     fixes: tuple[Finding, ...] = ()       # checks the before-state fails and the after holds
+    unexercised: tuple = ()               # (function, why): changed code no check ran
 
     def as_dict(self) -> dict:
         return {"findings": [f.as_dict() for f in self.findings],
                 "coverage": [c.as_dict() for c in self.coverage],
                 "contract": self.contract.as_dict(),
-                "fixes": [f.as_dict() for f in self.fixes]}
+                "fixes": [f.as_dict() for f in self.fixes],
+                "unexercised": [list(u) for u in self.unexercised]}
 
 
 MAX_FINDINGS_PER_LEVEL = 12
@@ -169,7 +172,7 @@ def check_patch(patch, hunks, resolution, *, profile: str = "gate", seed: int = 
                               contract)
     return CheckOutcome(findings + tuple(unobserved) + documentation.findings,
                         outcome.coverage + documentation.coverage, contract,
-                        outcome.observed, tuple(fixes))
+                        outcome.observed, tuple(fixes), outcome.unexercised)
 
 
 def _kept_fixes(before, after, contract, profile, seed, selected) -> tuple:
@@ -260,11 +263,15 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     outcome = memo.kept_transition(key)
     if outcome is not None:         # the same bodies, contract and settings: the same answer
         return replace(outcome, contract=contract)
+    # with a tree, which of the changed translated code the checks run (``exercised``)
+    pieces, sources = exercised.changed_pieces(before, after) \
+        if exercised.is_translated(before) and exercised.is_translated(after) else ([], {})
     # a translated state of another release has its own spte.h: its domain and bit names
-    with following(spte_layout_of(before)):
+    with following(spte_layout_of(before)), exercised.Watch(pieces, sources) as watch:
         findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
                                                          checks, functions, operations)
-    outcome = CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed))
+    outcome = CheckOutcome(tuple(findings), tuple(coverage), contract, frozenset(observed),
+                           unexercised=watch.unexercised())
     memo.keep_transition(key, outcome)
     return outcome
 
