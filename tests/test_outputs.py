@@ -244,7 +244,9 @@ def test_patchwork_checks_map_verdicts_to_states():
     assert {c["context"] for c in checks} == {"kconform"}
     assert checks[3]["target_url"] == "https://ci.example/r/1/index.html#patch-4"
     assert checks[3]["message_id"] == "<20240320005024.3216282-5-seanjc@google.com>"
-    assert checks[3]["description"].startswith("4/4 FAIL: flush_required")
+    # the plain cause first (what a reader acts on), then the check that found it
+    assert checks[3]["description"].startswith("4/4 FAIL: stale TLB entry: mmu_spte_update "
+                                               "no longer flushes the TLB [flush_required")
     assert checks[2]["description"].startswith("3/4 MISS: 1 of 2 hunks not checked")
     assert all(len(c["description"]) <= 255 and "\n" not in c["description"] for c in checks)
 

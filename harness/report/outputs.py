@@ -305,6 +305,18 @@ def finding_title(finding: dict) -> str:
     return one_line(f"{finding.get('check', '?')}: {finding.get('channel', '?')}{where}{during}")
 
 
+def finding_why(finding: dict) -> str:
+    """The plain cause a reader acts on, then the check that found it:
+    ``stale TLB entry: ... [flush_required: flush in mmu_spte_update]``."""
+    cause = finding.get("cause")
+    return one_line(f"{cause} [{finding_title(finding)}]") if cause else finding_title(finding)
+
+
+def of(count: int, total: int, noun: str) -> str:
+    """``1 of 1 hunk``, ``2 of 3 hunks``."""
+    return f"{count} of {total} {noun}{'' if total == 1 else 's'}"
+
+
 # --- why: causes and culprits ------------------------------------------------
 
 NOT_THIS_PATCH = "not this patch"     # harness.check.culprit: the finding predates the patch
@@ -533,22 +545,22 @@ def reasons(item: dict) -> str:
     missing = uncovered_hunks(item)
     parts = []
     if failing:
-        parts.append("; ".join(finding_title(f) for f in failing[:2])
+        parts.append("; ".join(finding_why(f) for f in failing[:2])
                      + (f" (+{len(failing) - 2} more)" if len(failing) > 2 else ""))
     if missing:
         places = ", ".join(one_line(f"{os.path.basename(str(h.get('file') or '?'))} "
                                     f"{h.get('function') or '(no function)'}")
                            for h in missing[:2])
-        parts.append(f"{len(missing)} of {len(item.get('hunks') or [])} hunks not checked"
+        parts.append(f"{of(len(missing), len(item.get('hunks') or []), 'hunk')} not checked"
                      f" ({places})")
     if warning:
         parts.append(("also warned: " if parts else "")
-                     + "; ".join(finding_title(f) for f in warning[:2]))
+                     + "; ".join(finding_why(f) for f in warning[:2]))
     if not parts:
         hunks = item.get("hunks") or []
-        parts.append(f"{len(hunks)} of {len(hunks)} hunks checked, no findings of its own"
+        parts.append(f"{of(len(hunks), len(hunks), 'hunk')} checked, no findings of its own"
                      if hunks and inherited_findings(item) else
-                     f"{len(hunks)} of {len(hunks)} hunks checked, no findings" if hunks
+                     f"{of(len(hunks), len(hunks), 'hunk')} checked, no findings" if hunks
                      else "nothing to check")
     for finding in inherited_findings(item)[:2]:
         parts.append(f"{one_line(finding.get('check'))} {blame_label(finding)}")

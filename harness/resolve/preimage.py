@@ -139,7 +139,8 @@ class PreImage:
         moved = sum(1 for offset in self.offsets if offset)
         parts = [f"fuzz {self.fuzz}"] if self.fuzz else []
         if moved:
-            parts.append(f"{moved} of {len(self.offsets)} hunks at an offset")
+            total = len(self.offsets)
+            parts.append(f"{moved} of {total} hunk{'' if total == 1 else 's'} at an offset")
         return ", ".join(parts) or "exactly"
 
     @property
