@@ -148,7 +148,7 @@ def hunk_rows(hunks, resolution, outcome) -> list[dict]:
             cover = dataclasses.replace(cover, covered=False, reason=stopped)
         if cover and cover.covered and hunk.function in unexercised:
             cover = dataclasses.replace(cover, covered=False, reason=(
-                f"translated, but no check ran the change: in {hunk.function}, "
+                f"modelled, but no check ran the change: in {hunk.function}, "
                 f"{unexercised[hunk.function]}"))
         read = is_read_file(hunk.file)
         rows.append({

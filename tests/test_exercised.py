@@ -155,3 +155,17 @@ def test_fname_is_unexercised_only_when_no_instance_ran_its_change():
         functions["paging64_do_fault"](VM, 1, True)
     unexercised = dict(watch.unexercised())
     assert "FNAME(do_fault)" not in unexercised and "ept_do_fault" in unexercised
+
+
+def test_a_watch_inside_a_watch_leaves_the_outer_ones_probes_in_place():
+    before, after = state(BEFORE), state(AFTER)
+    pieces, sources = exercised.changed_pieces(before, after)
+    new = model(AFTER)
+    code = new.__code__
+    with exercised.Watch(pieces, sources) as outer:
+        with exercised.Watch(pieces, sources):       # a check inside the check
+            new(VM, 0, False)
+        new(VM, 1, True)                             # after the inner one ended
+        assert new.__code__ is not code
+    assert new.__code__ is code
+    assert outer.unexercised() == ()

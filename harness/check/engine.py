@@ -263,9 +263,8 @@ def check_transition(name: str, before: VersionSet, after: VersionSet, contract:
     outcome = memo.kept_transition(key)
     if outcome is not None:         # the same bodies, contract and settings: the same answer
         return replace(outcome, contract=contract)
-    # with a tree, which of the changed translated code the checks run (``exercised``)
-    pieces, sources = exercised.changed_pieces(before, after) \
-        if exercised.is_translated(before) and exercised.is_translated(after) else ([], {})
+    # which of the changed code the checks run (``exercised``)
+    pieces, sources = exercised.changed_pieces(before, after)
     # a translated state of another release has its own spte.h: its domain and bit names
     with following(spte_layout_of(before)), exercised.Watch(pieces, sources) as watch:
         findings, coverage, observed = _check_transition(before, after, contract, profile, seed,
