@@ -75,8 +75,8 @@ def test_a_function_only_the_stopped_level_checks_is_uncovered():
     finished = engine.Coverage("operations", None, "sampled", 9, None, "operations: sampled")
 
     def covered(coverage):
-        outcome = SimpleNamespace(findings=(), coverage=coverage, contract=None, fixes=(), unexercised=(),
-                                  observed=frozenset())
+        outcome = SimpleNamespace(findings=(), coverage=coverage, contract=None, fixes=(),
+                                  observed=frozenset(), unexercised=())
         return pipeline.hunk_rows([hunk], resolution, outcome)[0]["covered"]
 
     assert covered((only, stopped)) is False
