@@ -286,8 +286,7 @@ def probed_code(code, source: Source, wanted: dict[int, int]):
 
 # The probes in place, shared by the watches active at once (a check inside a check, as
 # the search for inherited findings runs, watches again): original code object ->
-# (statement positions probed, probed code, the function objects running it); and each
-# probe point's id.
+# (statement positions probed, probed code, the function objects running it), and each probe point's id.
 _ACTIVE: list["Watch"] = []
 _SWAPPED: dict[object, tuple[frozenset, object, list]] = {}
 _POINTS: dict[tuple[int, int], int] = {}
