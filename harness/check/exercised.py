@@ -1,13 +1,12 @@
-"""Did the checks run the code a patch changed?
+"""Did the checks run the code a patch changed?  (translated tree states)
 
 A check that never executes a patch's new code compares two versions that
 behave the same on every path it took: a PASS from it says nothing about the
-change.  So the engine watches the model functions a patch changes while it
-checks them, and a function whose changed code no check ran does not cover its
-hunks (``harness.pipeline.hunk_rows``): the patch cannot PASS on it.  With a
-kernel tree both sides of the translated functions are watched; with the
-hand-written models (and the models derived from a hunk) the after side only,
-as the memo replays kept runs of a before side that no watch saw.
+change.  So, with a kernel tree, the engine watches the translated functions a
+patch changes while it checks them, and a function whose changed code no check
+ran does not cover its hunks (``harness.pipeline.hunk_rows``): the patch cannot
+PASS on it.  (Hand-written and derived models are not watched: the memo replays
+their kept runs, which a watch cannot see.)
 
 The changed code of a function is read from its two models: the statements
 each side runs that the other side does not have (temporaries' numbers aside,
@@ -27,15 +26,11 @@ are claimed neither way.
 
 from __future__ import annotations
 
-import __future__
-
 import ast
 import copy
 import difflib
 import gc
-import inspect
 import re
-import textwrap
 import types
 from dataclasses import dataclass
 
@@ -51,12 +46,12 @@ class Piece:
     function: str
     side: str                      # "before" | "after"
     code: object                   # the code object whose frames run it
-    lines: frozenset[int]          # its statements' positions in the body (``_flatten``)
+    lines: frozenset[int]          # the lines its statements start on, in that code
     text: str                      # its first statement, for the reason
 
     def describe(self) -> str:
         what = "removed" if self.side == "before" else "new"
-        more = f" and {len(self.lines) - 1} more statement(s)" if len(self.lines) > 1 else ""
+        more = f" and {len(self.lines) - 1} more line(s)" if len(self.lines) > 1 else ""
         return f"its {what} code `{self.text}`{more} ({self.side})"
 
 
@@ -96,44 +91,6 @@ def _translated_side(state, name: str):
     return Source(tree, code.co_filename, 0, (model(name),) if model else ()), code
 
 
-def _model_side(function, watched: bool):
-    """(Source, code) of a hand-written or derived model function (code None when it is
-    not to be watched), or None when its source cannot be read or its code swapped."""
-    function = inspect.unwrap(function)
-    code = getattr(function, "__code__", None)
-    if code is None or code.co_freevars:
-        return None
-    flags = code.co_flags & __future__.annotations.compiler_flag
-    derived = getattr(function, "derived_ast", None)
-    if derived is not None:                       # harness.translate.derive: compiled from it
-        tree = copy.deepcopy(derived)
-    else:
-        try:
-            text = textwrap.dedent(inspect.getsource(function))
-        except (OSError, TypeError):
-            return None
-        tree = ast.parse(text).body[0]
-        if not isinstance(tree, ast.FunctionDef) or tree.name != code.co_name:
-            return None
-        ast.increment_lineno(tree, code.co_firstlineno - 1)
-        tree.decorator_list = []
-    return Source(tree, code.co_filename, flags, (function,)), (code if watched else None)
-
-
-def _as_derived_from(old, old_function, new_function):
-    """A derived after side was made from the before model with a shared body inlined
-    (``derive.expanded_model``): compare it with that expansion."""
-    if old is None or getattr(new_function, "derived_ast", None) is None:
-        return old
-    from harness.translate.derive import expanded_model
-
-    try:
-        expanded = expanded_model(inspect.unwrap(old_function))
-    except Exception:       # noqa: BLE001 - not expandable: compare as written
-        return old
-    return Source(expanded, old[0].filename, old[0].flags), old[1]
-
-
 def _header(node) -> str:
     """One statement as a line: a compound statement by its header."""
     if isinstance(node, ast.If):
@@ -154,32 +111,23 @@ def _header(node) -> str:
     return ast.unparse(node)
 
 
-def _flatten(tree: ast.FunctionDef) -> list[tuple[int, object, list]]:
-    """The body's statements in order as (depth, node, the list holding it); an
-    ``except`` clause counts as a statement, ``elif`` as the ``if`` it is, a docstring not
-    (nothing runs).  Statements are told apart by position, not line: a model derived
-    from a hunk has made-up line numbers."""
-    out: list[tuple[int, object, list]] = []
+def _statements(tree: ast.FunctionDef) -> list[tuple[int, str, int]]:
+    """The body's statements in order: (depth, text, line), ``elif`` kept as one."""
+    out: list[tuple[int, str, int]] = []
 
     def walk(body, depth):
         for node in body:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and \
                     isinstance(node.value.value, str):
-                continue
-            out.append((depth, node, body))
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                continue                                 # a docstring: not run as code
+            out.append((depth, _header(node), node.lineno))
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Lambda)):
                 continue
             for name in ("body", "handlers", "orelse", "finalbody"):
                 walk(getattr(node, name, None) or [], depth + 1)
 
     walk(tree.body, 0)
     return out
-
-
-def _statements(tree: ast.FunctionDef) -> list[tuple[int, str, int]]:
-    """(depth, the statement as one line, its position) for each statement of the body."""
-    return [(depth, _header(node), index)
-            for index, (depth, node, _) in enumerate(_flatten(tree))]
 
 
 def _pieces(function, side, statements, changed, code) -> list[Piece]:
@@ -210,7 +158,7 @@ def _diff(function, old, new) -> list[Piece]:
             removed += range(i1, i2)
             added += range(j1, j2)
     pieces = []
-    if old is not None and old[1] is not None:
+    if old is not None:
         pieces += _pieces(function, "before", a, removed, old[1])
     if new is not None:
         pieces += _pieces(function, "after", b, added, new[1])
@@ -221,40 +169,24 @@ def changed_pieces(before, after) -> tuple[list[Piece], dict]:
     """The pieces of every function whose model differs between two states (a function
     on one side only: all of it), and each changed code object's Source (for ``Watch``).
 
-    Translated states: every translated function whose Python differs, both sides
-    (a translated state is always run).  Hand-written and derived models: every
-    function whose model object differs, its after side only - ``harness.check.memo``
-    replays kept runs of a before side that an earlier patch's check ran (patch k's
-    after is patch k+1's before), which no probe sees.
+    Translated states only: a translated state is always run (``harness.check.memo``
+    keeps and replays runs of hand-written and derived models, which a watch would
+    not see), so every translated function whose Python differs is watched.
     """
     pieces: list[Piece] = []
     sources: dict = {}
-    if is_translated(before) and is_translated(after):
-        names = sorted(set(before.state.functions) | set(after.state.functions))
-        sides = [(name, _translated_side(before, name), _translated_side(after, name))
-                 for name in names]
-    elif not is_translated(before) and not is_translated(after) and \
-            hasattr(before, "functions") and hasattr(after, "functions"):
-        old_fns, new_fns = before.functions(), after.functions()
-        sides = []
-        for name in sorted(set(old_fns) | set(new_fns)):
-            old_fn, new_fn = old_fns.get(name), new_fns.get(name)
-            if old_fn is new_fn:
-                continue
-            old = _model_side(old_fn, watched=False) if old_fn is not None else None
-            new = _model_side(new_fn, watched=True) if new_fn is not None else None
-            if new is None:
-                continue                  # nothing after to watch (or not readable)
-            sides.append((name, _as_derived_from(old, old_fn, new_fn), new))
-    else:
+    if not (is_translated(before) and is_translated(after)):
         return [], {}
+    names = sorted(set(before.state.functions) | set(after.state.functions))
+    sides = [(name, _translated_side(before, name), _translated_side(after, name))
+             for name in names]
     for name, old, new in sides:
         if old is None and new is None:
             continue
         if old is not None and new is not None and old[1] is new[1]:
             continue                       # the same code object: nothing changed
         for side in (old, new):
-            if side is not None and side[1] is not None:
+            if side is not None:
                 sources[side[1]] = side[0]
         pieces += _diff(name, old, new)
     return pieces, sources
@@ -264,21 +196,41 @@ def is_translated(state) -> bool:
     return getattr(state, "translated", False) and hasattr(state, "state")
 
 
-def probed_code(code, source: Source, wanted: dict[int, int]):
-    """``code`` recompiled with ``_kconform_reached(point)`` before the statement at each
-    wanted position (``{position: point}``; at the head of an ``except`` clause's body):
-    an ``elif``'s probe lands in the ``else`` it stands for, so it runs exactly when that
-    condition is evaluated."""
-    tree = copy.deepcopy(source.tree)
-    statements = _flatten(tree)
-    for index, point in wanted.items():
-        _depth, node, holder = statements[index]
+class _Probes(ast.NodeTransformer):
+    """Put ``_kconform_reached(point)`` before the statement that starts at each wanted
+    line (at the head of the handler's body for an ``except`` line): an ``elif``'s probe
+    lands in the ``else`` it stands for, so it runs exactly when that condition is
+    evaluated."""
+
+    def __init__(self, wanted: dict[int, int]):
+        self.wanted = dict(wanted)
+
+    def _probe(self, point: int, where):
         call = ast.Call(ast.Name(PROBE, ast.Load()), [ast.Constant(point)], [])
-        probe = ast.copy_location(ast.Expr(call), node)
-        if isinstance(node, ast.ExceptHandler):
-            node.body.insert(0, probe)
-        else:
-            holder.insert(holder.index(node), probe)
+        return ast.copy_location(ast.Expr(call), where)
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        if isinstance(node, ast.ExceptHandler) and node.lineno in self.wanted:
+            node.body.insert(0, self._probe(self.wanted.pop(node.lineno), node))
+        for name in ("body", "orelse", "finalbody"):
+            statements = getattr(node, name, None)
+            if not isinstance(statements, list) or not statements or \
+                    not isinstance(statements[0], ast.stmt):
+                continue
+            probed = []
+            for statement in statements:
+                if statement.lineno in self.wanted:
+                    probed.append(self._probe(self.wanted.pop(statement.lineno), statement))
+                probed.append(statement)
+            setattr(node, name, probed)
+        return node
+
+
+def probed_code(code, source: Source, wanted: dict[int, int]):
+    """``code`` recompiled with a probe of point ``wanted[line]`` before the statement at
+    each line."""
+    tree = _Probes(wanted).visit(copy.deepcopy(source.tree))
     module = ast.fix_missing_locations(ast.Module(body=[tree], type_ignores=[]))
     compiled = compile(module, source.filename, "exec", flags=source.flags, dont_inherit=True)
     return _function_code(compiled, code.co_name)
@@ -286,7 +238,7 @@ def probed_code(code, source: Source, wanted: dict[int, int]):
 
 # The probes in place, shared by the watches active at once (a check inside a check, as
 # the search for inherited findings runs, watches again): original code object ->
-# (statement positions probed, probed code, the function objects running it), and each probe point's id.
+# (lines probed, probed code, the function objects running it), and each probe point's id.
 _ACTIVE: list["Watch"] = []
 _SWAPPED: dict[object, tuple[frozenset, object, list]] = {}
 _POINTS: dict[tuple[int, int], int] = {}
@@ -302,8 +254,8 @@ def _point(code, line: int) -> int:
 
 
 def _probe(code, source: Source, lines: set[int]) -> bool:
-    """Make every function running ``code`` run it with probes before the statements at
-    positions ``lines`` too (and those already probed); False when it cannot be done."""
+    """Make every function running ``code`` run it with probes at ``lines`` too (and at
+    the lines already probed); False when it cannot be done."""
     done, probed, functions = _SWAPPED.get(code, (frozenset(), None, []))
     wanted = done | frozenset(lines)
     if wanted == done:
