@@ -57,12 +57,10 @@ class Piece:
 
 @dataclass(frozen=True)
 class Source:
-    """What a function's code was compiled from: its ``def`` (true line numbers), the
-    file name and the compiler flags, so a probed copy compiles the same way."""
+    """What a function's code was compiled from: its ``def``, with the line numbers the
+    code carries, so a probed copy compiles the same way."""
 
     tree: ast.FunctionDef
-    filename: str
-    flags: int
     functions: tuple = ()          # function objects known to run it (the collector may not
                                    # see them: objects made before ``gc.freeze``)
 
@@ -88,7 +86,7 @@ def _translated_side(state, name: str):
     if code is None or tree is None:
         return None
     model = getattr(state.state, "model", None)
-    return Source(tree, code.co_filename, 0, (model(name),) if model else ()), code
+    return Source(tree, (model(name),) if model else ()), code
 
 
 def _header(node) -> str:
@@ -97,17 +95,13 @@ def _header(node) -> str:
         return f"if {ast.unparse(node.test)}:"
     if isinstance(node, ast.While):
         return f"while {ast.unparse(node.test)}:"
-    if isinstance(node, (ast.For, ast.AsyncFor)):
+    if isinstance(node, ast.For):
         return f"for {ast.unparse(node.target)} in {ast.unparse(node.iter)}:"
-    if isinstance(node, (ast.With, ast.AsyncWith)):
-        return "with " + ", ".join(ast.unparse(item) for item in node.items) + ":"
     if isinstance(node, ast.Try):
         return "try:"
     if isinstance(node, ast.ExceptHandler):
         return "except" + (f" {ast.unparse(node.type)}" if node.type else "") + \
             (f" as {node.name}" if node.name else "") + ":"
-    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-        return f"def {node.name}" if isinstance(node, ast.FunctionDef) else f"class {node.name}"
     return ast.unparse(node)
 
 
@@ -121,8 +115,6 @@ def _statements(tree: ast.FunctionDef) -> list[tuple[int, str, int]]:
                     isinstance(node.value.value, str):
                 continue                                 # a docstring: not run as code
             out.append((depth, _header(node), node.lineno))
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Lambda)):
-                continue
             for name in ("body", "handlers", "orelse", "finalbody"):
                 walk(getattr(node, name, None) or [], depth + 1)
 
@@ -177,14 +169,13 @@ def changed_pieces(before, after) -> tuple[list[Piece], dict]:
     sources: dict = {}
     if not (is_translated(before) and is_translated(after)):
         return [], {}
-    names = sorted(set(before.state.functions) | set(after.state.functions))
-    sides = [(name, _translated_side(before, name), _translated_side(after, name))
-             for name in names]
-    for name, old, new in sides:
+    old_functions, new_functions = before.state.functions, after.state.functions
+    for name in sorted(set(old_functions) | set(new_functions)):
+        if _python(old_functions, name) == _python(new_functions, name):
+            continue                       # the same text: the same code object, unchanged
+        old, new = _translated_side(before, name), _translated_side(after, name)
         if old is None and new is None:
             continue
-        if old is not None and new is not None and old[1] is new[1]:
-            continue                       # the same code object: nothing changed
         for side in (old, new):
             if side is not None:
                 sources[side[1]] = side[0]
@@ -192,8 +183,13 @@ def changed_pieces(before, after) -> tuple[list[Piece], dict]:
     return pieces, sources
 
 
+def _python(functions: dict, name: str) -> str | None:
+    translation = functions.get(name)
+    return translation.python if translation is not None else None
+
+
 def is_translated(state) -> bool:
-    return getattr(state, "translated", False) and hasattr(state, "state")
+    return getattr(state, "translated", False)
 
 
 class _Probes(ast.NodeTransformer):
@@ -232,7 +228,7 @@ def probed_code(code, source: Source, wanted: dict[int, int]):
     each line."""
     tree = _Probes(wanted).visit(copy.deepcopy(source.tree))
     module = ast.fix_missing_locations(ast.Module(body=[tree], type_ignores=[]))
-    compiled = compile(module, source.filename, "exec", flags=source.flags, dont_inherit=True)
+    compiled = compile(module, code.co_filename, "exec", dont_inherit=True)
     return _function_code(compiled, code.co_name)
 
 
